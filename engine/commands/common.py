@@ -1,0 +1,111 @@
+"""Options and plumbing shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.events import ConsoleRenderer, EventSink, claim_stdout_for_events
+
+if TYPE_CHECKING:
+    from engine.jobs import JobContext
+    from engine.training.config import TrainConfig
+
+EXIT_FOR_STATUS = {"ok": 0, "error": 1, "cancelled": 130}
+
+
+def add_project_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("project", type=Path, metavar="PROJECT", help="the project folder")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="machine-readable output: events (or the answer) as JSON lines on stdout; "
+        "anything libraries print goes to stderr",
+    )
+
+
+def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12) -> None:
+    """The options of every job that trains: crossval, audit, retrain."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--model", default="small_cnn",
+                       help="small_cnn (CPU default), resnet18, resnet34, resnet50, or module:callable "
+                       "(called with num_classes, returns an nn.Module)")
+    group.add_argument("--pretrained", action="store_true",
+                       help="start a torchvision model from its ImageNet weights in the local torch cache")
+    group.add_argument("--epochs", type=int, default=epochs, help=f"epochs per model (default {epochs})")
+    group.add_argument("--batch-size", type=int, default=128)
+    group.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the model's own)")
+    group.add_argument("--image-size", type=int, default=32, help="training resolution in pixels (default 32)")
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--workers", type=int, default=None,
+                       help="threads for image decoding (default: all cores)")
+
+
+def add_fold_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--folds", type=int, default=3, help="cross-validation folds (default 3)")
+
+
+def make_sink(args: argparse.Namespace) -> EventSink:
+    """Events to a live JSON channel with --json, else a progress bar on the terminal."""
+    if getattr(args, "json", False):
+        return EventSink(live=claim_stdout_for_events())
+    return EventSink(console=ConsoleRenderer(sys.stderr))
+
+
+def print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def add_resume_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resume", metavar="RUN_ID", default=None,
+                        help="continue a cancelled or failed run from its last checkpoint (its own settings are used)")
+
+
+def run_training_command(
+    args: argparse.Namespace,
+    kind: str,
+    extra_spec: dict[str, Any],
+    body: "Callable[[JobContext, TrainConfig, dict[str, Any]], dict[str, Any]]",
+) -> int:
+    """Open the project, make (or resume) a run of ``kind`` and run ``body`` in it.
+
+    ``body(ctx, config, spec)`` gets the training settings and the whole run spec; for a
+    resumed run both come from the run's own spec, so the continuation is the same job.
+    Every failure, even one before the run exists, reaches a --json consumer as events.
+    """
+    from engine.errors import UserError
+    from engine.jobs import run_job
+    from engine.store import Project
+    from engine.training.config import TrainConfig
+
+    sink = make_sink(args)
+    try:
+        with Project.open(args.project) as project:
+            run = None
+            if getattr(args, "resume", None):
+                run = project.run(args.resume)
+                if run.kind != kind:
+                    raise UserError(f"run {run.id} is a {run.kind} run, not {kind}",
+                                    f"resume it with `python -m engine {run.kind} --resume {run.id}`")
+                if run.status == "ok":
+                    raise UserError(f"run {run.id} already finished", "start a new run instead of --resume")
+                spec = run.spec
+            else:
+                spec = {"train": TrainConfig.from_args(args).to_dict(), **extra_spec}
+            config = TrainConfig.from_dict(spec["train"])
+            _, status = run_job(project, kind, spec, lambda ctx: body(ctx, config, spec), sink, run=run)
+    except UserError as exc:
+        sink.error(exc.message, exc.hint)
+        sink.done("error", exc.message)
+        return 2
+    finally:
+        sink.close()
+    return EXIT_FOR_STATUS[status]

@@ -1,0 +1,70 @@
+"""`python -m engine status`: what a project holds."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import Any
+
+from engine.commands.common import add_json_option, add_project_argument, print_json
+from engine.events import format_duration
+from engine.store import Project
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("status", help="show a project's data, noise, runs and decisions")
+    add_project_argument(parser)
+    add_json_option(parser)
+    parser.set_defaults(func=handle)
+
+
+def project_status(project: Project) -> dict[str, Any]:
+    table = project.sample_table()
+    names = project.class_names()
+    decisions = Counter(decision.action for decision in project.decisions().values())
+    per_class = [
+        {"class": name, "train": int(((table.label == index) & (table.split == "train")).sum()),
+         "test": int(((table.label == index) & (table.split == "test")).sum())}
+        for index, name in enumerate(names)
+    ]
+    return {
+        "project": str(project.root),
+        "source": project.source,
+        "samples": {"total": len(table.paths), "train": int(len(table.train_ids)), "test": int(len(table.test_ids))},
+        "classes": per_class,
+        "truth_known": table.truth_known,
+        "noise": project.noise_history(),
+        "skipped_images": len(project.meta("skipped", []) or []),
+        "runs": [
+            {"id": run.id, "kind": run.kind, "status": run.status,
+             "duration_s": (run.finished - run.created) if run.finished else None, "summary": run.summary}
+            for run in project.runs()
+        ],
+        "decisions": {"relabel": decisions["relabel"], "remove": decisions["remove"], "keep": decisions["keep"]},
+    }
+
+
+def handle(args: argparse.Namespace) -> int:
+    with Project.open(args.project) as project:
+        status = project_status(project)
+    if args.json:
+        print_json(status)
+        return 0
+    samples = status["samples"]
+    print(f"{status['project']}: {samples['total']} samples ({samples['train']} train, {samples['test']} held out), "
+          f"{len(status['classes'])} classes, source {status['source'].get('kind', '?')}")
+    for row in status["classes"]:
+        print(f"  {row['class']:<20} {row['train']:>7} train {row['test']:>7} test")
+    if status["skipped_images"]:
+        print(f"  {status['skipped_images']} images were skipped at import (see `status --json`)")
+    print("truth: " + ("known" if status["truth_known"] else "unknown"))
+    for noise in status["noise"]:
+        print(f"noise: {noise['mode']} rate {noise['rate']} seed {noise['seed']} ({noise['changed']} samples changed)")
+    for run in status["runs"]:
+        took = f" in {format_duration(run['duration_s'])}" if run["duration_s"] else ""
+        figures = ", ".join(f"{key} {value:.4g}" for key, value in run["summary"].items()
+                            if isinstance(value, float))
+        print(f"run {run['id']}: {run['status']}{took}" + (f"  ({figures})" if figures else ""))
+    counts = status["decisions"]
+    print(f"decisions: {counts['relabel']} relabeled, {counts['remove']} removed, {counts['keep']} kept")
+    return 0

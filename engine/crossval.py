@@ -1,0 +1,126 @@
+"""K-fold out-of-sample predicted probabilities for every sample.
+
+Train samples get the probabilities of the one fold model that did not see
+them; every other sample (the held-out test split, samples left out of
+training) gets the mean of all fold models, which none of them saw either.
+Each finished fold is saved at once, so a cancelled run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.jobs import JobContext
+from engine.store import atomic_write_bytes
+from engine.training.config import TrainConfig
+from engine.training.fit import StageProgress, fit_and_evaluate
+from engine.training.loop import predict_probs, steps_per_epoch
+
+PRED_PROBS_FILE = "pred_probs.npy"
+FOLDS_FILE = "folds.npy"
+
+
+def check_folds(labels: np.ndarray, folds: int, class_names: list[str]) -> None:
+    """Every class present needs at least ``folds`` samples; two classes at least."""
+    if folds < 2:
+        raise UserError(f"--folds {folds} is too few", "use 2 or more folds (3 is the default)")
+    present, counts = np.unique(labels, return_counts=True)
+    if len(present) < 2:
+        raise UserError("the training data has only one class", "a classifier needs at least two classes of images")
+    small = [(class_names[c], int(n)) for c, n in zip(present, counts) if n < folds]
+    if small:
+        listed = ", ".join(f"{name!r} ({count})" for name, count in small)
+        raise UserError(f"too few training samples for {folds} folds in class {listed}",
+                        f"add images to those classes, or use --folds {max(2, min(n for _, n in small))}")
+
+
+def fold_assignment(ids: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Stratified, seeded fold of each id: (len(ids),) int in [0, folds)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    fold_of = np.empty(len(ids), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(ids)), labels)):
+        fold_of[held_out] = fold
+    return fold_of
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def crossval_pred_probs(
+    ctx: JobContext,
+    config: TrainConfig,
+    folds: int,
+    labels: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
+) -> np.ndarray:
+    """Out-of-sample probabilities, (N, K) float32, for every sample; saved as pred_probs.npy in the run.
+
+    Parameters
+    ----------
+    labels : np.ndarray of shape (N,), optional — labels to train on (default: the observed labels).
+    keep : np.ndarray of shape (N,) bool, optional — False drops a sample from training (it is still scored).
+    """
+    project = ctx.project
+    table = project.sample_table()
+    n, num_classes = project.num_samples, project.num_classes
+    labels = table.label.copy() if labels is None else np.asarray(labels, dtype=np.int64)
+    train_ids = table.train_ids
+    if keep is not None:
+        train_ids = train_ids[np.asarray(keep, dtype=bool)[train_ids]]
+    check_folds(labels[train_ids], folds, project.class_names())
+    fold_of = fold_assignment(train_ids, labels[train_ids], folds, config.seed)
+    other_ids = np.setdiff1d(np.arange(n), train_ids)  # scored by every fold model
+    test_ids = table.test_ids
+
+    fold_sizes = [int((fold_of != fold).sum()) for fold in range(folds)]
+    units = [config.epochs * steps_per_epoch(size, config.batch_size) for size in fold_sizes]
+    progress = StageProgress(ctx.events, "crossval", sum(units))
+    probs = np.zeros((n, num_classes), dtype=np.float32)
+    other_sum = np.zeros((len(other_ids), num_classes), dtype=np.float64)
+    for fold in range(folds):
+        fit_ids, held_out = train_ids[fold_of != fold], train_ids[fold_of == fold]
+        fold_file = ctx.run.folder / f"fold{fold}.npz"
+        if fold_file.is_file():  # finished before a cancel: keep it
+            with np.load(fold_file) as saved:
+                probs[held_out], other_probs = saved["held_out"], saved["other"]
+        else:
+            ctx.events.log(f"fold {fold + 1}/{folds}: training on {len(fit_ids)} samples, scoring {len(held_out)}")
+            result = fit_and_evaluate(
+                ctx, config, fit_ids, labels[fit_ids], held_out, labels[held_out], stage="train",
+                checkpoint_name=f"checkpoint-fold{fold}.pt", progress=progress, progress_offset=sum(units[:fold]),
+                fold=fold,
+            )
+            model, data, amp = result.model, result.data, result.state.amp
+            probs[held_out] = predict_probs(model, data, held_out, amp)
+            other_probs = predict_probs(model, data, other_ids, amp) if len(other_ids) else np.zeros((0, num_classes))
+            _save_fold(fold_file, probs[held_out], other_probs)
+            (ctx.run.folder / f"checkpoint-fold{fold}.pt").unlink(missing_ok=True)
+            values = {"oof_acc": float((probs[held_out].argmax(1) == labels[held_out]).mean())}
+            test_rows = np.searchsorted(other_ids, test_ids)
+            if len(test_ids):
+                values["heldout_acc"] = float((other_probs[test_rows].argmax(1) == labels[test_ids]).mean())
+            ctx.events.metric("crossval", values, fold=fold)
+        other_sum += other_probs
+        progress.update(sum(units[: fold + 1]), f"fold {fold + 1}/{folds} done")
+    if len(other_ids):
+        probs[other_ids] = (other_sum / folds).astype(np.float32)
+    fold_of_sample = np.full(n, -1, dtype=np.int64)
+    fold_of_sample[train_ids] = fold_of
+    save_array(ctx.run.folder / PRED_PROBS_FILE, probs)
+    save_array(ctx.run.folder / FOLDS_FILE, fold_of_sample)
+    return probs
+
+
+def _save_fold(path: Path, held_out: np.ndarray, other: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, held_out=held_out, other=other)
+    atomic_write_bytes(path, buffer.getvalue())

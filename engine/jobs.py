@@ -1,0 +1,128 @@
+"""Running a long job: its run folder, its events, cancellation and failure.
+
+A job is a plain function ``body(ctx) -> summary`` (Orange's pattern): it reports
+through ``ctx.events`` and checks ``ctx.cancel`` now and then. :func:`run_job`
+gives it a run folder, turns SIGINT/SIGTERM into a cooperative cancel, and makes
+sure the stream always ends with exactly one ``done`` event.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from engine.errors import Cancelled, UserError
+from engine.events import EventSink
+from engine.store import Project, RunInfo, atomic_write_bytes
+
+
+class CancelToken:
+    """Set by a signal handler or a caller; checked by the work between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def request(self, reason: str = "cancel requested") -> None:
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_requested(self) -> None:
+        if self._event.is_set():
+            raise Cancelled(self.reason)
+
+
+@dataclass
+class JobContext:
+    project: Project
+    run: RunInfo
+    events: EventSink
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+
+class install_cancel_signals:
+    """Context manager: SIGINT and SIGTERM request a cancel instead of killing the process.
+
+    A second signal while cancelling falls back to the default (immediate) behaviour.
+    """
+
+    def __init__(self, token: CancelToken) -> None:
+        self.token = token
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.token.requested:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+            return
+        self.token.request(f"stopped by {signal.Signals(signum).name}")
+
+    def __enter__(self) -> CancelToken:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handler)
+        return self.token
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+
+def run_job(
+    project: Project,
+    kind: str,
+    spec: dict[str, Any],
+    body: Callable[[JobContext], dict[str, Any]],
+    events: EventSink,
+    cancel: CancelToken | None = None,
+    run: RunInfo | None = None,
+) -> tuple[RunInfo, str]:
+    """Run ``body`` as a recorded run of ``project``; returns the run and its final status.
+
+    Pass ``run`` to continue an existing run (resume); otherwise a new one is made.
+    Errors do not escape: they become an ``error`` event and status ``error``.
+    """
+    if run is None:
+        run = project.new_run(kind, spec)
+    else:
+        project.set_run_status(run.id, "running")
+    events.set_log_path(run.id, run.folder / "events.jsonl")
+    token = cancel or CancelToken()
+    ctx = JobContext(project, run, events, token)
+    events.log(f"{kind} run {run.id} started")
+    summary: dict[str, Any] = {}
+    with install_cancel_signals(token):
+        try:
+            summary = body(ctx)
+            status = "ok"
+        except Cancelled as exc:
+            status = "cancelled"
+            summary = {"reason": str(exc)}
+        except UserError as exc:
+            status = "error"
+            events.error(exc.message, exc.hint)
+            summary = {"error": exc.message}
+        except KeyboardInterrupt:
+            status = "cancelled"
+            summary = {"reason": "interrupted"}
+        except Exception as exc:  # noqa: BLE001 - anything else is a bug; report it, keep the project intact
+            status = "error"
+            events.error(f"{type(exc).__name__}: {exc}", "this is a bug in Label Auditor; the log has the details",
+                         traceback.format_exc())
+            summary = {"error": f"{type(exc).__name__}: {exc}"}
+    project.finish_run(run.id, status, summary)
+    if status == "ok":
+        atomic_write_bytes(run.folder / "summary.json", json.dumps(summary, indent=2, default=str).encode())
+    message = {"ok": "finished", "cancelled": summary.get("reason", ""), "error": summary.get("error", "")}[status]
+    events.done(status, message)  # type: ignore[arg-type]
+    return run, status

@@ -1,0 +1,616 @@
+"""The project store: a folder with an SQLite database and run folders.
+
+Layout of a project folder::
+
+    project.db        samples, classes, noise, runs, scores, decisions + history
+    cache/            decoded images at training resolution (memory-mapped .npy)
+    runs/<run_id>/    spec.json, events.jsonl, arrays (.npy), checkpoints, model
+    openset/          replacement images written by open-set noise synthesis
+
+Sample ids are 0..N-1 and double as row numbers of every per-sample array.
+Every write is one transaction in WAL mode with ``synchronous=FULL``: once a
+call returns, the change survives a crash or a kill.
+
+Imports only the standard library and numpy, so the GUI can use it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+
+from engine.errors import UserError
+
+DB_NAME = "project.db"
+Action = Literal["relabel", "remove", "keep"]
+ACTIONS: tuple[str, ...] = ("relabel", "remove", "keep")
+OUTSIDE_LABEL_SET = -1  # true_label of an open-set sample: its class is none of ours
+
+_MIGRATIONS: list[str] = [
+    # version 1
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE classes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        split TEXT NOT NULL CHECK (split IN ('train', 'test')),
+        given_label INTEGER NOT NULL REFERENCES classes(id),
+        label INTEGER NOT NULL REFERENCES classes(id),
+        true_label INTEGER,
+        source_row INTEGER,
+        width INTEGER,
+        height INTEGER,
+        extra TEXT,
+        image_override TEXT
+    );
+    CREATE INDEX samples_label ON samples(label);
+    CREATE TABLE noise (
+        id INTEGER PRIMARY KEY,
+        mode TEXT NOT NULL,
+        rate REAL NOT NULL,
+        seed INTEGER NOT NULL,
+        params TEXT NOT NULL,
+        changed INTEGER NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created REAL NOT NULL,
+        finished REAL,
+        spec TEXT NOT NULL,
+        summary TEXT
+    );
+    CREATE TABLE scores (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        detector TEXT NOT NULL,
+        sample_id INTEGER NOT NULL REFERENCES samples(id),
+        score REAL NOT NULL,
+        suggested_label INTEGER,
+        flagged INTEGER NOT NULL,
+        rank INTEGER NOT NULL,
+        PRIMARY KEY (run_id, detector, sample_id)
+    );
+    CREATE INDEX scores_rank ON scores(run_id, detector, rank);
+    CREATE TABLE decisions (
+        sample_id INTEGER PRIMARY KEY REFERENCES samples(id),
+        action TEXT NOT NULL CHECK (action IN ('relabel', 'remove', 'keep')),
+        new_label INTEGER REFERENCES classes(id),
+        history_id INTEGER NOT NULL
+    );
+    CREATE TABLE decision_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sample_id INTEGER NOT NULL REFERENCES samples(id),
+        action TEXT NOT NULL,
+        new_label INTEGER,
+        prev_action TEXT,
+        prev_label INTEGER,
+        created REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'undone', 'dropped'))
+    );
+    CREATE INDEX decision_history_state ON decision_history(state, id);
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Decision:
+    sample_id: int
+    action: str
+    new_label: int | None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: str
+    kind: str
+    status: str
+    created: float
+    finished: float | None
+    spec: dict[str, Any]
+    summary: dict[str, Any]
+    folder: Path
+
+
+@dataclass(frozen=True)
+class SampleTable:
+    """Every sample as parallel arrays, indexed by sample id."""
+
+    paths: list[str]
+    split: np.ndarray  # (N,) str: 'train' | 'test'
+    given_label: np.ndarray  # (N,) int64
+    label: np.ndarray  # (N,) int64, the observed (possibly noisy) label
+    true_label: np.ndarray  # (N,) int64, -2 where unknown, -1 outside the label set
+    image_override: list[str | None]
+
+    @property
+    def train_ids(self) -> np.ndarray:
+        return np.flatnonzero(self.split == "train")
+
+    @property
+    def test_ids(self) -> np.ndarray:
+        return np.flatnonzero(self.split == "test")
+
+    @property
+    def truth_known(self) -> bool:
+        return bool((self.true_label != UNKNOWN_TRUTH).all())
+
+
+UNKNOWN_TRUTH = -2
+
+
+def _connect(db_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class Project:
+    """One project folder. Open it with :meth:`open`, make one with :meth:`create`."""
+
+    def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
+        self.root = root
+        self._conn = conn
+
+    # ----------------------------------------------------------- open/create
+    @classmethod
+    def create(cls, root: Path | str) -> "Project":
+        root = Path(root)
+        if (root / DB_NAME).exists():
+            raise UserError(f"{root} already holds a project", "choose another folder, or open it instead")
+        if root.exists() and any(root.iterdir()):
+            raise UserError(f"{root} is not empty", "choose a new or empty folder for the project")
+        root.mkdir(parents=True, exist_ok=True)
+        conn = _connect(root / DB_NAME)
+        project = cls(root, conn)
+        project._migrate()
+        project.set_meta("created", time.time())
+        return project
+
+    @classmethod
+    def open(cls, root: Path | str) -> "Project":
+        root = Path(root)
+        db_path = root / DB_NAME
+        if not db_path.is_file():
+            raise UserError(
+                f"{root} is not a Label Auditor project (no {DB_NAME})",
+                "make one with `python -m engine init` or `python -m engine demo`",
+            )
+        project = cls(root, _connect(db_path))
+        project._migrate()
+        return project
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"{self.root} was written by a newer Label Auditor (schema {version}, this build knows {SCHEMA_VERSION})",
+                "update Label Auditor to open it",
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self.transaction() as conn:
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={number + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable write: committed on leaving, rolled back on an exception."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # ------------------------------------------------------------- folders
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    # ---------------------------------------------------------------- meta
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """How the dataset was imported: kind, image_root, csv path and column names."""
+        return dict(self.meta("source", {}))
+
+    @property
+    def image_root(self) -> Path:
+        return Path(self.source["image_root"])
+
+    # ------------------------------------------------------ classes/samples
+    def add_classes(self, names: Sequence[str]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("INSERT INTO classes(id, name) VALUES (?, ?)", list(enumerate(names)))
+
+    def class_names(self) -> list[str]:
+        return [row[0] for row in self._conn.execute("SELECT name FROM classes ORDER BY id")]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM classes").fetchone()[0])
+
+    def add_samples(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Rows carry path, split, label, and optionally true_label, source_row, width, height, extra."""
+        records = [
+            (
+                index,
+                row["path"],
+                row["split"],
+                row["label"],
+                row["label"],
+                row.get("true_label"),
+                row.get("source_row"),
+                row.get("width"),
+                row.get("height"),
+                json.dumps(row["extra"], ensure_ascii=False) if row.get("extra") else None,
+            )
+            for index, row in enumerate(rows)
+        ]
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO samples(id, path, split, given_label, label, true_label, source_row, width, height, extra)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                records,
+            )
+
+    @property
+    def num_samples(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+    def sample_table(self) -> SampleTable:
+        rows = self._conn.execute(
+            "SELECT path, split, given_label, label, true_label, image_override FROM samples ORDER BY id"
+        ).fetchall()
+        return SampleTable(
+            paths=[row[0] for row in rows],
+            split=np.array([row[1] for row in rows], dtype=object),
+            given_label=np.array([row[2] for row in rows], dtype=np.int64),
+            label=np.array([row[3] for row in rows], dtype=np.int64),
+            true_label=np.array([UNKNOWN_TRUTH if row[4] is None else row[4] for row in rows], dtype=np.int64),
+            image_override=[row[5] for row in rows],
+        )
+
+    def sample_extras(self) -> list[dict[str, Any]]:
+        return [json.loads(row[0]) if row[0] else {} for row in self._conn.execute("SELECT extra FROM samples ORDER BY id")]
+
+    def sample_image_path(self, sample_id: int) -> Path:
+        row = self._conn.execute("SELECT path, image_override FROM samples WHERE id = ?", (sample_id,)).fetchone()
+        if row is None:
+            raise UserError(f"no sample with id {sample_id}", f"ids run from 0 to {self.num_samples - 1}")
+        return self.root / row[1] if row[1] else self.image_root / row[0]
+
+    def resolve_sample(self, ref: str | int) -> int:
+        """A sample named by its integer id or by its path as written in the dataset."""
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            sample_id = int(ref)
+            if 0 <= sample_id < self.num_samples:
+                return sample_id
+            if isinstance(ref, int):
+                raise UserError(f"no sample with id {sample_id}", f"ids run from 0 to {self.num_samples - 1}")
+        path = str(ref).replace("\\", "/")
+        row = self._conn.execute("SELECT id FROM samples WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            raise UserError(
+                f"no sample {ref!r} in this project",
+                f"name a sample by its id (0 to {self.num_samples - 1}) or its path relative to the image root, "
+                "as `python -m engine export` writes it",
+            )
+        return int(row[0])
+
+    def resolve_class(self, ref: str | int) -> int:
+        """A class named by its name or its index."""
+        names = self.class_names()
+        if isinstance(ref, str) and ref in names:
+            return names.index(ref)
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            index = int(ref)
+            if 0 <= index < len(names):
+                return index
+        raise UserError(f"unknown class {ref!r}", f"use one of: {', '.join(names)} (or its index 0-{len(names) - 1})")
+
+    def set_labels(self, labels: np.ndarray, true_labels: np.ndarray, overrides: dict[int, str] | None = None) -> None:
+        """Replace the observed and true labels of every sample (used by noise synthesis)."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE samples SET label = ?, true_label = ? WHERE id = ?",
+                [(int(lab), None if truth == UNKNOWN_TRUTH else int(truth), index)
+                 for index, (lab, truth) in enumerate(zip(labels, true_labels))],
+            )
+            if overrides is not None:
+                conn.execute("UPDATE samples SET image_override = NULL")
+                conn.executemany("UPDATE samples SET image_override = ? WHERE id = ?",
+                                 [(path, index) for index, path in overrides.items()])
+
+    # --------------------------------------------------------------- noise
+    def record_noise(self, mode: str, rate: float, seed: int, params: dict[str, Any], changed: int) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO noise(mode, rate, seed, params, changed, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (mode, rate, seed, json.dumps(params), changed, time.time()),
+            )
+
+    def noise_history(self) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT mode, rate, seed, params, changed, created FROM noise ORDER BY id").fetchall()
+        return [
+            {"mode": m, "rate": r, "seed": s, "params": json.loads(p), "changed": c, "created": t}
+            for m, r, s, p, c, t in rows
+        ]
+
+    # ---------------------------------------------------------------- runs
+    def new_run(self, kind: str, spec: dict[str, Any]) -> RunInfo:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + kind + "-" + uuid.uuid4().hex[:6]
+        folder = self.runs_dir / run_id
+        folder.mkdir(parents=True)
+        (folder / "spec.json").write_text(json.dumps({"kind": kind, **spec}, indent=2))
+        created = time.time()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO runs(id, kind, status, created, spec) VALUES (?, ?, 'running', ?, ?)",
+                (run_id, kind, created, json.dumps(spec)),
+            )
+        return RunInfo(run_id, kind, "running", created, None, spec, {}, folder)
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET status = ?, finished = ?, summary = ? WHERE id = ?",
+                (status, time.time(), json.dumps(summary or {}), run_id),
+            )
+
+    def set_run_status(self, run_id: str, status: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE runs SET status = ?, finished = NULL WHERE id = ?", (status, run_id))
+
+    def runs(self, kind: str | None = None) -> list[RunInfo]:
+        """Every run, oldest first. Runs copied in from elsewhere are registered on sight."""
+        self._register_foreign_runs()
+        query = "SELECT id, kind, status, created, finished, spec, summary FROM runs"
+        params: tuple[Any, ...] = ()
+        if kind:
+            query += " WHERE kind = ?"
+            params = (kind,)
+        rows = self._conn.execute(query + " ORDER BY created, id", params).fetchall()
+        return [self._run_info(row) for row in rows]
+
+    def run(self, run_id: str | None = None, kind: str | None = None) -> RunInfo:
+        """One run by id, or the latest finished run (of a kind) when no id is given."""
+        runs = self.runs(kind)
+        if run_id is None:
+            finished = [run for run in runs if run.status == "ok"]
+            if not finished:
+                what = f"{kind} run" if kind else "run"
+                raise UserError(f"this project has no finished {what}", "run `python -m engine audit PROJECT` first")
+            return finished[-1]
+        for run in runs:
+            if run.id == run_id:
+                return run
+        raise UserError(f"no run {run_id!r} in this project",
+                        f"known runs: {', '.join(run.id for run in runs) or 'none'}")
+
+    def _run_info(self, row: Sequence[Any]) -> RunInfo:
+        run_id, kind, status, created, finished, spec, summary = row
+        return RunInfo(run_id, kind, status, created, finished, json.loads(spec),
+                       json.loads(summary) if summary else {}, self.runs_dir / run_id)
+
+    def _register_foreign_runs(self) -> None:
+        # A run folder made on another machine and copied in has spec.json and
+        # events.jsonl but no row: adopt it so it can be opened like any other.
+        if not self.runs_dir.is_dir():
+            return
+        known = {row[0] for row in self._conn.execute("SELECT id FROM runs")}
+        for folder in sorted(self.runs_dir.iterdir()):
+            if folder.name in known or not (folder / "spec.json").is_file():
+                continue
+            try:
+                spec = json.loads((folder / "spec.json").read_text())
+                summary_path = folder / "summary.json"
+                summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+            except (OSError, json.JSONDecodeError):
+                continue
+            status = "ok" if summary is not None else "unknown"
+            with self.transaction() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO runs(id, kind, status, created, finished, spec, summary) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (folder.name, spec.get("kind", "unknown"), status, folder.stat().st_mtime, None,
+                     json.dumps(spec), json.dumps(summary) if summary is not None else None),
+                )
+
+    # -------------------------------------------------------------- scores
+    def save_scores(
+        self,
+        run_id: str,
+        detector: str,
+        scores: np.ndarray,
+        suggested: np.ndarray | None,
+        flagged: np.ndarray,
+        ranking: np.ndarray | None = None,
+    ) -> None:
+        """Per-sample scores of one detector in one run. Arrays are (N,), indexed by sample id.
+
+        ``ranking`` lists sample ids most-suspect first (all of them); by default, score descending.
+        """
+        n = len(scores)
+        if ranking is None:
+            ranking = np.argsort(-scores, kind="stable")
+        rank = np.empty(n, dtype=np.int64)
+        rank[ranking] = np.arange(n)
+        rows = [
+            (run_id, detector, index, float(scores[index]),
+             None if suggested is None or suggested[index] < 0 else int(suggested[index]),
+             int(bool(flagged[index])), int(rank[index]))
+            for index in range(n)
+        ]
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM scores WHERE run_id = ? AND detector = ?", (run_id, detector))
+            conn.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def detectors(self, run_id: str) -> list[str]:
+        return [row[0] for row in self._conn.execute(
+            "SELECT DISTINCT detector FROM scores WHERE run_id = ? ORDER BY detector", (run_id,))]
+
+    def scores(self, run_id: str, detector: str) -> dict[str, np.ndarray]:
+        """score (N,) float, suggested (N,) int (-1 none), flagged (N,) bool, rank (N,) int."""
+        rows = self._conn.execute(
+            "SELECT sample_id, score, suggested_label, flagged, rank FROM scores"
+            " WHERE run_id = ? AND detector = ? ORDER BY sample_id",
+            (run_id, detector),
+        ).fetchall()
+        if not rows:
+            raise UserError(f"run {run_id} has no scores from detector {detector!r}",
+                            f"detectors in that run: {', '.join(self.detectors(run_id)) or 'none'}")
+        return {
+            "score": np.array([row[1] for row in rows], dtype=np.float64),
+            "suggested": np.array([-1 if row[2] is None else row[2] for row in rows], dtype=np.int64),
+            "flagged": np.array([bool(row[3]) for row in rows]),
+            "rank": np.array([row[4] for row in rows], dtype=np.int64),
+        }
+
+    # ----------------------------------------------------------- decisions
+    def decide(self, sample_ref: str | int, action: str, new_label: str | int | None = None) -> Decision:
+        """Record one decision, committed before this returns. Clears the redo stack."""
+        sample_id = self.resolve_sample(sample_ref)
+        if action not in ACTIONS:
+            raise UserError(f"unknown action {action!r}", f"use one of: {', '.join(ACTIONS)}")
+        label: int | None = None
+        if action == "relabel":
+            if new_label is None:
+                raise UserError("relabel needs a class", "name the new class, for example --relabel cat")
+            label = self.resolve_class(new_label)
+        with self.transaction() as conn:
+            previous = conn.execute("SELECT action, new_label FROM decisions WHERE sample_id = ?", (sample_id,)).fetchone()
+            prev_action, prev_label = previous if previous else (None, None)
+            conn.execute("UPDATE decision_history SET state = 'dropped' WHERE state = 'undone'")
+            cursor = conn.execute(
+                "INSERT INTO decision_history(sample_id, action, new_label, prev_action, prev_label, created)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (sample_id, action, label, prev_action, prev_label, time.time()),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO decisions(sample_id, action, new_label, history_id) VALUES (?, ?, ?, ?)",
+                (sample_id, action, label, cursor.lastrowid),
+            )
+        return Decision(sample_id, action, label)
+
+    def undo(self) -> Decision | None:
+        """Take back the latest decision; returns the sample's state after the undo, None if nothing to undo."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT id, sample_id, prev_action, prev_label FROM decision_history"
+                " WHERE state = 'active' ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            history_id, sample_id, prev_action, prev_label = row
+            conn.execute("UPDATE decision_history SET state = 'undone' WHERE id = ?", (history_id,))
+            self._set_current(conn, sample_id, prev_action, prev_label, history_id)
+        return Decision(sample_id, prev_action or "unreviewed", prev_label)
+
+    def redo(self) -> Decision | None:
+        """Re-apply the latest undone decision; None if there is nothing to redo."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT id, sample_id, action, new_label FROM decision_history"
+                " WHERE state = 'undone' ORDER BY id ASC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            history_id, sample_id, action, label = row
+            conn.execute("UPDATE decision_history SET state = 'active' WHERE id = ?", (history_id,))
+            self._set_current(conn, sample_id, action, label, history_id)
+        return Decision(sample_id, action, label)
+
+    @staticmethod
+    def _set_current(conn: sqlite3.Connection, sample_id: int, action: str | None, label: int | None, history_id: int) -> None:
+        if action is None:
+            conn.execute("DELETE FROM decisions WHERE sample_id = ?", (sample_id,))
+        else:
+            conn.execute(
+                "INSERT OR REPLACE INTO decisions(sample_id, action, new_label, history_id) VALUES (?, ?, ?, ?)",
+                (sample_id, action, label, history_id),
+            )
+
+    def decisions(self) -> dict[int, Decision]:
+        rows = self._conn.execute("SELECT sample_id, action, new_label FROM decisions").fetchall()
+        return {row[0]: Decision(row[0], row[1], row[2]) for row in rows}
+
+    def decision_history(self) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT id, sample_id, action, new_label, prev_action, prev_label, created, state"
+            " FROM decision_history ORDER BY id"
+        ).fetchall()
+        keys = ("id", "sample_id", "action", "new_label", "prev_action", "prev_label", "created", "state")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def can_undo(self) -> bool:
+        return self._conn.execute("SELECT 1 FROM decision_history WHERE state = 'active' LIMIT 1").fetchone() is not None
+
+    def can_redo(self) -> bool:
+        return self._conn.execute("SELECT 1 FROM decision_history WHERE state = 'undone' LIMIT 1").fetchone() is not None
+
+    def labels_with_decisions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(labels (N,), keep mask (N,)): observed labels with relabels applied, removed samples masked out."""
+        labels = self.sample_table().label.copy()
+        keep = np.ones(len(labels), dtype=bool)
+        for decision in self.decisions().values():
+            if decision.action == "relabel" and decision.new_label is not None:
+                labels[decision.sample_id] = decision.new_label
+            elif decision.action == "remove":
+                keep[decision.sample_id] = False
+        return labels, keep
+
+    # ---------------------------------------------------------------- query
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read-only queries for views (the GUI's models page through samples with SQL)."""
+        return self._conn.execute(sql, params).fetchall()
+
+
+def is_project(path: Path | str) -> bool:
+    return (Path(path) / DB_NAME).is_file()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that a reader sees the old or the new content, never half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

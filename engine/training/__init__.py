@@ -1,0 +1,1 @@
+"""The one training loop, its data pipeline, and the hooks methods and detectors plug into."""

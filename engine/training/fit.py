@@ -1,0 +1,115 @@
+"""Training one model inside a job: the cache, the device, progress, checkpoints, evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from engine.errors import UserError
+from engine.events import EtaEstimator, EventSink
+from engine.jobs import JobContext
+from engine.store import Project
+from engine.training.config import TrainConfig
+from engine.training.data import ImageBatches
+from engine.training.device import resolve_device
+from engine.training.hooks import Callback, Method
+from engine.training.loop import ProgressFn, Trainer, TrainState, predict_probs, steps_per_epoch
+
+
+class StageProgress:
+    """Progress of a job stage in whole units (batches), with an ETA; sub-tasks report into a slice of it."""
+
+    def __init__(self, events: EventSink, stage: str, total: int) -> None:
+        self.events = events
+        self.stage = stage
+        self.total = total
+        self.eta = EtaEstimator(total)
+        self.done = 0
+
+    def update(self, done: int, message: str = "") -> None:
+        self.done = done
+        self.events.progress(self.stage, done, self.total, self.eta.eta(done), message)
+
+    def slice(self, offset: int, message: str = "") -> ProgressFn:
+        """A sub-task's (done, total) mapped to this stage's units, starting at ``offset``."""
+        return lambda done, _total: self.update(offset + done, message)
+
+
+def resolve_augment(config: TrainConfig, project: Project) -> str:
+    if config.augment != "auto":
+        return config.augment
+    # Handwritten digits and similar are not mirror-symmetric: translate them, do not flip them.
+    return "crop" if project.source.get("kind") == "demo" else "flip-crop"
+
+
+def open_training_data(ctx: JobContext, config: TrainConfig, labels: np.ndarray) -> ImageBatches:
+    """The decoded-image cache (built on first use) behind a batch server on the chosen device."""
+    from engine.data.cache import ensure_cache
+
+    device = resolve_device(config.device)
+    images = ensure_cache(ctx.project, config.image_size, events=ctx.events, workers=config.workers,
+                          cancel=ctx.cancel)
+    ctx.events.log(f"training on {device.type}" + (" with mixed precision" if device.type == "cuda" else ""))
+    return ImageBatches(images, labels, device, channels_last=True)
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    accuracy: float | None  # on eval ids against eval labels; None without eval ids
+    history: list[dict[str, float]]
+    state: TrainState
+    data: ImageBatches
+
+
+def fit_and_evaluate(
+    ctx: JobContext,
+    config: TrainConfig,
+    train_ids: np.ndarray,
+    train_labels: np.ndarray,
+    eval_ids: np.ndarray | None,
+    eval_labels: np.ndarray | None,
+    *,
+    stage: str,
+    method: Method | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpoint_name: str | None = None,
+    progress: StageProgress | None = None,
+    progress_offset: int = 0,
+    fold: int | None = None,
+) -> FitResult:
+    """Train a fresh model on ``train_ids`` (labels aligned with them) and score it on ``eval_ids``.
+
+    Parameters
+    ----------
+    train_ids, train_labels : np.ndarray of shape (n,) — ids and the labels to train them on.
+    eval_ids, eval_labels : np.ndarray of shape (m,) — held-out ids and the labels to score against.
+    checkpoint_name : file name in the run folder; a resumed run continues from it.
+    """
+    train_ids = np.asarray(train_ids, dtype=np.int64)
+    if len(train_ids) < 2:
+        raise UserError(f"{stage}: only {len(train_ids)} training samples remain", "keep more samples to train on")
+    n = ctx.project.num_samples
+    labels = np.zeros(n, dtype=np.int64)
+    labels[train_ids] = train_labels
+    data = open_training_data(ctx, config, labels)
+    if progress is None:
+        progress = StageProgress(ctx.events, stage, config.epochs * steps_per_epoch(len(train_ids), config.batch_size))
+    checkpoint: Path | None = ctx.run.folder / checkpoint_name if checkpoint_name else None
+    trainer = Trainer(
+        config, data, train_ids, num_classes=ctx.project.num_classes, events=ctx.events, cancel=ctx.cancel,
+        stage=stage, fold=fold, method=method, callbacks=callbacks, checkpoint_path=checkpoint,
+        eval_ids=None if eval_ids is None else np.asarray(eval_ids, dtype=np.int64),
+        eval_labels=None if eval_labels is None else np.asarray(eval_labels, dtype=np.int64),
+        on_progress=progress.slice(progress_offset), augment=resolve_augment(config, ctx.project),
+    )
+    state = trainer.fit()
+    accuracy = None
+    if eval_ids is not None and eval_labels is not None and len(eval_ids):
+        probs = predict_probs(state.model, data, np.asarray(eval_ids, dtype=np.int64), state.amp)
+        accuracy = float((probs.argmax(1) == np.asarray(eval_labels)).mean())
+    return FitResult(state.model, accuracy, state.history, state, data)

@@ -1,0 +1,273 @@
+"""The one training loop. Methods and callbacks (see hooks.py) add behaviour without copying it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.errors import Cancelled
+from engine.events import EventSink
+from engine.jobs import CancelToken
+from engine.models import build_model, default_learning_rate
+from engine.training.config import TrainConfig
+from engine.training.data import ImageBatches
+from engine.training.device import amp_dtype
+from engine.training.hooks import Callback, Method, StepOutput
+
+ProgressFn = Callable[[int, int], None]  # (batches done, batches in this fit)
+
+
+@dataclass
+class TrainState:
+    """Everything a method or callback may look at or change while training."""
+
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+    generator: torch.Generator
+    num_classes: int
+    train_ids: np.ndarray
+    data: ImageBatches
+    fold: int | None = None
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps taken
+    history: list[dict[str, float]] = field(default_factory=list)
+    amp: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    # A last batch of one sample is dropped: BatchNorm cannot train on it.
+    return n // batch_size + (1 if n % batch_size >= 2 else 0)
+
+
+class Trainer:
+    """Trains one model on ``train_ids`` of the cache, with checkpoints, cancel and metrics.
+
+    Parameters
+    ----------
+    data : ImageBatches over the whole cache; its labels are the training targets.
+    train_ids : np.ndarray of shape (n,) — sample ids to train on.
+    eval_ids, eval_labels : optional held-out ids and their reference labels, scored every epoch
+        (at most ``config.eval_limit`` of them) for the ``val_acc`` curve.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: ImageBatches,
+        train_ids: np.ndarray,
+        *,
+        num_classes: int,
+        events: EventSink,
+        cancel: CancelToken | None = None,
+        stage: str = "train",
+        fold: int | None = None,
+        method: Method | None = None,
+        callbacks: Sequence[Callback] = (),
+        checkpoint_path: Path | None = None,
+        eval_ids: np.ndarray | None = None,
+        eval_labels: np.ndarray | None = None,
+        on_progress: ProgressFn | None = None,
+        augment: str = "flip-crop",
+    ) -> None:
+        self.config = config
+        self.events = events
+        self.cancel = cancel or CancelToken()
+        self.stage = stage
+        self.method = method or Method()
+        self.callbacks = list(callbacks)
+        self.checkpoint_path = checkpoint_path
+        self.on_progress = on_progress
+        self.augment = augment
+        self.eval_ids, self.eval_labels = self._eval_subset(eval_ids, eval_labels, config)
+        device = data.device
+        # Seed before building: initial weights are part of a repeatable run.
+        torch.manual_seed(config.seed * 1000 + (fold or 0))
+        model = build_model(config.model, num_classes, config.image_size, config.pretrained).to(device)
+        # Channels-last is faster for convolutions on CUDA and, measured here, on the CPU too.
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        lr = config.lr or default_learning_rate(config.model, config.pretrained)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum, nesterov=True,
+                                    weight_decay=config.weight_decay)
+        # One spare step: the scheduler is stepped after the last optimiser step too.
+        total_steps = config.epochs * steps_per_epoch(len(train_ids), config.batch_size) + 1
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
+                                                        pct_start=0.25, anneal_strategy="linear")
+        generator = torch.Generator().manual_seed(config.seed * 1000 + (fold or 0))
+        amp = amp_dtype(device)
+        self.state = TrainState(
+            config=config, model=model, optimizer=optimizer, scheduler=scheduler, device=device,
+            generator=generator, num_classes=num_classes, train_ids=np.asarray(train_ids), data=data,
+            fold=fold, amp=amp,
+            scaler=torch.amp.GradScaler("cuda") if amp == torch.float16 else None,
+        )
+
+    @staticmethod
+    def _eval_subset(ids: np.ndarray | None, labels: np.ndarray | None,
+                     config: TrainConfig) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if ids is None or labels is None or len(ids) == 0:
+            return None, None
+        if len(ids) > config.eval_limit:
+            pick = np.random.default_rng(config.seed).choice(len(ids), config.eval_limit, replace=False)
+            return ids[pick], labels[pick]
+        return ids, labels
+
+    # ------------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        state = self.state
+        payload = {
+            "epoch": state.epoch,
+            "step": state.step,
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "generator": state.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": state.history,
+            "method": self.method.state_dict(),
+            "callbacks": [callback.state_dict() for callback in self.callbacks],
+            "scaler": state.scaler.state_dict() if state.scaler else None,
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.checkpoint_path)
+
+    def load_checkpoint(self) -> bool:
+        """Resume from the checkpoint if there is one; True when it was loaded."""
+        if self.checkpoint_path is None or not self.checkpoint_path.is_file():
+            return False
+        payload = torch.load(self.checkpoint_path, map_location=self.state.device, weights_only=True)
+        state = self.state
+        state.model.load_state_dict(payload["model"])
+        state.optimizer.load_state_dict(payload["optimizer"])
+        state.scheduler.load_state_dict(payload["scheduler"])
+        state.generator.set_state(payload["generator"].cpu())
+        torch.set_rng_state(payload["torch_rng"].cpu())
+        state.epoch = int(payload["epoch"])
+        state.step = int(payload["step"])
+        state.history = list(payload["history"])
+        self.method.load_state_dict(payload["method"])
+        for callback, saved in zip(self.callbacks, payload["callbacks"]):
+            callback.load_state_dict(saved)
+        if state.scaler and payload.get("scaler"):
+            state.scaler.load_state_dict(payload["scaler"])
+        return True
+
+    # -------------------------------------------------------------- training
+    def fit(self) -> TrainState:
+        state = self.state
+        if self.load_checkpoint():
+            self.events.log(f"{self.stage}: resumed at epoch {state.epoch + 1} of {self.config.epochs}")
+        self.method.setup(state)
+        for callback in self.callbacks:
+            callback.on_fit_start(state)
+        per_epoch = steps_per_epoch(len(state.train_ids), self.config.batch_size)
+        total = per_epoch * self.config.epochs
+        while state.epoch < self.config.epochs:
+            self._train_one_epoch(per_epoch, total)
+        for callback in self.callbacks:
+            callback.on_fit_end(state)
+        return state
+
+    def _train_one_epoch(self, per_epoch: int, total: int) -> None:
+        state = self.state
+        for callback in self.callbacks:
+            callback.on_epoch_start(state)
+        state.model.train()
+        loss_sum = torch.zeros((), device=state.device)
+        correct = torch.zeros((), device=state.device, dtype=torch.long)
+        seen = 0
+        started = time.perf_counter()
+        last_report = 0.0
+        batches = state.data.batches(state.train_ids, self.config.batch_size, shuffle=True,
+                                     augment=self.augment, generator=state.generator, drop_last=True)
+        for index, batch in enumerate(batches):
+            if self.cancel.requested:
+                # The checkpoint of the last whole epoch is on disk; resume continues from there.
+                raise Cancelled(self.cancel.reason)
+            output = self._optimise(batch)
+            loss_sum += output.loss.detach() * len(batch.y)
+            correct += (output.logits.detach().argmax(1) == batch.y).sum()
+            seen += len(batch.y)
+            for callback in self.callbacks:
+                callback.on_batch_end(state, batch, output)
+            now = time.perf_counter()
+            if self.on_progress and (now - last_report > 0.25 or index + 1 == per_epoch):
+                last_report = now
+                self.on_progress(state.epoch * per_epoch + index + 1, total)
+        elapsed = time.perf_counter() - started
+        values = {
+            "loss": float(loss_sum) / max(seen, 1),
+            "acc": float(correct) / max(seen, 1),
+            "lr": float(state.optimizer.param_groups[0]["lr"]),
+            "images_per_s": seen / elapsed if elapsed > 0 else math.nan,
+        }
+        if self.eval_ids is not None and self.eval_labels is not None:
+            probs = predict_probs(state.model, state.data, self.eval_ids, state.amp)
+            values["val_acc"] = float((probs.argmax(1) == self.eval_labels).mean())
+        state.epoch += 1
+        state.history.append({"epoch": state.epoch, **values})
+        self.events.metric(self.stage, values, fold=state.fold, epoch=state.epoch - 1)
+        for callback in self.callbacks:
+            callback.on_epoch_end(state)
+        self.save_checkpoint()
+
+    def _optimise(self, batch: Any) -> StepOutput:
+        state = self.state
+        with state.autocast():
+            output = self.method.step(state, batch)
+        state.optimizer.zero_grad(set_to_none=True)
+        if state.scaler is not None:
+            state.scaler.scale(output.loss).backward()
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        else:
+            output.loss.backward()
+            state.optimizer.step()
+        state.scheduler.step()
+        state.step += 1
+        return output
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, data: ImageBatches, ids: np.ndarray, amp: torch.dtype | None = None,
+                  batch_size: int = 512) -> np.ndarray:
+    """Softmax probabilities, (len(ids), K) float32, in the order of ``ids``; no augmentation."""
+    was_training = model.training
+    model.eval()
+    chunks = []
+    autocast = (torch.autocast(device_type=data.device.type, dtype=amp) if amp is not None
+                else contextlib.nullcontext())
+    with autocast:
+        for batch in data.batches(np.asarray(ids), batch_size, shuffle=False):
+            chunks.append(torch.softmax(model(batch.x).float(), dim=1).cpu())
+    model.train(was_training)
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(chunks).numpy().astype(np.float32)
