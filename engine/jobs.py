@@ -125,4 +125,5 @@ def run_job(
         atomic_write_bytes(run.folder / "summary.json", json.dumps(summary, indent=2, default=str).encode())
     message = {"ok": "finished", "cancelled": summary.get("reason", ""), "error": summary.get("error", "")}[status]
     events.done(status, message)  # type: ignore[arg-type]
+    events.close()  # the run's events.jsonl is complete
     return run, status
