@@ -77,14 +77,13 @@ def _build_resnet(name: str, num_classes: int, image_size: int, pretrained: bool
     if pretrained:
         weights = models.get_model_weights(name).DEFAULT
         _require_cached_weights(weights.url, name)
-    model: nn.Module = models.get_model(name, weights=weights)
+    model = models.get_model(name, weights=weights)
+    assert isinstance(model, models.ResNet)
     if image_size <= 64:
         # Small images: a 3x3 stride-1 stem and no max-pool keep spatial detail a 7x7/2 + pool would destroy.
-        old_conv = model.conv1  # type: ignore[attr-defined]
-        model.conv1 = nn.Conv2d(3, old_conv.out_channels, kernel_size=3, stride=1, padding=1, bias=False)  # type: ignore[attr-defined]
-        model.maxpool = nn.Identity()  # type: ignore[attr-defined]
-    in_features = model.fc.in_features  # type: ignore[attr-defined]
-    model.fc = nn.Linear(in_features, num_classes)  # type: ignore[attr-defined]
+        model.conv1 = nn.Conv2d(3, model.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
 
 

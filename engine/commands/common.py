@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.events import ConsoleRenderer, EventSink, claim_stdout_for_events
@@ -73,7 +73,7 @@ def run_training_command(
     args: argparse.Namespace,
     kind: str,
     extra_spec: dict[str, Any],
-    body: "Callable[[JobContext, TrainConfig, dict[str, Any]], dict[str, Any]]",
+    body: Callable[[JobContext, TrainConfig, dict[str, Any]], dict[str, Any]],
 ) -> int:
     """Open the project, make (or resume) a run of ``kind`` and run ``body`` in it.
 

@@ -36,12 +36,12 @@ class TrainConfig:
             raise UserError(f"unknown augmentation {self.augment!r}", "use flip-crop, crop, none or auto")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "TrainConfig":
+    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{name: getattr(args, name) for name in names if getattr(args, name, None) is not None})
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in names})
 

@@ -38,10 +38,10 @@ class Method:
 
     name = "ce"
 
-    def setup(self, state: "TrainState") -> None:
+    def setup(self, state: TrainState) -> None:
         """Called once before the first epoch (after a resume too)."""
 
-    def step(self, state: "TrainState", batch: "Batch") -> StepOutput:
+    def step(self, state: TrainState, batch: Batch) -> StepOutput:
         logits = state.model(batch.x)
         return StepOutput(F.cross_entropy(logits.float(), batch.y), logits)
 
@@ -55,15 +55,15 @@ class Method:
 class Callback:
     """Observer of the loop; every hook is optional."""
 
-    def on_fit_start(self, state: "TrainState") -> None: ...
+    def on_fit_start(self, state: TrainState) -> None: ...
 
-    def on_epoch_start(self, state: "TrainState") -> None: ...
+    def on_epoch_start(self, state: TrainState) -> None: ...
 
-    def on_batch_end(self, state: "TrainState", batch: "Batch", output: StepOutput) -> None: ...
+    def on_batch_end(self, state: TrainState, batch: Batch, output: StepOutput) -> None: ...
 
-    def on_epoch_end(self, state: "TrainState") -> None: ...
+    def on_epoch_end(self, state: TrainState) -> None: ...
 
-    def on_fit_end(self, state: "TrainState") -> None: ...
+    def on_fit_end(self, state: TrainState) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         return {}

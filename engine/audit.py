@@ -1,0 +1,156 @@
+"""The audit job: K-fold probabilities for every sample, then every chosen detector.
+
+``run_audit`` makes a run of kind ``"audit"``. Its folder holds
+``pred_probs.npy`` (N, K) (written by cross-validation), each detector's extra
+arrays (for confident learning ``confident_joint.npy`` and
+``noise_matrix.npy``, both (K, K)), and ``summary.json``. Per-sample scores go
+to the project database, one set per detector (:meth:`Project.save_scores`).
+
+Every sample is scored, the held-out test split included: its probabilities
+are the mean of the fold models, none of which saw it, so they are
+out-of-sample like the rest and the detectors treat all samples alike.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.detectors import DetectorInfo, DetectorInputs, DetectorResult, parse_detectors
+from engine.events import EventSink
+from engine.jobs import CancelToken, JobContext, run_job
+from engine.store import UNKNOWN_TRUTH, Project, RunInfo, SampleTable
+
+if TYPE_CHECKING:
+    from engine.training.config import TrainConfig
+
+AUDIT_KIND = "audit"
+DEFAULT_DETECTORS = ("cl",)
+
+
+def heldout_accuracy(table: SampleTable, pred_probs: np.ndarray) -> tuple[float | None, str, int]:
+    """Accuracy of ``pred_probs`` (N, K) on the test split: (accuracy or None, against what, samples counted).
+
+    Against the truth where it is known (open-set samples, which have no right
+    class, are left out), else against the observed labels.
+    """
+    test_ids = table.test_ids
+    truth = table.true_label[test_ids]
+    if len(test_ids) and (truth != UNKNOWN_TRUTH).all():
+        test_ids, target, against = test_ids[truth >= 0], truth[truth >= 0], "truth"
+    else:
+        target, against = table.label[test_ids], "labels"
+    if not len(test_ids):
+        return None, against, 0
+    return float((pred_probs[test_ids].argmax(axis=1) == target).mean()), against, len(test_ids)
+
+
+def run_detectors(
+    project: Project,
+    run: RunInfo,
+    detectors: list[DetectorInfo],
+    inputs: DetectorInputs,
+    events: EventSink | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, DetectorResult]:
+    """Run each detector on ``inputs``; save its scores to the project and its extras to the run folder."""
+    from engine.crossval import save_array
+
+    results: dict[str, DetectorResult] = {}
+    for index, info in enumerate(detectors):
+        if cancel is not None:
+            cancel.raise_if_requested()
+        if events is not None:
+            events.progress("detect", index, len(detectors), message=info.title)
+        available = set(inputs.arrays) | ({"pred_probs"} if inputs.pred_probs is not None else set())
+        missing = [name for name in info.requires if name not in available]
+        if missing:
+            raise ValueError(f"detector {info.name} needs {', '.join(missing)}, which this audit did not record")
+        started = time.perf_counter()
+        step_inputs = DetectorInputs(inputs.labels, inputs.num_classes, inputs.pred_probs, inputs.arrays, dict(results))
+        result = info.load()(step_inputs)
+        project.save_scores(run.id, info.name, result.scores, result.suggested, result.flagged, result.ranking)
+        for name, array in result.extras.items():
+            save_array(run.folder / f"{name}.npy", array)
+        result.summary["seconds"] = round(time.perf_counter() - started, 3)
+        results[info.name] = result
+        if events is not None:
+            events.log(f"{info.name}: {result.num_flagged} of {len(result.scores)} samples flagged")
+    if events is not None:
+        events.progress("detect", len(detectors), len(detectors))
+    return results
+
+
+def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
+    """The job body: cross-validate, detect, summarise. ``spec`` has ``folds`` and ``detectors``."""
+    from engine.crossval import crossval_pred_probs
+
+    folds = int(spec.get("folds", 3))
+    detectors = parse_detectors(list(spec.get("detectors", DEFAULT_DETECTORS)))
+    project = ctx.project
+    table = project.sample_table()
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    pred_probs = crossval_pred_probs(ctx, config, folds)
+    timings["crossval"] = round(time.perf_counter() - started, 3)
+    ctx.cancel.raise_if_requested()
+
+    inputs = DetectorInputs(labels=table.label, num_classes=project.num_classes, pred_probs=pred_probs)
+    started = time.perf_counter()
+    results = run_detectors(project, ctx.run, detectors, inputs, ctx.events, ctx.cancel)
+    timings["detect"] = round(time.perf_counter() - started, 3)
+
+    accuracy, against, n_eval = heldout_accuracy(table, pred_probs)
+    # The headline estimate comes from confident learning when it ran, else from the first detector.
+    headline = results.get("cl") or next(iter(results.values()))
+    summary: dict[str, Any] = {
+        "n_samples": len(table.label),
+        "n_train": len(table.train_ids),
+        "n_test": len(table.test_ids),
+        "num_classes": project.num_classes,
+        "folds": folds,
+        "n_flagged": {name: result.num_flagged for name, result in results.items()},
+        "estimated_noise_rate": headline.summary.get("estimated_noise_rate"),
+        "heldout_accuracy": accuracy,
+        "heldout_evaluated_against": against,
+        "n_heldout": n_eval,
+        "detectors": {name: result.summary for name, result in results.items()},
+        "timings_s": timings,
+    }
+    ctx.events.result("audit", {key: summary[key] for key in (
+        "n_samples", "n_flagged", "estimated_noise_rate", "heldout_accuracy", "heldout_evaluated_against")})
+    flagged = ", ".join(f"{name} {count}" for name, count in summary["n_flagged"].items())
+    ctx.events.log(
+        f"audit done: flagged {flagged} of {len(table.label)} samples; estimated noise rate "
+        f"{summary['estimated_noise_rate']:.3f}"
+        + (f"; held-out accuracy {accuracy:.3f} (against {against})" if accuracy is not None else "")
+    )
+    return summary
+
+
+def audit_spec(config: TrainConfig, folds: int, detectors: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The run spec of an audit (what ``--resume`` re-reads): training settings, folds, detectors."""
+    names = [info.name for info in parse_detectors(list(detectors))]  # fails before a run is made
+    return {"train": config.to_dict(), "folds": int(folds), "detectors": names}
+
+
+def run_audit(
+    project: Project,
+    config: TrainConfig,
+    *,
+    folds: int = 3,
+    detectors: list[str] | tuple[str, ...] = DEFAULT_DETECTORS,
+    events: EventSink | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[RunInfo, str]:
+    """Audit the project as a recorded run; returns (run, status: ok | error | cancelled).
+
+    The library entry point (tests, bench, the GUI's engine process);
+    ``python -m engine audit`` is the same job.
+    """
+    spec = audit_spec(config, folds, detectors)
+    return run_job(project, AUDIT_KIND, spec, lambda ctx: audit_body(ctx, config, spec),
+                   events or EventSink(), cancel=cancel)

@@ -1,0 +1,137 @@
+"""`python -m engine decide | undo | redo | decisions`: review decisions from the command line.
+
+Each decision is committed to the project database before the command
+returns (the store's transactions), so a crash right after loses nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from engine.commands.common import add_json_option, add_project_argument, print_json
+from engine.store import Decision, Project, SampleTable
+
+PAST_TENSE = {"relabel": "relabeled", "remove": "removed", "keep": "kept (verified)", "unreviewed": "unreviewed"}
+
+
+def add_parser(subparsers: Any) -> None:
+    decide = subparsers.add_parser(
+        "decide", help="record a decision about one sample: relabel, remove or keep",
+        description="Record a decision about one sample. It is saved at once and can be undone.",
+    )
+    add_project_argument(decide)
+    decide.add_argument("--sample", required=True, metavar="ID",
+                        help="the sample: its id, or its path as written in the dataset")
+    action = decide.add_mutually_exclusive_group(required=True)
+    action.add_argument("--relabel", metavar="CLASS", help="give it this class (name or index)")
+    action.add_argument("--accept", action="store_true",
+                        help="relabel it to the suggestion of the latest audit (or --run)")
+    action.add_argument("--remove", action="store_true", help="drop it from training and from the export")
+    action.add_argument("--keep", action="store_true", help="verified: its label is right")
+    decide.add_argument("--run", metavar="RUN_ID", default=None, help="with --accept: the audit run to follow")
+    decide.add_argument("--detector", default="cl", help="with --accept: whose suggestion (default cl)")
+    add_json_option(decide)
+    decide.set_defaults(func=handle_decide)
+
+    for name, help_text in (("undo", "take back the latest decision"), ("redo", "re-apply the latest undone decision")):
+        parser = subparsers.add_parser(name, help=help_text, description=help_text.capitalize() + ".")
+        add_project_argument(parser)
+        add_json_option(parser)
+        parser.set_defaults(func=handle_undo if name == "undo" else handle_redo)
+
+    listing = subparsers.add_parser("decisions", help="list the current decisions")
+    add_project_argument(listing)
+    add_json_option(listing)
+    listing.set_defaults(func=handle_list)
+
+
+def describe(project: Project, decision: Decision, table: SampleTable | None = None) -> dict[str, Any]:
+    """A decision as JSON-able facts: sample id and path, action, old and new class names."""
+    names = project.class_names()
+    table = table or project.sample_table()
+    label = int(table.label[decision.sample_id])
+    return {
+        "sample_id": decision.sample_id,
+        "path": table.paths[decision.sample_id],
+        "action": decision.action,
+        "label": names[label],
+        "new_label": None if decision.new_label is None else names[decision.new_label],
+        "can_undo": project.can_undo(),
+        "can_redo": project.can_redo(),
+    }
+
+
+def sentence(facts: dict[str, Any]) -> str:
+    what = PAST_TENSE.get(facts["action"], facts["action"])
+    if facts["action"] == "relabel":
+        what = f"relabeled {facts['label']} -> {facts['new_label']}"
+    return f"sample {facts['sample_id']} ({facts['path']}): {what}"
+
+
+def suggested_label(project: Project, sample_id: int, run_id: str | None, detector: str) -> int:
+    """The suggestion of an audit run (latest by default) for one sample."""
+    from engine.errors import UserError
+
+    run = project.run(run_id, kind=None if run_id else "audit")
+    suggestion = int(project.scores(run.id, detector)["suggested"][sample_id])
+    if suggestion < 0:
+        raise UserError(f"detector {detector} of run {run.id} suggests no label for sample {sample_id}",
+                        "choose the class yourself with --relabel CLASS")
+    return suggestion
+
+
+def handle_decide(args: argparse.Namespace) -> int:
+    with Project.open(args.project) as project:
+        if args.relabel is not None:
+            decision = project.decide(args.sample, "relabel", args.relabel)
+        elif args.accept:
+            sample_id = project.resolve_sample(args.sample)
+            suggestion = suggested_label(project, sample_id, args.run, args.detector)
+            decision = project.decide(sample_id, "relabel", suggestion)
+        else:
+            decision = project.decide(args.sample, "remove" if args.remove else "keep")
+        facts = describe(project, decision)
+    _report(args, facts, sentence(facts))
+    return 0
+
+
+def _handle_history(args: argparse.Namespace, undo: bool) -> int:
+    with Project.open(args.project) as project:
+        decision = project.undo() if undo else project.redo()
+        facts = None if decision is None else describe(project, decision)
+    verb = "undo" if undo else "redo"
+    if facts is None:
+        _report(args, {"action": None, verb: False}, f"nothing to {verb}")
+        return 0
+    facts[verb] = True
+    _report(args, facts, f"undid; now {sentence(facts)}" if undo else f"redid: {sentence(facts)}")
+    return 0
+
+
+def handle_undo(args: argparse.Namespace) -> int:
+    return _handle_history(args, undo=True)
+
+
+def handle_redo(args: argparse.Namespace) -> int:
+    return _handle_history(args, undo=False)
+
+
+def handle_list(args: argparse.Namespace) -> int:
+    with Project.open(args.project) as project:
+        table = project.sample_table()
+        rows = [describe(project, decision, table) for _, decision in sorted(project.decisions().items())]
+    if args.json:
+        print_json(rows)
+    else:
+        for facts in rows:
+            print(sentence(facts))
+        print(f"{len(rows)} decisions")
+    return 0
+
+
+def _report(args: argparse.Namespace, facts: dict[str, Any], text: str) -> None:
+    if args.json:
+        print_json(facts)
+    else:
+        print(text)

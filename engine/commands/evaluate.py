@@ -1,0 +1,34 @@
+"""`python -m engine evaluate`: detector quality against the known truth (ROC-AUC, AP, P/R/F1)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from engine.commands.common import add_json_option, add_project_argument, print_json
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="score each detector of an audit against the known truth",
+        description="Where the truth is known (injected noise, or a CSV truth column), report ROC-AUC and "
+        "average precision of each detector's scores, precision/recall/F1 of its flagged set, and the "
+        "estimated against the true noise rate.",
+    )
+    add_project_argument(parser)
+    parser.add_argument("--run", metavar="RUN_ID", default=None, help="the audit run (default: the latest)")
+    add_json_option(parser)
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from engine.evaluate import evaluate_run, format_evaluation
+    from engine.store import Project
+
+    with Project.open(args.project) as project:
+        report = evaluate_run(project, args.run)
+    if args.json:
+        print_json(report)
+    else:
+        print(format_evaluation(report))
+    return 0

@@ -1,0 +1,63 @@
+"""`python -m engine export`: corrected labels as CSV, the cleaned ImageFolder, arrays for cleanlab."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from engine.commands.common import add_json_option, add_project_argument, print_json
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export", help="write the corrected labels CSV (and optionally the cleaned ImageFolder, cleanlab arrays)",
+        description="Write one CSV row per sample: the input's columns plus original_label, final_label, action "
+        "(kept, relabeled, removed, unreviewed), score, suggested_label and detector. Cells are escaped so a "
+        "spreadsheet never reads them as formulas. Every file is written atomically.",
+    )
+    add_project_argument(parser)
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE.csv", help="the CSV to write")
+    parser.add_argument("--run", metavar="RUN_ID", default=None,
+                        help="the audit run whose scores and suggestions to include (default: the latest)")
+    parser.add_argument("--detector", default=None, help="whose scores to include (default cl)")
+    parser.add_argument("--folder", type=Path, metavar="DIR", default=None,
+                        help="also write the cleaned dataset as DIR/<final_label>/<file> (removed samples left out); "
+                        "DIR must be new or empty")
+    parser.add_argument("--copy", action="store_true", help="with --folder: copy the images instead of symlinking")
+    parser.add_argument("--cleanlab", type=Path, metavar="DIR", default=None,
+                        help="also write pred_probs.npy, noise_matrix.npy, labels.npy (and final_labels.npy, "
+                        "classes.txt) of the audit run for cleanlab users")
+    add_json_option(parser)
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from engine.errors import UserError
+    from engine.export import export_cleanlab, export_csv, export_image_folder
+    from engine.store import Project
+
+    if args.copy and args.folder is None:
+        raise UserError("--copy needs --folder", "add --folder DIR to export the cleaned images")
+    report: dict[str, Any] = {}
+    with Project.open(args.project) as project:
+        report["csv"] = export_csv(project, args.out, run_id=args.run, detector=args.detector)
+        if args.folder is not None:
+            report["folder"] = export_image_folder(project, args.folder, copy=args.copy)
+        if args.cleanlab is not None:
+            report["cleanlab"] = export_cleanlab(project, args.cleanlab, run_id=report["csv"]["run_id"] or args.run)
+    if args.json:
+        print_json(report)
+        return 0
+    csv_report = report["csv"]
+    actions = ", ".join(f"{count} {action}" for action, count in sorted(csv_report["actions"].items()))
+    scores = f"scores from {csv_report['detector']} of run {csv_report['run_id']}" if csv_report["run_id"] else \
+        "no audit yet: score columns empty"
+    print(f"wrote {csv_report['csv']}: {csv_report['rows']} rows ({actions}); {scores}")
+    if "folder" in report:
+        folder = report["folder"]
+        print(f"wrote {folder['folder']}: {folder['images']} images ({folder['mode']}), "
+              f"{folder['removed']} removed samples left out")
+    if "cleanlab" in report:
+        print(f"wrote {report['cleanlab']['folder']}: {', '.join(report['cleanlab']['files'])}")
+    return 0

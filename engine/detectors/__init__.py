@@ -1,0 +1,154 @@
+"""Label-issue detectors: each turns per-sample evidence into a score in [0, 1].
+
+Every detector has the same shape: a function ``detect(inputs) -> DetectorResult``
+in its own module beside this one. ``inputs`` carries the observed labels and
+whatever evidence the detector says it ``requires`` (out-of-sample
+``pred_probs`` for confident learning; per-epoch training dynamics, say, for a
+later one). The audit job gathers the evidence once and runs every chosen
+detector on it; a new detector is a new file plus one line in
+:data:`DETECTORS`.
+
+Conventions shared by all detectors (arrays are indexed by sample id):
+
+- ``scores``: (N,) float in [0, 1], higher = more likely mislabeled;
+- ``suggested``: (N,) int, a suggested class or -1 where there is none;
+- ``flagged``: (N,) bool, the detector's own decision of which are issues;
+- ``ranking``: (N,) int, every sample id, most suspect first;
+- ``extras``: named arrays the run folder keeps (``<name>.npy``);
+- ``summary``: small JSON-able facts (counts, estimated noise rate).
+
+This package imports only numpy; a detector's heavy imports (cleanlab, torch)
+happen when it is loaded, so the GUI can list detectors cheaply.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.errors import UserError
+
+
+@dataclass(frozen=True)
+class DetectorInputs:
+    """The evidence a detector may use.
+
+    Attributes
+    ----------
+    labels : np.ndarray of shape (N,)
+        Observed (possibly noisy) labels, ints in 0..K-1.
+    num_classes : int
+        K, the number of classes.
+    pred_probs : np.ndarray of shape (N, K), optional
+        Out-of-sample predicted probabilities (K-fold cross-validation).
+    arrays : mapping of str to np.ndarray
+        Further per-sample evidence by name (training dynamics, ...).
+    earlier : mapping of str to DetectorResult
+        Results of the detectors that ran before this one (for ensembles).
+    """
+
+    labels: np.ndarray
+    num_classes: int
+    pred_probs: np.ndarray | None = None
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+    earlier: Mapping[str, DetectorResult] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DetectorResult:
+    """What a detector found; see the module docstring for the array conventions."""
+
+    scores: np.ndarray  # (N,) float64 in [0, 1]
+    suggested: np.ndarray  # (N,) int64, -1 = no suggestion
+    flagged: np.ndarray  # (N,) bool
+    ranking: np.ndarray  # (N,) int64, a permutation of 0..N-1, most suspect first
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.scores)
+        for name in ("suggested", "flagged", "ranking"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries, scores has {n}")
+        if n and (np.nanmin(self.scores) < 0 or np.nanmax(self.scores) > 1 or np.isnan(self.scores).any()):
+            raise ValueError("detector scores must lie in [0, 1]")
+
+    @property
+    def num_flagged(self) -> int:
+        return int(np.count_nonzero(self.flagged))
+
+
+Detector = Callable[[DetectorInputs], DetectorResult]
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """A registered detector: its short name, a title for people, what evidence it needs."""
+
+    name: str
+    title: str
+    requires: tuple[str, ...]
+    entry: str  # "module:function", imported on first use
+
+    def load(self) -> Detector:
+        module_name, _, function_name = self.entry.partition(":")
+        function: Detector = getattr(importlib.import_module(module_name), function_name)
+        return function
+
+
+DETECTORS: dict[str, DetectorInfo] = {
+    info.name: info
+    for info in (
+        DetectorInfo("cl", "Confident learning (cleanlab, K-fold probabilities)", ("pred_probs",),
+                     "engine.detectors.confident_learning:detect"),
+    )
+}
+
+
+def get_detector(name: str) -> DetectorInfo:
+    """The registered detector called ``name``; a UserError naming the known ones otherwise."""
+    try:
+        return DETECTORS[name]
+    except KeyError:
+        raise UserError(f"unknown detector {name!r}", f"use one of: {', '.join(DETECTORS)}") from None
+
+
+def parse_detectors(names: str | list[str]) -> list[DetectorInfo]:
+    """Detectors from a comma-separated list (``"cl,aum"``) or a list of names, duplicates dropped."""
+    if isinstance(names, str):
+        names = [part.strip() for part in names.split(",")]
+    chosen: list[DetectorInfo] = []
+    for name in names:
+        if name and all(info.name != name for info in chosen):
+            chosen.append(get_detector(name))
+    if not chosen:
+        raise UserError("no detector chosen", f"name at least one of: {', '.join(DETECTORS)}")
+    return chosen
+
+
+def ranking_flagged_first(flagged_order: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Every sample id: the flagged ones in the detector's own order, then the rest by score.
+
+    Parameters
+    ----------
+    flagged_order : np.ndarray of shape (F,)
+        Ids of the flagged samples, most suspect first.
+    scores : np.ndarray of shape (N,)
+        Scores of all samples; the unflagged ones are ordered by it, descending
+        (ties keep id order, so the ranking is deterministic).
+
+    Returns
+    -------
+    np.ndarray of shape (N,)
+        A permutation of 0..N-1.
+    """
+    flagged_order = np.asarray(flagged_order, dtype=np.int64)
+    rest = np.ones(len(scores), dtype=bool)
+    rest[flagged_order] = False
+    rest_ids = np.flatnonzero(rest)
+    rest_ids = rest_ids[np.argsort(-scores[rest_ids], kind="stable")]
+    return np.concatenate([flagged_order, rest_ids])

@@ -1,0 +1,142 @@
+"""How well the detectors of a run found the known label errors.
+
+Needs the truth: injected noise keeps it, and a CSV import can name a truth
+column. A sample is truly mislabeled when its true label differs from its
+observed label; an open-set sample (true label -1, outside the label set) is
+always mislabeled, since no class of ours is right for it. Samples whose truth
+is unknown are left out; if none is known, that is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.store import UNKNOWN_TRUTH, Project, RunInfo, SampleTable
+
+
+def truly_mislabeled(table: SampleTable) -> tuple[np.ndarray, np.ndarray]:
+    """(known (N,) bool, mislabeled (N,) bool): where the truth is known, and where label != truth.
+
+    Raises
+    ------
+    UserError
+        When no sample's truth is known.
+    """
+    known = table.true_label != UNKNOWN_TRUTH
+    if not known.any():
+        raise UserError(
+            "this project has no ground truth to evaluate against",
+            "inject noise first (`python -m engine inject-noise PROJECT`), use the demo project, "
+            "or import a CSV with a truth column",
+        )
+    # true_label -1 (open set) never equals a class index, so it counts as mislabeled.
+    return known, known & (table.true_label != table.label)
+
+
+def detection_metrics(is_noisy: np.ndarray, scores: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
+    """Ranking and set metrics of one detector.
+
+    Parameters
+    ----------
+    is_noisy : np.ndarray of shape (n,) bool
+        The truth: which samples are mislabeled.
+    scores : np.ndarray of shape (n,) float
+        The detector's scores, higher = more likely mislabeled.
+    flagged : np.ndarray of shape (n,) bool
+        The detector's flagged set.
+
+    Returns
+    -------
+    dict
+        ``roc_auc`` and ``average_precision`` (None when the truth has only one
+        class, where they are undefined), ``precision``, ``recall``, ``f1`` of the
+        flagged set (scikit-learn's, 0 where undefined), and the counts.
+    """
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+
+    is_noisy = np.asarray(is_noisy, dtype=bool)
+    flagged = np.asarray(flagged, dtype=bool)
+    both_classes = 0 < is_noisy.sum() < len(is_noisy)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        is_noisy, flagged, average="binary", pos_label=True, zero_division=0
+    )
+    return {
+        "roc_auc": float(roc_auc_score(is_noisy, scores)) if both_classes else None,
+        "average_precision": float(average_precision_score(is_noisy, scores)) if is_noisy.any() else None,
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "n": int(len(is_noisy)),
+        "n_noisy": int(is_noisy.sum()),
+        "n_flagged": int(flagged.sum()),
+        "n_true_positives": int((is_noisy & flagged).sum()),
+    }
+
+
+def evaluation_run(project: Project, run_id: str | None = None) -> RunInfo:
+    """The run to evaluate: ``run_id``, or the latest finished audit; it must hold detector scores."""
+    run = project.run(run_id, kind=None if run_id else "audit")
+    if not project.detectors(run.id):
+        raise UserError(f"run {run.id} ({run.kind}, {run.status}) has no detector scores",
+                        "evaluate a finished audit run (see `python -m engine status PROJECT`)")
+    return run
+
+
+def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
+    """Every detector of a run against the truth.
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``n_evaluated`` (samples with known truth), ``true_noise_rate``
+        (over them and per split), and ``detectors``: name -> metrics of
+        :func:`detection_metrics` plus ``estimated_noise_rate`` (as the run
+        recorded it) and ``flagged_rate``.
+    """
+    run = evaluation_run(project, run_id)
+    table = project.sample_table()
+    known, noisy = truly_mislabeled(table)
+    per_split = {
+        split: float(noisy[known & (table.split == split)].mean())
+        for split in ("train", "test") if (known & (table.split == split)).any()
+    }
+    detectors: dict[str, Any] = {}
+    recorded = run.summary.get("detectors", {})
+    for name in project.detectors(run.id):
+        saved = project.scores(run.id, name)
+        metrics = detection_metrics(noisy[known], saved["score"][known], saved["flagged"][known])
+        metrics["estimated_noise_rate"] = recorded.get(name, {}).get("estimated_noise_rate")
+        metrics["flagged_rate"] = float(saved["flagged"][known].mean())
+        detectors[name] = metrics
+    return {
+        "run_id": run.id,
+        "n_samples": len(table.label),
+        "n_evaluated": int(known.sum()),
+        "true_noise_rate": float(noisy[known].mean()),
+        "true_noise_rate_by_split": per_split,
+        "n_open_set": int((table.true_label == -1).sum()),
+        "detectors": detectors,
+    }
+
+
+def format_evaluation(report: dict[str, Any]) -> str:
+    """A small table of :func:`evaluate_run`'s report for a terminal."""
+
+    def fmt(value: float | None) -> str:
+        return "   n/a" if value is None else f"{value:6.3f}"
+
+    lines = [
+        f"run {report['run_id']}: {report['n_evaluated']} of {report['n_samples']} samples with known truth, "
+        f"true noise rate {report['true_noise_rate']:.3f}",
+        f"{'detector':<10} {'ROC-AUC':>7} {'AP':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'flagged':>8} "
+        f"{'est.noise':>9}",
+    ]
+    for name, m in report["detectors"].items():
+        lines.append(
+            f"{name:<10} {fmt(m['roc_auc']):>7} {fmt(m['average_precision'])} {fmt(m['precision'])} "
+            f"{fmt(m['recall'])} {fmt(m['f1'])} {m['n_flagged']:>8d} {fmt(m['estimated_noise_rate']):>9}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Decisions from the command line: decide, undo, redo; durable under SIGKILL; clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.store import Project
+
+CLASSES = ["cat", "dog", "bird"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_project(root: Path, n: int = 12) -> Path:
+    with Project.create(root) as project:
+        project.add_classes(CLASSES)
+        project.add_samples(
+            {"path": f"imgs/{i:03d}.png", "split": "train", "label": i % 3} for i in range(n)
+        )
+        project.set_meta("source", {"kind": "folder", "image_root": str(root)})
+    return root
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_decide_undo_redo_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(make_project(tmp_path / "p"))
+    code, out, _ = run_cli(capsys, "decide", root, "--sample", "4", "--relabel", "bird")
+    assert code == 0 and "sample 4 (imgs/004.png): relabeled dog -> bird" in out
+    code, out, _ = run_cli(capsys, "decide", root, "--sample", "imgs/005.png", "--remove", "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["sample_id"] == 5 and facts["action"] == "remove" and facts["can_undo"]
+    assert run_cli(capsys, "decide", root, "--sample", "4", "--keep")[0] == 0  # overrides the relabel
+    assert run_cli(capsys, "decide", root, "--sample", "0", "--relabel", "1")[0] == 0  # class by index
+
+    with Project.open(root) as project:
+        decisions = project.decisions()
+        assert {i: (d.action, d.new_label) for i, d in decisions.items()} == {
+            4: ("keep", None), 5: ("remove", None), 0: ("relabel", 1)}
+
+    # Undo walks back in order; undoing the keep of sample 4 restores its relabel.
+    code, out, _ = run_cli(capsys, "undo", root)
+    assert "undid; now sample 0 (imgs/000.png): unreviewed" in out
+    code, out, _ = run_cli(capsys, "undo", root, "--json")
+    facts = json.loads(out)
+    assert facts["sample_id"] == 4 and facts["action"] == "relabel" and facts["new_label"] == "bird"
+    assert facts["can_redo"]
+    code, out, _ = run_cli(capsys, "redo", root)
+    assert code == 0 and "redid: sample 4 (imgs/004.png): kept (verified)" in out
+    with Project.open(root) as project:
+        labels, keep = project.labels_with_decisions()
+        assert labels[4] == 1 and not keep[5] and labels[0] == 0  # 4 kept as dog; 0's relabel undone
+
+    # A new decision drops the redo stack.
+    run_cli(capsys, "decide", root, "--sample", "7", "--remove")
+    code, out, _ = run_cli(capsys, "redo", root, "--json")
+    assert code == 0 and json.loads(out)["redo"] is False
+    code, out, _ = run_cli(capsys, "decisions", root, "--json")
+    assert sorted(row["sample_id"] for row in json.loads(out)) == [4, 5, 7]
+
+    for _ in range(4):  # 7 remove, 4 keep, 5 remove, 4 relabel (0's relabel was dropped with the redo stack)
+        run_cli(capsys, "undo", root)
+    code, out, _ = run_cli(capsys, "undo", root)
+    assert code == 0 and "nothing to undo" in out
+    with Project.open(root) as project:
+        assert project.decisions() == {}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--sample", "99", "--keep"], "no sample '99'"),
+        (["--sample", "imgs/nope.png", "--remove"], "no sample 'imgs/nope.png'"),
+        (["--sample", "3", "--relabel", "horse"], "unknown class 'horse'"),
+        (["--sample", "3", "--relabel", "7"], "unknown class '7'"),
+        (["--sample", "3", "--accept"], "no finished audit run"),
+        (["--sample", "3", "--accept", "--run", "20990101-audit-x"], "no run '20990101-audit-x'"),
+    ],
+)
+def test_malformed_requests_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             argv: list[str], message: str) -> None:
+    root = str(make_project(tmp_path / "p"))
+    code, out, err = run_cli(capsys, "decide", root, *argv)
+    assert code == 2 and message in err and "fix:" in err and out == ""
+    with Project.open(root) as project:
+        assert project.decisions() == {} and project.decision_history() == []
+
+
+def test_unknown_project_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "undo", str(tmp_path / "missing"))
+    assert code == 2 and "not a Label Auditor project" in err
+
+
+def test_accept_takes_the_audit_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_project(tmp_path / "p")
+    with Project.open(root) as project:
+        run = project.new_run("audit", {})
+        suggested = np.full(12, 2, dtype=np.int64)
+        project.save_scores(run.id, "cl", np.linspace(0, 1, 12), suggested, np.zeros(12, dtype=bool))
+        project.finish_run(run.id, "ok", {})
+    code, out, _ = run_cli(capsys, "decide", str(root), "--sample", "1", "--accept")
+    assert code == 0 and "relabeled dog -> bird" in out
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from engine.store import Project
+
+    project = Project.open(sys.argv[1])
+    for sample_id in range(project.num_samples):
+        project.decide(sample_id, "relabel", (sample_id + 1) % 3)
+        print(sample_id, flush=True)  # acknowledged: decide() returned, so it is committed
+    """
+)
+
+
+def test_acknowledged_decisions_survive_sigkill(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", n=5000)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    acknowledged: list[int] = []
+    with subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(root)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env) as process:
+        assert process.stdout is not None and process.stderr is not None
+        try:
+            for line in process.stdout:
+                acknowledged.append(int(line))
+                if len(acknowledged) == 40:
+                    os.kill(process.pid, signal.SIGKILL)  # mid-sequence, between any two statements
+                    break
+        finally:
+            process.kill()
+            process.wait(timeout=30)
+        errors = process.stderr.read()
+    assert process.returncode == -signal.SIGKILL, errors
+    assert len(acknowledged) == 40
+    with Project.open(root) as project:
+        decisions = project.decisions()
+        history = project.decision_history()
+        for sample_id in acknowledged:
+            assert decisions[sample_id].action == "relabel"
+            assert decisions[sample_id].new_label == (sample_id + 1) % 3
+        # Whatever was committed after the last acknowledgement is whole, never torn.
+        assert len(history) == len(decisions) >= 40
+        assert project.num_samples == 5000 and len(decisions) < 5000
+        # The project still works after the kill.
+        project.undo()
+        assert len(project.decisions()) == len(decisions) - 1
