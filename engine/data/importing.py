@@ -1,0 +1,525 @@
+"""Turning a dataset on disk into a project: ImageFolder layouts and CSV label files.
+
+Both importers work the same way: list the candidate images with their labels,
+reject structural mistakes at once (each message names the file or CSV row and
+the fix), probe every image in parallel, skip the unusable ones *with a reason*
+(logged, and kept in project meta ``skipped``), split off a stratified, seeded
+test set, and write the project.
+
+A project is built in a hidden sibling folder and renamed into place only when
+everything succeeded, so a failed import leaves nothing behind (and never
+touches a folder that already held something).
+
+CSV rows are named by their *data row* number: 1 is the first row after the
+header, which is line 2 of the file. ``source_row`` stores that data row number.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+import numpy as np
+
+from engine.data.images import BadImage, ImageInfo, probe
+from engine.errors import UserError
+from engine.events import EventSink
+from engine.store import Project, is_project
+
+DEFAULT_FOLDS = 3
+# Files that operating systems drop into folders; never images, never worth a warning.
+_JUNK_NAMES = {"thumbs.db", "desktop.ini", "icon\r"}
+_MAX_LOGGED_SKIPS = 20
+
+
+@dataclass
+class Candidate:
+    """One image the dataset names, before probing."""
+
+    path: str  # relative to the image root, forward slashes: what the project stores
+    file: Path  # where it is read from now
+    label: str
+    split: str | None = None  # fixed by the dataset (train/ and test/ folders), else chosen here
+    source_row: int | None = None  # CSV data row, 1-based
+    truth: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+    csv_name: str = ""
+
+    def where(self) -> str:
+        if self.source_row is not None:
+            return f"{_row_name(self.csv_name, self.source_row)} ({self.path!r})"
+        return repr(self.path)
+
+
+# ------------------------------------------------------------------ public API
+def import_folder(
+    project_root: Path | str,
+    images_dir: Path | str,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    folds: int = DEFAULT_FOLDS,
+    events: EventSink | None = None,
+) -> Project:
+    """Make a project from an ImageFolder dataset: ``root/<class>/<image>``.
+
+    When ``root`` holds ``train/<class>/...`` and ``test/<class>/...`` that split is
+    used as is; otherwise a stratified ``test_fraction`` of the images (seeded) is held
+    out. Every class needs at least ``folds`` training images (K-fold cross-validation).
+    Class ids follow the sorted class names.
+    """
+    images_dir = Path(images_dir).absolute()
+    _check_options(test_fraction, folds)
+    candidates, layout = scan_folder(images_dir, events)
+    source = {"kind": "folder", "image_root": str(images_dir), "layout": layout}
+    return build_project(
+        project_root,
+        lambda project, _staging: populate(project, candidates, source, test_fraction=test_fraction, seed=seed,
+                                           folds=folds, events=events, dataset=str(images_dir)),
+    )
+
+
+def import_csv(
+    project_root: Path | str,
+    csv_file: Path | str,
+    image_root: Path | str,
+    *,
+    path_column: str,
+    label_column: str,
+    truth_column: str | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    folds: int = DEFAULT_FOLDS,
+    events: EventSink | None = None,
+) -> Project:
+    """Make a project from a CSV of image paths (relative to ``image_root``) and labels.
+
+    Columns other than the path, label and truth columns are kept per sample (``extra``)
+    and their order is recorded, so that export can write the same columns back. A truth
+    column, when named, gives each sample's true label (empty cells: truth unknown).
+    """
+    csv_file = Path(csv_file).absolute()
+    image_root = Path(image_root).absolute()
+    _check_options(test_fraction, folds)
+    if not image_root.is_dir():
+        raise UserError(f"image root {image_root} is not a folder",
+                        "pass the folder that the CSV's paths are relative to with --image-root")
+    candidates, columns = read_csv_candidates(csv_file, image_root, path_column=path_column,
+                                              label_column=label_column, truth_column=truth_column)
+    source = {
+        "kind": "csv",
+        "image_root": str(image_root),
+        "csv": str(csv_file),
+        "path_column": path_column,
+        "label_column": label_column,
+        "truth_column": truth_column,
+        "columns": columns,
+    }
+    return build_project(
+        project_root,
+        lambda project, _staging: populate(project, candidates, source, test_fraction=test_fraction, seed=seed,
+                                           folds=folds, events=events, dataset=csv_file.name),
+    )
+
+
+def import_summary(project: Project) -> dict[str, Any]:
+    """Classes with train/test counts and the skipped images, for the CLI and the GUI."""
+    table = project.sample_table()
+    names = project.class_names()
+    classes = [
+        {
+            "id": index,
+            "name": name,
+            "train": int(((table.split == "train") & (table.given_label == index)).sum()),
+            "test": int(((table.split == "test") & (table.given_label == index)).sum()),
+        }
+        for index, name in enumerate(names)
+    ]
+    skipped = project.meta("skipped", [])
+    return {
+        "project": str(project.root),
+        "source": project.source,
+        "samples": project.num_samples,
+        "train": int(len(table.train_ids)),
+        "test": int(len(table.test_ids)),
+        "classes": classes,
+        "skipped": skipped,
+    }
+
+
+# ------------------------------------------------------------ project folder
+def build_project(project_root: Path | str, fill: Callable[[Project, Path], None]) -> Project:
+    """Make a project at ``project_root``: ``fill(project, staging_folder)`` writes it in a
+    hidden sibling folder that is renamed into place when ``fill`` returns, and removed
+    (with any parent folders made for it) when anything fails.
+    """
+    root = Path(project_root).absolute()
+    if is_project(root):
+        raise UserError(f"{root} already holds a project", "choose another folder, or open it instead")
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root} is a file, not a folder", "choose a new or empty folder for the project")
+    if root.is_dir() and any(root.iterdir()):
+        raise UserError(f"{root} is not empty", "choose a new or empty folder for the project")
+    made_parents = [parent for parent in root.parents if not parent.exists()]  # deepest first
+    staging = root.parent / f".{root.name}.importing-{uuid.uuid4().hex[:8]}"
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        project = Project.create(staging)
+    except OSError as exc:
+        raise UserError(f"cannot create the project folder {root}: {exc.strerror or exc}",
+                        "choose a folder you can write to") from None
+    removed_empty_root = False
+    try:
+        fill(project, staging)
+        project.close()
+        if root.is_dir():
+            root.rmdir()  # it was empty (checked above); the rename needs the name free
+            removed_empty_root = True
+        staging.rename(root)
+    except BaseException:
+        project.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        if removed_empty_root and not root.exists():
+            root.mkdir()
+        for parent in made_parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise
+    return Project.open(root)
+
+
+# ---------------------------------------------------------------- listing
+def scan_folder(images_dir: Path, events: EventSink | None = None) -> tuple[list[Candidate], str]:
+    """Candidates of an ImageFolder dataset, sorted by path, and its layout name.
+
+    Files outside the class folders are not part of the dataset; ``events`` hears about them.
+    """
+    if not images_dir.is_dir():
+        raise UserError(f"image folder {images_dir} does not exist" if not images_dir.exists()
+                        else f"{images_dir} is a file, not a folder",
+                        "pass a folder laid out as <folder>/<class>/<image>")
+    top = _visible_dirs(images_dir)
+    names = {folder.name for folder in top}
+    if {"train", "test"} <= names and _visible_dirs(images_dir / "train") and _visible_dirs(images_dir / "test"):
+        candidates = []
+        for split in ("train", "test"):
+            for class_dir in _visible_dirs(images_dir / split):
+                candidates += _class_files(images_dir, class_dir, split)
+        train_classes = {c.label for c in candidates if c.split == "train"}
+        unknown = sorted({c.label for c in candidates if c.split == "test"} - train_classes)
+        if unknown:
+            raise UserError(
+                f"{images_dir / 'test'} has classes that {images_dir / 'train'} lacks: {', '.join(unknown)}",
+                "every test class needs training images: add train/<class>/ folders or remove those test folders",
+            )
+        layout = "train-test"
+        ignored = [folder.name for folder in top if folder.name not in ("train", "test")]
+        if ignored and events:
+            events.log(f"using {images_dir}/train and /test; ignored the other folders: {', '.join(ignored)}",
+                       "warning")
+    else:
+        candidates = [item for class_dir in top for item in _class_files(images_dir, class_dir, None)]
+        layout = "imagefolder"
+        empty = sorted({folder.name for folder in top} - {c.label for c in candidates})
+        if empty and candidates and events:
+            events.log(f"ignored empty class folder(s) in {images_dir}: {', '.join(empty)}", "warning")
+    loose = sorted(p for p in images_dir.iterdir() if p.is_file() and not _hidden(p.name))
+    if loose and candidates and events:
+        events.log(f"ignored {len(loose)} file(s) directly in {images_dir} (not in a class folder), "
+                   f"e.g. {loose[0].name!r}", "warning")
+    if not candidates:
+        hint = "lay it out as <folder>/<class>/<image>: one sub-folder per class, named after the class"
+        if loose:
+            raise UserError(f"{images_dir} has {len(loose)} files but no class sub-folders", hint)
+        raise UserError(f"no images found in {images_dir}", hint)
+    candidates.sort(key=lambda c: c.path)
+    return candidates, layout
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p.name))
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _JUNK_NAMES
+
+
+def _class_files(images_dir: Path, class_dir: Path, split: str | None) -> list[Candidate]:
+    found = []
+    for file in class_dir.rglob("*"):
+        relative = file.relative_to(class_dir)
+        if any(_hidden(part) for part in relative.parts) or not file.is_file():
+            continue
+        found.append(Candidate(path=file.relative_to(images_dir).as_posix(), file=file, label=class_dir.name,
+                               split=split))
+    return found
+
+
+def read_csv_candidates(
+    csv_file: Path,
+    image_root: Path,
+    *,
+    path_column: str,
+    label_column: str,
+    truth_column: str | None,
+) -> tuple[list[Candidate], list[str]]:
+    """Candidates from a CSV, in row order, and the CSV's column names in order."""
+    import pandas as pd  # heavy: only when a CSV is imported
+
+    name = csv_file.name
+    if not csv_file.is_file():
+        raise UserError(f"CSV file {csv_file} does not exist", "check the --csv path")
+    try:
+        # dtype=str and no NA parsing: labels like "NA" or "1" stay exactly as written.
+        frame = pd.read_csv(csv_file, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{csv_file} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                        "save the CSV with UTF-8 encoding") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{csv_file} is empty", "its first line must name the columns, e.g. path,label") from None
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{csv_file} is not a valid CSV: {exc}",
+                        "check the quoting and the number of fields on the line named") from None
+    columns = [str(column) for column in frame.columns]
+    wanted = {"--path-column": path_column, "--label-column": label_column}
+    if truth_column:
+        wanted["--truth-column"] = truth_column
+    missing = [f"{column!r} ({option})" for option, column in wanted.items() if column not in columns]
+    if missing:
+        raise UserError(
+            f"{name} has no column {', '.join(missing)}; its columns are: {', '.join(repr(c) for c in columns)}",
+            "name existing columns with --path-column, --label-column (and --truth-column)",
+        )
+    if len(set(wanted.values())) < len(wanted):
+        raise UserError(f"the same column of {name} is named for two roles: {wanted}",
+                        "the path, label and truth columns must be different columns")
+    if frame.empty:
+        raise UserError(f"{name} has a header but no data rows", "add one row per image: path,label")
+
+    extra_columns = [c for c in columns if c not in wanted.values()]
+    paths = frame[path_column].tolist()
+    labels = [label.strip() for label in frame[label_column].tolist()]
+    truths = [t.strip() for t in frame[truth_column].tolist()] if truth_column else [""] * len(paths)
+    extras = frame[extra_columns].to_dict("records") if extra_columns else [{} for _ in paths]
+
+    _reject_rows(name, [r for r, p in enumerate(paths, 1) if not p.strip()],
+                 f"has an empty path (column {path_column!r})", "fill in the image path or delete the row")
+    _reject_rows(name, [r for r, lab in enumerate(labels, 1) if not lab],
+                 f"has an empty label (column {label_column!r})", "fill in the class name or delete the row")
+    stored = [p.replace("\\", "/") for p in paths]
+    _reject_rows(name, [r for r, p in enumerate(paths, 1) if _is_absolute(p)],
+                 "has an absolute path", f"write paths relative to the image root {image_root}")
+    _reject_rows(name, [r for r, p in enumerate(stored, 1) if _escapes(p)],
+                 "has a path outside the image root (it climbs out with '..')",
+                 f"write paths that stay inside the image root {image_root}, or choose a higher --image-root")
+    _reject_duplicates(name, stored)
+    class_names = set(labels)
+    _reject_rows(name, [r for r, t in enumerate(truths, 1) if t and t not in class_names],
+                 f"has a truth (column {truth_column!r}) that is not one of the labels "
+                 f"({', '.join(sorted(class_names)[:20])})",
+                 "use a class name from the label column, or leave the truth cell empty when unknown")
+
+    candidates = [
+        Candidate(path=path, file=image_root / path, label=label, source_row=row, truth=truth or None,
+                  extra={k: str(v) for k, v in extra.items()}, csv_name=name)
+        for row, (path, label, truth, extra) in enumerate(zip(stored, labels, truths, extras), 1)
+    ]
+    return candidates, columns
+
+
+def _row_name(csv_name: str, row: int) -> str:
+    return f"{csv_name} data row {row} (line {row + 1})"
+
+
+def _reject_rows(csv_name: str, rows: Sequence[int], problem: str, fix: str) -> None:
+    if not rows:
+        return
+    shown = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+    first = _row_name(csv_name, rows[0])
+    many = f"{csv_name} data rows {shown} {problem} (first: line {rows[0] + 1})"
+    what = f"{first} {problem}" if len(rows) == 1 else many
+    raise UserError(what, fix + "; data rows count from 1 after the header line")
+
+
+def _is_absolute(path: str) -> bool:
+    return path.startswith(("/", "\\")) or bool(PureWindowsPath(path).drive)
+
+
+def _escapes(path: str) -> bool:
+    normal = posixpath.normpath(path)
+    return normal == ".." or normal.startswith("../")
+
+
+def _reject_duplicates(csv_name: str, paths: Sequence[str]) -> None:
+    first_row: dict[str, int] = {}
+    clashes: list[tuple[int, int]] = []
+    for row, path in enumerate(paths, 1):
+        key = posixpath.normpath(path)  # "a.png" and "./a.png" are one file
+        if key in first_row:
+            clashes.append((first_row[key], row))
+        else:
+            first_row[key] = row
+    if clashes:
+        a, b = clashes[0]
+        spelled = f" (row {b} writes it {paths[b - 1]!r})" if paths[a - 1] != paths[b - 1] else ""
+        more = f"; {len(clashes) - 1} more duplicate rows follow" if len(clashes) > 1 else ""
+        raise UserError(f"{csv_name} data rows {a} and {b} (lines {a + 1} and {b + 1}) both name the image "
+                        f"{paths[a - 1]!r}{spelled}{more}",
+                        "keep one row per image: delete or correct the duplicate rows")
+
+
+# ---------------------------------------------------------------- populating
+def populate(
+    project: Project,
+    candidates: list[Candidate],
+    source: dict[str, Any],
+    *,
+    test_fraction: float,
+    seed: int,
+    folds: int,
+    events: EventSink | None,
+    dataset: str,
+) -> None:
+    """Probe the candidates, split, validate class sizes, and write classes, samples and meta."""
+    events = events or EventSink()
+    _check_options(test_fraction, folds)
+    infos = _probe_all(candidates, events)
+    good = [(c, info) for c, info in zip(candidates, infos) if isinstance(info, ImageInfo)]
+    bad = [(c, info) for c, info in zip(candidates, infos) if isinstance(info, BadImage)]
+    skipped = [
+        {"path": c.path, "reason": info.reason, **({"row": c.source_row} if c.source_row is not None else {})}
+        for c, info in bad
+    ]
+    for c, info in bad[:_MAX_LOGGED_SKIPS]:
+        events.log(f"skipped {c.where()}: {info.reason}", "warning")
+    if bad:
+        events.log(f"skipped {len(bad)} of {len(candidates)} images (listed in the import summary)", "warning")
+
+    missing = [c for c, info in bad if info.reason == "file not found"]
+    if source["kind"] == "csv" and len(missing) * 2 > len(candidates):
+        raise UserError(
+            f"{len(missing)} of the {len(candidates)} images named in {dataset} are not under the image root "
+            f"{source['image_root']} (first: {missing[0].where()})",
+            "check --image-root: the CSV's paths are relative to it",
+        )
+    if not good:
+        reasons = "; ".join(f"{c.where()}: {info.reason}" for c, info in bad[:3])
+        raise UserError(f"none of the {len(candidates)} images in {dataset} could be read ({reasons})",
+                        "check that the files are images (PNG, JPEG, ...) and not damaged")
+
+    class_names = sorted({c.label for c in candidates})
+    if len(class_names) < 2:
+        raise UserError(f"{dataset} has only one class ({class_names[0]!r})",
+                        "a classifier needs at least two classes: add images of another class")
+    class_id = {name: index for index, name in enumerate(class_names)}
+    labels = np.array([class_id[c.label] for c, _ in good], dtype=np.int64)
+    split = _choose_split([c for c, _ in good], labels, len(class_names), test_fraction, seed)
+    _check_class_sizes(class_names, labels, split, candidates, folds, test_fraction, dataset)
+
+    rows = [
+        {
+            "path": c.path,
+            "split": str(s),
+            "label": int(label),
+            "true_label": class_id[c.truth] if c.truth else None,
+            "source_row": c.source_row,
+            "width": info.width,
+            "height": info.height,
+            "extra": c.extra or None,
+        }
+        for (c, info), label, s in zip(good, labels, split)
+    ]
+    project.add_classes(class_names)
+    project.add_samples(rows)
+    fixed_split = all(c.split is not None for c, _ in good)  # train/ and test/ folders: no fraction applied
+    project.set_meta("source", {**source, "test_fraction": None if fixed_split else test_fraction, "seed": seed,
+                                "folds": folds})
+    project.set_meta("skipped", skipped)
+    events.log(f"imported {len(rows)} images of {len(class_names)} classes "
+               f"({int((split == 'train').sum())} train, {int((split == 'test').sum())} test)")
+
+
+def _probe_all(candidates: list[Candidate], events: EventSink) -> list[ImageInfo | BadImage]:
+    def one(candidate: Candidate) -> ImageInfo | BadImage:
+        try:
+            return probe(candidate.file)
+        except BadImage as exc:
+            return exc
+
+    total = len(candidates)
+    results: list[ImageInfo | BadImage] = []
+    # Probing is file I/O plus decoders that release the GIL: threads overlap both.
+    workers = min(32, 2 * (os.cpu_count() or 1))
+    last = time.monotonic()
+    events.progress("import", 0, total)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for result in pool.map(one, candidates):
+            results.append(result)
+            now = time.monotonic()
+            if now - last > 0.5:
+                last = now
+                events.progress("import", len(results), total)
+    events.progress("import", total, total)
+    return results
+
+
+def _choose_split(good: list[Candidate], labels: np.ndarray, num_classes: int, test_fraction: float,
+                  seed: int) -> np.ndarray:
+    if good and all(c.split is not None for c in good):
+        return np.array([c.split for c in good], dtype=object)
+    split = np.full(len(good), "train", dtype=object)
+    if test_fraction == 0:
+        return split
+    counts = np.bincount(labels, minlength=num_classes)
+    if counts.min() < 2:
+        return split  # a class this small fails the size check below, with a better message
+    from sklearn.model_selection import train_test_split  # heavy: only at import time
+
+    # At least one test image per class, which a stratified split requires.
+    n_test = max(num_classes, int(round(test_fraction * len(good))))
+    try:
+        _, test_index = train_test_split(np.arange(len(good)), test_size=n_test, stratify=labels,
+                                         random_state=seed)
+    except ValueError as exc:
+        raise UserError(f"cannot hold out {test_fraction:.0%} of {len(good)} images for testing: {exc}",
+                        "lower --test-fraction or add images") from None
+    split[test_index] = "test"
+    return split
+
+
+def _check_class_sizes(class_names: list[str], labels: np.ndarray, split: np.ndarray, candidates: list[Candidate],
+                       folds: int, test_fraction: float, dataset: str) -> None:
+    named = Counter(c.label for c in candidates)
+    usable = np.bincount(labels, minlength=len(class_names))
+    train = np.bincount(labels[split == "train"], minlength=len(class_names))
+    for index, name in enumerate(class_names):
+        if train[index] >= folds:
+            continue
+        lost = named[name] - usable[index]
+        skipped = f", {lost} of its {named[name]} images were skipped as unreadable" if lost else ""
+        held_out = usable[index] - train[index]
+        test = f" after {held_out} went to the test split" if held_out else ""
+        raise UserError(
+            f"class {name!r} of {dataset} has only {train[index]} training image(s){test}{skipped}; "
+            f"{folds}-fold cross-validation needs at least {folds} per class",
+            f"add images of class {name!r}, lower --folds, or lower --test-fraction (now {test_fraction:g})",
+        )
+
+
+def _check_options(test_fraction: float, folds: int) -> None:
+    if not 0 <= test_fraction < 1:
+        raise UserError(f"test fraction {test_fraction} is outside [0, 1)",
+                        "use e.g. --test-fraction 0.2 to hold out 20% (0 for no test split)")
+    if folds < 2:
+        raise UserError(f"{folds} folds is too few for cross-validation", "use --folds 2 or more (default 3)")

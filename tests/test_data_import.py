@@ -1,0 +1,390 @@
+"""Importing datasets: ImageFolder and CSV layouts, every kind of bad input, odd image modes."""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import IMAGE_FOLDER_CLASSES, IMAGE_FOLDER_PER_CLASS, RecordingSink, draw_class_image, make_image_folder
+from PIL import Image
+
+from engine.cli import main
+from engine.data.images import MAX_PIXELS, BadImage, load_square_rgb, probe
+from engine.data.importing import import_csv, import_folder
+from engine.errors import UserError
+from engine.store import UNKNOWN_TRUTH
+
+
+# ----------------------------------------------------------------- helpers
+def noise_image(size: int = 32, seed: int = 0) -> Image.Image:
+    # Random pixels compress badly, so cutting the file really cuts image data.
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def png_claiming_size(path: Path, width: int, height: int) -> None:
+    """A tiny PNG whose header claims width x height (a decompression bomb, harmlessly)."""
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:20] = width.to_bytes(4, "big")
+    data[20:24] = height.to_bytes(4, "big")
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir()) if parent.exists() else []
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------- folder import
+def test_import_folder_classes_split_and_source(image_folder: Path, tmp_path: Path) -> None:
+    with import_folder(tmp_path / "proj", image_folder, test_fraction=0.25, seed=3) as project:
+        assert project.class_names() == sorted(IMAGE_FOLDER_CLASSES)
+        table = project.sample_table()
+        assert project.num_samples == 3 * IMAGE_FOLDER_PER_CLASS
+        assert table.paths == sorted(table.paths)
+        assert all("/" in p and not p.startswith("/") for p in table.paths)
+        assert table.paths[0] == "circle/circle_00.png"
+        # Stratified: every class has 3 of its 12 images in the test split.
+        for cls in range(3):
+            assert ((table.split == "test") & (table.label == cls)).sum() == 3
+        assert (table.true_label == UNKNOWN_TRUTH).all()
+        source = project.source
+        assert source["kind"] == "folder" and source["image_root"] == str(image_folder)
+        assert source["layout"] == "imagefolder" and source["folds"] == 3
+        assert project.meta("skipped") == []
+        assert project.execute("SELECT width, height FROM samples WHERE id = 0") == [(16, 16)]
+        first_split = list(table.split)
+    with import_folder(tmp_path / "again", image_folder, test_fraction=0.25, seed=3) as again:
+        assert list(again.sample_table().split) == first_split
+    with import_folder(tmp_path / "other", image_folder, test_fraction=0.25, seed=4) as other:
+        assert list(other.sample_table().split) != first_split
+
+
+def test_train_test_folders_are_used_as_given(tmp_path: Path) -> None:
+    make_image_folder(tmp_path / "data" / "train", per_class=5)
+    make_image_folder(tmp_path / "data" / "test", classes=("circle", "cross"), per_class=2)
+    with import_folder(tmp_path / "proj", tmp_path / "data", test_fraction=0.5) as project:
+        table = project.sample_table()
+        assert project.source["layout"] == "train-test"
+        assert (table.split == "test").sum() == 4
+        assert all(p.startswith("test/") for p, s in zip(table.paths, table.split) if s == "test")
+        assert all(p.startswith("train/") for p, s in zip(table.paths, table.split) if s == "train")
+
+
+def test_files_outside_class_folders_are_reported(image_folder: Path, tmp_path: Path) -> None:
+    (image_folder / "README.txt").write_text("about this dataset")
+    (image_folder / "unused").mkdir()
+    events = RecordingSink()
+    with import_folder(tmp_path / "proj", image_folder, events=events) as project:
+        assert project.num_classes == 3
+    logged = "\n".join(events.messages())
+    assert "ignored 1 file(s) directly in" in logged and "'README.txt'" in logged
+    assert "ignored empty class folder(s)" in logged and "unused" in logged
+
+
+def test_test_class_missing_from_train_is_an_error(tmp_path: Path) -> None:
+    make_image_folder(tmp_path / "data" / "train", classes=("circle", "cross"), per_class=4)
+    make_image_folder(tmp_path / "data" / "test", classes=("stripes",), per_class=2)
+    with pytest.raises(UserError, match="stripes"):
+        import_folder(tmp_path / "proj", tmp_path / "data")
+    assert not (tmp_path / "proj").exists()
+
+
+def test_unicode_and_spaces_in_paths(tmp_path: Path) -> None:
+    root = tmp_path / "dåta sét"
+    for name in ("chat noir", "狗"):
+        (root / name).mkdir(parents=True)
+        for index in range(5):
+            draw_class_image("circle", index).save(root / name / f"café {index} ü.png")
+    with import_folder(tmp_path / "prøject x", root, test_fraction=0) as project:
+        assert project.class_names() == ["chat noir", "狗"]
+        assert "狗/café 0 ü.png" in project.sample_table().paths
+        assert project.sample_image_path(0).is_file()
+
+
+def test_bad_images_are_skipped_listed_and_logged(image_folder: Path, tmp_path: Path) -> None:
+    bad = image_folder / "circle"
+    (bad / "empty.png").write_bytes(b"")
+    (bad / "notes.txt").write_text("not an image")
+    (bad / "fake.jpg").write_bytes(b"\xff\xd8 this is no jpeg" * 10)
+    noise_image(64).save(bad / "cut.png")
+    truncate(bad / "cut.png")
+    noise_image(64).save(bad / "cut.jpg", quality=95)
+    truncate(bad / "cut.jpg")
+    png_claiming_size(bad / "bomb.png", 20_000, 20_000)
+    (bad / ".DS_Store").write_bytes(b"junk")  # hidden: ignored, not an image of the dataset
+    events = RecordingSink()
+    with import_folder(tmp_path / "proj", image_folder, events=events) as project:
+        skipped = {entry["path"]: entry["reason"] for entry in project.meta("skipped")}
+        assert project.num_samples == 3 * IMAGE_FOLDER_PER_CLASS
+    assert set(skipped) == {f"circle/{n}" for n in ("empty.png", "notes.txt", "fake.jpg", "cut.png", "cut.jpg",
+                                                    "bomb.png")}
+    assert "empty" in skipped["circle/empty.png"]
+    assert "not an image" in skipped["circle/notes.txt"]
+    assert "not an image" in skipped["circle/fake.jpg"]
+    assert "truncated" in skipped["circle/cut.png"]
+    assert "truncated" in skipped["circle/cut.jpg"]
+    assert "too large" in skipped["circle/bomb.png"] and "megapixel" in skipped["circle/bomb.png"]
+    logged = "\n".join(events.messages())
+    assert "skipped 'circle/cut.png': truncated" in logged
+    assert "skipped 6 of 42 images" in logged
+
+
+def test_pixel_limit_is_clear_and_big_sane_images_pass(tmp_path: Path) -> None:
+    png_claiming_size(tmp_path / "huge.png", 15_000, 15_000)
+    limit = MAX_PIXELS // 10**6
+    with pytest.raises(BadImage, match=f"too large: (15000x15000 = )?225 megapixels, over the {limit}-megapixel"):
+        probe(tmp_path / "huge.png")
+    # 100 megapixels: more than Pillow's default warning limit, still accepted (and no warning, which
+    # the test settings would turn into an error).
+    Image.new("1", (10_000, 10_000), 1).save(tmp_path / "big.png")
+    info = probe(tmp_path / "big.png")
+    assert (info.width, info.height) == (10_000, 10_000)
+
+
+def test_odd_modes_are_converted_to_rgb_correctly(tmp_path: Path) -> None:
+    cases: dict[str, tuple[Image.Image, tuple[int, int, int]]] = {
+        "grey.png": (Image.new("L", (8, 8), 100), (100, 100, 100)),
+        "bilevel.png": (Image.new("1", (8, 8), 1), (255, 255, 255)),
+        "transparent.png": (Image.new("RGBA", (8, 8), (255, 0, 0, 0)), (255, 255, 255)),
+        "opaque.png": (Image.new("RGBA", (8, 8), (0, 0, 255, 255)), (0, 0, 255)),
+        "half.png": (Image.new("RGBA", (8, 8), (0, 0, 0, 128)), (127, 127, 127)),
+        "grey_alpha.png": (Image.new("LA", (8, 8), (0, 0)), (255, 255, 255)),
+        "cmyk.jpg": (Image.new("CMYK", (8, 8), (255, 0, 0, 0)), (0, 255, 255)),
+        "cmyk.tif": (Image.new("CMYK", (8, 8), (0, 0, 0, 0)), (255, 255, 255)),
+        "sixteen.png": (Image.new("I;16", (8, 8), 65535), (255, 255, 255)),
+        "sixteen_mid.png": (Image.new("I;16", (8, 8), 32896), (128, 128, 128)),
+    }
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([0, 0, 0, 200, 10, 20] + [0] * 762)
+    cases["palette.png"] = (palette, (200, 10, 20))
+    keyed = palette.copy()
+    keyed.info["transparency"] = 1
+    cases["palette_keyed.png"] = (keyed, (255, 255, 255))
+    for name, (image, _) in cases.items():
+        if name == "palette_keyed.png":
+            image.save(tmp_path / name, transparency=1)
+        else:
+            image.save(tmp_path / name)
+    for name, (_, expected) in cases.items():
+        probe(tmp_path / name)  # readable
+        pixels = load_square_rgb(tmp_path / name, 4)
+        assert pixels.shape == (4, 4, 3) and pixels.dtype == np.uint8, name
+        assert np.abs(pixels.astype(int) - expected).max() <= 2, (name, pixels[0, 0], expected)
+    with Image.open(tmp_path / "sixteen.png") as sixteen:
+        assert sixteen.mode.startswith("I")  # really stored as 16-bit
+
+
+def test_existing_project_or_non_empty_folder_is_refused_untouched(image_folder: Path, tmp_path: Path) -> None:
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        import_folder(occupied, image_folder)
+    assert leftovers(occupied) == ["keep.txt"]
+    import_folder(tmp_path / "proj", image_folder).close()
+    with pytest.raises(UserError, match="already holds a project"):
+        import_folder(tmp_path / "proj", image_folder)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    import_folder(empty, image_folder).close()
+    assert (empty / "project.db").is_file()
+
+
+@pytest.mark.parametrize("problem", ["one_class", "too_small", "all_bad", "no_classes"])
+def test_failed_import_leaves_no_project_behind(problem: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    if problem == "one_class":
+        make_image_folder(data, classes=("circle",))
+        expected = r"only one class \('circle'\)"
+    elif problem == "too_small":
+        make_image_folder(data, classes=("circle", "cross"), per_class=10)
+        make_image_folder(data, classes=("stripes",), per_class=2)
+        expected = r"class 'stripes' .* has only \d training image"
+    elif problem == "all_bad":
+        for name in ("a", "b"):
+            (data / name).mkdir(parents=True)
+            (data / name / "x.png").write_text("text")
+        expected = "none of the 2 images"
+    else:
+        data.mkdir()
+        draw_class_image("circle", 0).save(data / "loose.png")
+        expected = "1 files but no class sub-folders"
+    parent = tmp_path / "deep" / "er"
+    with pytest.raises(UserError, match=expected):
+        import_folder(parent / "proj", data)
+    assert not (tmp_path / "deep").exists()  # neither the project nor the parents made for it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError):
+        import_folder(empty, data)
+    assert empty.is_dir() and leftovers(empty) == []
+    assert leftovers(tmp_path) == ["data", "empty"]
+
+
+def test_class_too_small_for_folds_names_the_class_and_folds(tmp_path: Path) -> None:
+    make_image_folder(tmp_path / "data", per_class=4)
+    with pytest.raises(UserError, match=r"class 'circle' .*4-fold cross-validation needs at least 4") as info:
+        import_folder(tmp_path / "proj", tmp_path / "data", folds=4, test_fraction=0.2)
+    assert "--folds" in info.value.hint
+    import_folder(tmp_path / "ok", tmp_path / "data", folds=4, test_fraction=0).close()
+
+
+def test_bad_options_and_missing_folder(image_folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="test fraction 1.5"):
+        import_folder(tmp_path / "p", image_folder, test_fraction=1.5)
+    with pytest.raises(UserError, match="folds"):
+        import_folder(tmp_path / "p", image_folder, folds=1)
+    with pytest.raises(UserError, match="does not exist"):
+        import_folder(tmp_path / "p", tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------- CSV import
+@pytest.fixture
+def csv_images(tmp_path: Path) -> Path:
+    root = tmp_path / "img root"
+    make_image_folder(root, per_class=6)
+    return root
+
+
+def csv_rows(root: Path) -> list[tuple[str, str]]:
+    return sorted((p.relative_to(root).as_posix(), p.parent.name) for p in root.rglob("*.png"))
+
+
+def test_import_csv_keeps_columns_rows_and_truth(csv_images: Path, tmp_path: Path) -> None:
+    lines = ["id,file,label,note,truth"]
+    for row, (path, label) in enumerate(csv_rows(csv_images), 1):
+        given = "cross" if row == 2 else label
+        lines.append(f"{row},{path},{given},n{row},{label if row != 5 else ''}")
+    csv_file = write_csv(tmp_path / "labels.csv", "\n".join(lines) + "\n")
+    with import_csv(tmp_path / "proj", csv_file, csv_images, path_column="file", label_column="label",
+                    truth_column="truth", test_fraction=0, seed=1) as project:
+        source = project.source
+        assert source["kind"] == "csv" and source["columns"] == ["id", "file", "label", "note", "truth"]
+        assert (source["csv"], source["image_root"]) == (str(csv_file), str(csv_images))
+        assert (source["path_column"], source["label_column"], source["truth_column"]) == ("file", "label", "truth")
+        table = project.sample_table()
+        assert table.paths == [path for path, _ in csv_rows(csv_images)]  # row order, as written
+        assert project.sample_extras()[1] == {"id": "2", "note": "n2"}
+        assert project.execute("SELECT source_row FROM samples WHERE id = 4") == [(5,)]
+        names = project.class_names()
+        assert names[table.given_label[1]] == "cross" and names[table.true_label[1]] == "circle"
+        assert table.true_label[4] == UNKNOWN_TRUTH  # empty truth cell: unknown
+
+
+def test_csv_backslash_paths_become_forward_slashes(csv_images: Path, tmp_path: Path) -> None:
+    lines = ["path,label"] + [f"{p.replace('/', chr(92))},{lab}" for p, lab in csv_rows(csv_images)]
+    csv_file = write_csv(tmp_path / "labels.csv", "\n".join(lines))
+    with import_csv(tmp_path / "proj", csv_file, csv_images, path_column="path", label_column="label") as project:
+        assert project.sample_table().paths[0] == "circle/circle_00.png"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ("missing_column", r"labels.csv has no column 'label' \(--label-column\); its columns are: 'path', 'klass'"),
+        ("empty_label", r"labels.csv data row 3 \(line 4\) has an empty label"),
+        ("duplicate", r"labels.csv data rows 1 and 4 \(lines 2 and 5\) both name the image 'circle/circle_00.png'"),
+        ("dotdot", r"labels.csv data row 2 \(line 3\) has a path outside the image root"),
+        ("absolute", r"labels.csv data row 2 \(line 3\) has an absolute path"),
+        ("unknown_truth", r"labels.csv data row 1 \(line 2\) has a truth .* not one of the labels"),
+        ("empty_path", r"labels.csv data row 2 \(line 3\) has an empty path"),
+    ],
+)
+def test_csv_structural_errors_name_the_row(edit: str, expected: str, csv_images: Path, tmp_path: Path) -> None:
+    rows = [[p, lab, lab] for p, lab in csv_rows(csv_images)]
+    header = ["path", "label", "truth"]
+    if edit == "missing_column":
+        header = ["path", "klass", "truth"]
+    elif edit == "empty_label":
+        rows[2][1] = ""
+    elif edit == "duplicate":
+        rows[3][0] = "./" + rows[0][0]
+    elif edit == "dotdot":
+        rows[1][0] = "../outside.png"
+    elif edit == "absolute":
+        rows[1][0] = str(csv_images / rows[1][0])
+    elif edit == "unknown_truth":
+        rows[0][2] = "dinosaur"
+    elif edit == "empty_path":
+        rows[1][0] = ""
+    text = "\n".join(",".join(r) for r in [header] + rows)
+    csv_file = write_csv(tmp_path / "labels.csv", text)
+    with pytest.raises(UserError, match=expected) as info:
+        import_csv(tmp_path / "proj", csv_file, csv_images, path_column="path", label_column="label",
+                   truth_column="truth")
+    assert info.value.hint
+    assert not (tmp_path / "proj").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".proj")]
+
+
+def test_csv_missing_files_are_skipped_with_rows_unless_most_are_missing(csv_images: Path, tmp_path: Path) -> None:
+    rows = csv_rows(csv_images) + [("circle/gone.png", "circle")]
+    csv_file = write_csv(tmp_path / "a.csv", "\n".join(["path,label"] + [f"{p},{lab}" for p, lab in rows]))
+    with import_csv(tmp_path / "proj", csv_file, csv_images, path_column="path", label_column="label") as project:
+        assert project.meta("skipped") == [{"path": "circle/gone.png", "reason": "file not found", "row": 19}]
+        assert project.num_samples == 18
+    wrong_root = tmp_path / "elsewhere"
+    wrong_root.mkdir()
+    with pytest.raises(UserError, match=r"19 of the 19 images named in a.csv are not under the image root") as info:
+        import_csv(tmp_path / "proj2", csv_file, wrong_root, path_column="path", label_column="label")
+    assert "--image-root" in info.value.hint
+
+
+def test_csv_unreadable_files(tmp_path: Path, csv_images: Path) -> None:
+    with pytest.raises(UserError, match="is empty"):
+        import_csv(tmp_path / "p", write_csv(tmp_path / "e.csv", ""), csv_images, path_column="path",
+                   label_column="label")
+    with pytest.raises(UserError, match="header but no data rows"):
+        import_csv(tmp_path / "p", write_csv(tmp_path / "h.csv", "path,label\n"), csv_images, path_column="path",
+                   label_column="label")
+    (tmp_path / "latin.csv").write_bytes("path,label\ncircle/circle_00.png,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        import_csv(tmp_path / "p", tmp_path / "latin.csv", csv_images, path_column="path", label_column="label")
+    with pytest.raises(UserError, match="does not exist"):
+        import_csv(tmp_path / "p", tmp_path / "none.csv", csv_images, path_column="path", label_column="label")
+    assert not (tmp_path / "p").exists()
+
+
+# ---------------------------------------------------------------------- CLI
+def test_cli_init_folder_and_csv(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (image_folder / "cross" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert main(["init", str(tmp_path / "p1"), "--images", str(image_folder), "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "36 images" in out and "circle" in out and "cross/broken.png" in out and "skipped 1 image" in out
+
+    lines = ["path,label,extra"] + [f"{p},{lab},x" for p, lab in csv_rows(image_folder)]
+    csv_file = write_csv(tmp_path / "labels.csv", "\n".join(lines))
+    code = main(["init", str(tmp_path / "p2"), "--csv", str(csv_file), "--image-root", str(image_folder),
+                 "--json", "--test-fraction", "0.25"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["samples"] == 36 and summary["test"] == 9
+    assert [c["name"] for c in summary["classes"]] == ["circle", "cross", "stripes"]
+    assert summary["source"]["columns"] == ["path", "label", "extra"]
+    assert summary["skipped"][0]["row"] == 13
+
+
+def test_cli_init_errors_exit_2_with_the_fix(image_folder: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", str(tmp_path / "p"), "--csv", str(tmp_path / "x.csv")]) == 2
+    assert "--image-root" in capsys.readouterr().err
+    assert main(["init", str(tmp_path / "p"), "--images", str(image_folder), "--folds", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "20-fold" in err and "fix:" in err
+    assert not (tmp_path / "p").exists()

@@ -1,0 +1,60 @@
+"""The offline demo: digits written as real PNGs, imported, with known symmetric noise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.cli import main
+from engine.data.cache import ensure_cache
+from engine.noise import clean_labels
+from engine.store import Project
+
+
+def test_demo_project_is_complete_with_known_noise(demo_project: Path) -> None:
+    with Project.open(demo_project) as project:
+        assert project.class_names() == [str(d) for d in range(10)]
+        assert project.num_samples == 1797
+        source = project.source
+        assert source["kind"] == "demo" and source["image_root"] == str(demo_project / "images")
+        table = project.sample_table()
+        assert table.truth_known
+        train = table.train_ids
+        assert len(table.test_ids) == round(0.2 * 1797)
+        noisy = table.label != table.true_label
+        assert noisy[train].sum() == round(0.2 * len(train)) and not noisy[table.test_ids].any()
+        assert np.array_equal(table.true_label, clean_labels(project))
+        noise = project.noise_history()
+        assert [(n["mode"], n["rate"], n["seed"]) for n in noise] == [("symmetric", 0.2, 0)]
+        assert project.meta("demo") == {"seed": 0, "noise_rate": 0.2}
+        # Real PNG files, in class folders named after the true class.
+        first = project.sample_image_path(0)
+        assert first.parent.name == project.class_names()[table.true_label[0]]
+        with Image.open(first) as image:
+            assert image.format == "PNG" and image.size == (32, 32)
+        cached = ensure_cache(project, 16)
+        assert cached.shape == (1797, 16, 16, 3)
+        assert cached.min() < 60 and cached.max() > 240  # dark ink on white
+
+
+def test_demo_copy_is_independent(demo_project: Path, _demo_template: Path) -> None:
+    with Project.open(demo_project) as project:
+        assert project.image_root == demo_project / "images"
+        assert project.sample_image_path(5).is_relative_to(demo_project)
+
+
+def test_cli_demo_json_and_refusal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", str(tmp_path / "d"), "--seed", "4", "--noise-rate", "0.1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["samples"] == 1797 and summary["noise"]["rate"] == 0.1 and summary["noise"]["seed"] == 4
+    assert summary["source"]["kind"] == "demo"
+    assert main(["demo", str(tmp_path / "d")]) == 2
+    assert "already holds a project" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no staging folder left behind
+    assert main(["demo", str(tmp_path / "e"), "--noise-rate", "-0.1"]) == 2
+    assert "--noise-rate" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
