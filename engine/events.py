@@ -15,9 +15,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any, ClassVar, Iterator, Literal
+from typing import IO, Any, ClassVar, Literal
 
 PROTOCOL_VERSION = 1
 
@@ -159,7 +160,7 @@ class EventSink:
         run_id: str = "",
         log_path: Path | None = None,
         live: IO[str] | None = None,
-        console: "ConsoleRenderer | None" = None,
+        console: ConsoleRenderer | None = None,
     ) -> None:
         self.run_id = run_id
         self._seq = 0

@@ -21,10 +21,11 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -168,7 +169,7 @@ class Project:
 
     # ----------------------------------------------------------- open/create
     @classmethod
-    def create(cls, root: Path | str) -> "Project":
+    def create(cls, root: Path | str) -> Project:
         root = Path(root)
         if (root / DB_NAME).exists():
             raise UserError(f"{root} already holds a project", "choose another folder, or open it instead")
@@ -182,7 +183,7 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, root: Path | str) -> "Project":
+    def open(cls, root: Path | str) -> Project:
         root = Path(root)
         db_path = root / DB_NAME
         if not db_path.is_file():
@@ -197,7 +198,7 @@ class Project:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "Project":
+    def __enter__(self) -> Project:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -253,7 +254,9 @@ class Project:
 
     @property
     def image_root(self) -> Path:
-        return Path(self.source["image_root"])
+        """Where sample paths are relative to; a relative root lies inside the project (the demo), so it moves with it."""
+        root = Path(self.source["image_root"])
+        return root if root.is_absolute() else self.root / root
 
     # ------------------------------------------------------ classes/samples
     def add_classes(self, names: Sequence[str]) -> None:

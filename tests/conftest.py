@@ -19,7 +19,6 @@ import pytest
 from PIL import Image, ImageDraw
 
 from engine.events import Event, EventSink
-from engine.store import Project
 
 IMAGE_FOLDER_CLASSES = ("circle", "cross", "stripes")
 IMAGE_FOLDER_PER_CLASS = 12
@@ -79,7 +78,7 @@ def _link_or_copy(source: str, target: str) -> None:
 
 @pytest.fixture
 def demo_project(_demo_template: Path, tmp_path: Path) -> Path:
-    """A private copy of the demo project (folder path); its image root points into the copy.
+    """A private copy of the demo project (folder path); its relative image root points into the copy.
 
     The database, cache and open-set files are real copies. The 1,797 dataset images are
     hard links (copying them costs seconds per test on a slow disk): delete or replace an
@@ -88,9 +87,6 @@ def demo_project(_demo_template: Path, tmp_path: Path) -> Path:
     root = tmp_path / "demo"
     shutil.copytree(_demo_template, root, ignore=shutil.ignore_patterns("images"))
     shutil.copytree(_demo_template / "images", root / "images", copy_function=_link_or_copy)
-    with Project.open(root) as project:
-        # The source records an absolute image root: point it at the copied images.
-        project.set_meta("source", {**project.source, "image_root": str(root / "images")})
     return root
 
 

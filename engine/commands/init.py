@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from engine.commands.common import add_json_option, add_project_argument, print_json
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 def print_import_summary(summary: dict[str, Any]) -> None:
     """A few human lines: where, how many, per class, what was skipped and why."""
     source = summary["source"]
-    print(f"project {summary['project']} ({source.get('kind')} dataset, images in {source.get('image_root')})")
+    image_root = Path(summary["project"]) / source.get("image_root", "")  # a relative root lies in the project
+    print(f"project {summary['project']} ({source.get('kind')} dataset, images in {image_root})")
     print(f"{summary['samples']} images: {summary['train']} train, {summary['test']} test, "
           f"{len(summary['classes'])} classes")
     width = max(len(c["name"]) for c in summary["classes"])

@@ -33,7 +33,6 @@ def make_demo(
     if not 0 <= noise_rate < 1:
         raise UserError(f"noise rate {noise_rate} is outside [0, 1)", "use e.g. --noise-rate 0.2 (0 for clean labels)")
     events = events or EventSink()
-    final_images = Path(project_root).absolute() / "images"
 
     def fill(project: Project, staging: Path) -> None:
         from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
@@ -43,13 +42,12 @@ def make_demo(
         events.log(f"writing {len(digits.images)} digit images")
         _write_pngs(images_dir, digits.images, digits.target)
         candidates, layout = scan_folder(images_dir, events)
-        # The images are probed where they are now; the project records where they will be.
-        source = {"kind": "demo", "image_root": str(final_images), "layout": layout, "dataset": "sklearn digits"}
+        # A relative image root: the images live inside the project, which can then be moved or copied.
+        source = {"kind": "demo", "image_root": "images", "layout": layout, "dataset": "sklearn digits"}
         populate(project, candidates, source, test_fraction=0.2, seed=seed, folds=3, events=events,
                  dataset="the digits demo")
         project.set_meta("demo", {"seed": seed, "noise_rate": noise_rate})
         if noise_rate > 0:
-            # image_root points at the final folder until the rename; symmetric noise reads no pixels.
             inject_noise(project, "symmetric", noise_rate, seed, events=events)
 
     return build_project(project_root, fill)
