@@ -70,7 +70,7 @@ def bare_rate(images: np.ndarray, labels: np.ndarray, classes: int, config: Trai
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     steps = steps_per_epoch(len(labels), config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=config.epochs * steps + 1)
-    x_all = torch.from_numpy(images).permute(0, 3, 1, 2)
+    x_all = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2)  # in memory, as a hand-written loop would have it
     y_all = torch.from_numpy(labels)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255

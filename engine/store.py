@@ -517,6 +517,10 @@ class Project:
             if new_label is None:
                 raise UserError("relabel needs a class", "name the new class, for example --relabel cat")
             label = self.resolve_class(new_label)
+            current = self._conn.execute("SELECT label FROM samples WHERE id = ?", (sample_id,)).fetchone()[0]
+            if label == current:
+                # "Relabel" to the label it already has (accepting a suggestion that agrees): that is a keep.
+                action, label = "keep", None
         with self.transaction() as conn:
             previous = conn.execute("SELECT action, new_label FROM decisions WHERE sample_id = ?", (sample_id,)).fetchone()
             prev_action, prev_label = previous if previous else (None, None)

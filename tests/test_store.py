@@ -92,3 +92,10 @@ def test_scores_round_trip_with_ranking(tmp_path: Path) -> None:
         assert saved["suggested"][3] == -1 and saved["flagged"].sum() == 2
         with pytest.raises(UserError, match="no scores from detector 'lstm'"):
             project.scores(run.id, "lstm")
+
+
+def test_relabeling_to_the_label_it_already_has_is_a_keep(tmp_path: Path) -> None:
+    with make_project(tmp_path / "p") as project:
+        decision = project.decide("dog/1.png", "relabel", "dog")
+        assert (decision.action, decision.new_label) == ("keep", None)
+        assert project.decisions()[1].action == "keep"

@@ -36,5 +36,8 @@ def add_parser(subparsers: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from engine.audit import AUDIT_KIND, audit_body
 
-    detectors = [info.name for info in parse_detectors(args.detectors)]  # an unknown name fails here, clearly
-    return run_training_command(args, AUDIT_KIND, {"folds": args.folds, "detectors": detectors}, audit_body)
+    def spec() -> dict[str, Any]:
+        detectors = [info.name for info in parse_detectors(args.detectors)]  # an unknown name fails here, clearly
+        return {"folds": args.folds, "detectors": detectors}
+
+    return run_training_command(args, AUDIT_KIND, spec, audit_body)

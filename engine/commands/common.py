@@ -72,14 +72,15 @@ def add_resume_option(parser: argparse.ArgumentParser) -> None:
 def run_training_command(
     args: argparse.Namespace,
     kind: str,
-    extra_spec: dict[str, Any],
+    extra_spec: dict[str, Any] | Callable[[], dict[str, Any]],
     body: Callable[[JobContext, TrainConfig, dict[str, Any]], dict[str, Any]],
 ) -> int:
     """Open the project, make (or resume) a run of ``kind`` and run ``body`` in it.
 
     ``body(ctx, config, spec)`` gets the training settings and the whole run spec; for a
     resumed run both come from the run's own spec, so the continuation is the same job.
-    Every failure, even one before the run exists, reaches a --json consumer as events.
+    Every failure, even one before the run exists, reaches a --json consumer as events;
+    so ``extra_spec`` may be a function that validates options and returns the spec.
     """
     from engine.errors import UserError
     from engine.jobs import run_job
@@ -99,7 +100,8 @@ def run_training_command(
                     raise UserError(f"run {run.id} already finished", "start a new run instead of --resume")
                 spec = run.spec
             else:
-                spec = {"train": TrainConfig.from_args(args).to_dict(), **extra_spec}
+                extra = extra_spec() if callable(extra_spec) else extra_spec
+                spec = {"train": TrainConfig.from_args(args).to_dict(), **extra}
             config = TrainConfig.from_dict(spec["train"])
             _, status = run_job(project, kind, spec, lambda ctx: body(ctx, config, spec), sink, run=run)
     except UserError as exc:
