@@ -1,0 +1,374 @@
+"""The main window: a composition root that wires the start page, the project views and engine jobs."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QEvent, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QStackedWidget,
+)
+
+from auditor import settings
+from auditor.engine_process import EngineProcess
+from auditor.jobs import JobController
+from auditor.project_maker import ProjectMaker
+from auditor.session import ProjectSession
+from auditor.views.audit_dialog import AuditDialog, TrainOptions
+from auditor.views.csv_dialog import CsvDialog
+from auditor.views.project_page import ProjectPage
+from auditor.views.start_page import StartPage
+from engine.errors import UserError
+from engine.store import is_project
+
+
+class MainWindow(QMainWindow):
+    project_opened = Signal(str)
+    project_closed = Signal()
+    job_finished = Signal(str, str)  # command, status
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("Label Auditor")
+        self.resize(1280, 820)
+        self.session: ProjectSession | None = None
+        self.page: ProjectPage | None = None
+        self.jobs = JobController(self)
+        self.jobs.job_started.connect(self._on_job_started)
+        self.jobs.job_finished.connect(self._on_job_finished)
+        self.train_options = TrainOptions()
+        self.maker = ProjectMaker(self)
+        self.maker.made.connect(self.open_project)
+        self.maker.failed.connect(lambda message, details: self.tell("The engine could not finish", message, details))
+        self.maker.cancelled.connect(lambda: self.statusBar().showMessage("Cancelled.", 5000))
+        self.last_message = ""  # the latest message box text, for tests and the status bar
+        self._pending_export: str = ""
+
+        self.start_page = StartPage()
+        self.start_page.open_folder_requested.connect(self.choose_folder)
+        self.start_page.open_csv_requested.connect(self.choose_csv)
+        self.start_page.open_project_requested.connect(self.choose_project)
+        self.start_page.demo_requested.connect(self.open_demo)
+        self.start_page.project_chosen.connect(self.open_project)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.start_page)
+        self.setCentralWidget(self.stack)
+
+        self.counter = QLabel()
+        self.job_label = QLabel()
+        self.statusBar().addPermanentWidget(self.job_label)
+        self.statusBar().addPermanentWidget(self.counter)
+        self._build_menus()
+        self._update_actions()
+        self.restore_layout()
+
+    # ------------------------------------------------------------------ menus
+    def _action(self, text: str, slot: Callable[[], object],
+                shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        return action
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_folder_action = self._action("Open image folder…", self.choose_folder)
+        self.open_csv_action = self._action("Open CSV…", self.choose_csv)
+        self.open_project_action = self._action("Open project…", self.choose_project, QKeySequence.StandardKey.Open)
+        self.demo_action = self._action("Open the demo", self.open_demo)
+        self.export_csv_action = self._action("Export corrected labels (CSV)…", self.choose_export_csv,
+                                              "Ctrl+E")
+        self.export_folder_action = self._action("Export cleaned dataset folder…", self.choose_export_folder)
+        self.close_action = self._action("Close project", self.close_project, QKeySequence.StandardKey.Close)
+        quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        for action in (self.open_folder_action, self.open_csv_action, self.open_project_action, self.demo_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.export_csv_action)
+        file_menu.addAction(self.export_folder_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.close_action)
+        file_menu.addAction(quit_action)
+
+        edit_menu = self.menuBar().addMenu("&Edit")
+        self.undo_action = self._action("Undo decision", self.undo, QKeySequence.StandardKey.Undo)
+        self.redo_action = self._action("Redo decision", self.redo, QKeySequence.StandardKey.Redo)
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        edit_menu.addAction(self.undo_action)
+        edit_menu.addAction(self.redo_action)
+
+        run_menu = self.menuBar().addMenu("&Run")
+        self.audit_action = self._action("Audit…", self.choose_audit, "Ctrl+R")
+        self.retrain_action = self._action("Retrain with decisions applied…", self.choose_retrain, "Ctrl+T")
+        self.cancel_action = self._action("Cancel job", self.jobs.cancel)
+        for action in (self.audit_action, self.retrain_action, self.cancel_action):
+            run_menu.addAction(action)
+
+    def _update_actions(self) -> None:
+        has_project = self.session is not None
+        busy = self.jobs.busy
+        for action in (self.export_csv_action, self.export_folder_action, self.close_action):
+            action.setEnabled(has_project and not busy)
+        self.audit_action.setEnabled(has_project and not busy)
+        self.retrain_action.setEnabled(has_project and not busy)
+        self.cancel_action.setEnabled(busy)
+        self.undo_action.setEnabled(has_project and self.session is not None and self.session.can_undo())
+        self.redo_action.setEnabled(has_project and self.session is not None and self.session.can_redo())
+        self._update_counter()
+
+    def _update_counter(self, *_: object) -> None:
+        if self.session is None:
+            self.counter.setText("")
+            return
+        flagged = len(self.session.review_queue())
+        self.counter.setText(f"  {self.session.name} · reviewed {self.session.reviewed_count:,} / "
+                             f"{flagged:,} flagged  ")
+
+    # --------------------------------------------------------------- messages
+    def tell(self, title: str, text: str, detail: str = "", warning: bool = True) -> QMessageBox:
+        """A non-blocking message box (tests and the event loop keep running)."""
+        self.last_message = text
+        box = QMessageBox(QMessageBox.Icon.Warning if warning else QMessageBox.Icon.Information, title, text,
+                          QMessageBox.StandardButton.Ok, self)
+        if detail:
+            box.setDetailedText(detail)
+        box.open()
+        self.statusBar().showMessage(text, 10000)
+        return box
+
+    # --------------------------------------------------------------- projects
+    def open_project(self, path: str | Path) -> bool:
+        try:
+            session = ProjectSession.open(path)
+        except UserError as exc:
+            self.tell("Cannot open project", exc.message, exc.hint)
+            return False
+        self.close_project()
+        self.session = session
+        self.page = ProjectPage(session)
+        self.stack.addWidget(self.page)
+        self.stack.setCurrentWidget(self.page)
+        self.page.audit.audit_requested.connect(self.choose_audit)
+        self.page.audit.retrain_requested.connect(self.choose_retrain)
+        self.page.results.retrain_requested.connect(self.choose_retrain)
+        self.page.results.export_csv_requested.connect(self.choose_export_csv)
+        self.page.results.export_folder_requested.connect(self.choose_export_folder)
+        session.decision_changed.connect(self._update_actions)
+        session.review_filter_changed.connect(self._update_counter)
+        session.runs_changed.connect(self._update_counter)
+        self.restore_splitters()
+        self.page.setCurrentWidget(self.page.review if session.audit is not None else self.page.browse)
+        self.setWindowTitle(f"{session.name} — Label Auditor")
+        settings.add_recent_project(session.root)
+        self._update_actions()
+        # The project's arrays and models live as long as it is open: move them out of the
+        # cyclic GC's reach, so a full collection never lands between a key press and its repaint.
+        gc.collect()
+        gc.freeze()
+        self.project_opened.emit(str(session.root))
+        return True
+
+    def close_project(self) -> None:
+        if self.session is None or self.page is None:
+            return
+        if self.jobs.busy:
+            self.jobs.shutdown()
+        self.save_layout()
+        self.stack.removeWidget(self.page)
+        self.page.shutdown()
+        self.page.deleteLater()
+        self.session.close()
+        self.session = None
+        gc.unfreeze()  # let the closed project's objects be collected
+        self.page = None
+        self.start_page.refresh()
+        self.stack.setCurrentWidget(self.start_page)
+        self.setWindowTitle("Label Auditor")
+        self._update_actions()
+        self.project_closed.emit()
+
+    def choose_project(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a Label Auditor project")
+        if folder:
+            self.open_project(folder)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open an image folder (one sub-folder per class)")
+        if folder:
+            self.create_project(Path(folder).name, ["--images", folder])
+
+    def choose_csv(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a CSV of image paths and labels", "", "CSV (*.csv)")
+        if not path:
+            return
+        dialog = CsvDialog(Path(path), self)
+        if dialog.exec():
+            self.create_project(Path(path).stem, dialog.init_args())
+
+    def create_project(self, name: str, init_args: list[str]) -> EngineProcess:
+        """Import a dataset with `engine init`, then open the new project."""
+        return self.maker.from_dataset(name, init_args)
+
+    def open_demo(self) -> EngineProcess | None:
+        """The demo project, made on first use by `engine demo` in the per-user data folder."""
+        target = settings.demo_project_dir()
+        if is_project(target):
+            self.open_project(target)
+            return None
+        return self.maker.demo(target)
+
+    # ------------------------------------------------------------------- jobs
+    def choose_audit(self) -> None:
+        dialog = AuditDialog(self.train_options, parent=self)
+        if dialog.exec():
+            self.train_options = dialog.options()
+            self.start_audit(self.train_options)
+
+    def choose_retrain(self) -> None:
+        dialog = AuditDialog(self.train_options, retrain=True, parent=self)
+        if dialog.exec():
+            self.train_options = dialog.options()
+            self.start_retrain(self.train_options)
+
+    def start_audit(self, options: TrainOptions) -> EngineProcess | None:
+        return self._start_job("audit", options.audit_args())
+
+    def start_retrain(self, options: TrainOptions) -> EngineProcess | None:
+        return self._start_job("retrain", options.train_args())
+
+    def choose_export_csv(self) -> None:
+        if self.session is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export corrected labels",
+                                              str(Path.home() / f"{self.session.name}-labels.csv"), "CSV (*.csv)")
+        if path:
+            self.export(Path(path))
+
+    def choose_export_folder(self) -> None:
+        if self.session is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export the cleaned dataset into a new folder")
+        if folder:
+            target = Path(folder) / f"{self.session.name}-cleaned"
+            self.export(target.with_suffix(".csv"), folder=target)
+
+    def export(self, csv_path: Path, folder: Path | None = None) -> EngineProcess | None:
+        options = ["--out", str(csv_path)]
+        if folder is not None:
+            options += ["--folder", str(folder)]
+        self._pending_export = f"Exported corrected labels to {csv_path}" + (
+            f" and the cleaned dataset to {folder}" if folder is not None else "")
+        return self._start_job("export", options)
+
+    def _start_job(self, command: str, options: list[str]) -> EngineProcess | None:
+        if self.session is None:
+            return None
+        if self.jobs.busy:
+            self.tell("A job is running", "Wait for the running job to finish, or cancel it first.")
+            return None
+        return self.jobs.start(command, self.session.root, options)
+
+    def _on_job_started(self, command: str, process: EngineProcess) -> None:
+        self.job_label.setText(f"  {command} running…  ")
+        if self.page is not None and command in ("audit", "retrain", "crossval"):
+            self.page.audit.follow(command, process)
+            self.page.setCurrentWidget(self.page.audit)
+        elif self.page is not None:
+            self.page.audit.follow(command, process)
+        self._update_actions()
+
+    def _on_job_finished(self, command: str, status: str, run_id: str) -> None:
+        self.job_label.setText(f"  {command}: {status}  ")
+        if status == "died" and run_id and self.session is not None:
+            self._mark_dead_run(run_id)
+        if self.session is not None and self.page is not None:
+            if command == "audit" and status == "ok":
+                self.session.reload_audit()
+                self.page.show_review()
+            else:
+                self.session.runs_changed.emit()
+            if command == "retrain" and status == "ok":
+                self.page.setCurrentWidget(self.page.results)
+            if command == "export":
+                if status == "ok":
+                    self.page.results.show_export(self._pending_export)
+                    self.statusBar().showMessage(self._pending_export, 10000)
+                    self.page.setCurrentWidget(self.page.results)
+                else:
+                    errors = self.jobs.process.errors if self.jobs.process is not None else []
+                    self.tell("Export failed", errors[-1].message if errors else "the export did not finish",
+                              self.jobs.process.stderr_tail() if self.jobs.process is not None else "")
+        if status == "died":
+            self.statusBar().showMessage("The engine stopped unexpectedly; every decision is saved.", 10000)
+        self._update_actions()
+        self.job_finished.emit(command, status)
+
+    def _mark_dead_run(self, run_id: str) -> None:
+        """A killed engine never finishes its run row; record it as failed so it can be resumed."""
+        assert self.session is not None
+        try:
+            run = self.session.project.run(run_id)
+        except UserError:
+            return
+        if run.status == "running":
+            self.session.project.finish_run(run_id, "error", {"error": "the engine process died before it finished"})
+
+    # --------------------------------------------------------------- decisions
+    def undo(self) -> None:
+        if self.page is not None:
+            self.page.review.undo()
+
+    def redo(self) -> None:
+        if self.page is not None:
+            self.page.review.redo()
+
+    # ----------------------------------------------------------------- layout
+    def _splitters(self) -> list[QSplitter]:
+        return [s for s in self.findChildren(QSplitter) if s.objectName()]
+
+    def save_layout(self) -> None:
+        store = settings.app_settings()
+        store.setValue("window/geometry", self.saveGeometry())
+        store.setValue("window/state", self.saveState())
+        for splitter in self._splitters():
+            store.setValue(f"splitters/{splitter.objectName()}", splitter.saveState())
+        store.sync()
+
+    def restore_layout(self) -> None:
+        store = settings.app_settings()
+        geometry = store.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        state = store.value("window/state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def restore_splitters(self) -> None:
+        store = settings.app_settings()
+        for splitter in self._splitters():
+            state = store.value(f"splitters/{splitter.objectName()}")
+            if isinstance(state, QByteArray):
+                splitter.restoreState(state)
+
+    def changeEvent(self, event: QEvent) -> None:
+        # Coming back to the window: runs made meanwhile (CLI, another machine) show up.
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow() and self.session is not None \
+                and not self.jobs.busy:
+            self.session.refresh_runs()
+        super().changeEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_layout()
+        self.jobs.shutdown()
+        self.close_project()
+        super().closeEvent(event)
+

@@ -1,0 +1,65 @@
+"""Audit: start a job, follow it (stage, progress, ETA, live curves), cancel it, see why it failed."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from auditor.engine_process import EngineProcess
+from auditor.session import ProjectSession
+from auditor.views.job_view import JobView
+
+JOB_TITLES = {"audit": "Audit", "retrain": "Retrain on the cleaned data", "export": "Export",
+              "crossval": "Cross-validation"}
+
+
+class AuditView(QWidget):
+    audit_requested = Signal()
+    retrain_requested = Signal()
+
+    def __init__(self, session: ProjectSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.audit_button = QPushButton("New audit…")
+        self.audit_button.setObjectName("primary")
+        self.audit_button.clicked.connect(self.audit_requested)
+        self.retrain_button = QPushButton("Retrain…")
+        self.retrain_button.clicked.connect(self.retrain_requested)
+        self.summary = QLabel()
+        self.summary.setObjectName("muted")
+        self.summary.setWordWrap(True)
+        top = QHBoxLayout()
+        top.setSpacing(8)
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.audit_button)
+        top.addWidget(self.retrain_button)
+        self.job = JobView()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 12, 12)
+        layout.setSpacing(12)
+        layout.addLayout(top)
+        layout.addWidget(self.job, 1)
+        session.runs_changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        audit = self.session.audit
+        if audit is None:
+            self.summary.setText("No audit yet. An audit trains one model per fold and scores every sample: "
+                                 "the suspects then wait for you under Review.")
+        else:
+            spec = audit.run.spec
+            self.summary.setText(
+                f"Current audit: {audit.run.id} — {spec.get('model', '?')}, {spec.get('epochs', '?')} epochs, "
+                f"{spec.get('folds', '?')} folds; {int(audit.flagged.sum()):,} samples flagged by {audit.detector}."
+            )
+
+    def follow(self, command: str, process: EngineProcess) -> None:
+        self.audit_button.setEnabled(False)
+        self.retrain_button.setEnabled(False)
+        self.job.attach(process, JOB_TITLES.get(command, command.capitalize()))
+        process.finished.connect(self._on_finished)
+
+    def _on_finished(self, status: str) -> None:
+        self.audit_button.setEnabled(True)
+        self.retrain_button.setEnabled(True)

@@ -1,0 +1,52 @@
+"""The views of one open project, as tabs."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QTabWidget, QWidget
+
+from auditor.session import ProjectSession
+from auditor.thumbnails import ThumbnailCache
+from auditor.views.audit_view import AuditView
+from auditor.views.browse_view import BrowseView
+from auditor.views.insights_view import InsightsView
+from auditor.views.results_view import ResultsView
+from auditor.views.review_view import ReviewView
+
+
+class ProjectPage(QTabWidget):
+    def __init__(self, session: ProjectSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("projectTabs")
+        self.setDocumentMode(True)
+        self.session = session
+        self.thumbnails = ThumbnailCache(session.root, parent=self)
+        self.browse = BrowseView(session, self.thumbnails)
+        self.review = ReviewView(session, self.thumbnails)
+        self.insights = InsightsView(session)
+        self.audit = AuditView(session)
+        self.results = ResultsView(session)
+        self.addTab(self.browse, "Browse")
+        self.addTab(self.audit, "Audit")
+        self.addTab(self.review, "Review")
+        self.addTab(self.insights, "Plots")
+        self.addTab(self.results, "Retrain && export")
+        self.insights.pair_chosen.connect(lambda *_: self.show_review())
+        self.browse.sample_activated.connect(self._review_sample)
+        self.currentChanged.connect(self._on_tab_changed)
+
+    def show_review(self) -> None:
+        self.setCurrentWidget(self.review)
+        self.review.setFocus()
+
+    def _review_sample(self, sample_id: int) -> None:
+        row = self.review.model.row_of(sample_id)
+        if row >= 0:
+            self.review.set_current_row(row)
+            self.show_review()
+
+    def _on_tab_changed(self, index: int) -> None:
+        if self.widget(index) is self.review:
+            self.review.setFocus()
+
+    def shutdown(self) -> None:
+        self.thumbnails.shutdown()
