@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timings["evaluate"] = time.perf_counter() - started
             timings["end_to_end"] = time.perf_counter() - started_all
             return {
+                **out_of_fold_figures(project, audit.folder, config),
                 "dataset": str(args.dataset),
                 "samples": audit.summary["n_samples"],
                 "classes": audit.summary["num_classes"],
@@ -166,6 +167,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "detectors": report["detectors"],
                 "timings_s": {name: round(value, 2) for name, value in timings.items()},
             }
+
+
+def out_of_fold_figures(project: Any, run_folder: Path, config: Any) -> dict[str, Any]:
+    """Out-of-fold accuracy (against the truth and the given labels) and the training rate of the folds."""
+    import numpy as np
+
+    from engine.events import Metric, read_events
+
+    table = project.sample_table()
+    probs = np.load(run_folder / "pred_probs.npy")
+    train = table.train_ids
+    predicted = probs[train].argmax(1)
+    known = table.true_label[train] >= 0
+    rates = [event.values["images_per_s"] for event in read_events(run_folder / "events.jsonl")
+             if isinstance(event, Metric) and "images_per_s" in event.values]
+    return {
+        "oof_accuracy_truth": float((predicted[known] == table.true_label[train][known]).mean()) if known.any() else None,
+        "oof_accuracy_given": float((predicted == table.label[train]).mean()),
+        "train_images_per_s": float(np.median(rates)) if rates else None,
+    }
 
 
 def print_report(result: dict[str, Any], dataset: Path) -> None:
@@ -179,6 +200,9 @@ def print_report(result: dict[str, Any], dataset: Path) -> None:
     heldout = result["heldout_accuracy"]
     print(f"true noise rate {result['true_noise_rate']:.3f}; held-out accuracy of the fold models "
           f"{fmt(heldout)}")
+    print(f"out-of-fold accuracy: {fmt(result['oof_accuracy_truth'])} against the truth, "
+          f"{fmt(result['oof_accuracy_given'])} against the given labels; training "
+          f"{fmt(result['train_images_per_s'])} images/s (median epoch)")
     print(f"{'detector':<10} {'ROC-AUC':>7} {'AP':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'flagged':>8} "
           f"{'est.noise':>9}")
     for name, m in result["detectors"].items():
