@@ -70,7 +70,7 @@ def bare_rate(images: np.ndarray, labels: np.ndarray, classes: int, config: Trai
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     steps = steps_per_epoch(len(labels), config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=config.epochs * steps + 1)
-    x_all = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2)  # in memory, as a hand-written loop would have it
+    images_in_memory = np.array(images)  # (N, S, S, 3) uint8, as a hand-written loop would hold them
     y_all = torch.from_numpy(labels)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
@@ -83,7 +83,9 @@ def bare_rate(images: np.ndarray, labels: np.ndarray, classes: int, config: Trai
         order = torch.randperm(len(y_all), generator=generator)
         for start in range(0, len(order) - 1, config.batch_size):
             index = order[start:start + config.batch_size]
-            x = augment_batch(x_all[index], "flip-crop", generator)
+            # NHWC rows viewed as NCHW: the channels-last layout the model runs fastest on.
+            x = torch.from_numpy(images_in_memory[index.numpy()]).permute(0, 3, 1, 2)
+            x = augment_batch(x, "flip-crop", generator)
             x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
             loss = F.cross_entropy(model(x), y_all[index])
             optimizer.zero_grad(set_to_none=True)

@@ -27,7 +27,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    project = make_demo(args.project, seed=args.seed, noise_rate=args.noise_rate, events=console_sink(args.json))
+    project = make_demo(args.project, seed=args.seed, noise_rate=args.noise_rate, events=console_sink())
     with project:
         summary = import_summary(project)
         history = project.noise_history()

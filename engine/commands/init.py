@@ -39,13 +39,16 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def console_sink(as_json: bool) -> EventSink:
-    """Progress and warnings on stderr; with --json only errors, so stdout holds one JSON object."""
-    return EventSink(console=ConsoleRenderer(sys.stderr, quiet=as_json))
+def console_sink() -> EventSink:
+    """Progress and warnings as lines on stderr; stdout keeps the answer (one JSON object with --json).
+
+    With --json the lines still come: the app shows the latest one while a long import runs.
+    """
+    return EventSink(console=ConsoleRenderer(sys.stderr))
 
 
 def run(args: argparse.Namespace) -> int:
-    events = console_sink(args.json)
+    events = console_sink()
     if args.csv:
         if not args.image_root:
             raise UserError("--csv needs --image-root", "name the folder that the CSV's image paths are relative to")

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     class_map = parse_class_map(args.class_map) if args.class_map else None
     with Project.open(args.project) as project:
         summary = inject_noise(project, args.mode, args.rate, args.seed, class_map=class_map,
-                               image_size=args.image_size, events=console_sink(args.json))
+                               image_size=args.image_size, events=console_sink())
     if args.json:
         print_json(summary)
         return 0
