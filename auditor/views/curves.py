@@ -26,11 +26,19 @@ def _is_plotted(name: str) -> bool:
     return "loss" in name or "acc" in name
 
 
+class EpochAxis(pg.AxisItem):
+    """An x axis of whole epochs: no "epoch 2.5" ticks when a run has only a few."""
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, list[float]]]:  # noqa: N802, N803
+        levels = super().tickValues(minVal, maxVal, size)
+        return [(spacing, [value for value in values if float(value).is_integer()]) for spacing, values in levels]
+
+
 class TrainingCurves(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.loss_plot = pg.PlotWidget(title="Loss")
-        self.acc_plot = pg.PlotWidget(title="Accuracy")
+        self.loss_plot = pg.PlotWidget(title="Loss", axisItems={"bottom": EpochAxis("bottom")})
+        self.acc_plot = pg.PlotWidget(title="Accuracy", axisItems={"bottom": EpochAxis("bottom")})
         for plot, label in ((self.loss_plot, "loss"), (self.acc_plot, "accuracy")):
             item = plot.getPlotItem()
             item.showGrid(x=True, y=True, alpha=0.15)
