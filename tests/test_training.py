@@ -10,14 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engine.crossval import PRED_PROBS_FILE, crossval_pred_probs
 from engine.data.importing import import_folder
-from engine.errors import UserError
+from engine.errors import Cancelled, UserError
 from engine.events import Done, Event, EventSink, Metric, parse_event, read_events
 from engine.jobs import CancelToken, run_job
 from engine.store import Project
 from engine.training.config import TrainConfig
+from engine.training.data import Batch, ImageBatches
+from engine.training.hooks import Callback, StepOutput
+from engine.training.loop import Trainer, TrainState
 
 TINY = TrainConfig(epochs=2, batch_size=8, image_size=16, seed=3)
 REPO = Path(__file__).resolve().parents[1]
@@ -159,3 +163,42 @@ def test_errors_before_a_run_starts_still_reach_a_json_consumer(tmp_path: Path) 
 def test_config_rejects_nonsense_with_a_fix() -> None:
     with pytest.raises(UserError, match="--epochs must be at least 1"):
         TrainConfig(epochs=0)
+
+
+class CancelAtStep(Callback):
+    """Asks for a cancel after a given optimiser step, in the middle of an epoch."""
+
+    def __init__(self, token: CancelToken, step: int) -> None:
+        self.token, self.step = token, step
+
+    def on_batch_end(self, state: TrainState, batch: Batch, output: StepOutput) -> None:
+        if state.step == self.step:
+            self.token.request("test cancel mid-epoch")
+
+
+def test_a_cancel_inside_an_epoch_resumes_from_that_batch_exactly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 96)
+    images = (rng.integers(0, 60, (96, 16, 16, 3)) + labels[:, None, None, None] * 60).astype(np.uint8)
+    data = ImageBatches(images, labels, torch.device("cpu"), channels_last=True)
+    config = TrainConfig(epochs=2, batch_size=16, image_size=16, seed=1)
+    ids = np.arange(80)
+
+    def trainer(checkpoint: Path, callbacks: list[Callback], cancel: CancelToken | None = None) -> Trainer:
+        return Trainer(config, data, ids, num_classes=3, events=EventSink(), cancel=cancel, callbacks=callbacks,
+                       checkpoint_path=checkpoint, augment="flip-crop")
+
+    uninterrupted = trainer(tmp_path / "a.pt", []).fit()
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        trainer(tmp_path / "b.pt", [CancelAtStep(token, 7)], token).fit()  # epoch 2, batch 2 of 5
+    saved = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert saved["epoch"] == 1 and saved["position"]["next_batch"] == 2
+    resumed = trainer(tmp_path / "b.pt", []).fit()
+    for name, value in uninterrupted.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=1e-6, msg=name)
+    def learning(history: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{key: value for key, value in epoch.items() if key != "images_per_s"} for epoch in history]
+
+    for resumed_epoch, uninterrupted_epoch in zip(learning(resumed.history), learning(uninterrupted.history), strict=True):
+        assert resumed_epoch == pytest.approx(uninterrupted_epoch, rel=1e-5)  # the resumed epoch's sums carried over

@@ -29,6 +29,26 @@ ProgressFn = Callable[[int, int], None]  # (batches done, batches in this fit)
 
 
 @dataclass
+class EpochPosition:
+    """Where a stopped epoch stands: its sample order, the next batch, and its running sums."""
+
+    order: torch.Tensor  # (n,) int64 sample ids in this epoch's order
+    next_batch: int
+    loss_sum: float
+    correct: int
+    seen: int
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"order": self.order, "next_batch": self.next_batch, "loss_sum": self.loss_sum,
+                "correct": self.correct, "seen": self.seen}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> EpochPosition:
+        return cls(payload["order"].cpu(), int(payload["next_batch"]), float(payload["loss_sum"]),
+                   int(payload["correct"]), int(payload["seen"]))
+
+
+@dataclass
 class TrainState:
     """Everything a method or callback may look at or change while training."""
 
@@ -98,6 +118,7 @@ class Trainer:
         self.checkpoint_path = checkpoint_path
         self.on_progress = on_progress
         self.augment = augment
+        self._resume_at: EpochPosition | None = None
         self.eval_ids, self.eval_labels = self._eval_subset(eval_ids, eval_labels, config)
         device = data.device
         # Seed before building: initial weights are part of a repeatable run.
@@ -132,11 +153,13 @@ class Trainer:
         return ids, labels
 
     # ------------------------------------------------------------- checkpoints
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, position: EpochPosition | None = None) -> None:
+        """Everything needed to continue exactly; ``position`` marks a stop inside an epoch."""
         if self.checkpoint_path is None:
             return
         state = self.state
         payload = {
+            "position": None if position is None else position.to_payload(),
             "epoch": state.epoch,
             "step": state.step,
             "model": state.model.state_dict(),
@@ -177,13 +200,15 @@ class Trainer:
             callback.load_state_dict(saved)
         if state.scaler and payload.get("scaler"):
             state.scaler.load_state_dict(payload["scaler"])
+        self._resume_at = EpochPosition.from_payload(payload["position"]) if payload.get("position") else None
         return True
 
     # -------------------------------------------------------------- training
     def fit(self) -> TrainState:
         state = self.state
         if self.load_checkpoint():
-            self.events.log(f"{self.stage}: resumed at epoch {state.epoch + 1} of {self.config.epochs}")
+            within = f", batch {self._resume_at.next_batch + 1}" if self._resume_at else ""
+            self.events.log(f"{self.stage}: resumed at epoch {state.epoch + 1} of {self.config.epochs}{within}")
         self.method.setup(state)
         for callback in self.callbacks:
             callback.on_fit_start(state)
@@ -197,20 +222,24 @@ class Trainer:
 
     def _train_one_epoch(self, per_epoch: int, total: int) -> None:
         state = self.state
-        for callback in self.callbacks:
-            callback.on_epoch_start(state)
+        # Asked to stop between epochs: the last epoch's checkpoint is on disk already.
+        self.cancel.raise_if_requested()
+        position, self._resume_at = self._resume_at, None
+        if position is None:
+            for callback in self.callbacks:
+                callback.on_epoch_start(state)
+            order = torch.from_numpy(state.train_ids)[torch.randperm(len(state.train_ids), generator=state.generator)]
+            position = EpochPosition(order, 0, 0.0, 0, 0)
         state.model.train()
-        loss_sum = torch.zeros((), device=state.device)
-        correct = torch.zeros((), device=state.device, dtype=torch.long)
-        seen = 0
+        loss_sum = torch.full((), position.loss_sum, device=state.device)
+        correct = torch.full((), position.correct, device=state.device, dtype=torch.long)
+        seen = position.seen
         started = time.perf_counter()
         last_report = 0.0
-        batches = state.data.batches(state.train_ids, self.config.batch_size, shuffle=True,
+        remaining = position.order[position.next_batch * self.config.batch_size:].numpy()
+        batches = state.data.batches(remaining, self.config.batch_size, shuffle=False,
                                      augment=self.augment, generator=state.generator, drop_last=True)
-        for index, batch in enumerate(batches):
-            if self.cancel.requested:
-                # The checkpoint of the last whole epoch is on disk; resume continues from there.
-                raise Cancelled(self.cancel.reason)
+        for index, batch in enumerate(batches, start=position.next_batch):
             output = self._optimise(batch)
             loss_sum += output.loss.detach() * len(batch.y)
             correct += (output.logits.detach().argmax(1) == batch.y).sum()
@@ -221,6 +250,11 @@ class Trainer:
             if self.on_progress and (now - last_report > 0.25 or index + 1 == per_epoch):
                 last_report = now
                 self.on_progress(state.epoch * per_epoch + index + 1, total)
+            if self.cancel.requested and index + 1 < per_epoch:
+                # Checked after a batch, before the next one draws its random augmentation: the
+                # checkpoint then holds the exact point to continue from, and no work is lost.
+                self.save_checkpoint(EpochPosition(position.order, index + 1, float(loss_sum), int(correct), seen))
+                raise Cancelled(self.cancel.reason)
         elapsed = time.perf_counter() - started
         values = {
             "loss": float(loss_sum) / max(seen, 1),
