@@ -61,15 +61,12 @@ class ImageBatches:
         ids: np.ndarray,
         batch_size: int,
         *,
-        shuffle: bool,
         augment: str = "none",
         generator: torch.Generator | None = None,
         drop_last: bool = False,
     ) -> Iterator[Batch]:
+        """Batches of ``ids`` in the order given (the trainer shuffles: it must remember the order to resume)."""
         ids = np.asarray(ids, dtype=np.int64)
-        if shuffle:
-            order = torch.randperm(len(ids), generator=generator).numpy()
-            ids = ids[order]
         # drop_last drops only a trailing batch of one sample (BatchNorm cannot train on it).
         stop = len(ids) - 1 if drop_last and len(ids) % batch_size == 1 else len(ids)
         for start in range(0, stop, batch_size):

@@ -237,8 +237,8 @@ class Trainer:
         started = time.perf_counter()
         last_report = 0.0
         remaining = position.order[position.next_batch * self.config.batch_size:].numpy()
-        batches = state.data.batches(remaining, self.config.batch_size, shuffle=False,
-                                     augment=self.augment, generator=state.generator, drop_last=True)
+        batches = state.data.batches(remaining, self.config.batch_size, augment=self.augment,
+                                     generator=state.generator, drop_last=True)
         for index, batch in enumerate(batches, start=position.next_batch):
             output = self._optimise(batch)
             loss_sum += output.loss.detach() * len(batch.y)
@@ -299,7 +299,7 @@ def predict_probs(model: nn.Module, data: ImageBatches, ids: np.ndarray, amp: to
     autocast = (torch.autocast(device_type=data.device.type, dtype=amp) if amp is not None
                 else contextlib.nullcontext())
     with autocast:
-        for batch in data.batches(np.asarray(ids), batch_size, shuffle=False):
+        for batch in data.batches(np.asarray(ids), batch_size):
             chunks.append(torch.softmax(model(batch.x).float(), dim=1).cpu())
     model.train(was_training)
     if not chunks:
