@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench screenshots env clean-env
+.PHONY: run test lint screenshots env clean-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -16,35 +16,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from engine.detectors import DetectorInfo, DetectorInputs, DetectorResult, parse_detectors
 from engine.events import EventSink
 from engine.jobs import CancelToken, JobContext, run_job
-from engine.store import UNKNOWN_TRUTH, Project, RunInfo, SampleTable
+from engine.store import Project, RunInfo
 
 if TYPE_CHECKING:
     from engine.training.config import TrainConfig
 
 AUDIT_KIND = "audit"
 DEFAULT_DETECTORS = ("cl",)
-
-
-def heldout_accuracy(table: SampleTable, pred_probs: np.ndarray) -> tuple[float | None, str, int]:
-    """Accuracy of ``pred_probs`` (N, K) on the test split: (accuracy or None, against what, samples counted).
-
-    Against the truth where it is known (open-set samples, which have no right
-    class, are left out), else against the observed labels.
-    """
-    test_ids = table.test_ids
-    truth = table.true_label[test_ids]
-    if len(test_ids) and (truth != UNKNOWN_TRUTH).all():
-        test_ids, target, against = test_ids[truth >= 0], truth[truth >= 0], "truth"
-    else:
-        target, against = table.label[test_ids], "labels"
-    if not len(test_ids):
-        return None, against, 0
-    return float((pred_probs[test_ids].argmax(axis=1) == target).mean()), against, len(test_ids)
 
 
 def run_detectors(
@@ -85,7 +66,7 @@ def run_detectors(
 
 def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
     """The job body: cross-validate, detect, summarise. ``spec`` has ``folds`` and ``detectors``."""
-    from engine.crossval import crossval_pred_probs
+    from engine.crossval import crossval_pred_probs, heldout_accuracy
 
     folds = int(spec.get("folds", 3))
     detectors = parse_detectors(list(spec.get("detectors", DEFAULT_DETECTORS)))

@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.jobs import JobContext
-from engine.store import atomic_write_bytes
+from engine.store import UNKNOWN_TRUTH, SampleTable, atomic_write_bytes
 from engine.training.config import TrainConfig
 from engine.training.fit import StageProgress, fit_and_evaluate
 from engine.training.loop import predict_probs, steps_per_epoch
@@ -124,3 +124,20 @@ def _save_fold(path: Path, held_out: np.ndarray, other: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, held_out=held_out, other=other)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def heldout_accuracy(table: SampleTable, pred_probs: np.ndarray) -> tuple[float | None, str, int]:
+    """Accuracy of ``pred_probs`` (N, K) on the test split: (accuracy or None, against what, samples counted).
+
+    Against the truth where it is known (open-set samples, which have no right
+    class, are left out), else against the observed labels.
+    """
+    test_ids = table.test_ids
+    truth = table.true_label[test_ids]
+    if len(test_ids) and (truth != UNKNOWN_TRUTH).all():
+        test_ids, target, against = test_ids[truth >= 0], truth[truth >= 0], "truth"
+    else:
+        target, against = table.label[test_ids], "labels"
+    if not len(test_ids):
+        return None, against, 0
+    return float((pred_probs[test_ids].argmax(axis=1) == target).mean()), against, len(test_ids)

@@ -32,14 +32,12 @@ def add_parser(subparsers: Any) -> None:
 
 
 def crossval_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
-    from engine.crossval import PRED_PROBS_FILE, crossval_pred_probs
+    from engine.crossval import PRED_PROBS_FILE, crossval_pred_probs, heldout_accuracy
 
     probs = crossval_pred_probs(ctx, config, spec["folds"])
-    table = ctx.project.sample_table()
-    summary: dict[str, Any] = {"pred_probs": PRED_PROBS_FILE, "samples": int(len(probs))}
-    test_ids = table.test_ids
-    if len(test_ids):
-        summary["heldout_accuracy"] = float((probs[test_ids].argmax(1) == table.label[test_ids]).mean())
+    accuracy, against, _ = heldout_accuracy(ctx.project.sample_table(), probs)
+    summary: dict[str, Any] = {"pred_probs": PRED_PROBS_FILE, "samples": int(len(probs)),
+                               "heldout_accuracy": accuracy, "heldout_evaluated_against": against}
     ctx.events.result("pred_probs", {"path": str(ctx.run.folder / PRED_PROBS_FILE), "shape": list(probs.shape)})
     return summary
 
