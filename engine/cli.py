@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from engine.errors import UserError
+from engine.events import PrintProtocolAction
 
 # Each module defines ``add_parser(subparsers)`` and sets ``func`` on its parser.
 COMMAND_MODULES = (
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m engine",
         description="Label Auditor engine: find mislabeled images, review decisions, retrain, export.",
     )
+    parser.add_argument("--protocol", action=PrintProtocolAction,
+                        help="print the event protocol's version, minor version and event types as JSON, and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

@@ -5,22 +5,48 @@ Every job emits a stream of events. Each is one JSON object on one line:
 The same stream goes to the run folder's ``events.jsonl`` and, when a live
 consumer (the GUI) started the engine, to the engine's private event channel.
 
+Versions. ``v`` is the major version: a reader refuses a newer major (the
+meaning of existing fields changed) with one clear message. ``PROTOCOL_MINOR``
+counts backwards-compatible additions (a new event type, a new field); a
+reader ignores fields it does not know and skips (logs) event types it does
+not know, so an older app keeps working with a newer engine. ``CAPABILITIES``
+lists the event types this side speaks. An app learns the engine's with
+``python -m engine --protocol``, which prints
+``{"version": 1, "minor": 1, "capabilities": ["progress", ...]}`` and exits.
+
+Validation. :func:`parse_event` checks every field against its declared type
+(``str``; ``int``, never a bool; ``float`` from any JSON number; the members of
+a ``Literal``; ``dict[str, float]`` for metric values) and raises
+:class:`ProtocolError` for anything malformed, so a reader can log and skip
+one bad line and keep reading.
+
+Non-finite numbers. JSON has no NaN or infinity: they go on the wire as
+``null``. A field declared ``float`` (not optional), or a metric value, reads
+``null`` back as ``float("nan")``; a field declared ``float | None`` reads it
+as ``None``.
+
 This module is Qt-free and torch-free so that both sides can import it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any, ClassVar, Literal
+from typing import IO, Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 PROTOCOL_VERSION = 1
+# Minor 1: fields validated on parse, non-finite floats as null, capabilities published.
+PROTOCOL_MINOR = 1
 
 DoneStatus = Literal["ok", "error", "cancelled"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -36,8 +62,9 @@ class Event:
     time: float = 0.0
 
     def to_json(self) -> str:
-        payload = {"v": PROTOCOL_VERSION, "type": self.type, **asdict(self)}
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False, default=_json_default)
+        """One wire line. Raises TypeError for a payload value that has no JSON form."""
+        payload = {"v": PROTOCOL_VERSION, "type": self.type, **_field_values(self)}
+        return json.dumps(_to_wire(payload, self.type), ensure_ascii=False, allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -101,37 +128,165 @@ class Done(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls for cls in (Progress, Metric, Log, Result, Error, Done)
 }
+CAPABILITIES: tuple[str, ...] = tuple(EVENT_TYPES)
+
+
+def protocol_description() -> dict[str, Any]:
+    """What ``python -m engine --protocol`` prints: how this side speaks."""
+    return {"version": PROTOCOL_VERSION, "minor": PROTOCOL_MINOR, "capabilities": list(CAPABILITIES)}
+
+
+class PrintProtocolAction(argparse.Action):
+    """``--protocol``: print :func:`protocol_description` as JSON on stdout and exit 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(json.dumps(protocol_description()))
+        parser.exit(0)
 
 
 class ProtocolError(ValueError):
     """A line that is not a valid event of a version we understand."""
 
 
-def _json_default(value: Any) -> Any:
-    # numpy scalars and paths turn up in payloads; keep the wire plain JSON.
-    if hasattr(value, "item"):
-        return value.item()
+class NewerProtocolError(ProtocolError):
+    """An event from a newer major protocol version: this reader cannot know what it means."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"the engine speaks protocol v{version}, a newer version than this app reads "
+                         f"(v{PROTOCOL_VERSION})")
+        self.version = version
+        self.hint = "update the app to the engine's version"
+
+
+def _to_wire(value: Any, where: str) -> Any:
+    """Plain JSON: non-finite floats become null; numpy/torch values and paths become their JSON form."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_wire_key(key, where): _to_wire(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_wire(item, where) for item in value]
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, torch tensors
+        return _to_wire(value.tolist(), where)
+    raise TypeError(f"{where}: a {type(value).__name__} has no JSON form")
+
+
+def _wire_key(key: Any, where: str) -> str:
+    if isinstance(key, str):
+        return key
+    if hasattr(key, "item"):  # a numpy integer key
+        key = key.item()
+    if isinstance(key, (bool, int, float)) or key is None:
+        return json.dumps(key)
+    raise TypeError(f"{where}: a dictionary key of type {type(key).__name__} has no JSON form")
+
+
+_MISMATCH = object()  # what _coerce returns for a value that does not fit its type
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """``value`` read as ``annotation`` (float from any number, null as NaN for a float), or _MISMATCH."""
+    if annotation is Any:
+        return value
+    if annotation is type(None):
+        return None if value is None else _MISMATCH
+    if annotation is str:
+        return value if isinstance(value, str) else _MISMATCH
+    if annotation is bool:
+        return value if isinstance(value, bool) else _MISMATCH
+    if annotation is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _MISMATCH
+    if annotation is float:
+        if value is None:
+            return math.nan  # a non-finite value on the wire
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return _MISMATCH
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return value if any(value == member and type(value) is type(member) for member in get_args(annotation)) \
+            else _MISMATCH
+    if origin in (typing.Union, types.UnionType):
+        members = get_args(annotation)
+        if value is None and type(None) in members:
+            return None
+        for member in members:
+            coerced = _coerce(value, member)
+            if coerced is not _MISMATCH:
+                return coerced
+        return _MISMATCH
+    if origin is dict:
+        if not isinstance(value, dict):
+            return _MISMATCH
+        key_type, value_type = get_args(annotation) or (Any, Any)
+        result: dict[Any, Any] = {}
+        for key, item in value.items():
+            coerced_key, coerced_item = _coerce(key, key_type), _coerce(item, value_type)
+            if coerced_key is _MISMATCH or coerced_item is _MISMATCH:
+                return _MISMATCH
+            result[coerced_key] = coerced_item
+        return result
+    if origin is list:
+        if not isinstance(value, list):
+            return _MISMATCH
+        (item_type,) = get_args(annotation) or (Any,)
+        items = [_coerce(item, item_type) for item in value]
+        return _MISMATCH if any(item is _MISMATCH for item in items) else items
+    raise TypeError(f"no wire reading for the annotation {annotation!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+_FIELD_TYPES: dict[str, dict[str, Any]] = {
+    name: {f.name: get_type_hints(cls)[f.name] for f in fields(cls)} for name, cls in EVENT_TYPES.items()
+}
 
 
 def parse_event(line: str) -> Event:
-    """Parse one wire line into its typed event; unknown fields are ignored (forward compatible)."""
+    """Parse and validate one wire line into its typed event.
+
+    Fields this version does not know are ignored (a newer minor may add them);
+    every known field must have its declared type, or :class:`ProtocolError`.
+    """
     try:
         payload = json.loads(line)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ProtocolError(f"not JSON: {line[:80]!r}") from exc
     if not isinstance(payload, dict):
         raise ProtocolError(f"not an event object: {line[:80]!r}")
     version = payload.get("v")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ProtocolError(f"no valid protocol version (\"v\": {version!r}): {line[:80]!r}")
+    if version > PROTOCOL_VERSION:
+        raise NewerProtocolError(version)
     if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"event protocol version {version!r}; this build reads {PROTOCOL_VERSION}")
-    cls = EVENT_TYPES.get(payload.get("type", ""))
+        raise ProtocolError(f"event protocol version {version}; this build reads {PROTOCOL_VERSION}")
+    type_name = payload.get("type")
+    if not isinstance(type_name, str):
+        raise ProtocolError(f"the event type must be a string, not {type_name!r}: {line[:80]!r}")
+    cls = EVENT_TYPES.get(type_name)
     if cls is None:
-        raise ProtocolError(f"unknown event type {payload.get('type')!r}")
-    known = {f.name for f in fields(cls)}
-    return cls(**{key: value for key, value in payload.items() if key in known})
+        raise ProtocolError(f"unknown event type {type_name!r}")
+    values: dict[str, Any] = {}
+    for name, annotation in _FIELD_TYPES[type_name].items():
+        if name not in payload:
+            continue  # the dataclass default
+        coerced = _coerce(payload[name], annotation)
+        if coerced is _MISMATCH:
+            raise ProtocolError(f"{type_name} event: field {name!r} must be {_type_name(annotation)}, "
+                                f"not {payload[name]!r:.60}")
+        values[name] = coerced
+    return cls(**values)
 
 
 def read_events(path: Path) -> Iterator[Event]:
@@ -177,10 +332,17 @@ class EventSink:
             self._log = open(log_path, "a", encoding="utf-8")
 
     def emit(self, event: Event) -> Event:
+        """Stamp and write ``event``. An event with no JSON form is replaced by an error log, never raised."""
         with self._lock:
             self._seq += 1
             stamped = type(event)(**{**_field_values(event), "run_id": self.run_id, "seq": self._seq, "time": time.time()})
-            line = stamped.to_json() + "\n"
+            try:
+                line = stamped.to_json() + "\n"
+            except (TypeError, ValueError) as exc:
+                # A bad payload must not end the job it reports on: say so in its place.
+                stamped = Log(run_id=self.run_id, seq=self._seq, time=stamped.time, level="error",
+                              message=f"a {event.type} event could not be written: {exc}")
+                line = stamped.to_json() + "\n"
             for stream in (self._log, self._live):
                 if stream is None:
                     continue
@@ -200,7 +362,9 @@ class EventSink:
         self.emit(Progress(stage=stage, done=done, total=total, eta_s=eta_s, message=message))
 
     def metric(self, stage: str, values: dict[str, float], fold: int | None = None, epoch: int | None = None) -> None:
-        self.emit(Metric(stage=stage, fold=fold, epoch=epoch, values={k: float(v) for k, v in values.items()}))
+        """Non-finite values are allowed: they travel as null and read back as NaN."""
+        self.emit(Metric(stage=stage, fold=fold, epoch=epoch,
+                         values={k: math.nan if v is None else float(v) for k, v in values.items()}))
 
     def log(self, message: str, level: LogLevel = "info") -> None:
         self.emit(Log(level=level, message=message))

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine.events import (
+    CAPABILITIES,
+    PROTOCOL_MINOR,
     PROTOCOL_VERSION,
     ConsoleRenderer,
     Done,
@@ -15,6 +21,7 @@ from engine.events import (
     EventSink,
     Log,
     Metric,
+    NewerProtocolError,
     Progress,
     ProtocolError,
     Result,
@@ -46,7 +53,7 @@ def test_wire_format_is_versioned_json() -> None:
     line = Progress(stage="cache", done=1, total=2).to_json()
     payload = json.loads(line)
     assert payload["v"] == PROTOCOL_VERSION and payload["type"] == "progress"
-    with pytest.raises(ProtocolError, match="version"):
+    with pytest.raises(ProtocolError, match="protocol v2"):
         parse_event(json.dumps({**payload, "v": PROTOCOL_VERSION + 1}))
     with pytest.raises(ProtocolError, match="unknown event type"):
         parse_event(json.dumps({**payload, "type": "telepathy"}))
@@ -71,3 +78,85 @@ def test_console_renderer_writes_plain_lines_off_a_terminal(tmp_path: Path) -> N
     text = out.read_text()
     assert "[train] fold 1 epoch 1  loss 1.25" in text
     assert "error: the folder is empty" in text and "fix: add images" in text
+
+
+GOOD_PROGRESS = {"v": 1, "type": "progress", "seq": 1, "time": 1.5, "run_id": "r", "stage": "train",
+                 "done": 1, "total": 2, "eta_s": None, "message": ""}
+
+
+@pytest.mark.parametrize("change", [
+    {"type": ["progress"]},
+    {"type": None},
+    {"total": "many"},
+    {"done": True},  # a bool is not a count
+    {"done": 1.5},
+    {"eta_s": "soon"},
+    {"stage": 3},
+    {"seq": None},
+    {"v": "1"},
+    {"v": 0},
+])
+def test_every_field_is_validated(change: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError):
+        parse_event(json.dumps({**GOOD_PROGRESS, **change}))
+
+
+@pytest.mark.parametrize("line", [
+    {"v": 1, "type": "done", "status": "weird"},
+    {"v": 1, "type": "log", "level": "shout", "message": "hi"},
+    {"v": 1, "type": "metric", "values": {"loss": "low"}},
+    {"v": 1, "type": "metric", "values": [0.5]},
+    {"v": 1, "type": "metric", "fold": "first"},
+    {"v": 1, "type": "result", "kind": "x", "data": [1, 2]},
+    {"v": 1, "type": "error", "message": None},
+])
+def test_wrong_literal_members_and_containers_are_refused(line: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError):
+        parse_event(json.dumps(line))
+
+
+def test_a_valid_line_parses_with_numbers_read_as_declared() -> None:
+    event = parse_event(json.dumps({**GOOD_PROGRESS, "eta_s": 3, "time": 2}))
+    assert isinstance(event, Progress) and event.eta_s == 3.0 and isinstance(event.eta_s, float)
+    assert isinstance(parse_event(json.dumps({"v": 1, "type": "done", "status": "cancelled"})), Done)
+
+
+def test_a_newer_major_version_says_so() -> None:
+    with pytest.raises(NewerProtocolError, match="protocol v2") as caught:
+        parse_event(json.dumps({**GOOD_PROGRESS, "v": 2}))
+    assert caught.value.version == 2 and "update the app" in caught.value.hint
+
+
+def test_non_finite_metrics_travel_as_null_and_read_back_as_nan(tmp_path: Path) -> None:
+    sink = EventSink(run_id="r", log_path=tmp_path / "events.jsonl")
+    sink.metric("train", {"loss": math.nan, "acc": 0.5, "grad": math.inf}, fold=0, epoch=0)
+    sink.progress("train", 1, 2, eta_s=math.inf)
+    sink.done("ok")
+    sink.close()
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["values"] == {"loss": None, "acc": 0.5, "grad": None}
+    metric, progress, done = (parse_event(line) for line in lines)
+    assert isinstance(metric, Metric) and math.isnan(metric.values["loss"]) and math.isnan(metric.values["grad"])
+    assert metric.values["acc"] == 0.5
+    assert isinstance(progress, Progress) and progress.eta_s is None
+    assert isinstance(done, Done) and done.status == "ok"
+
+
+def test_an_event_that_cannot_be_serialised_becomes_an_error_log(tmp_path: Path) -> None:
+    sink = EventSink(run_id="r", log_path=tmp_path / "events.jsonl")
+    sink.result("summary", {"model": object(), "shape": np.zeros(2, dtype=np.int64)})
+    sink.result("summary", {"shape": np.zeros(2, dtype=np.int64), "path": tmp_path, "n": np.int32(3)})
+    sink.done("ok")
+    sink.close()
+    first, second, done = read_events(tmp_path / "events.jsonl")
+    assert isinstance(first, Log) and first.level == "error" and "result event could not be written" in first.message
+    assert isinstance(second, Result) and second.data == {"shape": [0, 0], "path": str(tmp_path), "n": 3}
+    assert isinstance(done, Done) and [first.seq, second.seq, done.seq] == [1, 2, 3]
+
+
+def test_capabilities_are_published_by_the_engine() -> None:
+    assert set(CAPABILITIES) == {"progress", "metric", "log", "result", "error", "done"}
+    out = subprocess.run([sys.executable, "-m", "engine", "--protocol"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=60, check=True).stdout
+    assert json.loads(out) == {"version": PROTOCOL_VERSION, "minor": PROTOCOL_MINOR,
+                               "capabilities": list(CAPABILITIES)}
