@@ -17,9 +17,13 @@ Imports only the standard library and numpy, so the GUI can use it directly.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import shutil
+import socket
 import sqlite3
+import sys
 import tempfile
 import time
 import uuid
@@ -152,6 +156,66 @@ class SampleTable:
 
 
 UNKNOWN_TRUTH = -2
+# Run kinds whose results depend on the decisions too (not only on the labels): see Project.stale_reason.
+DECISION_DEPENDENT_KINDS = frozenset({"retrain"})
+
+
+def this_process() -> dict[str, Any]:
+    """Who runs a run: pid, host and a start marker that tells this process from a later one with the same pid."""
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "started": _process_start_marker(pid)}
+
+
+def _process_start_marker(pid: int) -> str | None:
+    """Linux: the process's start time in clock ticks since boot (field 22 of /proc/PID/stat); else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: the other fields follow the last ')'.
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def process_alive(process: Any) -> bool | None:
+    """Whether the process a run recorded (see :func:`this_process`) still runs.
+
+    None when this machine cannot tell: no record (an older run), or another host.
+    """
+    if not isinstance(process, dict) or process.get("host") != socket.gethostname():
+        return None
+    pid = process.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    if Path("/proc/self/stat").is_file():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        if stat[stat.rindex(")") + 2:].startswith("Z"):
+            return False  # a zombie: dead, only not yet reaped by its parent
+        recorded = process.get("started")
+        return recorded is None or recorded == _process_start_marker(pid)  # else the pid was reused
+    if sys.platform == "win32":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return kernel32.GetLastError() == 5  # access denied: it exists
+        try:
+            code = ctypes.c_ulong()
+            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
@@ -381,17 +445,30 @@ class Project:
 
     # ---------------------------------------------------------------- runs
     def new_run(self, kind: str, spec: dict[str, Any]) -> RunInfo:
+        """Make a run: its row first (so no reader adopts a half-made folder as a foreign run), then its folder.
+
+        The recorded spec gains ``fingerprint`` (the labels and decisions the run sees at
+        its start, see :meth:`stale_reason`) and ``process`` (who runs it, see :meth:`runs`).
+        """
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + kind + "-" + uuid.uuid4().hex[:6]
         folder = self.runs_dir / run_id
-        folder.mkdir(parents=True)
-        (folder / "spec.json").write_text(json.dumps({"kind": kind, **spec}, indent=2))
+        recorded = {**spec, "fingerprint": self.fingerprint(), "process": this_process()}
         created = time.time()
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO runs(id, kind, status, created, spec) VALUES (?, ?, 'running', ?, ?)",
-                (run_id, kind, created, json.dumps(spec)),
+                (run_id, kind, created, json.dumps(recorded)),
             )
-        return RunInfo(run_id, kind, "running", created, None, spec, {}, folder)
+        try:
+            folder.mkdir(parents=True)
+            atomic_write_bytes(folder / "spec.json", json.dumps({"kind": kind, **recorded}, indent=2).encode())
+        except BaseException:
+            # No folder, no run: a row without its folder would be a run nobody can open or resume.
+            shutil.rmtree(folder, ignore_errors=True)
+            with self.transaction() as conn:
+                conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            raise
+        return RunInfo(run_id, kind, "running", created, None, recorded, {}, folder)
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
         with self.transaction() as conn:
@@ -401,11 +478,49 @@ class Project:
             )
 
     def set_run_status(self, run_id: str, status: str) -> None:
+        """Set a run's status; "running" also records this process as the one running it."""
         with self.transaction() as conn:
-            conn.execute("UPDATE runs SET status = ?, finished = NULL WHERE id = ?", (status, run_id))
+            if status == "running":
+                row = conn.execute("SELECT spec FROM runs WHERE id = ?", (run_id,)).fetchone()
+                spec = {**(json.loads(row[0]) if row else {}), "process": this_process()}
+                conn.execute("UPDATE runs SET status = ?, finished = NULL, spec = ? WHERE id = ?",
+                             (status, json.dumps(spec), run_id))
+            else:
+                conn.execute("UPDATE runs SET status = ?, finished = NULL WHERE id = ?", (status, run_id))
+
+    def claim_run_for_resume(self, run_id: str) -> RunInfo:
+        """Mark a run "running" in this process, refusing one that is finished or still running elsewhere.
+
+        The check and the claim are one transaction, so two engines resuming the same run
+        at once cannot both win.
+        """
+        with self.transaction() as conn:
+            row = conn.execute("SELECT id, kind, status, created, finished, spec, summary FROM runs WHERE id = ?",
+                               (run_id,)).fetchone()
+            if row is None:
+                raise UserError(f"no run {run_id!r} in this project", "see `python -m engine status PROJECT`")
+            run = self._run_info(row)
+            if run.status == "ok":
+                raise UserError(f"run {run.id} already finished", "start a new run instead of --resume")
+            process = run.spec.get("process")
+            if run.status == "running" and process_alive(process) is True:
+                assert isinstance(process, dict)
+                raise UserError(
+                    f"run {run.id} is still running (process {process.get('pid')} on {process.get('host')})",
+                    "wait for it to finish, or stop it first (Cancel in the app, Ctrl+C or `kill` its process), "
+                    "then resume",
+                )
+            spec = {**run.spec, "process": this_process()}
+            conn.execute("UPDATE runs SET status = 'running', finished = NULL, spec = ? WHERE id = ?",
+                         (json.dumps(spec), run.id))
+        return RunInfo(run.id, run.kind, "running", run.created, None, spec, run.summary, run.folder)
 
     def runs(self, kind: str | None = None) -> list[RunInfo]:
-        """Every run, oldest first. Runs copied in from elsewhere are registered on sight."""
+        """Every run, oldest first. Runs copied in from elsewhere are registered on sight.
+
+        A run still marked "running" whose process has ended (killed, crashed, the machine
+        restarted) is reported, and recorded, as "interrupted": it can be resumed.
+        """
         self._register_foreign_runs()
         query = "SELECT id, kind, status, created, finished, spec, summary FROM runs"
         params: tuple[Any, ...] = ()
@@ -413,7 +528,7 @@ class Project:
             query += " WHERE kind = ?"
             params = (kind,)
         rows = self._conn.execute(query + " ORDER BY created, id", params).fetchall()
-        return [self._run_info(row) for row in rows]
+        return [self._interrupted_if_dead(self._run_info(row), row[5]) for row in rows]
 
     def run(self, run_id: str | None = None, kind: str | None = None) -> RunInfo:
         """One run by id, or the latest finished run (of a kind) when no id is given."""
@@ -435,10 +550,29 @@ class Project:
         return RunInfo(run_id, kind, status, created, finished, json.loads(spec),
                        json.loads(summary) if summary else {}, self.runs_dir / run_id)
 
+    def _interrupted_if_dead(self, run: RunInfo, spec_text: str) -> RunInfo:
+        if run.status != "running":
+            return run
+        process = run.spec.get("process")
+        if process_alive(process) is not False:
+            return run  # alive, or on another machine (or an older run): we cannot tell, so we do not guess
+        assert isinstance(process, dict)
+        summary = {"reason": f"the engine process {process.get('pid')} on {process.get('host')} ended "
+                             "before the run finished (killed, crashed or shut down)"}
+        if not getattr(self, "read_only", False):
+            try:
+                with self.transaction() as conn:
+                    # Only the row as read: a resume that claimed it meanwhile keeps it.
+                    conn.execute("UPDATE runs SET status = 'interrupted', summary = ? WHERE id = ? "
+                                 "AND status = 'running' AND spec = ?", (json.dumps(summary), run.id, spec_text))
+            except sqlite3.OperationalError:
+                pass  # a read-only or locked store: report it as interrupted all the same
+        return RunInfo(run.id, run.kind, "interrupted", run.created, run.finished, run.spec, summary, run.folder)
+
     def _register_foreign_runs(self) -> None:
         # A run folder made on another machine and copied in has spec.json and
         # events.jsonl but no row: adopt it so it can be opened like any other.
-        if not self.runs_dir.is_dir():
+        if not self.runs_dir.is_dir() or getattr(self, "read_only", False):
             return
         known = {row[0] for row in self._conn.execute("SELECT id FROM runs")}
         for folder in sorted(self.runs_dir.iterdir()):
@@ -450,6 +584,9 @@ class Project:
                 summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
             except (OSError, json.JSONDecodeError):
                 continue
+            if not isinstance(spec, dict):
+                continue
+            spec.pop("process", None)  # that process ran on another machine; it says nothing here
             status = "ok" if summary is not None else "unknown"
             with self.transaction() as conn:
                 conn.execute(
@@ -457,6 +594,56 @@ class Project:
                     (folder.name, spec.get("kind", "unknown"), status, folder.stat().st_mtime, None,
                      json.dumps(spec), json.dumps(summary) if summary is not None else None),
                 )
+
+    # -------------------------------------------------- label state (fingerprints)
+    def labels_fingerprint(self) -> str:
+        """sha256 over every sample's id, split, observed label and replacement image.
+
+        Changes when noise is injected, labels are reset or an image is replaced: anything
+        that changes what a model trained on this project's labels would see.
+        """
+        digest = hashlib.sha256()
+        for row in self._conn.execute("SELECT id, split, label, image_override FROM samples ORDER BY id"):
+            digest.update(json.dumps(list(row)).encode())
+        return digest.hexdigest()
+
+    def decisions_fingerprint(self) -> str:
+        """sha256 over the current decisions (sample, action, new label)."""
+        digest = hashlib.sha256()
+        for row in self._conn.execute("SELECT sample_id, action, new_label FROM decisions ORDER BY sample_id"):
+            digest.update(json.dumps(list(row)).encode())
+        return digest.hexdigest()
+
+    def fingerprint(self) -> dict[str, str]:
+        """What a run records at its start: ``{"labels": ..., "decisions": ...}``."""
+        return {"labels": self.labels_fingerprint(), "decisions": self.decisions_fingerprint()}
+
+    def label_state_changes(self, run: RunInfo) -> list[str]:
+        """Which of "labels", "decisions" differ from what ``run`` recorded at its start (none recorded: [])."""
+        recorded = run.spec.get("fingerprint")
+        if not isinstance(recorded, dict):
+            return []
+        now = self.fingerprint()
+        return [part for part in ("labels", "decisions") if part in recorded and recorded[part] != now[part]]
+
+    def stale_reason(self, run: RunInfo) -> str | None:
+        """None when ``run``'s results still describe this project's labels, else a sentence saying why not.
+
+        Every run is stale once the labels change (its scores and suggestions are about
+        labels that no longer exist); a retrain also once the decisions change (its model
+        was trained on the old ones). A run that recorded no fingerprint (made by an older
+        version) is "unknown", not stale: None.
+        """
+        changed = self.label_state_changes(run)
+        if "labels" in changed:
+            later = [noise for noise in self.noise_history() if noise["created"] > run.created]
+            cause = "".join(f"; noise injected ({noise['mode']}, rate {noise['rate']}, seed {noise['seed']})"
+                            for noise in later[-1:])
+            return f"labels changed since this {run.kind} run{cause}: its results describe labels that no longer exist"
+        if "decisions" in changed and run.kind in DECISION_DEPENDENT_KINDS:
+            return (f"decisions changed since this {run.kind} run: its model was trained on the decisions "
+                    "made before it")
+        return None
 
     # -------------------------------------------------------------- scores
     def save_scores(
