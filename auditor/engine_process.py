@@ -5,12 +5,21 @@ The GUI never imports the engine's heavy parts (torch, cleanlab): it starts
 per stdout line, and re-emits each as its own signal (qtconsole's pattern:
 one reader, ``_handle_<type>`` dispatch, a liveness signal for a dead backend).
 stderr carries library noise; its tail is kept for the error report.
+
+A line that looks like an event but is malformed, or has a type this app does
+not know (a newer engine's addition), is logged and skipped: reading goes on,
+and the job's ``done`` still arrives. Events of a newer major protocol version
+are reported once, as an error telling the user to update the app.
+:func:`engine_protocol` asks the engine which protocol version and event types
+it speaks.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import subprocess
 import sys
 from collections import deque
 from collections.abc import Sequence
@@ -18,11 +27,25 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
 
-from engine.events import Done, Error, Log, Metric, Progress, ProtocolError, Result, parse_event
+from engine.events import (
+    EVENT_TYPES,
+    PROTOCOL_VERSION,
+    Done,
+    Error,
+    Log,
+    Metric,
+    NewerProtocolError,
+    Progress,
+    ProtocolError,
+    Result,
+    parse_event,
+)
 
 ENGINE_EXECUTABLE = "label-auditor-engine"  # the frozen engine, bundled beside the app
 STDERR_TAIL_LINES = 200
 EXIT_CANCELLED = 130
+
+logger = logging.getLogger(__name__)
 
 
 def engine_invocation(command: str, project: Path | str, options: Sequence[str] = ()) -> tuple[str, list[str]]:
@@ -31,12 +54,44 @@ def engine_invocation(command: str, project: Path | str, options: Sequence[str] 
     A frozen app has no ``python -m``: it ships the engine as its own executable
     next to the app's, built from ``engine/__main__.py`` (see packaging/README.md).
     """
-    args = [command, str(project), "--json", *options]
+    program, prefix = _engine_program()
+    return program, [*prefix, command, str(project), "--json", *options]
+
+
+def _engine_program() -> tuple[str, list[str]]:
+    """The engine's program and the arguments that come before its own."""
     if getattr(sys, "frozen", False):
         suffix = ".exe" if sys.platform == "win32" else ""
-        return str(Path(sys.executable).with_name(ENGINE_EXECUTABLE + suffix)), args
+        return str(Path(sys.executable).with_name(ENGINE_EXECUTABLE + suffix)), []
     # -u: unbuffered, so every event reaches us the moment it is written.
-    return sys.executable, ["-u", "-m", "engine", *args]
+    return sys.executable, ["-u", "-m", "engine"]
+
+
+def engine_protocol(timeout_s: float = 60.0) -> dict[str, object]:
+    """The engine's ``{"version", "minor", "capabilities"}`` (``python -m engine --protocol``).
+
+    An engine from before ``--protocol`` existed answers with a usage error: it speaks
+    version 1, minor 0, with the six original event types.
+    """
+    program, prefix = _engine_program()
+    env = dict(item.split("=", 1) for item in _engine_environment().toStringList() if "=" in item)
+    try:
+        done = subprocess.run([program, *prefix, "--protocol"], capture_output=True, text=True, timeout=timeout_s, env=env)
+        answer = json.loads(done.stdout) if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, json.JSONDecodeError):
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("capabilities"), list):
+        return {"version": PROTOCOL_VERSION, "minor": 0, "capabilities": list(EVENT_TYPES)}
+    return answer
+
+
+def _looks_like_event(line: str) -> bool:
+    """A JSON object with ``v`` and ``type``: meant as an event, unlike an answer document's lines."""
+    try:
+        payload = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(payload, dict) and "v" in payload and "type" in payload
 
 
 def _engine_environment() -> QProcessEnvironment:
@@ -80,6 +135,8 @@ class EngineProcess(QObject):
         self._errors: list[Error] = []
         self._other_stdout: list[str] = []
         self._cancel_requested = False
+        self._newer_protocol: NewerProtocolError | None = None
+        self.skipped_lines: list[str] = []
         self.command = ""
         self.run_id = ""
 
@@ -98,6 +155,8 @@ class EngineProcess(QObject):
         self._errors = []
         self._other_stdout = []
         self._cancel_requested = False
+        self._newer_protocol = None
+        self.skipped_lines = []
         default_program, default_args = engine_invocation(command, project, options)
         process = QProcess(self)
         process.setProcessEnvironment(_engine_environment())
@@ -157,15 +216,36 @@ class EngineProcess(QObject):
             return
         try:
             event = parse_event(line)
-        except ProtocolError:
-            # Not an event: part of an answer-style command's JSON document (read at exit).
-            self._other_stdout.append(line)
+        except NewerProtocolError as exc:
+            self._report_newer_protocol(exc)
+            return
+        except ProtocolError as exc:
+            if _looks_like_event(line):
+                self._skip_line(line, str(exc))
+            else:
+                # Not an event: part of an answer-style command's JSON document (read at exit).
+                self._other_stdout.append(line)
             return
         if event.run_id:
             self.run_id = event.run_id
         handler = getattr(self, f"_handle_{event.type}", None)
         if handler is not None:
             handler(event)
+
+    def _skip_line(self, line: str, reason: str) -> None:
+        """A malformed or unknown event: note it where a person can see it, and read on."""
+        self.skipped_lines.append(line)
+        logger.warning("skipped an engine event line: %s: %s", reason, line[:200])
+        self.log.emit(Log(run_id=self.run_id, level="warning", message=f"skipped an engine event line: {reason}"))
+
+    def _report_newer_protocol(self, exc: NewerProtocolError) -> None:
+        """Said once per job: every later line of that version is just as unreadable."""
+        if self._newer_protocol is not None:
+            return
+        self._newer_protocol = exc
+        event = Error(run_id=self.run_id, message=str(exc), hint=exc.hint)
+        self._errors.append(event)
+        self.error.emit(event)
 
     def _handle_progress(self, event: Progress) -> None:
         self.progress.emit(event)
@@ -207,6 +287,10 @@ class EngineProcess(QObject):
             self._stdout_buffer = b""
         if self._done is not None:
             self.finished.emit(self._done.status)
+            return
+        if self._newer_protocol is not None:
+            # Its done event was unreadable too; the error already says why.
+            self.finished.emit("error")
             return
         if exit_status == QProcess.ExitStatus.NormalExit and self._finish_answer(int(exit_code)):
             return

@@ -1,6 +1,6 @@
 """A stand-in engine for protocol tests: speaks the real event protocol, with scripted endings.
 
-usage: fake_engine.py ok|error|die|slow|answer|usererror
+usage: fake_engine.py ok|error|die|slow|answer|usererror|badlines|newer
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ def main(mode: str) -> int:
         print("error: no images found in /data", file=sys.stderr)
         print("  fix: point --images at a folder with one sub-folder per class", file=sys.stderr)
         return 2
-    sink = EventSink(run_id="fake-run", live=claim_stdout_for_events())
+    live = claim_stdout_for_events()
+    if mode == "newer":  # an engine of a later major protocol version: nothing here is readable
+        for line in ({"v": 2, "type": "progress", "done": 1}, {"v": 2, "type": "done", "status": "ok"}):
+            live.write(json.dumps(line) + "\n")
+        return 0
+    sink = EventSink(run_id="fake-run", live=live)
     print("library noise that must not reach the event channel")  # goes to stderr
     sink.log("fake job started")
     if mode == "slow":
@@ -38,6 +43,12 @@ def main(mode: str) -> int:
         sink.progress("train", epoch + 1, 3, eta_s=3 - epoch - 1.0)
         sink.metric("train", {"loss": 1.0 / (epoch + 1), "acc": 0.5 + 0.1 * epoch, "val_acc": 0.4 + 0.1 * epoch},
                     fold=0, epoch=epoch)
+    if mode == "badlines":  # malformed and unknown events in the middle of a healthy stream
+        for bad in ({"v": 1, "type": ["progress"]}, {"v": 1, "type": "progress", "total": "many"},
+                    {"v": 1, "type": "done", "status": "weird"}, {"v": 1, "type": "telepathy"}):
+            live.write(json.dumps(bad) + "\n")
+        live.flush()
+        sink.progress("train", 4, 4)
     if mode == "error":
         sys.stderr.write("Traceback (most recent call last):\n  RuntimeError: boom\n")
         sink.error("the images could not be read", "check the image root")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from auditor.engine_process import EngineProcess, engine_invocation
+from auditor.engine_process import EngineProcess, engine_invocation, engine_protocol
 from auditor.views.job_view import JobView
-from engine.events import Metric, Progress
+from engine.events import CAPABILITIES, PROTOCOL_MINOR, Error, Log, Metric, Progress
 
 FAKE = str(Path(__file__).with_name("fake_engine.py"))
 
@@ -100,3 +100,27 @@ def test_frozen_app_runs_the_bundled_engine(monkeypatch: pytest.MonkeyPatch) -> 
     program, args = engine_invocation("audit", "/p", ["--epochs", "1"])
     assert Path(program).name.startswith("label-auditor-engine")
     assert args == ["audit", "/p", "--json", "--epochs", "1"]
+
+
+def test_bad_event_lines_are_logged_and_skipped_and_reading_goes_on(qtbot: QtBot) -> None:
+    process, seen = run_fake(qtbot, "badlines")
+    assert seen["status"] == ["ok"]  # the done event after the bad lines arrived
+    assert [event.done for event in seen["progress"] if isinstance(event, Progress)] == [1, 2, 3, 4]
+    assert len(process.skipped_lines) == 4 and '"weird"' in process.skipped_lines[2]
+    warnings = [event.message for event in seen["log"] if isinstance(event, Log) and event.level == "warning"]
+    assert len(warnings) == 4 and "unknown event type 'telepathy'" in warnings[3]
+    assert "'total' must be int" in warnings[1]
+    assert seen["result"][0].data == {"accuracy": 0.9}  # type: ignore[attr-defined]
+    assert seen["error"] == []
+
+
+def test_a_newer_protocol_is_reported_once(qtbot: QtBot) -> None:
+    process, seen = run_fake(qtbot, "newer")
+    assert seen["status"] == ["error"]
+    errors = [event for event in seen["error"] if isinstance(event, Error)]
+    assert len(errors) == 1 and "protocol v2" in errors[0].message and "update the app" in errors[0].hint
+    assert process.skipped_lines == [] and seen["done"] == []
+
+
+def test_the_app_learns_the_engines_protocol() -> None:
+    assert engine_protocol() == {"version": 1, "minor": PROTOCOL_MINOR, "capabilities": list(CAPABILITIES)}
