@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sqlite3
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
-from engine.errors import UserError
+from engine.errors import UserError, user_error_from_database_error, user_error_from_oserror
 from engine.events import PrintProtocolAction
 
 # Each module defines ``add_parser(subparsers)`` and sets ``func`` on its parser.
@@ -49,12 +52,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        except BrokenPipeError:
+            raise
+        except sqlite3.Error as exc:
+            # The top-level net: a database that is damaged, full, read-only or locked is the
+            # person's to fix, never "a bug"; misuse of the API (a real bug) falls through.
+            translated: UserError | None = user_error_from_database_error(exc, _project_folder(args))
+            if translated is None:
+                raise
+            raise translated from exc
+        except OSError as exc:
+            translated = user_error_from_oserror(exc, _project_folder(args))
+            if translated is None:
+                raise
+            raise translated from exc
     except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  fix: {exc.hint}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -62,3 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`... | head`): stop quietly, as command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:  # noqa: BLE001 - a genuine bug: keep the traceback, say it is ours
+        traceback.print_exc()
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("  this is a bug in Label Auditor: please report it with the traceback above", file=sys.stderr)
+        return 1
+
+
+def _project_folder(args: argparse.Namespace) -> Path:
+    """The folder a command works on, to name in an error: its project (or output) argument."""
+    for name in ("project", "out", "root"):
+        value = getattr(args, name, None)
+        if isinstance(value, (str, Path)):
+            return Path(value)
+    return Path.cwd()

@@ -126,11 +126,19 @@ def user_error_from_oserror(exc: OSError, path: Path | str) -> UserError | None:
 
 # SQLite's primary result codes (the low byte of an extended code).
 _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 8, 10, 11, 13, 14, 26
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CONSTRAINT = 5, 6, 19
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
-def user_error_from_database_error(exc: sqlite3.Error, root: Path | str) -> UserError:
-    """What a failure of the project database means for the person using project ``root``."""
+def user_error_from_database_error(exc: sqlite3.Error, root: Path | str, *,
+                                   environment_only: bool = False) -> UserError | None:
+    """What a failure of the project database means for the person using project ``root``.
+
+    A full or read-only disk, a locked or unreadable file: a clear message. Any other database error
+    means the file is not what Label Auditor wrote (damaged), except for misuse of the API
+    (``ProgrammingError``, ``InterfaceError``), which is a bug: None. With ``environment_only``
+    only the disk/lock/corruption cases are translated (a constraint failure inside a write is
+    left alone: it is more likely a bug than damage).
+    """
     root = Path(root)
     code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
     text = str(exc)
@@ -148,6 +156,10 @@ def user_error_from_database_error(exc: sqlite3.Error, root: Path | str) -> User
     if code == _SQLITE_CANTOPEN:
         return UserError(f"cannot open the project database in {root} ({text})",
                          "check that the folder exists and that you may read and write it")
-    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB, _SQLITE_CONSTRAINT) or isinstance(exc, sqlite3.DatabaseError):
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in text or "not a database" in text:
         return DamagedProjectError(f"{root / 'project.db'} cannot be read ({text})")
-    return DamagedProjectError(f"{root / 'project.db'}: {text}")
+    if environment_only or isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+        return None
+    if isinstance(exc, sqlite3.DatabaseError):
+        return DamagedProjectError(f"{root / 'project.db'} is not as Label Auditor wrote it ({text})")
+    return None

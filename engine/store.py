@@ -28,14 +28,21 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from engine.errors import UserError
+from engine.errors import (
+    DamagedProjectError,
+    ReadOnlyError,
+    UserError,
+    user_error_from_database_error,
+    user_error_from_oserror,
+)
 
 DB_NAME = "project.db"
 Action = Literal["relabel", "remove", "keep"]
@@ -218,20 +225,92 @@ def process_alive(process: Any) -> bool | None:
     return True
 
 
-def _connect(db_path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _connect(db_path: Path, *, read_only: bool = False, immutable: bool = False) -> sqlite3.Connection:
+    """A connection with nothing written yet: the journal mode is set by :meth:`Project._migrate`,
+    once the file is known to be a project (never before: that would write into a stranger's file).
+
+    ``read_only`` opens with SQLite's ``mode=ro``; ``immutable`` (when even the ``-shm`` file cannot
+    be made, on a read-only disk) also skips locking and the write-ahead log.
+    """
+    if read_only:
+        flag = "immutable=1" if immutable else "mode=ro"
+        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?{flag}", uri=True, timeout=30.0,
+                               isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only=ON")
+    else:
+        conn = sqlite3.connect(db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
 
 
-class Project:
-    """One project folder. Open it with :meth:`open`, make one with :meth:`create`."""
+def _database_error(exc: sqlite3.Error, root: Path, *, environment_only: bool = False) -> BaseException:
+    """The person-facing error for a database failure, or ``exc`` itself when it looks like a bug."""
+    return user_error_from_database_error(exc, root, environment_only=environment_only) or exc
 
-    def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
+
+def _check_db_file(root: Path, db_path: Path) -> None:
+    """Refuse, before SQLite touches it, a project.db that is missing, empty or not an SQLite file."""
+    if not os.path.lexists(db_path):
+        if (root / "runs").is_dir() or (root / "cache").is_dir():
+            raise DamagedProjectError(f"{db_path} is missing (the project's runs/ or cache/ folder is still there)",
+                                      f"restore {DB_NAME} from a backup, or import the dataset again into a new project")
+        raise UserError(
+            f"{root} is not a Label Auditor project (no {DB_NAME})",
+            "make one with `python -m engine init` or `python -m engine demo`",
+        )
+    if db_path.is_symlink() and not db_path.exists():
+        raise DamagedProjectError(f"{db_path} is a link to {os.readlink(db_path)}, which does not exist",
+                                  "restore the file it points to, or replace the link with the database itself")
+    if not db_path.is_file():
+        raise DamagedProjectError(f"{db_path} is not a file", f"restore {DB_NAME} from a backup")
+    try:
+        with open(db_path, "rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise user_error_from_oserror(exc, db_path) or exc from None
+    if not header:
+        raise DamagedProjectError(f"{db_path} is empty (0 bytes); it was left as it is",
+                                  "restore it from a backup, or import the dataset again into a new project")
+    if header != _SQLITE_HEADER:
+        raise DamagedProjectError(f"{db_path} is not an SQLite database (its first bytes are not SQLite's)",
+                                  "restore it from a backup, or import the dataset again into a new project")
+
+
+def _may_write(root: Path, db_path: Path) -> bool:
+    """Whether this process may write the project: its folder, the database and any -wal/-shm beside it."""
+    files = [db_path] + [db_path.with_name(db_path.name + tail) for tail in ("-wal", "-shm")]
+    return os.access(root, os.W_OK) and all(os.access(f, os.W_OK) for f in files if f.exists())
+
+
+@cache
+def _schema_objects(version: int) -> dict[str, str]:
+    """name -> CREATE statement of every table and index of schema ``version``, as SQLite records them."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for number in range(version):
+            for statement in _MIGRATIONS[number].split(";"):  # exactly as _apply_migrations runs them
+                if statement.strip():
+                    conn.execute(statement)
+        return {name: sql for name, sql in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL")}
+    finally:
+        conn.close()
+
+
+class Project:
+    """One project folder. Open it with :meth:`open`, make one with :meth:`create`.
+
+    ``read_only`` is True when the project was opened for viewing (asked for, or its folder or
+    files cannot be written): reads work, every write raises :class:`ReadOnlyError`.
+    """
+
+    def __init__(self, root: Path, conn: sqlite3.Connection, read_only: bool = False) -> None:
         self.root = root
         self._conn = conn
+        self.read_only = read_only
 
     # ----------------------------------------------------------- open/create
     @classmethod
@@ -244,22 +323,59 @@ class Project:
         root.mkdir(parents=True, exist_ok=True)
         conn = _connect(root / DB_NAME)
         project = cls(root, conn)
-        project._migrate()
-        project.set_meta("created", time.time())
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            project._apply_migrations(0)
+            project.set_meta("created", time.time())
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _database_error(exc, root) from exc
+        except BaseException:
+            conn.close()
+            raise
         return project
 
     @classmethod
-    def open(cls, root: Path | str) -> Project:
+    def open(cls, root: Path | str, read_only: bool = False) -> Project:
+        """Open a project; refuses (never writes into) a project.db that is not a Label Auditor project's.
+
+        A project on a read-only disk, or whose files this user may not write, opens read-only
+        (``project.read_only``); ``read_only=True`` asks for that.
+        """
         root = Path(root)
         db_path = root / DB_NAME
-        if not db_path.is_file():
-            raise UserError(
-                f"{root} is not a Label Auditor project (no {DB_NAME})",
-                "make one with `python -m engine init` or `python -m engine demo`",
-            )
-        project = cls(root, _connect(db_path))
-        project._migrate()
+        _check_db_file(root, db_path)
+        read_only = read_only or not _may_write(root, db_path)
+        conn = cls._open_connection(root, db_path, read_only)
+        project = cls(root, conn, read_only=read_only)
+        try:
+            project._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _database_error(exc, root) from exc
+        except BaseException:
+            conn.close()
+            raise
         return project
+
+    @staticmethod
+    def _open_connection(root: Path, db_path: Path, read_only: bool) -> sqlite3.Connection:
+        attempts = [False, True] if read_only else [False]  # read-only: mode=ro, then immutable
+        for immutable in attempts:
+            conn = None
+            try:
+                conn = _connect(db_path, read_only=read_only, immutable=immutable)
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header now
+                return conn
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                cannot_open = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == 14  # SQLITE_CANTOPEN
+                if not (read_only and cannot_open and not immutable):
+                    raise _database_error(exc, root) from exc
+                # mode=ro needs the -shm file; on a read-only disk without one, read the file as it stands.
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         self._conn.close()
@@ -271,12 +387,46 @@ class Project:
         self.close()
 
     def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        """Check that the database is a project's, then bring its schema up to date.
+
+        Only a database whose tables are a Label Auditor schema is ever written to: one stamped
+        with a schema version whose tables are all there, or (``user_version`` lost) one whose
+        tables match a known schema exactly, whose stamp is then restored.
+        """
+        db_path = self.root / DB_NAME
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise UserError(
                 f"{self.root} was written by a newer Label Auditor (schema {version}, this build knows {SCHEMA_VERSION})",
                 "update Label Auditor to open it",
             )
+        present = {name: sql for name, sql in self._conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL")}
+        if version == 0:
+            if not present:
+                raise DamagedProjectError(f"{db_path} is an empty database, not a Label Auditor project's; "
+                                          "it was left as it is")
+            matching = [number for number in range(SCHEMA_VERSION, 0, -1) if _schema_objects(number) == present]
+            if not matching:
+                raise DamagedProjectError(
+                    f"{db_path} holds tables that are not a Label Auditor project's (and no schema version); "
+                    "it was left as it is")
+            version = matching[0]
+            if not self.read_only:  # our own tables with the version stamp lost: restore the stamp
+                self._conn.execute(f"PRAGMA user_version={version}")
+        else:
+            missing = sorted(set(_schema_objects(version)) - set(present))
+            if missing:
+                raise DamagedProjectError(f"{db_path} lacks its {', '.join(missing)} table(s) or index(es)")
+        if version < SCHEMA_VERSION and self.read_only:
+            raise ReadOnlyError(self.root, is_project=True,
+                                reason=f"it was made by an older Label Auditor and needs an upgrade (schema {version})")
+        if not self.read_only:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+        self._apply_migrations(version)
+
+    def _apply_migrations(self, version: int) -> None:
         for number in range(version, SCHEMA_VERSION):
             with self.transaction() as conn:
                 for statement in _MIGRATIONS[number].split(";"):
@@ -286,14 +436,35 @@ class Project:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic, durable write: committed on leaving, rolled back on an exception."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        """One atomic, durable write: committed on leaving, rolled back on an exception.
+
+        A full or read-only disk (or a damaged file) becomes a :class:`UserError` saying so;
+        what was committed before is untouched.
+        """
+        if self.read_only:
+            raise ReadOnlyError(self.root, is_project=True)
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _database_error(exc, self.root, environment_only=True) from exc
         try:
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise _database_error(exc, self.root, environment_only=True) from exc
             raise
-        self._conn.execute("COMMIT")
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise _database_error(exc, self.root, environment_only=True) from exc
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (a full disk does that): then there is nothing to undo.
+        if self._conn.in_transaction:
+            with suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
     # ------------------------------------------------------------- folders
     @property
@@ -311,17 +482,33 @@ class Project:
 
     def meta(self, key: str, default: Any = None) -> Any:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        return self.load_json(row[0], f"the setting {key!r} in its meta table") if row else default
+
+    def load_json(self, text: str, what: str) -> Any:
+        """``text`` read from the database as JSON; a value that is not JSON means the project is damaged."""
+        try:
+            return json.loads(text)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise DamagedProjectError(f"{what} ({self.root / DB_NAME}) is not valid JSON ({exc})") from None
 
     @property
     def source(self) -> dict[str, Any]:
         """How the dataset was imported: kind, image_root, csv path and column names."""
-        return dict(self.meta("source", {}))
+        source = self.meta("source", {})
+        if not isinstance(source, dict):
+            raise DamagedProjectError(f"the record of the imported dataset (meta 'source' in {self.root / DB_NAME}) "
+                                      "is not a mapping")
+        return dict(source)
 
     @property
     def image_root(self) -> Path:
         """Where sample paths are relative to; a relative root lies inside the project (the demo), so it moves with it."""
-        root = Path(self.source["image_root"])
+        image_root = self.source.get("image_root")
+        if not isinstance(image_root, str):
+            raise DamagedProjectError(
+                f"{self.root / DB_NAME} does not record where the project's images are (meta 'source' has no image_root)",
+                "import the dataset again into a new project (`python -m engine init`)")
+        root = Path(image_root)
         return root if root.is_absolute() else self.root / root
 
     # ------------------------------------------------------ classes/samples
@@ -765,7 +952,31 @@ class Project:
 
     def decisions(self) -> dict[int, Decision]:
         rows = self._conn.execute("SELECT sample_id, action, new_label FROM decisions").fetchall()
-        return {row[0]: Decision(row[0], row[1], row[2]) for row in rows}
+        decisions = {row[0]: Decision(row[0], row[1], row[2]) for row in rows}
+        self._check_decisions(decisions.values())
+        return decisions
+
+    def _check_decisions(self, decisions: Iterable[Decision]) -> None:
+        # Every per-sample array is indexed by sample id: a decision about a sample or class the
+        # project does not have would index past them (or silently mean nothing), so say so.
+        num_samples, num_classes = self.num_samples, self.num_classes
+        for decision in decisions:
+            problem = None
+            if not 0 <= decision.sample_id < num_samples:
+                problem = f"a decision about sample {decision.sample_id}, which is not in the project " \
+                          f"(ids run from 0 to {num_samples - 1})"
+            elif decision.action not in ACTIONS:
+                problem = f"the decision about sample {decision.sample_id} has an unknown action {decision.action!r}"
+            elif decision.action == "relabel" and not (
+                    decision.new_label is not None and 0 <= decision.new_label < num_classes):
+                problem = f"the decision about sample {decision.sample_id} relabels it to class " \
+                          f"{decision.new_label}, which is not one of the project's {num_classes} classes"
+            if problem:
+                raise DamagedProjectError(
+                    f"{problem} (in {self.root / DB_NAME})",
+                    f"remove that decision: sqlite3 {self.root / DB_NAME} "
+                    f"\"DELETE FROM decisions WHERE sample_id = {decision.sample_id}\" (or restore the project "
+                    "from a backup); the other decisions are kept")
 
     def decision_history(self) -> list[dict[str, Any]]:
         rows = self._conn.execute(
