@@ -425,6 +425,20 @@ class Project:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
         self._apply_migrations(version)
+        self._check_classes()
+
+    def _check_classes(self) -> None:
+        # Class ids index every per-class array and name list: they must be 0..C-1, and every
+        # sample's label one of them. Two aggregate queries, cheap even for large projects.
+        count, low, high = self._conn.execute("SELECT COUNT(*), MIN(id), MAX(id) FROM classes").fetchone()
+        if count and (low != 0 or high != count - 1):
+            raise DamagedProjectError(f"the class ids in {self.root / DB_NAME} are not 0 to {count - 1}")
+        low, high = self._conn.execute(
+            "SELECT MIN(MIN(label, given_label)), MAX(MAX(label, given_label)) FROM samples").fetchone()
+        if high is not None and (low < 0 or high >= count):
+            raise DamagedProjectError(
+                f"its samples are labelled with classes the project does not have (class ids up to {high}, "
+                f"but {self.root / DB_NAME} lists {count} classes)")
 
     def _apply_migrations(self, version: int) -> None:
         for number in range(version, SCHEMA_VERSION):
@@ -734,8 +748,9 @@ class Project:
 
     def _run_info(self, row: Sequence[Any]) -> RunInfo:
         run_id, kind, status, created, finished, spec, summary = row
-        return RunInfo(run_id, kind, status, created, finished, json.loads(spec),
-                       json.loads(summary) if summary else {}, self.runs_dir / run_id)
+        return RunInfo(run_id, kind, status, created, finished, self.load_json(spec, f"the spec of run {run_id}"),
+                       self.load_json(summary, f"the summary of run {run_id}") if summary else {},
+                       self.runs_dir / run_id)
 
     def _interrupted_if_dead(self, run: RunInfo, spec_text: str) -> RunInfo:
         if run.status != "running":
@@ -752,8 +767,8 @@ class Project:
                     # Only the row as read: a resume that claimed it meanwhile keeps it.
                     conn.execute("UPDATE runs SET status = 'interrupted', summary = ? WHERE id = ? "
                                  "AND status = 'running' AND spec = ?", (json.dumps(summary), run.id, spec_text))
-            except sqlite3.OperationalError:
-                pass  # a read-only or locked store: report it as interrupted all the same
+            except (sqlite3.OperationalError, UserError):
+                pass  # a read-only, full or locked store: report it as interrupted all the same
         return RunInfo(run.id, run.kind, "interrupted", run.created, run.finished, run.spec, summary, run.folder)
 
     def _register_foreign_runs(self) -> None:
