@@ -14,7 +14,9 @@ def add_parser(subparsers: Any) -> None:
         "export", help="write the corrected labels CSV (and optionally the cleaned ImageFolder, cleanlab arrays)",
         description="Write one CSV row per sample: the input's columns plus original_label, final_label, action "
         "(kept, relabeled, removed, unreviewed), score, suggested_label and detector. Cells are escaped so a "
-        "spreadsheet never reads them as formulas. Every file is written atomically.",
+        "spreadsheet never reads them as formulas (plain numbers stay as they are). The files are written as one "
+        "set: all of them or, on any failure, none, with the previous export left as it was. The export never "
+        "writes into the project, over the CSV it was imported from, or over its images.",
     )
     add_project_argument(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.csv", help="the CSV to write")
@@ -34,18 +36,14 @@ def add_parser(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from engine.errors import UserError
-    from engine.export import export_cleanlab, export_csv, export_image_folder
+    from engine.export import export_set
     from engine.store import Project
 
     if args.copy and args.folder is None:
         raise UserError("--copy needs --folder", "add --folder DIR to export the cleaned images")
-    report: dict[str, Any] = {}
     with Project.open(args.project) as project:
-        report["csv"] = export_csv(project, args.out, run_id=args.run, detector=args.detector)
-        if args.folder is not None:
-            report["folder"] = export_image_folder(project, args.folder, copy=args.copy)
-        if args.cleanlab is not None:
-            report["cleanlab"] = export_cleanlab(project, args.cleanlab, run_id=report["csv"]["run_id"] or args.run)
+        report = export_set(project, out=args.out, folder=args.folder, copy=args.copy, cleanlab=args.cleanlab,
+                            run_id=args.run, detector=args.detector)
     if args.json:
         print_json(report)
         return 0
@@ -58,6 +56,13 @@ def handle(args: argparse.Namespace) -> int:
         folder = report["folder"]
         print(f"wrote {folder['folder']}: {folder['images']} images ({folder['mode']}), "
               f"{folder['removed']} removed samples left out")
+        for name, folder_name in folder["renamed_classes"].items():
+            print(f"  class {_short(name)!r} is in folder {_short(folder_name)!r} (its name is not a valid folder name "
+                  "as it is: too long, or holding / \\ : * ? \" < > |)")
     if "cleanlab" in report:
         print(f"wrote {report['cleanlab']['folder']}: {', '.join(report['cleanlab']['files'])}")
     return 0
+
+
+def _short(name: str, limit: int = 60) -> str:
+    return name if len(name) <= limit else f"{name[:limit - 12]}...{name[-9:]}"
