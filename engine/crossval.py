@@ -130,14 +130,16 @@ def heldout_accuracy(table: SampleTable, pred_probs: np.ndarray) -> tuple[float 
     """Accuracy of ``pred_probs`` (N, K) on the test split: (accuracy or None, against what, samples counted).
 
     Against the truth where it is known (open-set samples, which have no right
-    class, are left out), else against the observed labels.
+    class, are left out: "truth"), else against the labels the held-out samples
+    were imported with ("given_labels"), never edited ones: a held-out label
+    changed after the model's own suggestion would grade the model by itself.
     """
     test_ids = table.test_ids
     truth = table.true_label[test_ids]
     if len(test_ids) and (truth != UNKNOWN_TRUTH).all():
         test_ids, target, against = test_ids[truth >= 0], truth[truth >= 0], "truth"
     else:
-        target, against = table.label[test_ids], "labels"
+        target, against = table.given_label[test_ids], "given_labels"
     if not len(test_ids):
         return None, against, 0
     return float((pred_probs[test_ids].argmax(axis=1) == target).mean()), against, len(test_ids)

@@ -4,7 +4,11 @@ Needs the truth: injected noise keeps it, and a CSV import can name a truth
 column. A sample is truly mislabeled when its true label differs from its
 observed label; an open-set sample (true label -1, outside the label set) is
 always mislabeled, since no class of ours is right for it. Samples whose truth
-is unknown are left out; if none is known, that is an error.
+is unknown are left out; if none is known, that is an error. Only the train
+split is evaluated: the audit never audits held-out samples.
+
+A run whose labels changed since it ran is evaluated all the same, but the report
+says it is stale (``stale``): its scores describe labels that no longer exist.
 """
 
 from __future__ import annotations
@@ -91,17 +95,23 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``run_id``, ``n_evaluated`` (samples with known truth), ``true_noise_rate``
-        (over them and per split), and ``detectors``: name -> metrics of
-        :func:`detection_metrics` plus ``estimated_noise_rate`` (as the run
+        ``run_id``, ``stale`` (None, or why the run no longer describes these labels),
+        ``n_evaluated`` (train samples with known truth), ``true_noise_rate`` (over
+        them; per split in ``true_noise_rate_by_split``), and ``detectors``: name ->
+        metrics of :func:`detection_metrics` plus ``estimated_noise_rate`` (as the run
         recorded it) and ``flagged_rate``.
     """
     run = evaluation_run(project, run_id)
     table = project.sample_table()
-    known, noisy = truly_mislabeled(table)
+    any_known, noisy = truly_mislabeled(table)
+    known = any_known & (table.split == "train")
+    if not known.any():
+        raise UserError("no training sample of this project has a known truth to evaluate against",
+                        "the audit scores the train split only: give train samples a truth (inject noise, "
+                        "or a CSV truth column)")
     per_split = {
-        split: float(noisy[known & (table.split == split)].mean())
-        for split in ("train", "test") if (known & (table.split == split)).any()
+        split: float(noisy[any_known & (table.split == split)].mean())
+        for split in ("train", "test") if (any_known & (table.split == split)).any()
     }
     detectors: dict[str, Any] = {}
     recorded = run.summary.get("detectors", {})
@@ -113,6 +123,8 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
         detectors[name] = metrics
     return {
         "run_id": run.id,
+        "stale": project.stale_reason(run),
+        "evaluated_split": "train",
         "n_samples": len(table.label),
         "n_evaluated": int(known.sum()),
         "true_noise_rate": float(noisy[known].mean()),
@@ -128,9 +140,11 @@ def format_evaluation(report: dict[str, Any]) -> str:
     def fmt(value: float | None) -> str:
         return "   n/a" if value is None else f"{value:6.3f}"
 
-    lines = [
-        f"run {report['run_id']}: {report['n_evaluated']} of {report['n_samples']} samples with known truth, "
-        f"true noise rate {report['true_noise_rate']:.3f}",
+    lines = [f"WARNING: run {report['run_id']} is stale: {report['stale']}. These figures score its old "
+             "results against the current labels; run a new audit."] if report.get("stale") else []
+    lines += [
+        f"run {report['run_id']}: {report['n_evaluated']} of {report['n_samples']} samples (train split) with known "
+        f"truth, true noise rate {report['true_noise_rate']:.3f}",
         f"{'detector':<10} {'ROC-AUC':>7} {'AP':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'flagged':>8} "
         f"{'est.noise':>9}",
     ]

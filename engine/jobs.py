@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.errors import Cancelled, UserError
 from engine.events import EventSink
-from engine.store import Project, RunInfo, atomic_write_bytes
+from engine.store import DECISION_DEPENDENT_KINDS, Project, RunInfo, atomic_write_bytes
 
 
 class CancelToken:
@@ -78,6 +78,26 @@ class install_cancel_signals:
             signal.signal(signum, previous)
 
 
+def refuse_resume_if_label_state_changed(project: Project, run: RunInfo) -> None:
+    """Refuse to resume ``run`` when what it trains on changed since it started.
+
+    Its checkpoints and fold files were computed from the labels (and, for a retrain,
+    the decisions) it recorded at its start; continuing on other ones would mix both
+    and train on samples that were removed since. A run without a recorded
+    fingerprint (an older version) is let through: the trainer's own checkpoint check
+    still guards it.
+    """
+    changed = [part for part in project.label_state_changes(run)
+               if part == "labels" or run.kind in DECISION_DEPENDENT_KINDS]
+    if changed:
+        what = " and ".join(changed)
+        raise UserError(
+            f"the {what} changed since run {run.id} was stopped: resuming it would continue training "
+            f"on the {what} of that time, so its result would describe neither",
+            f"start a new run instead of --resume: python -m engine {run.kind} {project.root}",
+        )
+
+
 def run_job(
     project: Project,
     kind: str,
@@ -89,13 +109,16 @@ def run_job(
 ) -> tuple[RunInfo, str]:
     """Run ``body`` as a recorded run of ``project``; returns the run and its final status.
 
-    Pass ``run`` to continue an existing run (resume); otherwise a new one is made.
+    Pass ``run`` to continue an existing run (resume); otherwise a new one is made. A resume
+    is refused (UserError, before anything runs) when the run finished, still runs in
+    another process, or its labels/decisions changed since it started.
     Errors do not escape: they become an ``error`` event and status ``error``.
     """
     if run is None:
         run = project.new_run(kind, spec)
     else:
-        project.set_run_status(run.id, "running")
+        refuse_resume_if_label_state_changed(project, run)
+        run = project.claim_run_for_resume(run.id)  # refuses a finished run, or one still running elsewhere
     events.set_log_path(run.id, run.folder / "events.jsonl")
     token = cancel or CancelToken()
     ctx = JobContext(project, run, events, token)

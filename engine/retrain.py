@@ -8,8 +8,11 @@ decided about keeps the user's decision.
 
 Both models use the same configuration and seed, so the difference in
 held-out accuracy is the effect of the cleaning. The held-out (test) split is
-scored against the truth where it is known, else against its labels with the
-decisions applied. The cleaned model's ``state_dict`` is saved as
+scored against the truth where it is known, else against the labels its
+samples were imported with: never against edited ones (decisions on held-out
+samples, made from a model's suggestions, would let the model grade itself),
+and on every held-out sample, so both models and every retrain are measured
+on the same set. The cleaned model's ``state_dict`` is saved as
 ``model.pt`` in the run folder (load it with ``torch.load(...,
 weights_only=True)``).
 """
@@ -96,6 +99,10 @@ def cleaned_training_set(
             raise UserError(f"unknown auto action {auto_action!r}", "use remove or relabel")
         run = project.run(audit_run, kind=None if audit_run else "audit")
         run_id = run.id
+        stale = project.stale_reason(run)
+        if stale:
+            raise UserError(f"auto mode would apply the suggestions of audit {run.id}, but the {stale}",
+                            "run a new audit first (`python -m engine audit PROJECT`), then retrain")
         scores = project.scores(run.id, detector)
         decided = np.zeros(len(labels), dtype=bool)
         decided[list(project.decisions())] = True
@@ -123,7 +130,11 @@ def cleaned_training_set(
 
 
 def heldout_targets(project: Project, training: TrainingSet) -> tuple[np.ndarray, np.ndarray, str]:
-    """(eval ids (m,), their labels (m,), "truth" | "labels_with_decisions") on the test split."""
+    """(eval ids (m,), their labels (m,), "truth" | "given_labels") on the test split.
+
+    ``training`` is not consulted: no decision, relabel or removal, changes what the
+    held-out split is measured against (see the module docstring).
+    """
     table = project.sample_table()
     test_ids = table.test_ids
     if not len(test_ids):
@@ -134,8 +145,7 @@ def heldout_targets(project: Project, training: TrainingSet) -> tuple[np.ndarray
         # Open-set samples (truth -1) have no right class: no model can be right on them.
         eval_ids = test_ids[truth >= 0]
         return eval_ids, table.true_label[eval_ids], "truth"
-    eval_ids = test_ids[training.keep[test_ids]]
-    return eval_ids, training.labels[eval_ids], "labels_with_decisions"
+    return test_ids, table.given_label[test_ids], "given_labels"
 
 
 def _save_state_dict(path: Any, model: Any) -> None:
@@ -186,7 +196,9 @@ def retrain_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> 
     summary: dict[str, Any] = {
         "accuracy_cleaned": cleaned.accuracy,
         "accuracy_original": accuracy_original,
-        "evaluated_against": against,
+        "accuracy_cleaned_measured_against": against,
+        "accuracy_original_measured_against": against,
+        "evaluated_against": against,  # the older name, kept for readers of earlier summaries
         "n_eval": int(len(eval_ids)),
         "n_train_cleaned": int(len(training.train_ids)),
         "n_train_original": int(len(table.train_ids)),

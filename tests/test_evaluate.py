@@ -71,13 +71,18 @@ def test_evaluate_run_counts_open_set_as_mislabeled(tmp_path: Path) -> None:
         flagged = scores > 0.5
         run_id = fake_audit(project, scores, flagged)
         report = evaluate_run(project)
-    assert report["run_id"] == run_id
-    assert report["true_noise_rate"] == pytest.approx(40 / n)
+    assert report["run_id"] == run_id and report["stale"] is None
+    # Only the train split is evaluated (every 4th sample is held out): the audit never audits held-out samples.
+    train = np.arange(n) % 4 != 0
+    is_noisy = np.arange(n) < 40
+    assert report["evaluated_split"] == "train" and report["n_evaluated"] == train.sum() == 150
+    assert report["true_noise_rate"] == pytest.approx(is_noisy[train].mean())
+    assert report["true_noise_rate_by_split"]["test"] == pytest.approx(is_noisy[~train].mean())
     assert report["n_open_set"] == 10
     cl = report["detectors"]["cl"]
-    is_noisy = np.arange(n) < 40
-    assert cl["roc_auc"] == pytest.approx(roc_auc_score(is_noisy, scores))
-    assert cl["f1"] == pytest.approx(f1_score(is_noisy, flagged))
+    assert cl["roc_auc"] == pytest.approx(roc_auc_score(is_noisy[train], scores[train]))
+    assert cl["f1"] == pytest.approx(f1_score(is_noisy[train], flagged[train]))
+    assert cl["n_noisy"] == is_noisy[train].sum() == 30
     assert cl["estimated_noise_rate"] == 0.3
 
 
@@ -88,7 +93,7 @@ def test_partial_truth_evaluates_the_known_samples(tmp_path: Path) -> None:
         scores = np.array([0.1, 0.9, 0.2, 0.9, 0.3, 0.6, 0.1, 0.2])
         fake_audit(project, scores, scores > 0.5)
         report = evaluate_run(project)
-    assert report["n_evaluated"] == 6
+    assert report["n_evaluated"] == 4  # train samples 1, 2, 5, 7 (0 and 4 are held out; 3 and 6 unknown)
     assert report["detectors"]["cl"]["n_noisy"] == 2
     assert report["detectors"]["cl"]["roc_auc"] == pytest.approx(1.0)
 
@@ -122,3 +127,25 @@ def test_cli_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert report["detectors"]["cl"]["f1"] == 1.0 and report["detectors"]["cl"]["roc_auc"] == 1.0
     assert main(["evaluate", str(tmp_path / "p")]) == 0
     assert "ROC-AUC" in capsys.readouterr().out
+
+
+def test_a_run_on_changed_labels_is_evaluated_as_stale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    truth = np.array([0, 2, 2, 0, 1, 0, 0, 1])
+    with make_project(tmp_path / "p", labels, truth) as project:
+        scores = np.array([0.1, 0.9, 0.2, 0.1, 0.3, 0.6, 0.1, 0.2])
+        run_id = fake_audit(project, scores, scores > 0.5)
+        assert evaluate_run(project)["stale"] is None
+        # New noise after the audit: its scores now describe labels that no longer exist.
+        table = project.sample_table()
+        changed = table.label.copy()
+        changed[[2, 3]] = [1, 2]
+        project.set_labels(changed, table.true_label)
+        project.record_noise("symmetric", 0.25, 2, {}, 2)
+        report = evaluate_run(project)
+        assert report["run_id"] == run_id
+        assert "labels changed since this audit run" in report["stale"] and "seed 2" in report["stale"]
+    assert main(["evaluate", str(tmp_path / "p"), "--json"]) == 0
+    assert "labels changed" in json.loads(capsys.readouterr().out)["stale"]
+    assert main(["evaluate", str(tmp_path / "p")]) == 0
+    assert f"WARNING: run {run_id} is stale" in capsys.readouterr().out

@@ -34,9 +34,10 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12) -> None:
     """The options of every job that trains: crossval, audit, retrain."""
     group = parser.add_argument_group("training")
-    group.add_argument("--model", default="small_cnn",
-                       help="small_cnn (CPU default), resnet18, resnet34, resnet50, or module:callable "
-                       "(called with num_classes, returns an nn.Module)")
+    group.add_argument("--model", default=None,
+                       help="small_cnn (the default, fast on CPU), resnet18, resnet34, resnet50, or module:callable "
+                       "(called with num_classes, returns an nn.Module); with --resume, a run of a module:callable "
+                       "model resumes only when you name the same one here")
     group.add_argument("--pretrained", action="store_true",
                        help="start a torchvision model from its ImageNet weights in the local torch cache")
     group.add_argument("--epochs", type=int, default=epochs, help=f"epochs per model (default {epochs})")
@@ -69,6 +70,30 @@ def add_resume_option(parser: argparse.ArgumentParser) -> None:
                         help="continue a cancelled or failed run from its last checkpoint (its own settings are used)")
 
 
+def check_resumed_model(run_id: str, recorded: str, named: str | None) -> None:
+    """Refuse to resume a run whose model is code the user did not name on this command line.
+
+    A run's spec lives in the project folder, which may come from someone else: a
+    ``module:callable`` read from it would import and run their code. Built-in models
+    resume as they are; a custom one only when ``--model`` names the same callable
+    now. A ``--model`` that differs from the run's own is refused too: a resume
+    continues the same job.
+    """
+    from engine.errors import UserError
+    from engine.models import MODEL_CHOICES
+
+    if named is not None and named != recorded:
+        raise UserError(f"run {run_id} trains model {recorded!r}, not {named!r}: a resumed run keeps its own settings",
+                        f"resume without --model{'' if recorded in MODEL_CHOICES else f', or with --model {recorded}'}"
+                        ", or start a new run with the model you want")
+    if recorded not in MODEL_CHOICES and named != recorded:
+        raise UserError(
+            f"run {run_id} uses the custom model {recorded!r}; --resume does not import code named in a "
+            "project folder, which may have come from someone else",
+            f"if you trust that code, name it yourself to resume: --resume {run_id} --model {recorded}",
+        )
+
+
 def run_training_command(
     args: argparse.Namespace,
     kind: str,
@@ -95,10 +120,12 @@ def run_training_command(
                 run = project.run(args.resume)
                 if run.kind != kind:
                     raise UserError(f"run {run.id} is a {run.kind} run, not {kind}",
-                                    f"resume it with `python -m engine {run.kind} --resume {run.id}`")
+                                    f"resume it with `python -m engine {run.kind} {args.project} --resume {run.id}`")
                 if run.status == "ok":
                     raise UserError(f"run {run.id} already finished", "start a new run instead of --resume")
                 spec = run.spec
+                check_resumed_model(run.id, str(spec.get("train", {}).get("model", "small_cnn")),
+                                    getattr(args, "model", None))
             else:
                 extra = extra_spec() if callable(extra_spec) else extra_spec
                 spec = {"train": TrainConfig.from_args(args).to_dict(), **extra}

@@ -37,7 +37,8 @@ def crossval_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) ->
     probs = crossval_pred_probs(ctx, config, spec["folds"])
     accuracy, against, _ = heldout_accuracy(ctx.project.sample_table(), probs)
     summary: dict[str, Any] = {"pred_probs": PRED_PROBS_FILE, "samples": int(len(probs)),
-                               "heldout_accuracy": accuracy, "heldout_evaluated_against": against}
+                               "heldout_accuracy": accuracy, "heldout_accuracy_measured_against": against,
+                               "heldout_evaluated_against": against}
     ctx.events.result("pred_probs", {"path": str(ctx.run.folder / PRED_PROBS_FILE), "shape": list(probs.shape)})
     return summary
 

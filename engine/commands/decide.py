@@ -31,6 +31,11 @@ def add_parser(subparsers: Any) -> None:
     action.add_argument("--keep", action="store_true", help="verified: its label is right")
     decide.add_argument("--run", metavar="RUN_ID", default=None, help="with --accept: the audit run to follow")
     decide.add_argument("--detector", default="cl", help="with --accept: whose suggestion (default cl)")
+    decide.add_argument("--stale-ok", "--yes", dest="stale_ok", action="store_true",
+                        help="with --accept: accept even when the audit ran on labels that have changed since")
+    decide.add_argument("--include-heldout", action="store_true",
+                        help="allow a decision about a held-out (test) sample; its labels are what accuracy "
+                        "is measured against, so they are left alone unless you ask")
     add_json_option(decide)
     decide.set_defaults(func=handle_decide)
 
@@ -69,11 +74,22 @@ def sentence(facts: dict[str, Any]) -> str:
     return f"sample {facts['sample_id']} ({facts['path']}): {what}"
 
 
-def suggested_label(project: Project, sample_id: int, run_id: str | None, detector: str) -> int:
-    """The suggestion of an audit run (latest by default) for one sample."""
+def suggested_label(project: Project, sample_id: int, run_id: str | None, detector: str,
+                    stale_ok: bool = False) -> int:
+    """The suggestion of an audit run (latest by default) for one sample.
+
+    Refuses a suggestion of a run made on labels that have changed since (unless
+    ``stale_ok``): it was computed for a label the sample may no longer have.
+    """
     from engine.errors import UserError
 
     run = project.run(run_id, kind=None if run_id else "audit")
+    stale = project.stale_reason(run)
+    if stale and not stale_ok:
+        raise UserError(f"run {run.id} is stale: {stale}, so its suggestion for sample {sample_id} may no longer "
+                        "make sense",
+                        "run a new audit and accept its suggestion, choose the class with --relabel CLASS, "
+                        "or pass --stale-ok to accept the old suggestion anyway")
     suggestion = int(project.scores(run.id, detector)["suggested"][sample_id])
     if suggestion < 0:
         raise UserError(f"detector {detector} of run {run.id} suggests no label for sample {sample_id}",
@@ -81,16 +97,31 @@ def suggested_label(project: Project, sample_id: int, run_id: str | None, detect
     return suggestion
 
 
+def refuse_heldout(project: Project, sample_id: int) -> None:
+    """A decision about a held-out sample needs --include-heldout: say why."""
+    from engine.errors import UserError
+
+    split = project.execute("SELECT split FROM samples WHERE id = ?", (sample_id,))
+    if split and split[0][0] == "test":
+        raise UserError(
+            f"sample {sample_id} is in the held-out (test) split, which accuracy is measured against; "
+            "editing it from a model's suggestions would let the model grade itself",
+            "leave held-out samples alone, or pass --include-heldout if you know its label is wrong",
+        )
+
+
 def handle_decide(args: argparse.Namespace) -> int:
     with Project.open(args.project) as project:
+        sample_id = project.resolve_sample(args.sample)
+        if not args.include_heldout:
+            refuse_heldout(project, sample_id)
         if args.relabel is not None:
-            decision = project.decide(args.sample, "relabel", args.relabel)
+            decision = project.decide(sample_id, "relabel", args.relabel)
         elif args.accept:
-            sample_id = project.resolve_sample(args.sample)
-            suggestion = suggested_label(project, sample_id, args.run, args.detector)
+            suggestion = suggested_label(project, sample_id, args.run, args.detector, stale_ok=args.stale_ok)
             decision = project.decide(sample_id, "relabel", suggestion)
         else:
-            decision = project.decide(args.sample, "remove" if args.remove else "keep")
+            decision = project.decide(sample_id, "remove" if args.remove else "keep")
         facts = describe(project, decision)
     _report(args, facts, sentence(facts))
     return 0

@@ -43,7 +43,16 @@ def add_parser(subparsers: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from engine.retrain import RETRAIN_KIND, parse_top_k, retrain_body, retrain_spec
 
-    top_k = None if args.auto_top_k is None else parse_top_k(args.auto_top_k)
-    spec = retrain_spec(auto_top_k=top_k, auto_action=args.auto_action, audit_run=args.audit_run,
-                        detector=args.detector, baseline=not args.no_baseline)
+    def spec() -> dict[str, Any]:
+        top_k = None if args.auto_top_k is None else parse_top_k(args.auto_top_k)
+        audit_run = args.audit_run
+        if top_k is not None and audit_run is None:
+            # Name the audit now, so a resume follows the same one even after a newer audit.
+            from engine.store import Project
+
+            with Project.open(args.project) as project:
+                audit_run = project.run(kind="audit").id
+        return retrain_spec(auto_top_k=top_k, auto_action=args.auto_action, audit_run=audit_run,
+                            detector=args.detector, baseline=not args.no_baseline)
+
     return run_training_command(args, RETRAIN_KIND, spec, retrain_body)

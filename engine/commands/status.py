@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections import Counter
 from typing import Any
 
 from engine.commands.common import add_json_option, add_project_argument, print_json
 from engine.events import format_duration
-from engine.store import Project
+from engine.store import Project, RunInfo
 
 
 def add_parser(subparsers: Any) -> None:
@@ -16,6 +17,23 @@ def add_parser(subparsers: Any) -> None:
     add_project_argument(parser)
     add_json_option(parser)
     parser.set_defaults(func=handle)
+
+
+RESUMABLE = ("interrupted", "cancelled", "error", "unknown")
+
+
+def run_status(project: Project, run: RunInfo) -> dict[str, Any]:
+    """One run as status shows it: ``stale`` says why its results no longer describe the labels (or None);
+    ``resume`` is the command that continues an unfinished run (or None)."""
+    resume = None
+    if run.status in RESUMABLE and run.kind in ("audit", "crossval", "retrain"):
+        resume = f"python -m engine {run.kind} {shlex.quote(str(project.root))} --resume {run.id}"
+        model = str(run.spec.get("train", {}).get("model", ""))
+        if ":" in model:  # resume imports no code the user did not name: the user adds it, knowingly
+            resume += f"   (its model is the code {model}: add --model {model} if you trust it)"
+    return {"id": run.id, "kind": run.kind, "status": run.status,
+            "duration_s": (run.finished - run.created) if run.finished else None, "summary": run.summary,
+            "stale": project.stale_reason(run) if run.status == "ok" else None, "resume": resume}
 
 
 def project_status(project: Project) -> dict[str, Any]:
@@ -35,11 +53,7 @@ def project_status(project: Project) -> dict[str, Any]:
         "truth_known": table.truth_known,
         "noise": project.noise_history(),
         "skipped_images": len(project.meta("skipped", []) or []),
-        "runs": [
-            {"id": run.id, "kind": run.kind, "status": run.status,
-             "duration_s": (run.finished - run.created) if run.finished else None, "summary": run.summary}
-            for run in project.runs()
-        ],
+        "runs": [run_status(project, run) for run in project.runs()],
         "decisions": {"relabel": decisions["relabel"], "remove": decisions["remove"], "keep": decisions["keep"]},
     }
 
@@ -65,6 +79,12 @@ def handle(args: argparse.Namespace) -> int:
         figures = ", ".join(f"{key} {value:.4g}" for key, value in run["summary"].items()
                             if isinstance(value, float))
         print(f"run {run['id']}: {run['status']}{took}" + (f"  ({figures})" if figures else ""))
+        if run["stale"]:
+            print(f"  stale: {run['stale']}")
+        if run["status"] == "interrupted":
+            print(f"  {run['summary'].get('reason', 'its process ended before it finished')}")
+        if run["resume"]:
+            print(f"  resume it with: {run['resume']}")
     counts = status["decisions"]
     print(f"decisions: {counts['relabel']} relabeled, {counts['remove']} removed, {counts['keep']} kept")
     return 0
