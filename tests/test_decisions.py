@@ -159,3 +159,40 @@ def test_acknowledged_decisions_survive_sigkill(tmp_path: Path) -> None:
         # The project still works after the kill.
         project.undo()
         assert len(project.decisions()) == len(decisions) - 1
+
+
+def test_heldout_samples_need_include_heldout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "p"
+    with Project.create(root) as project:
+        project.add_classes(CLASSES)
+        project.add_samples({"path": f"imgs/{i:03d}.png", "split": "test" if i >= 4 else "train", "label": i % 3}
+                            for i in range(6))
+        project.set_meta("source", {"kind": "folder", "image_root": str(root)})
+    for action in (["--relabel", "bird"], ["--remove"], ["--keep"]):
+        code, out, err = run_cli(capsys, "decide", str(root), "--sample", "4", *action)
+        assert code == 2 and "held-out (test) split" in err and "--include-heldout" in err and out == ""
+    with Project.open(root) as project:
+        assert project.decisions() == {}
+    code, out, _ = run_cli(capsys, "decide", str(root), "--sample", "imgs/004.png", "--relabel", "bird",
+                           "--include-heldout")
+    assert code == 0 and "relabeled dog -> bird" in out
+    assert run_cli(capsys, "decide", str(root), "--sample", "1", "--remove")[0] == 0  # train: as before
+
+
+def test_accepting_a_stale_suggestion_asks_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_project(tmp_path / "p")
+    with Project.open(root) as project:
+        run = project.new_run("audit", {})
+        project.save_scores(run.id, "cl", np.linspace(0, 1, 12), np.full(12, 2, dtype=np.int64),
+                            np.zeros(12, dtype=bool))
+        project.finish_run(run.id, "ok", {})
+        table = project.sample_table()
+        changed = table.label.copy()
+        changed[1] = 0  # labels change after the audit (new noise, say)
+        project.set_labels(changed, table.true_label)
+    code, out, err = run_cli(capsys, "decide", str(root), "--sample", "1", "--accept")
+    assert code == 2 and f"run {run.id} is stale: labels changed" in err and "--stale-ok" in err and out == ""
+    with Project.open(root) as project:
+        assert project.decisions() == {}
+    code, out, _ = run_cli(capsys, "decide", str(root), "--sample", "1", "--accept", "--stale-ok")
+    assert code == 0 and "relabeled cat -> bird" in out

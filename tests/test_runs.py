@@ -250,3 +250,20 @@ def test_detectors_see_the_train_split_only(tmp_path: Path) -> None:
         np.testing.assert_array_equal(saved["suggested"][noisy_train], table.true_label[noisy_train])
         # The estimate is of the training set: 8 of the 90 train samples, not diluted or raised by held-out ones.
         assert results["cl"].summary["estimated_noise_rate"] == pytest.approx(8 / len(train), abs=0.02)
+
+
+def test_status_marks_stale_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_project(tmp_path / "p")
+    with Project.open(root) as project:
+        audit = project.new_run("audit", {})
+        project.finish_run(audit.id, "ok", {})
+        fresh = json.loads(run_cli(capsys, "status", str(root), "--json")[1])["runs"][0]
+        assert fresh["stale"] is None and fresh["resume"] is None
+        table = project.sample_table()
+        changed = table.label.copy()
+        changed[0] = 2
+        project.set_labels(changed, table.true_label)
+    code, out, _ = run_cli(capsys, "status", str(root))
+    assert code == 0 and f"run {audit.id}: ok" in out and "  stale: labels changed since this audit run" in out
+    listed = json.loads(run_cli(capsys, "status", str(root), "--json")[1])["runs"][0]
+    assert listed["stale"].startswith("labels changed since this audit run")
