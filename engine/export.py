@@ -57,7 +57,7 @@ ACTION_WORDS = {"keep": "kept", "relabel": "relabeled", "remove": "removed"}
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # A plain decimal number: optional sign, digits with an optional point (or a point and digits), optional exponent.
 # Spreadsheets read it as that number, never as a formula.
-PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 CLEANLAB_FILES = ("pred_probs.npy", "noise_matrix.npy", "confident_joint.npy", "labels.npy", "final_labels.npy",
                   "classes.txt")
 # Folders the project writes itself (beside project.db): an export inside them could destroy the project.

@@ -79,7 +79,7 @@ def sample_id(project: Project, path: str) -> int:
 
 
 def test_escape_cell_follows_owasp() -> None:
-    for cell in [*NOTES[:6], "=SUM(A1)", "+A1", "-A1", "@x", "\t1", "\r1", "-1+1", "+1,5", "-inf", "- 1", "-1\n"]:
+    for cell in [*NOTES[:6], "=SUM(A1)", "+A1", "-A1", "@x", "\t1", "\r1", "-1+1", "+1,5", "-inf", "- 1", "-1\n", "-\u0661"]:
         assert escape_cell(cell) == "'" + cell
     assert escape_cell("plain") == "plain" and escape_cell("a=b") == "a=b" and escape_cell(0.5) == 0.5
 
