@@ -398,6 +398,7 @@ class ConsoleRenderer:
         self._is_tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._bar_open = False
         self._last_plain = 0.0
+        self._last_error = ""
 
     def render(self, event: Event) -> None:
         if isinstance(event, Progress):
@@ -416,10 +417,11 @@ class ConsoleRenderer:
         elif isinstance(event, Log):
             print(f"{event.level}: {event.message}" if event.level != "info" else event.message, file=self.stream)
         elif isinstance(event, Error):
+            self._last_error = event.message
             print(f"error: {event.message}", file=self.stream)
             if event.hint:
                 print(f"  fix: {event.hint}", file=self.stream)
-        elif isinstance(event, Done) and event.status != "ok":
+        elif isinstance(event, Done) and event.status != "ok" and event.message != self._last_error:
             print(f"{event.status}: {event.message}".rstrip(": "), file=self.stream)
 
     def _render_progress(self, event: Progress) -> None:

@@ -75,7 +75,9 @@ def test_console_renderer_writes_plain_lines_off_a_terminal(tmp_path: Path) -> N
         sink = EventSink(console=ConsoleRenderer(stream))
         sink.metric("train", {"loss": 1.25}, fold=0, epoch=0)
         sink.error("the folder is empty", "add images")
+        sink.done("error", "the folder is empty")
     text = out.read_text()
+    assert text.count("the folder is empty") == 1  # the done event does not repeat the error
     assert "[train] fold 1 epoch 1  loss 1.25" in text
     assert "error: the folder is empty" in text and "fix: add images" in text
 

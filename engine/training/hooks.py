@@ -10,7 +10,16 @@ Two kinds of plug-in:
   recording training dynamics, keeping an EMA model, resetting an online
   supervision matrix every epoch.
 
-Both may carry state; it goes into checkpoints through ``state_dict``.
+Both may carry state; it goes into checkpoints through ``state_dict``, under
+the plug-in's ``name`` (a class attribute, the class name unless a class sets
+its own; an instance may set another when it is used twice). A resume restores
+each state by name, and refuses when the names differ from the checkpoint's.
+
+State must be plain: tensors, numbers, strings, None, and lists, tuples and
+dicts (str or int keys) of those, because checkpoints load with
+``weights_only=True``. numpy arrays are accepted and saved as tensors: a
+plug-in gets torch tensors back in ``load_state_dict``. Anything else is an
+error when the checkpoint is saved, naming the plug-in and the key.
 """
 
 from __future__ import annotations
@@ -38,6 +47,11 @@ class Method:
 
     name = "ce"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__  # never the parent's name: a checkpoint tells methods apart by it
+
     def setup(self, state: TrainState) -> None:
         """Called once before the first epoch (after a resume too)."""
 
@@ -54,6 +68,13 @@ class Method:
 
 class Callback:
     """Observer of the loop; every hook is optional."""
+
+    name = "Callback"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
 
     def on_fit_start(self, state: TrainState) -> None: ...
 

@@ -1,11 +1,24 @@
-"""The one training loop. Methods and callbacks (see hooks.py) add behaviour without copying it."""
+"""The one training loop. Methods and callbacks (see hooks.py) add behaviour without copying it.
+
+Checkpoints (format 2) hold, besides the model and optimiser: the method's and
+each callback's state under their names (validated plain state, numpy arrays
+saved as tensors), and the training samples (ids and labels) they were made
+on. Resuming with other samples, another method or other callbacks raises
+:class:`CheckpointMismatch` instead of continuing on something else.
+
+A loss that becomes NaN or infinite ends training with :class:`TrainingDiverged`
+(a :class:`~engine.errors.UserError` whose hint is a lower learning rate); the
+last finished epoch's checkpoint is left as it was.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.errors import Cancelled
+from engine.errors import Cancelled, UserError
 from engine.events import EventSink
 from engine.jobs import CancelToken
 from engine.models import build_model, default_learning_rate
@@ -26,6 +39,76 @@ from engine.training.device import amp_dtype
 from engine.training.hooks import Callback, Method, StepOutput
 
 ProgressFn = Callable[[int, int], None]  # (batches done, batches in this fit)
+
+CHECKPOINT_FORMAT = 2
+START_A_NEW_RUN = "start a new run instead of resuming this one"
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: the learning rate is too high (or the data holds NaNs)."""
+
+
+class CheckpointMismatch(UserError):
+    """A checkpoint made on other training samples, or with another method or other callbacks."""
+
+
+class CheckpointStateError(TypeError):
+    """A method's or callback's ``state_dict`` holds something a checkpoint cannot keep."""
+
+
+PLAIN_STATE = "tensors, numpy arrays, numbers, strings, None, and lists, tuples or dicts of those"
+
+
+def checkpoint_state(state: Any, owner: str, key: str = "state") -> Any:
+    """``state`` as it can be saved and loaded with ``weights_only=True``: numpy arrays become tensors.
+
+    Raises CheckpointStateError naming ``owner`` and the key path of anything else.
+    """
+    if state is None or isinstance(state, (bool, int, float, str)):
+        return state
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, np.ndarray):
+        try:
+            return torch.from_numpy(np.ascontiguousarray(state)).clone()
+        except TypeError as exc:
+            raise CheckpointStateError(f"{owner}: {key} is a numpy array of dtype {state.dtype}, which has no "
+                                       f"tensor form; checkpoint state may hold only {PLAIN_STATE}") from exc
+    if isinstance(state, np.generic):
+        return checkpoint_state(state.item(), owner, key)
+    if isinstance(state, (list, tuple)):
+        items = [checkpoint_state(item, owner, f"{key}[{index}]") for index, item in enumerate(state)]
+        return items if isinstance(state, list) else tuple(items)
+    if isinstance(state, dict):
+        plain = {}
+        for name, value in state.items():
+            if not isinstance(name, (str, int)) or isinstance(name, bool):
+                raise CheckpointStateError(f"{owner}: {key} has a key of type {type(name).__name__}; "
+                                           "checkpoint state keys must be strings or integers")
+            plain[name] = checkpoint_state(value, owner, f"{key}[{name!r}]")
+        return plain
+    raise CheckpointStateError(f"{owner}: {key} holds a {type(state).__name__}; "
+                               f"checkpoint state may hold only {PLAIN_STATE}")
+
+
+def training_samples_fingerprint(ids: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 over the training sample ids (in order) and the labels they are trained on."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(ids, dtype="<i8").tobytes())
+    digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
+def _describe_sample_change(old_ids: np.ndarray, old_labels: np.ndarray,
+                            new_ids: np.ndarray, new_labels: np.ndarray) -> str:
+    old = dict(zip(old_ids.tolist(), old_labels.tolist(), strict=True))
+    new = dict(zip(new_ids.tolist(), new_labels.tolist(), strict=True))
+    removed = len(old.keys() - new.keys())
+    added = len(new.keys() - old.keys())
+    relabeled = sum(1 for key in old.keys() & new.keys() if old[key] != new[key])
+    parts = [f"{count} {what}" for count, what in ((removed, "removed"), (added, "added"), (relabeled, "relabeled"))
+             if count]
+    return ", ".join(parts) if parts else "the same samples in another order"
 
 
 @dataclass
@@ -115,6 +198,11 @@ class Trainer:
         self.stage = stage
         self.method = method or Method()
         self.callbacks = list(callbacks)
+        names = [callback.name for callback in self.callbacks]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"more than one callback is named {', '.join(map(repr, repeated))}: a checkpoint "
+                             "keeps state by name; give each instance its own name")
         self.checkpoint_path = checkpoint_path
         self.on_progress = on_progress
         self.augment = augment
@@ -127,6 +215,7 @@ class Trainer:
         # Channels-last is faster for convolutions on CUDA and, measured here, on the CPU too.
         model = model.to(memory_format=torch.channels_last)
         lr = config.lr or default_learning_rate(config.model, config.pretrained)
+        self.lr = lr
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum, nesterov=True,
                                     weight_decay=config.weight_decay)
         # One spare step: the scheduler is stepped after the last optimiser step too.
@@ -153,12 +242,25 @@ class Trainer:
         return ids, labels
 
     # ------------------------------------------------------------- checkpoints
+    def samples_fingerprint(self) -> str:
+        """The training samples' fingerprint a checkpoint of this trainer records."""
+        ids = self.state.train_ids
+        return training_samples_fingerprint(ids, self.state.data.labels[torch.from_numpy(ids)].numpy())
+
     def save_checkpoint(self, position: EpochPosition | None = None) -> None:
-        """Everything needed to continue exactly; ``position`` marks a stop inside an epoch."""
+        """Everything needed to continue exactly; ``position`` marks a stop inside an epoch.
+
+        Written to a unique temporary file in the same folder, then renamed over the old
+        checkpoint, and the folder synced: a kill leaves either checkpoint whole.
+        """
         if self.checkpoint_path is None:
             return
         state = self.state
+        ids = torch.from_numpy(np.ascontiguousarray(state.train_ids, dtype=np.int64))
         payload = {
+            "format": CHECKPOINT_FORMAT,
+            "samples": {"ids": ids, "labels": state.data.labels[ids].clone(),
+                        "fingerprint": self.samples_fingerprint()},
             "position": None if position is None else position.to_payload(),
             "epoch": state.epoch,
             "step": state.step,
@@ -168,24 +270,42 @@ class Trainer:
             "generator": state.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": state.history,
-            "method": self.method.state_dict(),
-            "callbacks": [callback.state_dict() for callback in self.callbacks],
+            "method": {"name": self.method.name,
+                       "state": checkpoint_state(self.method.state_dict(), f"method {self.method.name!r}")},
+            "callbacks": {callback.name: checkpoint_state(callback.state_dict(), f"callback {callback.name!r}")
+                          for callback in self.callbacks},
             "scaler": state.scaler.state_dict() if state.scaler else None,
         }
         buffer = io.BytesIO()
         torch.save(payload, buffer)
-        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.checkpoint_path)
+        folder = self.checkpoint_path.parent
+        handle, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{self.checkpoint_path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(buffer.getvalue())
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(tmp_name, self.checkpoint_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        _fsync_folder(folder)
 
     def load_checkpoint(self) -> bool:
-        """Resume from the checkpoint if there is one; True when it was loaded."""
+        """Resume from the checkpoint if there is one; True when it was loaded.
+
+        Raises CheckpointMismatch when the checkpoint was made on other training samples,
+        or with another method or other callbacks than this trainer has.
+        """
         if self.checkpoint_path is None or not self.checkpoint_path.is_file():
             return False
         payload = torch.load(self.checkpoint_path, map_location=self.state.device, weights_only=True)
+        if payload.get("format") == CHECKPOINT_FORMAT:
+            self._check_samples(payload["samples"])
+            method_state, callback_states = self._named_states(payload)
+        else:
+            method_state, callback_states = self._legacy_states(payload)
         state = self.state
         state.model.load_state_dict(payload["model"])
         state.optimizer.load_state_dict(payload["optimizer"])
@@ -195,13 +315,50 @@ class Trainer:
         state.epoch = int(payload["epoch"])
         state.step = int(payload["step"])
         state.history = list(payload["history"])
-        self.method.load_state_dict(payload["method"])
-        for callback, saved in zip(self.callbacks, payload["callbacks"]):
-            callback.load_state_dict(saved)
+        self.method.load_state_dict(method_state)
+        for callback in self.callbacks:
+            callback.load_state_dict(callback_states[callback.name])
         if state.scaler and payload.get("scaler"):
             state.scaler.load_state_dict(payload["scaler"])
         self._resume_at = EpochPosition.from_payload(payload["position"]) if payload.get("position") else None
         return True
+
+    def _check_samples(self, saved: dict[str, Any]) -> None:
+        if saved["fingerprint"] == self.samples_fingerprint():
+            return
+        ids = self.state.train_ids
+        change = _describe_sample_change(saved["ids"].cpu().numpy(), saved["labels"].cpu().numpy(),
+                                         ids, self.state.data.labels[torch.from_numpy(ids)].numpy())
+        where = self.stage if self.state.fold is None else f"{self.stage} fold {self.state.fold + 1}"
+        raise CheckpointMismatch(
+            f"the training samples changed since this run was cancelled ({change}; {where}): "
+            f"its checkpoint {self.checkpoint_path} cannot continue on them", START_A_NEW_RUN)
+
+    def _named_states(self, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        saved_method = payload["method"]
+        if saved_method["name"] != self.method.name:
+            raise CheckpointMismatch(
+                f"the checkpoint {self.checkpoint_path} was trained with method {saved_method['name']!r}, "
+                f"not {self.method.name!r}", START_A_NEW_RUN)
+        saved: dict[str, Any] = payload["callbacks"]
+        current = {callback.name for callback in self.callbacks}
+        missing, extra = sorted(saved.keys() - current), sorted(current - saved.keys())
+        if missing or extra:
+            parts = ([f"it holds state of {', '.join(map(repr, missing))}, not given now"] if missing else []) + \
+                    ([f"it has none for {', '.join(map(repr, extra))}"] if extra else [])
+            raise CheckpointMismatch(
+                f"the checkpoint {self.checkpoint_path} was made with other callbacks: {'; '.join(parts)}",
+                START_A_NEW_RUN)
+        return saved_method["state"], saved
+
+    def _legacy_states(self, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A format-1 checkpoint: states by position and no sample record; usable only when stateless."""
+        saved = list(payload.get("callbacks", []))
+        if any(saved) or payload.get("method") or len(saved) != len(self.callbacks):
+            raise CheckpointMismatch(
+                f"the checkpoint {self.checkpoint_path} was written by an older version whose method and "
+                "callback state cannot be matched by name", START_A_NEW_RUN)
+        return {}, {callback.name: {} for callback in self.callbacks}
 
     # -------------------------------------------------------------- training
     def fit(self) -> TrainState:
@@ -247,10 +404,16 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_batch_end(state, batch, output)
             now = time.perf_counter()
-            if self.on_progress and (now - last_report > 0.25 or index + 1 == per_epoch):
+            if now - last_report > 0.25 or index + 1 == per_epoch:
                 last_report = now
-                self.on_progress(state.epoch * per_epoch + index + 1, total)
+                # Reading the sum waits for the device: only as often as progress is reported.
+                if not math.isfinite(float(loss_sum)):
+                    break  # diverged: reported below, with this epoch's metrics
+                if self.on_progress:
+                    self.on_progress(state.epoch * per_epoch + index + 1, total)
             if self.cancel.requested and index + 1 < per_epoch:
+                if not math.isfinite(float(loss_sum)):
+                    break  # never checkpoint a diverged model
                 # Checked after a batch, before the next one draws its random augmentation: the
                 # checkpoint then holds the exact point to continue from, and no work is lost.
                 self.save_checkpoint(EpochPosition(position.order, index + 1, float(loss_sum), int(correct), seen))
@@ -262,6 +425,12 @@ class Trainer:
             "lr": float(state.optimizer.param_groups[0]["lr"]),
             "images_per_s": seen / elapsed if elapsed > 0 else math.nan,
         }
+        # The loss is computed before each step: the last step may have blown up the weights unseen.
+        broken = values["loss"] if not math.isfinite(values["loss"]) else self._non_finite_weight()
+        if broken is not None:
+            # The curve shows the epoch that diverged; its checkpoint is not written over the last good one.
+            self.events.metric(self.stage, values, fold=state.fold, epoch=state.epoch)
+            self._raise_diverged("loss" if not math.isfinite(values["loss"]) else "model weights", broken)
         if self.eval_ids is not None and self.eval_labels is not None:
             probs = predict_probs(state.model, state.data, self.eval_ids, state.amp)
             values["val_acc"] = float((probs.argmax(1) == self.eval_labels).mean())
@@ -271,6 +440,18 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_epoch_end(state)
         self.save_checkpoint()
+
+    def _non_finite_weight(self) -> float | None:
+        """NaN or inf when some model weight is so (NaN first), else None; one device sync."""
+        weights = [parameter.detach() for parameter in self.state.model.parameters() if parameter.is_floating_point()]
+        if not weights or bool(torch.stack([weight.isfinite().all() for weight in weights]).all()):
+            return None
+        return math.nan if any(bool(weight.isnan().any()) for weight in weights) else math.inf
+
+    def _raise_diverged(self, what: str, value: float) -> None:
+        where = f"epoch {self.state.epoch + 1}" + (f" (fold {self.state.fold + 1})" if self.state.fold is not None else "")
+        raise TrainingDiverged(f"training diverged: the {what} became {'nan' if math.isnan(value) else 'inf'} at {where}",
+                               f"lower the learning rate, e.g. --lr {self.lr / 10:g}")
 
     def _optimise(self, batch: Any) -> StepOutput:
         state = self.state
@@ -287,6 +468,20 @@ class Trainer:
         state.scheduler.step()
         state.step += 1
         return output
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; some platforms (Windows) cannot open a folder."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 @torch.no_grad()
