@@ -297,7 +297,6 @@ class ExportSet:
     def __init__(self) -> None:
         self._staged: list[Path] = []
         self._moves: list[Callable[[], None]] = []
-        self.committed = False
 
     def __enter__(self) -> ExportSet:
         return self
@@ -338,7 +337,6 @@ class ExportSet:
         """
         for move in reversed(self._moves):
             move()
-        self.committed = True
 
 
 # ------------------------------------------------------------ CSV
@@ -350,10 +348,10 @@ def _check_csv_target(project: Project, out: Path) -> None:
     check_target(project, out, "--out")
 
 
-def _stage_csv(project: Project, export_set: ExportSet, out: Path, run_id: str | None,
+def _stage_csv(project: Project, staged: ExportSet, out: Path, run_id: str | None,
                detector: str | None) -> dict[str, Any]:
     export = export_rows(project, run_id=run_id, detector=detector)
-    export_set.stage_file(out, csv_bytes(export))
+    staged.stage_file(out, csv_bytes(export))
     action_column = len(export.columns) - len(ADDED_COLUMNS) + 2
     counts: dict[str, int] = {}
     for row in export.rows:
@@ -406,7 +404,7 @@ def _check_folder_target(project: Project, folder: Path) -> None:
     check_target(project, folder, "--folder")
 
 
-def _stage_image_folder(project: Project, export_set: ExportSet, folder: Path, copy: bool) -> dict[str, Any]:
+def _stage_image_folder(project: Project, staged: ExportSet, folder: Path, copy: bool) -> dict[str, Any]:
     labels, keep = project.labels_with_decisions()
     names = project.class_names()
     folder_names: dict[int, str] = {}
@@ -422,7 +420,7 @@ def _stage_image_folder(project: Project, export_set: ExportSet, folder: Path, c
                             "restore the image (or remove the sample) and export again")
     if copy:
         ensure_free_space(folder.parent, sum(source.stat().st_size for source in sources.values()), reserve_bytes=0)
-    staging = export_set.staging_folder(folder)
+    staging = staged.staging_folder(folder)
     taken: dict[int, set[str]] = {index: set() for index in range(len(names))}
     for index in range(len(names)):
         (staging / folder_names[index]).mkdir()
@@ -444,7 +442,7 @@ def _stage_image_folder(project: Project, export_set: ExportSet, folder: Path, c
         os.replace(staging, folder)
         fsync_folder(folder.parent)
 
-    export_set.on_commit(move)
+    staged.on_commit(move)
     return {"folder": str(folder), "images": len(sources), "removed": int((~keep).sum()),
             "mode": "copy" if copy else "symlink", "renamed_classes": renamed}
 
@@ -462,7 +460,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _stage_cleanlab(project: Project, export_set: ExportSet, folder: Path, run_id: str | None) -> dict[str, Any]:
+def _stage_cleanlab(project: Project, staged: ExportSet, folder: Path, run_id: str | None) -> dict[str, Any]:
     run = project.run(run_id, kind=None if run_id else "audit")
     if not (run.folder / "pred_probs.npy").is_file():
         raise UserError(f"run {run.id} ({run.kind}) has no pred_probs.npy", "name a finished audit run with --run")
@@ -477,7 +475,7 @@ def _stage_cleanlab(project: Project, export_set: ExportSet, folder: Path, run_i
     contents["classes.txt"] = "".join(f"{name}\n" for name in project.class_names()).encode()
     folder.parent.mkdir(parents=True, exist_ok=True)
     ensure_free_space(folder.parent, sum(len(data) for data in contents.values()), reserve_bytes=0)
-    staging = export_set.staging_folder(folder)
+    staging = staged.staging_folder(folder)
     for name, data in contents.items():
         with open(staging / name, "xb") as handle:
             handle.write(data)
@@ -498,7 +496,7 @@ def _stage_cleanlab(project: Project, export_set: ExportSet, folder: Path, run_i
             fsync_folder(folder)
         fsync_folder(folder.parent)
 
-    export_set.on_commit(move)
+    staged.on_commit(move)
     return {"folder": str(folder), "files": list(contents), "run_id": run.id}
 
 
