@@ -98,6 +98,14 @@ def ensure_free_space(folder: Path, needed_bytes: int, *, reserve_bytes: int = M
         raise DiskFullError(folder, wanted - free)
 
 
+def _space_shortfall(folder: Path, wanted: int = MB) -> int:
+    """How many bytes short of ``wanted`` the disk holding ``folder`` is (0 when it has room or cannot tell)."""
+    try:
+        return max(0, wanted - shutil.disk_usage(folder).free)
+    except OSError:
+        return 0
+
+
 def is_disk_full(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
@@ -149,6 +157,9 @@ def user_error_from_database_error(exc: sqlite3.Error, root: Path | str, *,
     if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in text:
         return UserError(f"the project {root} is busy: another program holds a write lock on it for too long",
                          "wait for the other command (or the app) to finish, then try again")
+    shortfall = _space_shortfall(root)
+    if shortfall and code in (_SQLITE_IOERR, _SQLITE_CANTOPEN):
+        return DiskFullError(root, shortfall)  # SQLite could not make its -wal/-shm files: no room left
     if code == _SQLITE_IOERR or "disk I/O error" in text:
         return UserError(f"could not read or write the project database in {root} ({text})",
                          "check that the disk has free space and is still attached, then try again; "
@@ -162,4 +173,15 @@ def user_error_from_database_error(exc: sqlite3.Error, root: Path | str, *,
         return None
     if isinstance(exc, sqlite3.DatabaseError):
         return DamagedProjectError(f"{root / 'project.db'} is not as Label Auditor wrote it ({text})")
+    return None
+
+
+def user_error_from_exception(exc: BaseException, path: Path | str) -> UserError | None:
+    """A :class:`UserError` as it is, or the clear message for a disk/database failure under ``path``; else None."""
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        return user_error_from_database_error(exc, path)
+    if isinstance(exc, OSError):
+        return user_error_from_oserror(exc, path)
     return None

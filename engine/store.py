@@ -38,6 +38,7 @@ import numpy as np
 
 from engine.errors import (
     DamagedProjectError,
+    DiskFullError,
     ReadOnlyError,
     UserError,
     user_error_from_database_error,
@@ -114,6 +115,10 @@ _MIGRATIONS: list[str] = [
         state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'undone', 'dropped'))
     );
     CREATE INDEX decision_history_state ON decision_history(state, id);
+    """,
+    # version 2: decisions made together (a bulk action) share a batch number and undo as one step
+    """
+    ALTER TABLE decision_history ADD COLUMN batch INTEGER
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -311,6 +316,8 @@ class Project:
         self.root = root
         self._conn = conn
         self.read_only = read_only
+        # Why a write is refused when ``read_only``: the folder cannot be written, or the disk is full.
+        self.write_refusal: UserError = ReadOnlyError(root, is_project=True)
 
     # ----------------------------------------------------------- open/create
     @classmethod
@@ -346,9 +353,21 @@ class Project:
         root = Path(root)
         db_path = root / DB_NAME
         _check_db_file(root, db_path)
-        read_only = read_only or not _may_write(root, db_path)
+        if read_only or not _may_write(root, db_path):
+            return cls._open_checked(root, db_path, read_only=True)
+        try:
+            return cls._open_checked(root, db_path, read_only=False)
+        except DiskFullError as full:
+            # No room even for SQLite's -wal/-shm files: open it for reading; a write says the disk is full.
+            return cls._open_checked(root, db_path, read_only=True, write_refusal=full)
+
+    @classmethod
+    def _open_checked(cls, root: Path, db_path: Path, *, read_only: bool,
+                      write_refusal: UserError | None = None) -> Project:
         conn = cls._open_connection(root, db_path, read_only)
         project = cls(root, conn, read_only=read_only)
+        if write_refusal is not None:
+            project.write_refusal = write_refusal
         try:
             project._migrate()
         except sqlite3.Error as exc:
@@ -371,10 +390,13 @@ class Project:
             except sqlite3.Error as exc:
                 if conn is not None:
                     conn.close()
-                cannot_open = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == 14  # SQLITE_CANTOPEN
-                if not (read_only and cannot_open and not immutable):
+                cannot_open = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (10, 14)  # IOERR, CANTOPEN
+                wal = db_path.with_name(db_path.name + "-wal")
+                wal_empty = not wal.exists() or wal.stat().st_size == 0
+                if not (read_only and cannot_open and wal_empty and not immutable):
                     raise _database_error(exc, root) from exc
-                # mode=ro needs the -shm file; on a read-only disk without one, read the file as it stands.
+                # mode=ro needs a working -shm file; where it cannot be made (a read-only or full disk)
+                # and no write-ahead log holds changes, the database file alone is the whole project.
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
@@ -419,6 +441,8 @@ class Project:
             if missing:
                 raise DamagedProjectError(f"{db_path} lacks its {', '.join(missing)} table(s) or index(es)")
         if version < SCHEMA_VERSION and self.read_only:
+            if isinstance(self.write_refusal, DiskFullError):
+                raise self.write_refusal
             raise ReadOnlyError(self.root, is_project=True,
                                 reason=f"it was made by an older Label Auditor and needs an upgrade (schema {version})")
         if not self.read_only:
@@ -456,7 +480,7 @@ class Project:
         what was committed before is untouched.
         """
         if self.read_only:
-            raise ReadOnlyError(self.root, is_project=True)
+            raise self.write_refusal
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -928,32 +952,15 @@ class Project:
         return Decision(sample_id, action, label)
 
     def undo(self) -> Decision | None:
-        """Take back the latest decision; returns the sample's state after the undo, None if nothing to undo."""
-        with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT id, sample_id, prev_action, prev_label FROM decision_history"
-                " WHERE state = 'active' ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            history_id, sample_id, prev_action, prev_label = row
-            conn.execute("UPDATE decision_history SET state = 'undone' WHERE id = ?", (history_id,))
-            self._set_current(conn, sample_id, prev_action, prev_label, history_id)
-        return Decision(sample_id, prev_action or "unreviewed", prev_label)
+        """Take back the latest decision (a whole bulk batch at once, see :meth:`undo_step`); returns the
+        latest decision's sample state after the undo, None if nothing to undo."""
+        states = self.undo_step()
+        return states[0] if states else None
 
     def redo(self) -> Decision | None:
-        """Re-apply the latest undone decision; None if there is nothing to redo."""
-        with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT id, sample_id, action, new_label FROM decision_history"
-                " WHERE state = 'undone' ORDER BY id ASC LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            history_id, sample_id, action, label = row
-            conn.execute("UPDATE decision_history SET state = 'active' WHERE id = ?", (history_id,))
-            self._set_current(conn, sample_id, action, label, history_id)
-        return Decision(sample_id, action, label)
+        """Re-apply the latest undone decision (or bulk batch); None if there is nothing to redo."""
+        states = self.redo_step()
+        return states[-1] if states else None
 
     @staticmethod
     def _set_current(conn: sqlite3.Connection, sample_id: int, action: str | None, label: int | None, history_id: int) -> None:
@@ -1017,6 +1024,89 @@ class Project:
             elif decision.action == "remove":
                 keep[decision.sample_id] = False
         return labels, keep
+
+    # ------------------------------------------------- bulk decisions (batches)
+    def decide_many(self, items: Iterable[tuple[int, str, int | str | None]]) -> list[Decision]:
+        """Record many decisions ``(sample_id, action, new_label)`` in one transaction, as one undo step.
+
+        Every entry gets the same batch number, so :meth:`undo` takes the whole batch back and
+        :meth:`redo` re-applies it. A relabel to the label a sample already has is a keep (as in
+        :meth:`decide`); a sample named twice keeps its last decision. Clears the redo stack.
+        """
+        chosen: dict[int, tuple[str, int | None]] = {}
+        for sample_ref, action, new_label in items:
+            sample_id = self.resolve_sample(sample_ref)
+            if action not in ACTIONS:
+                raise UserError(f"unknown action {action!r}", f"use one of: {', '.join(ACTIONS)}")
+            label: int | None = None
+            if action == "relabel":
+                if new_label is None:
+                    raise UserError(f"relabelling sample {sample_id} needs a class", "name the new class")
+                label = self.resolve_class(new_label)
+            chosen[sample_id] = (action, label)
+        if not chosen:
+            return []
+        current = dict(self._conn.execute("SELECT id, label FROM samples").fetchall())
+        made: list[Decision] = []
+        with self.transaction() as conn:
+            batch = int(conn.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM decision_history").fetchone()[0])
+            conn.execute("UPDATE decision_history SET state = 'dropped' WHERE state = 'undone'")
+            now = time.time()
+            for sample_id, (action, label) in chosen.items():
+                if action == "relabel" and label == current[sample_id]:
+                    action, label = "keep", None
+                previous = conn.execute("SELECT action, new_label FROM decisions WHERE sample_id = ?",
+                                        (sample_id,)).fetchone()
+                prev_action, prev_label = previous if previous else (None, None)
+                cursor = conn.execute(
+                    "INSERT INTO decision_history(sample_id, action, new_label, prev_action, prev_label, created, batch)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (sample_id, action, label, prev_action, prev_label, now, batch),
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO decisions(sample_id, action, new_label, history_id) VALUES (?, ?, ?, ?)",
+                    (sample_id, action, label, cursor.lastrowid),
+                )
+                made.append(Decision(sample_id, action, label))
+        return made
+
+    def undo_step(self) -> list[Decision]:
+        """Take back the latest decision, or every decision of its batch; the states after, latest first."""
+        states: list[Decision] = []
+        with self.transaction() as conn:
+            latest = conn.execute(
+                "SELECT id, batch FROM decision_history WHERE state = 'active' ORDER BY id DESC LIMIT 1").fetchone()
+            if latest is None:
+                return []
+            history_id, batch = latest
+            rows = conn.execute(
+                "SELECT id, sample_id, prev_action, prev_label FROM decision_history"
+                " WHERE state = 'active' AND (id = ? OR (batch IS NOT NULL AND batch = ?)) ORDER BY id DESC",
+                (history_id, batch)).fetchall()
+            for row_id, sample_id, prev_action, prev_label in rows:
+                conn.execute("UPDATE decision_history SET state = 'undone' WHERE id = ?", (row_id,))
+                self._set_current(conn, sample_id, prev_action, prev_label, row_id)
+                states.append(Decision(sample_id, prev_action or "unreviewed", prev_label))
+        return states
+
+    def redo_step(self) -> list[Decision]:
+        """Re-apply the oldest undone decision, or every decision of its batch; the states after, in order."""
+        states: list[Decision] = []
+        with self.transaction() as conn:
+            oldest = conn.execute(
+                "SELECT id, batch FROM decision_history WHERE state = 'undone' ORDER BY id ASC LIMIT 1").fetchone()
+            if oldest is None:
+                return []
+            history_id, batch = oldest
+            rows = conn.execute(
+                "SELECT id, sample_id, action, new_label FROM decision_history"
+                " WHERE state = 'undone' AND (id = ? OR (batch IS NOT NULL AND batch = ?)) ORDER BY id ASC",
+                (history_id, batch)).fetchall()
+            for row_id, sample_id, action, label in rows:
+                conn.execute("UPDATE decision_history SET state = 'active' WHERE id = ?", (row_id,))
+                self._set_current(conn, sample_id, action, label, row_id)
+                states.append(Decision(sample_id, action, label))
+        return states
 
     # ---------------------------------------------------------------- query
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -12,9 +12,11 @@ complete: a killed build leaves at most a ``.partial`` file, never a "finished" 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.data import images
-from engine.errors import Cancelled, UserError
+from engine.errors import MB, Cancelled, DiskFullError, UserError, ensure_free_space, is_disk_full
 from engine.events import EtaEstimator, EventSink
 from engine.jobs import CancelToken
 from engine.store import Project
@@ -32,6 +34,7 @@ from engine.store import Project
 # Bump when load_square_rgb's output changes, so old caches are not reused.
 _POLICY_VERSION = "shorter-side-bilinear-center-crop-v1"
 _PREFIX = "images-"
+_HEADER_ROOM = 4096  # the .npy header, rounded up to a block
 
 
 def cache_path(project: Project, image_size: int) -> Path:
@@ -143,8 +146,12 @@ def _ensure(
     events = events or EventSink()
     # Private temporary name: two processes building at once never write the same file.
     partial = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    # A memory-mapped file is sparse: on a full disk, writing its pages kills the process with
+    # SIGBUS, no message. So check the room first, then reserve every block before mapping it.
+    ensure_free_space(target.parent, int(np.prod(shape)) + _HEADER_ROOM)
     try:
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+        _reserve_blocks(partial, target.parent)
         _fill(array, sources, names, image_size, events, workers, cancel)
         array.flush()
         del array
@@ -163,6 +170,23 @@ def _ensure(
     if loaded is None:
         raise RuntimeError(f"the image cache {target} did not load right after it was written")
     return loaded
+
+
+def _reserve_blocks(partial: Path, folder: Path) -> None:
+    """Allocate the whole file on disk now, so a full disk is an error here and not a SIGBUS later."""
+    if not hasattr(os, "posix_fallocate"):
+        return  # macOS/Windows: the free-space check before it is the guard
+    size = partial.stat().st_size
+    with open(partial, "rb+") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as exc:
+            if is_disk_full(exc):
+                allocated = partial.stat().st_blocks * 512
+                raise DiskFullError(folder, size + MB - shutil.disk_usage(folder).free - allocated) from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            # this file system cannot preallocate: rely on the free-space check
 
 
 def _remove_abandoned_partials(target: Path, older_than_s: float = 3600.0) -> None:
