@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import threading
 import traceback
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from engine.errors import Cancelled, UserError
+from engine.errors import Cancelled, UserError, user_error_from_exception
 from engine.events import EventSink
 from engine.store import DECISION_DEPENDENT_KINDS, Project, RunInfo, atomic_write_bytes
 
@@ -140,12 +141,26 @@ def run_job(
             summary = {"reason": "interrupted"}
         except Exception as exc:  # noqa: BLE001 - anything else is a bug; report it, keep the project intact
             status = "error"
-            events.error(f"{type(exc).__name__}: {exc}", "this is a bug in Label Auditor; the log has the details",
-                         traceback.format_exc())
-            summary = {"error": f"{type(exc).__name__}: {exc}"}
-    project.finish_run(run.id, status, summary)
-    if status == "ok":
-        atomic_write_bytes(run.folder / "summary.json", json.dumps(summary, indent=2, default=str).encode())
+            known = user_error_from_exception(exc, project.root)  # a full or read-only disk, a damaged store
+            if known is not None:
+                events.error(known.message, known.hint)
+                summary = {"error": known.message}
+            else:
+                events.error(f"{type(exc).__name__}: {exc}", "this is a bug in Label Auditor; the log has the details",
+                             traceback.format_exc())
+                summary = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        project.finish_run(run.id, status, summary)
+        if status == "ok":
+            atomic_write_bytes(run.folder / "summary.json", json.dumps(summary, indent=2, default=str).encode())
+    except (UserError, OSError, sqlite3.Error) as exc:
+        # Recording the end failed too (the disk is still full): say so; the run's row names this
+        # process, so it reads as interrupted, never as running, once the process is gone.
+        known = user_error_from_exception(exc, project.root)
+        if known is None:
+            raise
+        events.error(known.message, known.hint)
+        status, summary = "error", {"error": known.message}
     message = {"ok": "finished", "cancelled": summary.get("reason", ""), "error": summary.get("error", "")}[status]
     events.done(status, message)  # type: ignore[arg-type]
     events.close()  # the run's events.jsonl is complete
