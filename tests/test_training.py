@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import torch
 
 from engine.crossval import PRED_PROBS_FILE, crossval_pred_probs
 from engine.data.importing import import_folder
-from engine.errors import Cancelled, UserError
+from engine.errors import Cancelled, DiskFullError, UserError
 from engine.events import Done, Error, Event, EventSink, Metric, parse_event, read_events
 from engine.jobs import CancelToken, run_job
 from engine.store import Project
@@ -354,3 +355,11 @@ def test_a_checkpoint_write_never_follows_a_planted_temporary_name(tmp_path: Pat
     small_trainer(tmp_path / "c.pt").save_checkpoint()
     assert victim.read_text() == "keep me"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["c.pt", "c.pt.tmp", "victim.txt"]
+
+
+def test_a_full_disk_refuses_a_checkpoint_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    with pytest.raises(DiskFullError, match="the disk is full"):
+        small_trainer(tmp_path / "c.pt").save_checkpoint()
+    assert not list(tmp_path.iterdir())

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.errors import Cancelled, UserError
+from engine.errors import Cancelled, UserError, ensure_free_space
 from engine.events import EventSink
 from engine.jobs import CancelToken
 from engine.models import build_model, default_learning_rate
@@ -279,6 +279,8 @@ class Trainer:
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         folder = self.checkpoint_path.parent
+        # A full disk is a clear message naming the folder, before a half-written file exists.
+        ensure_free_space(folder, buffer.getbuffer().nbytes)
         handle, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{self.checkpoint_path.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as stream:
