@@ -229,18 +229,38 @@ class ProjectSession(QObject):
         return decision
 
     def undo(self) -> Decision | None:
-        return self._apply_history(self.project.undo())
+        """Undo one step (a bulk batch is one step); the latest decision's state after, None if nothing."""
+        states = self._apply_history(self.project.undo_step())
+        return states[0] if states else None
 
     def redo(self) -> Decision | None:
-        return self._apply_history(self.project.redo())
+        """Redo one step (a bulk batch is one step); the latest decision's state after, None if nothing."""
+        states = self._apply_history(self.project.redo_step())
+        return states[-1] if states else None
 
-    def _apply_history(self, state: Decision | None) -> Decision | None:
-        if state is None:
-            return None
-        self._mirror(state.sample_id, None if state.action == "unreviewed" else state)
-        self.decision_changed.emit(state.sample_id)
-        self.undo_state_changed.emit()
-        return state
+    def _apply_history(self, states: list[Decision]) -> list[Decision]:
+        for state in states:
+            self._mirror(state.sample_id, None if state.action == "unreviewed" else state)
+        self._announce(states)
+        return states
+
+    # ------------------------------------------------------ bulk decisions (review helper)
+    def decide_many(self, items: list[tuple[int, str, int | None]]) -> list[Decision]:
+        """Commit many decisions as one transaction and one undo step, then tell the views once."""
+        decisions = self.project.decide_many(items)
+        for decision in decisions:
+            self._mirror(decision.sample_id, decision)
+        self._announce(decisions)
+        return decisions
+
+    def _announce(self, states: list[Decision]) -> None:
+        # Many changes at once repaint every view once rather than once per sample.
+        if len(states) == 1:
+            self.decision_changed.emit(states[0].sample_id)
+        elif states:
+            self.decisions_reset.emit()
+        if states:
+            self.undo_state_changed.emit()
 
     def can_undo(self) -> bool:
         return self.project.can_undo()
