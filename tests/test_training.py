@@ -355,6 +355,9 @@ def test_a_checkpoint_write_never_follows_a_planted_temporary_name(tmp_path: Pat
     small_trainer(tmp_path / "c.pt").save_checkpoint()
     assert victim.read_text() == "keep me"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["c.pt", "c.pt.tmp", "victim.txt"]
+    (tmp_path / ".c.pt.x1y2.tmp").write_bytes(b"half a checkpoint, from a killed save")
+    assert small_trainer(tmp_path / "c.pt").load_checkpoint()  # a resume clears what a killed save left
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["c.pt", "c.pt.tmp", "victim.txt"]
 
 
 def test_a_full_disk_refuses_a_checkpoint_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

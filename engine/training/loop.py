@@ -14,6 +14,7 @@ last finished epoch's checkpoint is left as it was.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import io
 import math
@@ -300,7 +301,10 @@ class Trainer:
         Raises CheckpointMismatch when the checkpoint was made on other training samples,
         or with another method or other callbacks than this trainer has.
         """
-        if self.checkpoint_path is None or not self.checkpoint_path.is_file():
+        if self.checkpoint_path is None:
+            return False
+        _remove_stale_temporaries(self.checkpoint_path)
+        if not self.checkpoint_path.is_file():
             return False
         payload = torch.load(self.checkpoint_path, map_location=self.state.device, weights_only=True)
         if payload.get("format") == CHECKPOINT_FORMAT:
@@ -470,6 +474,13 @@ class Trainer:
         state.scheduler.step()
         state.step += 1
         return output
+
+
+def _remove_stale_temporaries(checkpoint: Path) -> None:
+    """Temporary files of ``checkpoint`` that a killed save left behind (one engine works on a run)."""
+    for stale in checkpoint.parent.glob(f".{glob.escape(checkpoint.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def _fsync_folder(folder: Path) -> None:
