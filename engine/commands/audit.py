@@ -19,9 +19,9 @@ from engine.detectors import DETECTORS, parse_detectors
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "audit", help="find probably mislabeled samples (K-fold probabilities + confident learning)",
-        description="Train one model per fold, score every sample (the held-out split too) with each detector, "
-        "and store the scores, suggested labels, the flagged set and the estimated noise matrix in a new "
-        "audit run.",
+        description="Train one model per fold, score every training sample with each detector, and store the "
+        "scores, suggested labels, the flagged set and the estimated noise matrix in a new audit run. Held-out "
+        "(test) samples are never audited: accuracy is measured on them.",
     )
     add_project_argument(parser)
     add_train_options(parser)
