@@ -31,6 +31,7 @@ This module is Qt-free and torch-free so that both sides can import it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -349,10 +350,16 @@ class EventSink:
                 try:
                     stream.write(line)
                     stream.flush()
-                except (BrokenPipeError, ValueError):
-                    # The consumer went away; the run folder still has the record.
+                except (OSError, ValueError):
                     if stream is self._live:
+                        # The consumer went away; the run folder still has the record.
                         self._live = None
+                    else:
+                        # The run folder's disk is full or gone: the live consumer and the
+                        # console still hear the job, whose next write reports the disk.
+                        with contextlib.suppress(OSError, ValueError):
+                            stream.close()
+                        self._log = None
             if self._console:
                 self._console.render(stamped)
         return stamped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import subprocess
@@ -162,3 +163,12 @@ def test_capabilities_are_published_by_the_engine() -> None:
                          cwd=Path(__file__).resolve().parents[1], timeout=60, check=True).stdout
     assert json.loads(out) == {"version": PROTOCOL_VERSION, "minor": PROTOCOL_MINOR,
                                "capabilities": list(CAPABILITIES)}
+
+
+def test_a_full_disk_under_the_run_log_never_stops_the_live_stream() -> None:
+    live = io.StringIO()
+    sink = EventSink(run_id="r", log_path=Path("/dev/full"), live=live)
+    sink.log("one")
+    sink.done("ok")
+    sink.close()
+    assert [parse_event(line).type for line in live.getvalue().splitlines()] == ["log", "done"]
