@@ -124,6 +124,9 @@ def run_training_command(
                 if run.status == "ok":
                     raise UserError(f"run {run.id} already finished", "start a new run instead of --resume")
                 spec = run.spec
+                if not isinstance(spec.get("train"), dict):
+                    raise UserError(f"run {run.id} records no training settings (its spec.json is incomplete)",
+                                    "start a new run instead of --resume")
                 check_resumed_model(run.id, str(spec.get("train", {}).get("model", "small_cnn")),
                                     getattr(args, "model", None))
             else:
