@@ -32,6 +32,7 @@ class ProjectPage(QTabWidget):
         self.addTab(self.results, "Retrain && export")
         self.insights.pair_chosen.connect(lambda *_: self.show_review())
         self.browse.sample_activated.connect(self._review_sample)
+        self.review.reveal_requested.connect(self.show_review)  # an undo pressed anywhere shows what it undid
         self.currentChanged.connect(self._on_tab_changed)
 
     def show_review(self) -> None:
@@ -39,10 +40,9 @@ class ProjectPage(QTabWidget):
         self.review.setFocus()
 
     def _review_sample(self, sample_id: int) -> None:
-        row = self.review.model.row_of(sample_id)
-        if row >= 0:
-            self.review.set_current_row(row)
-            self.show_review()
+        # Any sample, flagged or not, opens large in the review, decided by the same keys.
+        self.review.open_sample(sample_id)
+        self.show_review()
 
     def _on_tab_changed(self, index: int) -> None:
         if self.widget(index) is self.review:

@@ -2,19 +2,24 @@
 
 Keys (the review panel has focus):
   Enter / A       accept the suggestion (relabel to it; keep when it equals the given label)
-  0-9             relabel to that class number (two digits for more than ten classes)
+  0-9             relabel to that class (a class named by the digits, else that class number;
+                  two digits for more than ten classes)
   / or a letter   type a class name (type-ahead), Enter to relabel
   Delete / R      remove the sample from the training set
   K               keep it as verified
-  → J N ↓         next      ← P ↑   previous
+  → J N ↓         next      ← P ↑   previous      U   next not yet reviewed
   Ctrl+Z          undo      Ctrl+Shift+Z / Ctrl+Y   redo
-Every decision is committed to the project before the next key is read.
+Every decision is committed to the project before the next key is read, and belongs to the
+sample the key was typed on: a class number still waiting for its second digit is committed
+for its own sample before any other key acts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
@@ -47,14 +52,30 @@ from auditor.sample_model import SampleListModel
 from auditor.session import ProjectSession
 from auditor.style import ACTION_TEXT
 from auditor.thumbnails import ThumbnailCache
+from auditor.views.bulk_dialog import BulkDialog
 from auditor.views.sample_grid import SampleGrid
+from engine.store import Decision
 
 DIGIT_KEYS = {getattr(Qt.Key, f"Key_{d}"): d for d in range(10)}
 NEXT_KEYS = {Qt.Key.Key_Right, Qt.Key.Key_Down, Qt.Key.Key_J, Qt.Key.Key_N}
 PREVIOUS_KEYS = {Qt.Key.Key_Left, Qt.Key.Key_Up, Qt.Key.Key_P}
 ACCEPT_KEYS = {Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_A}
 REMOVE_KEYS = {Qt.Key.Key_Delete, Qt.Key.Key_R}
-RESERVED_LETTERS = {Qt.Key.Key_A, Qt.Key.Key_R, Qt.Key.Key_K, Qt.Key.Key_J, Qt.Key.Key_N, Qt.Key.Key_P}
+NEXT_UNREVIEWED_KEY = Qt.Key.Key_U
+RESERVED_LETTERS = {Qt.Key.Key_A, Qt.Key.Key_R, Qt.Key.Key_K, Qt.Key.Key_J, Qt.Key.Key_N, Qt.Key.Key_P,
+                    NEXT_UNREVIEWED_KEY}
+MODIFIER_KEYS = {Qt.Key.Key_Shift, Qt.Key.Key_Control, Qt.Key.Key_Alt, Qt.Key.Key_Meta, Qt.Key.Key_AltGr}
+DIGIT_WAIT_MS = 700  # how long a class number waits for a second digit (more than ten classes only)
+
+
+def describe(decision: Decision | None, session: ProjectSession) -> str:
+    """'removed', 'relabelled to dog', 'not reviewed': a decision in words."""
+    if decision is None or decision.action == "unreviewed":
+        return "not reviewed"
+    text = ACTION_TEXT.get(decision.action, decision.action)
+    if decision.action == "relabel":
+        text += f" to {session.class_name(decision.new_label)}"
+    return text
 
 
 class ImagePane(QWidget):
@@ -136,6 +157,8 @@ class ImagePane(QWidget):
 
 class ReviewView(QWidget):
     decision_made = Signal(int)  # sample id, after the commit
+    status_message = Signal(str)  # what the last decision, undo or redo did, for the status bar
+    reveal_requested = Signal()  # undo/redo changed a sample: show this view with it
 
     def __init__(self, session: ProjectSession, thumbnails: ThumbnailCache, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -154,12 +177,19 @@ class ReviewView(QWidget):
         self.filter_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.filter_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.clear_filter_button = QPushButton("Show all flagged")
-        self.clear_filter_button.clicked.connect(lambda: self.session.set_pair_filter(None))
+        self.clear_filter_button.clicked.connect(self.show_all_flagged)
+        self.bulk_button = QPushButton("Bulk…")
+        self.bulk_button.setToolTip("Accept, remove or keep many suspects at once (one undo step)")
+        self.bulk_button.clicked.connect(self.open_bulk_dialog)
+        for button in (self.clear_filter_button, self.bulk_button):
+            # Keys belong to the review panel: a clicked button must not keep (or pass on) the focus.
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         header = QHBoxLayout()
         header.setSpacing(10)
         header.addWidget(self.counter)
         header.addWidget(self.filter_label, 1)
         header.addWidget(self.clear_filter_button)
+        header.addWidget(self.bulk_button)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -182,6 +212,9 @@ class ReviewView(QWidget):
         # Elided, not wrapped: a path that wraps to more lines would resize the pane on every key.
         self.path_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.feedback = QLabel()  # what the last key did, so an overwrite or an undo is never silent
+        self.feedback.setObjectName("muted")
+        self.feedback.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.scores_form = QFormLayout()
         self.scores_form.setHorizontalSpacing(16)
         self._score_labels: dict[str, QLabel] = {}
@@ -201,11 +234,11 @@ class ReviewView(QWidget):
         self.next_button = QPushButton("Next ›")
         self.accept_button.setObjectName("primary")
         self.remove_button.setObjectName("danger")
-        self.accept_button.clicked.connect(self.accept_suggestion)
-        self.remove_button.clicked.connect(self.remove_current)
-        self.keep_button.clicked.connect(self.keep_current)
-        self.previous_button.clicked.connect(lambda: self.go(-1))
-        self.next_button.clicked.connect(lambda: self.go(1))
+        self.accept_button.clicked.connect(lambda: self._clicked(self.accept_suggestion))
+        self.remove_button.clicked.connect(lambda: self._clicked(self.remove_current))
+        self.keep_button.clicked.connect(lambda: self._clicked(self.keep_current))
+        self.previous_button.clicked.connect(lambda: self._clicked(lambda: self.go(-1)))
+        self.next_button.clicked.connect(lambda: self._clicked(lambda: self.go(1)))
         for button in (self.accept_button, self.remove_button, self.keep_button, self.previous_button,
                        self.next_button):
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -218,7 +251,8 @@ class ReviewView(QWidget):
         buttons.addWidget(self.next_button)
 
         keys = QLabel(
-            "⏎/A accept · 0–9 class · type a name · R/Del remove · K keep · ←/→ move · Ctrl+Z undo · Ctrl+Y redo"
+            "⏎/A accept · 0–9 class · type a name · R/Del remove · K keep · ←/→ move · U next unreviewed"
+            " · Ctrl+Z undo · Ctrl+Y redo"
         )
         keys.setObjectName("hint")
         keys.setWordWrap(True)
@@ -234,6 +268,7 @@ class ReviewView(QWidget):
         info_layout.addWidget(self.decision_label)
         info_layout.addLayout(self.scores_form)
         info_layout.addWidget(self.path_label)
+        info_layout.addWidget(self.feedback)
 
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -255,26 +290,84 @@ class ReviewView(QWidget):
         layout.setContentsMargins(12, 12, 12, 12)
         layout.addWidget(self.splitter)
 
+        # A class number typed digit by digit, and the sample it was typed on.
         self._digits = ""
+        self._digit_sample: int | None = None
         self._digit_timer = QTimer(self)
         self._digit_timer.setSingleShot(True)
-        self._digit_timer.setInterval(700)
+        self._digit_timer.setInterval(DIGIT_WAIT_MS)
         self._digit_timer.timeout.connect(self._commit_digits)
+        self._picker_sample: int | None = None  # the sample the type-ahead picker was opened on
+        self._opened: int | None = None  # a sample opened from Browse that the review queue does not hold
 
         self.grid.selectionModel().currentChanged.connect(self._on_current_changed)
-        session.review_filter_changed.connect(self.reload_queue)
-        session.audit_changed.connect(self.reload_queue)
+        session.review_filter_changed.connect(self._on_filter_changed)
+        session.audit_changed.connect(self._on_filter_changed)
         session.decision_changed.connect(self._on_decision_changed)
+        session.decisions_reset.connect(self._on_decisions_reset)
         self.reload_queue()
 
     # ---------------------------------------------------------------- queue
     def reload_queue(self) -> None:
+        """Show the review queue again, staying on the current sample, else the first one not yet reviewed."""
+        self._commit_digits()
         keep = self.current_sample()
-        self.model.set_ids(self.session.review_queue())
+        queue = self.session.review_queue()
+        if self._opened is not None and not np.any(queue == self._opened):
+            queue = np.array([self._opened], dtype=np.int64)
+        else:
+            self._opened = None
+        self.model.set_ids(queue)
         row = self.model.row_of(keep) if keep is not None else -1
-        self.set_current_row(row if row >= 0 else 0)
+        self.set_current_row(row if row >= 0 else self.first_unreviewed_row())
+        if self.class_picker.hasFocus():  # a half-typed class name belonged to a sample now gone
+            self._cancel_picker()
         self._update_header()
         self._show_current()
+
+    def _on_filter_changed(self) -> None:
+        self._opened = None  # a new filter or audit replaces a sample opened from Browse
+        self.reload_queue()
+
+    def show_all_flagged(self) -> None:
+        self._opened = None
+        if self.session.pair_filter is not None:
+            self.session.set_pair_filter(None)  # reloads through review_filter_changed
+        else:
+            self.reload_queue()
+        self.setFocus()
+
+    def open_sample(self, sample_id: int) -> None:
+        """Show any sample large, decided by the same keys; one the queue lacks is shown on its own."""
+        sample_id = int(sample_id)
+        row = self.model.row_of(sample_id)
+        if row < 0 and self._opened != sample_id:
+            in_queue = bool(np.any(self.session.review_queue() == sample_id))
+            self._opened = None if in_queue else sample_id
+            if in_queue and self.session.pair_filter is not None:
+                self.session.set_pair_filter(None)
+            self.reload_queue()
+            row = self.model.row_of(sample_id)
+        if row >= 0:
+            self.set_current_row(row)
+        self.setFocus()
+
+    def first_unreviewed_row(self, start: int = 0) -> int:
+        """The first row at or after ``start`` (wrapping round) whose sample has no decision; 0 if all have."""
+        ids = self.model.ids()
+        if len(ids) == 0:
+            return 0
+        order = np.roll(np.arange(len(ids)), -start)
+        open_rows = order[~self.session.decided[ids[order]]]
+        return int(open_rows[0]) if len(open_rows) else 0
+
+    def go_to_next_unreviewed(self) -> None:
+        if self.model.total() == 0:
+            return
+        row = self.first_unreviewed_row(self.current_row() + 1)
+        if self.session.decided[self.model.sample_id(row)]:
+            self._tell("Every sample here is reviewed.")
+        self.set_current_row(row)
 
     def current_row(self) -> int:
         index = self.grid.currentIndex()
@@ -302,7 +395,15 @@ class ReviewView(QWidget):
         self.set_current_row(max(0, min(self.model.total() - 1, row + step)))
 
     def _on_current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
+        if self._digits and self.current_sample() != self._digit_sample:
+            self._commit_digits()  # moved by mouse: the number still belongs to where it was typed
         self._show_current()
+
+    def _clicked(self, action: Callable[[], object]) -> None:
+        """A button's action; the keys go back to the review panel after it."""
+        self._commit_digits()
+        action()
+        self.setFocus()
 
     # ------------------------------------------------------------- decisions
     def accept_suggestion(self) -> None:
@@ -317,7 +418,11 @@ class ReviewView(QWidget):
 
     def relabel_current(self, label: int) -> None:
         sample = self.current_sample()
-        if sample is None or not 0 <= label < len(self.session.class_names):
+        if sample is not None:
+            self.relabel(sample, label)
+
+    def relabel(self, sample: int, label: int) -> None:
+        if not 0 <= label < len(self.session.class_names):
             return
         if label == int(self.session.labels[sample]):
             self._decide(sample, "keep")  # choosing the given class confirms it
@@ -335,27 +440,67 @@ class ReviewView(QWidget):
             self._decide(sample, "keep")
 
     def _decide(self, sample: int, action: str, label: int | None = None) -> None:
-        self.session.decide(sample, action, label)
+        previous = self.session.decision(sample)
+        decision = self.session.decide(sample, action, label)
+        if decision is None:
+            return  # not saved (a full or read-only disk): the window says why; stay on this sample
         self.decision_made.emit(sample)
-        self.go(1)
+        if previous is not None and previous != decision:
+            self._tell(f"Sample #{sample}: changed from {describe(previous, self.session)} "
+                       f"to {describe(decision, self.session)} (Ctrl+Z undoes)")
+        else:
+            self._tell(f"Sample #{sample}: {describe(decision, self.session)}")
+        if sample == self.current_sample():  # a late digit never moves past the sample on screen
+            self.go(1)
 
     def undo(self) -> None:
-        self._go_to(self.session.undo())
+        self._step_history("Undid", self.session.undo)
 
     def redo(self) -> None:
-        self._go_to(self.session.redo())
+        self._step_history("Redid", self.session.redo)
 
-    def _go_to(self, state: object) -> None:
-        sample_id = getattr(state, "sample_id", None)
-        if sample_id is not None:
-            row = self.model.row_of(sample_id)
-            if row >= 0:
-                self.set_current_row(row)
+    def _step_history(self, verb: str, step: Callable[[], Decision | None]) -> None:
+        """Undo or redo one step, say what it changed, and show the sample it changed."""
+        self._commit_digits()
+        before = self.session.decisions()
+        state = step()
+        if state is None:
+            self._tell(self.session.history_refusal or f"Nothing to {verb[:-1].lower()}.")
+            return
+        after = self.session.decisions()
+        changed = [sample for sample in {*before, *after} if before.get(sample) != after.get(sample)]
+        if len(changed) > 1:
+            self._tell(f"{verb} a bulk action: {len(changed):,} decisions")
+        else:
+            self._tell(f"{verb}: sample #{state.sample_id} was {describe(before.get(state.sample_id), self.session)}"
+                       f", now {describe(after.get(state.sample_id), self.session)}")
+        self.open_sample(state.sample_id)
+        self.reveal_requested.emit()
+
+    def _tell(self, text: str) -> None:
+        self.feedback.setText(text)
+        self.status_message.emit(text)
 
     def _on_decision_changed(self, sample_id: int) -> None:
         self._update_header()
         if sample_id == self.current_sample():
             self._show_current()
+
+    def _on_decisions_reset(self) -> None:
+        self._update_header()
+        self._show_current()
+
+    def open_bulk_dialog(self) -> BulkDialog | None:
+        """Decide many suspects at once; the dialog shows the count before, and it is one undo step after."""
+        self._commit_digits()
+        if self.session.audit is None:
+            self._tell("Run an audit first: bulk actions act on its suggestions and scores.")
+            return None
+        dialog = BulkDialog(self.session, self)
+        dialog.applied.connect(self._tell)
+        dialog.finished.connect(lambda _result: self.setFocus())
+        dialog.open()
+        return dialog
 
     # -------------------------------------------------------------- keyboard
     def event(self, event: QEvent) -> bool:
@@ -377,6 +522,9 @@ class ReviewView(QWidget):
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: C901 - one flat key table reads best
         key = event.key()
         mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if self._digits and key not in DIGIT_KEYS and key not in MODIFIER_KEYS:
+            # A class number typed before this key belongs to the sample it was typed on: commit it first.
+            self._commit_digits()
         if self._is_redo(event):
             self.redo()
         elif event.matches(QKeySequence.StandardKey.Undo):
@@ -395,13 +543,17 @@ class ReviewView(QWidget):
             self.go(1)
         elif key in PREVIOUS_KEYS:
             self.go(-1)
+        elif key == NEXT_UNREVIEWED_KEY:
+            self.go_to_next_unreviewed()
         elif key == Qt.Key.Key_Home:
             self.set_current_row(0)
         elif key == Qt.Key.Key_Slash:
+            self._picker_sample = self.current_sample()
             self.class_picker.clear()
             self.class_picker.setFocus()
         elif event.text().isprintable() and event.text().strip() and key not in RESERVED_LETTERS:
             # Type-ahead: the first letter of a class name opens the picker with it.
+            self._picker_sample = self.current_sample()
             self.class_picker.setText(event.text())
             self.class_picker.setFocus()
             completer = self.class_picker.completer()
@@ -410,29 +562,52 @@ class ReviewView(QWidget):
         else:
             super().keyPressEvent(event)
 
+    def _class_keys(self) -> set[str]:
+        """Every digit string that names a class: class names made of digits, and class numbers."""
+        names = self.session.class_names
+        return {name for name in names if name.isdigit()} | {str(index) for index in range(len(names))}
+
     def _type_digit(self, digit: int) -> None:
+        if not self._digits:
+            self._digit_sample = self.current_sample()
+        if self._digit_sample is None:
+            return
         self._digits += str(digit)
-        number = int(self._digits)
-        classes = len(self.session.class_names)
-        # Commit at once when no further digit could name a class.
-        if number * 10 >= classes:
-            self._commit_digits()
-        else:
+        typed = self._digits
+        # Wait for a second digit only where one could follow (more than ten classes); else commit at once.
+        if any(len(key) > len(typed) and key.startswith(typed) for key in self._class_keys()):
             self._digit_timer.start()
+        else:
+            self._commit_digits()
 
     def _commit_digits(self) -> None:
+        """Relabel the sample the digits were typed on, by the one class-resolving rule (name, else number)."""
         self._digit_timer.stop()
         digits, self._digits = self._digits, ""
-        if digits:
-            self.relabel_current(int(digits))
+        sample, self._digit_sample = self._digit_sample, None
+        if not digits or sample is None:
+            return
+        label = self.session.resolve_class(digits)
+        if label < 0:
+            self._tell(f"No class {digits}: classes are numbered 0–{len(self.session.class_names) - 1}.")
+            return
+        self.relabel(sample, label)
 
     def _commit_picker(self) -> None:
         label = self.session.resolve_class(self.class_picker.text().strip())
+        sample = self._picker_sample if self._picker_sample is not None else self.current_sample()
+        text = self.class_picker.text().strip()
+        self._cancel_picker()
+        if label >= 0 and sample is not None:
+            self.relabel(sample, label)
+        elif text:
+            self._tell(f"No class named “{text}”: nothing was decided.")
+
+    def _cancel_picker(self) -> None:
         self._hide_completions()  # an open popup would keep taking the keys
         self.class_picker.clear()
+        self._picker_sample = None
         self.setFocus()
-        if label >= 0:
-            self.relabel_current(label)
 
     def _hide_completions(self) -> None:
         popup = self.class_picker.completer().popup()
@@ -447,9 +622,7 @@ class ReviewView(QWidget):
                 self._commit_picker()
                 return True
             if event.key() == Qt.Key.Key_Escape:
-                self._hide_completions()
-                self.class_picker.clear()
-                self.setFocus()
+                self._cancel_picker()
                 return True
         return super().eventFilter(watched, event)
 
@@ -457,9 +630,12 @@ class ReviewView(QWidget):
     def _update_header(self) -> None:
         queue = self.model.ids()
         decided = int(self.session.decided[queue].sum())
-        self.counter.setText(f"Reviewed {decided:,} / {len(queue):,} flagged")
+        self.counter.setText(f"Reviewed {decided:,} / {len(queue):,} flagged" if self._opened is None
+                             else f"Sample #{self._opened}")
         pair = self.session.pair_filter
-        if pair is not None:
+        if self._opened is not None:
+            self.filter_label.setText("opened from Browse · not flagged by the audit")
+        elif pair is not None:
             given, suggested = (self.session.class_name(i) for i in pair)
             self.filter_label.setText(f"Showing given “{given}” suggested “{suggested}”")
         elif self.session.audit is not None and self.session.threshold is not None:
@@ -468,7 +644,7 @@ class ReviewView(QWidget):
             self.filter_label.setText(f"flagged by {self.session.audit.detector} · most suspect first")
         else:
             self.filter_label.setText("")
-        self.clear_filter_button.setVisible(pair is not None)
+        self.clear_filter_button.setVisible(pair is not None or self._opened is not None)
 
     def _rebuild_score_rows(self) -> None:
         """One row per detector, made when the audit changes; key presses only set texts."""
@@ -500,7 +676,8 @@ class ReviewView(QWidget):
         path = self.model.image_path(row)
         self.image.show_image(path)
         given = int(self.session.labels[sample])
-        self.position.setText(f"Suspect {row + 1:,} of {self.model.total():,} · sample #{sample}")
+        self.position.setText(f"Sample #{sample} · not flagged" if self._opened is not None
+                              else f"Suspect {row + 1:,} of {self.model.total():,} · sample #{sample}")
         self.given.setText(f"Given label:  <b>{self.session.class_name(given)}</b>")
         if audit is not None:
             suggested = int(audit.suggested[sample])
@@ -519,7 +696,8 @@ class ReviewView(QWidget):
             text = ACTION_TEXT.get(decision.action, decision.action).capitalize()
             if decision.action == "relabel":
                 text += f" → {self.session.class_name(decision.new_label)}"
-            self.decision_label.setText(text)
+            # Reviewed already: say that a key now replaces it, so an overwrite is never silent.
+            self.decision_label.setText(f"{text}  ·  already reviewed, a key replaces it")
             self.decision_label.setProperty("action", decision.action)
         # A dynamic property restyles through the stylesheet; no per-key setStyleSheet (which re-polishes).
         self.decision_label.style().unpolish(self.decision_label)
