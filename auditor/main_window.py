@@ -6,7 +6,7 @@ import gc
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QEvent, Signal
+from PySide6.QtCore import QByteArray, QEvent, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -15,19 +15,40 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QSplitter,
     QStackedWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
 from auditor import settings
 from auditor.engine_process import EngineProcess
 from auditor.jobs import JobController
 from auditor.project_maker import ProjectMaker
-from auditor.session import ProjectSession
+from auditor.session import STALE_SUGGESTIONS, ProjectSession
 from auditor.views.audit_dialog import AuditDialog, TrainOptions
 from auditor.views.csv_dialog import CsvDialog
 from auditor.views.project_page import ProjectPage
 from auditor.views.start_page import StartPage
 from engine.errors import UserError
-from engine.store import is_project
+from engine.store import RunInfo, is_project
+
+RESUMABLE_KINDS = ("audit", "crossval", "retrain")
+
+
+class Banner(QLabel):
+    """A one-line notice above the project's tabs: stale results, read-only, an interrupted run."""
+
+    def __init__(self, name: str, colour: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName(name)
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # the resume command
+        self.setStyleSheet(f"QLabel#{name} {{ background: {colour}; color: #1f2937; padding: 6px 12px; "
+                           "border-bottom: 1px solid rgba(0,0,0,0.12); }")
+        self.hide()
+
+    def say(self, text: str) -> None:
+        self.setText(text)
+        self.setVisible(bool(text))
 
 
 class MainWindow(QMainWindow):
@@ -41,6 +62,8 @@ class MainWindow(QMainWindow):
         self.resize(1280, 820)
         self.session: ProjectSession | None = None
         self.page: ProjectPage | None = None
+        self.page_frame: QWidget | None = None  # the banners above the project page, and the page
+        self.read_only_banner = self.stale_banner = self.interrupted_banner = None  # type: Banner | None
         self.jobs = JobController(self)
         self.jobs.job_started.connect(self._on_job_started)
         self.jobs.job_finished.connect(self._on_job_finished)
@@ -116,10 +139,11 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         has_project = self.session is not None
         busy = self.jobs.busy
+        writable = self.session is not None and not self.session.read_only
         for action in (self.export_csv_action, self.export_folder_action, self.close_action):
             action.setEnabled(has_project and not busy)
-        self.audit_action.setEnabled(has_project and not busy)
-        self.retrain_action.setEnabled(has_project and not busy)
+        self.audit_action.setEnabled(has_project and writable and not busy)
+        self.retrain_action.setEnabled(has_project and writable and not busy)
         self.cancel_action.setEnabled(busy)
         self.undo_action.setEnabled(has_project and self.session is not None and self.session.can_undo())
         self.redo_action.setEnabled(has_project and self.session is not None and self.session.can_redo())
@@ -129,9 +153,11 @@ class MainWindow(QMainWindow):
         if self.session is None:
             self.counter.setText("")
             return
-        flagged = len(self.session.review_queue())
-        self.counter.setText(f"  {self.session.name} · reviewed {self.session.reviewed_count:,} / "
-                             f"{flagged:,} flagged  ")
+        # The same count as the review header: decided samples among those the review shows.
+        queue = self.session.review_queue()
+        reviewed = int(self.session.decided[queue].sum())
+        self.counter.setText(f"  {self.session.name} · reviewed {reviewed:,} / {len(queue):,} flagged · "
+                             f"{self.session.reviewed_count:,} decisions in all  ")
 
     # --------------------------------------------------------------- messages
     def tell(self, title: str, text: str, detail: str = "", warning: bool = True) -> QMessageBox:
@@ -151,23 +177,38 @@ class MainWindow(QMainWindow):
             session = ProjectSession.open(path)
         except UserError as exc:
             self.tell("Cannot open project", exc.message, exc.hint)
+            self.start_page.show_problem(f"{path}: {exc.message}", exc.hint)
             return False
         self.close_project()
+        self.start_page.show_problem("")
         self.session = session
         self.page = ProjectPage(session)
-        self.stack.addWidget(self.page)
-        self.stack.setCurrentWidget(self.page)
+        self.page_frame = self._framed(self.page, session)
+        self.stack.addWidget(self.page_frame)
+        self.stack.setCurrentWidget(self.page_frame)
         self.page.audit.audit_requested.connect(self.choose_audit)
         self.page.audit.retrain_requested.connect(self.choose_retrain)
         self.page.results.retrain_requested.connect(self.choose_retrain)
         self.page.results.export_csv_requested.connect(self.choose_export_csv)
         self.page.results.export_folder_requested.connect(self.choose_export_folder)
         session.decision_changed.connect(self._update_actions)
+        session.decisions_reset.connect(self._update_actions)  # a bulk action or its undo
+        self.page.review.status_message.connect(lambda text: self.statusBar().showMessage(text, 10000))
         session.review_filter_changed.connect(self._update_counter)
         session.runs_changed.connect(self._update_counter)
+        session.undo_state_changed.connect(self._update_actions)
+        session.decisions_reset.connect(self._update_counter)
+        session.write_failed.connect(lambda message, hint: self.tell("Nothing was changed", message, hint))
+        session.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
+        session.stale_changed.connect(self._update_banners)
+        session.runs_changed.connect(self._update_banners)
+        self._update_banners()
+        if session.read_only:
+            self.statusBar().showMessage(f"Opened for viewing only: {session.read_only_reason}", 15000)
+        session.start_watching()  # the CLI may change the project while it is open
         self.restore_splitters()
         self.page.setCurrentWidget(self.page.review if session.audit is not None else self.page.browse)
-        self.setWindowTitle(f"{session.name} — Label Auditor")
+        self.setWindowTitle(f"{session.name}{' (read-only)' if session.read_only else ''} — Label Auditor")
         settings.add_recent_project(session.root)
         self._update_actions()
         # The project's arrays and models live as long as it is open: move them out of the
@@ -177,19 +218,64 @@ class MainWindow(QMainWindow):
         self.project_opened.emit(str(session.root))
         return True
 
+    def _framed(self, page: ProjectPage, session: ProjectSession) -> QWidget:
+        """The project page under its banners (read-only, stale results, an interrupted run)."""
+        frame = QWidget()
+        layout = QVBoxLayout(frame)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.read_only_banner = Banner("readOnlyBanner", "#e5e7eb")
+        self.stale_banner = Banner("staleBanner", "#fde68a")
+        self.interrupted_banner = Banner("interruptedBanner", "#fed7aa")
+        for banner in (self.read_only_banner, self.stale_banner, self.interrupted_banner):
+            layout.addWidget(banner)
+        layout.addWidget(page, 1)
+        return frame
+
+    def _update_banners(self) -> None:
+        session = self.session
+        if session is None or self.read_only_banner is None or self.stale_banner is None \
+                or self.interrupted_banner is None:
+            return
+        self.read_only_banner.say(
+            f"<b>Read-only</b>: opened for viewing; decisions are disabled. {session.read_only_reason}"
+            if session.read_only else "")
+        stale = session.stale_reason()
+        self.stale_banner.say(f"<b>Out of date</b>: {STALE_SUGGESTIONS} ({stale})." if stale else "")
+        interrupted = self.interrupted_run()
+        self.interrupted_banner.say(
+            f"<b>Interrupted</b>: {interrupted.kind} run {interrupted.id} did not finish. "
+            f"{session.run_note(interrupted)}" if interrupted is not None else "")
+
+    def interrupted_run(self) -> RunInfo | None:
+        """The latest interrupted audit/crossval/retrain run, unless a run of its kind finished after it."""
+        if self.session is None:
+            return None
+        latest: dict[str, RunInfo] = {}
+        for run in self.session.runs():  # oldest first
+            if run.kind in RESUMABLE_KINDS and run.status != "running":
+                latest[run.kind] = run
+        interrupted = [run for run in latest.values() if run.status == "interrupted"]
+        return max(interrupted, key=lambda run: run.created) if interrupted else None
+
     def close_project(self) -> None:
         if self.session is None or self.page is None:
             return
         if self.jobs.busy:
             self.jobs.shutdown()
         self.save_layout()
-        self.stack.removeWidget(self.page)
+        self.session.stop_watching()
+        if self.page_frame is not None:
+            self.stack.removeWidget(self.page_frame)
+            self.page_frame.deleteLater()
         self.page.shutdown()
         self.page.deleteLater()
         self.session.close()
         self.session = None
         gc.unfreeze()  # let the closed project's objects be collected
         self.page = None
+        self.page_frame = None
+        self.read_only_banner = self.stale_banner = self.interrupted_banner = None
         self.start_page.refresh()
         self.stack.setCurrentWidget(self.start_page)
         self.setWindowTitle("Label Auditor")
@@ -307,20 +393,27 @@ class MainWindow(QMainWindow):
                     errors = self.jobs.process.errors if self.jobs.process is not None else []
                     self.tell("Export failed", errors[-1].message if errors else "the export did not finish",
                               self.jobs.process.stderr_tail() if self.jobs.process is not None else "")
-        if status == "died":
+        if status == "died" and not self.statusBar().currentMessage().startswith("Run "):
             self.statusBar().showMessage("The engine stopped unexpectedly; every decision is saved.", 10000)
         self._update_actions()
         self.job_finished.emit(command, status)
 
     def _mark_dead_run(self, run_id: str) -> None:
-        """A killed engine never finishes its run row; record it as failed so it can be resumed."""
+        """A killed engine never finishes its run row: the store reads it as interrupted (its process is
+        gone); record that now, with the reason, and say how to resume it."""
         assert self.session is not None
         try:
             run = self.session.project.run(run_id)
+            if run.status == "running":
+                self.session.project.finish_run(run_id, "interrupted",
+                                                {"reason": "the engine process died before it finished"})
+                run = self.session.project.run(run_id)
         except UserError:
             return
-        if run.status == "running":
-            self.session.project.finish_run(run_id, "error", {"error": "the engine process died before it finished"})
+        self._update_banners()
+        if run.status == "interrupted":
+            self.statusBar().showMessage(f"Run {run.id} was interrupted; every decision is saved. "
+                                         f"{self.session.run_note(run)}", 15000)
 
     # --------------------------------------------------------------- decisions
     def undo(self) -> None:
@@ -361,8 +454,9 @@ class MainWindow(QMainWindow):
 
     def changeEvent(self, event: QEvent) -> None:
         # Coming back to the window: runs made meanwhile (CLI, another machine) show up.
+        # Labels, decisions and runs the CLI changed meanwhile show at once, not at the next tick.
         if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow() and self.session is not None \
-                and not self.jobs.busy:
+                and not self.session.reload_if_changed() and not self.jobs.busy:
             self.session.refresh_runs()
         super().changeEvent(event)
 

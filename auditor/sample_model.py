@@ -54,6 +54,7 @@ class SampleListModel(QAbstractListModel):
         self._image_root = self._safe_image_root()
         session.decision_changed.connect(self._on_decision_changed)
         session.decisions_reset.connect(self._refresh_all)
+        session.samples_changed.connect(self._on_samples_changed)
         thumbnails.ready.connect(self._on_thumbnails_ready)
 
     def _safe_image_root(self) -> Path:
@@ -164,10 +165,11 @@ class SampleListModel(QAbstractListModel):
         """
         sample_id = int(self._ids[row])
         audit = self.session.audit
+        source = self.image_path(row)
         return Tile(
             sample_id=sample_id,
-            pixmap=self.thumbnails.get(sample_id, self.image_path(row)),
-            failed=self.thumbnails.failed(sample_id),
+            pixmap=self.thumbnails.get(sample_id, source),
+            failed=self.thumbnails.failed(sample_id, source),
             label=int(self.session.labels[sample_id]),
             suggested=int(audit.suggested[sample_id]) if audit is not None else -1,
             decision=self.session.decision(sample_id),
@@ -197,6 +199,15 @@ class SampleListModel(QAbstractListModel):
 
     def _on_thumbnails_ready(self, sample_ids: list[int]) -> None:
         self._emit_rows(sample_ids)
+
+    def _on_samples_changed(self) -> None:
+        # Labels or images changed elsewhere (the CLI): re-read paths, and make thumbnails anew.
+        self._pages.clear()
+        self.thumbnails.forget()
+        if not self._active:
+            self._stale = True
+            return
+        self._refresh_all()
 
     def _refresh_all(self) -> None:
         if self._loaded:

@@ -4,21 +4,32 @@ Decisions go straight to the store (one committed transaction each) and are
 mirrored in memory so views never query per paint. The audit state (scores of
 the latest audit run, the threshold, the class-pair filter) lives here too, so
 the histogram, the noise matrix and the review queue all agree.
+
+The CLI may change the project while it is open (inject noise, decide, audit):
+:meth:`ProjectSession.reload_if_changed` notices that cheaply (SQLite's
+``PRAGMA data_version`` moves only when another connection commits) and brings
+labels, images, decisions and runs up to date. Undo and redo act only on
+decisions made in this session, never on one made elsewhere.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine.errors import UserError
+from engine.errors import DamagedProjectError, UserError, user_error_from_exception
 from engine.store import Decision, Project, RunInfo
 
 PRIMARY_DETECTORS = ("ensemble", "cl")  # preferred ranking detector, first found wins
+WATCH_INTERVAL_MS = 1000  # how often an open project is checked for changes made elsewhere
+STALE_SUGGESTIONS = "these suggestions were computed on labels that have since changed: run a new audit"
+UNDO_ELSEWHERE = "the last decision was made elsewhere (CLI); undo it there"
+REDO_ELSEWHERE = "the last undo was made elsewhere (CLI); redo it there"
 
 
 @dataclass
@@ -85,29 +96,148 @@ class ProjectSession(QObject):
     audit_changed = Signal()  # a new audit run became the current one
     review_filter_changed = Signal()  # threshold or class pair moved
     undo_state_changed = Signal()
+    samples_changed = Signal()  # labels or images changed elsewhere (the CLI): re-read paths, thumbnails
+    stale_changed = Signal()  # the current audit became stale (or fresh again)
+    write_failed = Signal(str, str)  # message, hint: a decision (or undo) could not be saved; nothing moved
+    notice = Signal(str)  # something to tell the person (the status bar)
 
     def __init__(self, project: Project, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.project = project
         self.class_names: list[str] = project.class_names()
         self.num_samples = project.num_samples
+        self._data_version = self._read_data_version()
         # Observed labels (the "given" label a reviewer sees), one array for every view.
-        self.labels = np.array([row[0] for row in project.execute("SELECT label FROM samples ORDER BY id")],
-                               dtype=np.int64)
+        self.labels, self._overrides = self._read_samples()
         self._decisions: dict[int, Decision] = project.decisions()
         # Mirrors of the decisions that views can count in O(1)/numpy time on every key press.
         self.decided = np.zeros(self.num_samples, dtype=bool)
-        self.decided[list(self._decisions)] = True
-        self._action_counts = Counter(decision.action for decision in self._decisions.values())
+        self._action_counts: Counter[str] = Counter()
+        self._mirror_all()
+        # History rows (decision_history ids) this session wrote, and those it undid: undo and redo
+        # touch only these, so the app never takes back a decision made by the CLI.
+        self._made_here: set[int] = set()
+        self._undone_here: set[int] = set()
+        self.history_refusal = ""  # why the last undo/redo did nothing though the project has history
         self._queue: np.ndarray | None = None
         self.audit: AuditScores | None = None
+        self.audit_stale: str | None = None  # why the current audit's suggestions are out of date, or None
+        self.stale_accept_confirmed = False  # the person chose to accept suggestions of this stale audit
         self.threshold: float | None = None
         self.pair_filter: tuple[int, int] | None = None
+        self._watch = QTimer(self)
+        self._watch.setInterval(WATCH_INTERVAL_MS)
+        self._watch.timeout.connect(self.reload_if_changed)
         self.reload_audit()
 
     @classmethod
     def open(cls, root: Path | str) -> ProjectSession:
-        return cls(Project.open(root))
+        """Open a project (read-only when it cannot be written); anything unreadable is a :class:`UserError`."""
+        project = Project.open(root)
+        try:
+            return cls(project)
+        except Exception as exc:
+            project.close()
+            error = user_error_from_exception(exc, Path(root))
+            if error is None:  # not a disk or database failure we know: the data is not as we wrote it
+                error = DamagedProjectError(f"{type(exc).__name__}: {exc}")
+            raise error from exc
+
+    # -------------------------------------------------------- read-only state
+    @property
+    def read_only(self) -> bool:
+        """Opened for viewing only: a read-only disk or files, or no room for the database's journal."""
+        return bool(getattr(self.project, "read_only", False))
+
+    @property
+    def read_only_reason(self) -> str:
+        refusal = getattr(self.project, "write_refusal", None)
+        return refusal.message if isinstance(refusal, UserError) else "this project cannot be written"
+
+    # ------------------------------------------------- changes made elsewhere
+    def start_watching(self, interval_ms: int = WATCH_INTERVAL_MS) -> None:
+        """Check every ``interval_ms`` whether the CLI (or anything else) changed the project."""
+        self._watch.setInterval(interval_ms)
+        self._watch.start()
+
+    def stop_watching(self) -> None:
+        self._watch.stop()
+
+    def _read_data_version(self) -> int:
+        try:
+            return int(self.project.execute("PRAGMA data_version")[0][0])
+        except sqlite3.Error:  # a closed or vanished database: nothing to compare, treat as unchanged
+            return -1
+
+    def _read_samples(self) -> tuple[np.ndarray, list[str | None]]:
+        rows = self.project.execute("SELECT label, image_override FROM samples ORDER BY id")
+        return np.array([row[0] for row in rows], dtype=np.int64), [row[1] for row in rows]
+
+    def _mirror_all(self) -> None:
+        self.decided[:] = False
+        self.decided[list(self._decisions)] = True
+        self._action_counts = Counter(decision.action for decision in self._decisions.values())
+
+    def reload_if_changed(self) -> bool:
+        """Bring labels, images, decisions and runs up to date if another program wrote the project.
+
+        Cheap when nothing changed (one PRAGMA). True when something was reloaded.
+        """
+        version = self._read_data_version()
+        if version == self._data_version:
+            return False
+        self._data_version = version
+        try:
+            self._reload_from_store()
+        except UserError as exc:
+            self.write_failed.emit(exc.message, exc.hint)
+        return True
+
+    def _reload_from_store(self) -> None:
+        labels, overrides = self._read_samples()
+        if len(labels) == self.num_samples and (not np.array_equal(labels, self.labels)
+                                                or overrides != self._overrides):
+            self.labels, self._overrides = labels, overrides
+            self._queue = None
+            self.samples_changed.emit()
+            self.notice.emit("The project's labels or images were changed by another program; shown as they are now.")
+        decisions = self.project.decisions()
+        if decisions != self._decisions:
+            self._decisions = decisions
+            self._mirror_all()
+            self._queue = None
+            self.decisions_reset.emit()
+            self.undo_state_changed.emit()
+        if not self.refresh_runs():
+            self._update_stale()
+            self.review_filter_changed.emit()
+
+    def _update_stale(self) -> None:
+        reason = self.project.stale_reason(self.audit.run) if self.audit is not None else None
+        if reason != self.audit_stale:
+            self.audit_stale = reason
+            self.stale_accept_confirmed = False
+            self.stale_changed.emit()
+
+    def stale_reason(self, run_id: str | None = None) -> str | None:
+        """Why a run's results no longer describe this project's labels (None: they do, or unknown).
+
+        Without ``run_id``: the current audit, whose suggestions the review offers (kept up to date
+        by :meth:`reload_if_changed`, so asking costs nothing on a key press).
+        """
+        if run_id is None or (self.audit is not None and run_id == self.audit.run.id):
+            return self.audit_stale
+        return self.project.stale_reason(self.project.run(run_id))
+
+    def run_note(self, run: RunInfo) -> str:
+        """A line about a run for people: why it was interrupted and the command that resumes it."""
+        from engine.commands.status import run_status  # the CLI's own wording of the resume command
+
+        resume = run_status(self.project, run)["resume"]
+        reason = str(run.summary.get("reason") or run.summary.get("error") or "")
+        if resume:
+            return f"{reason + ' — ' if reason else ''}resume it with: {resume}"
+        return reason
 
     @property
     def root(self) -> Path:
@@ -118,6 +248,7 @@ class ProjectSession(QObject):
         return self.project.root.name
 
     def close(self) -> None:
+        self._watch.stop()
         self.project.close()
 
     # ------------------------------------------------------------- runs/audit
@@ -138,6 +269,9 @@ class ProjectSession(QObject):
         self.threshold = None  # None: the engine's own flagged set
         self.pair_filter = None
         self._queue = None
+        self.audit_stale = self.project.stale_reason(run) if run is not None else None
+        self.stale_accept_confirmed = False
+        self.stale_changed.emit()
         self.runs_changed.emit()
         self.audit_changed.emit()
         self.review_filter_changed.emit()
@@ -220,22 +354,81 @@ class ProjectSession(QObject):
             self._action_counts[state.action] += 1
         self.decided[sample_id] = state is not None
 
-    def decide(self, sample_id: int, action: str, new_label: int | None = None) -> Decision:
-        """Commit one decision (the store returns only once it is durable), then tell the views."""
-        decision = self.project.decide(int(sample_id), action, new_label)
+    def _refused(self, exc: UserError) -> None:
+        self.write_failed.emit(exc.message, exc.hint)
+
+    def _latest_history_id(self) -> int:
+        return int(self.project.execute("SELECT COALESCE(MAX(id), 0) FROM decision_history")[0][0])
+
+    def decide(self, sample_id: int, action: str, new_label: int | None = None) -> Decision | None:
+        """Commit one decision (the store returns only once it is durable), then tell the views.
+
+        None when it could not be saved (a full or read-only disk, a damaged store): ``write_failed``
+        carries the engine's message, nothing in memory changes and the caller must not move on.
+        """
+        self.reload_if_changed()  # decide on what the project holds now, not on a stale copy
+        before = self._latest_history_id()
+        try:
+            decision = self.project.decide(int(sample_id), action, new_label)
+        except UserError as exc:
+            self._refused(exc)
+            return None
+        self._note_made_here(before)
         self._mirror(decision.sample_id, decision)
         self.decision_changed.emit(decision.sample_id)
         self.undo_state_changed.emit()
         return decision
 
     def undo(self) -> Decision | None:
-        """Undo one step (a bulk batch is one step); the latest decision's state after, None if nothing."""
-        states = self._apply_history(self.project.undo_step())
+        """Undo this session's latest step (a bulk batch is one step); the latest decision's state after.
+
+        None when there is nothing of ours to undo. When the project's latest decision was made
+        elsewhere (the CLI), nothing is undone and ``notice`` says to undo it there: undoing ours
+        past it could bring back a state that the other decision replaced.
+        """
+        self.reload_if_changed()
+        self.history_refusal = ""
+        if self.read_only:
+            self.history_refusal = self.read_only_reason
+            self.write_failed.emit(self.read_only_reason, "decisions cannot be changed in a project opened for viewing")
+            return None
+        latest = self._latest_active()
+        if latest is None:
+            return None
+        if latest not in self._made_here:
+            self.history_refusal = UNDO_ELSEWHERE[0].upper() + UNDO_ELSEWHERE[1:] + "."
+            self.notice.emit(self.history_refusal)
+            return None
+        undone_before = self._undone_ids()
+        try:
+            states = self._apply_history(self.project.undo_step())
+        except UserError as exc:
+            self._refused(exc)
+            return None
+        self._undone_here |= self._undone_ids() - undone_before
         return states[0] if states else None
 
     def redo(self) -> Decision | None:
-        """Redo one step (a bulk batch is one step); the latest decision's state after, None if nothing."""
-        states = self._apply_history(self.project.redo_step())
+        """Redo what this session undid (a bulk batch is one step); the latest decision's state after."""
+        self.reload_if_changed()
+        self.history_refusal = ""
+        if self.read_only:
+            self.history_refusal = self.read_only_reason
+            self.write_failed.emit(self.read_only_reason, "decisions cannot be changed in a project opened for viewing")
+            return None
+        oldest = self._oldest_undone()
+        if oldest is None:
+            return None
+        if oldest not in self._undone_here:
+            self.history_refusal = REDO_ELSEWHERE[0].upper() + REDO_ELSEWHERE[1:] + "."
+            self.notice.emit(self.history_refusal)
+            return None
+        try:
+            states = self._apply_history(self.project.redo_step())
+        except UserError as exc:
+            self._refused(exc)
+            return None
+        self._undone_here &= self._undone_ids()
         return states[-1] if states else None
 
     def _apply_history(self, states: list[Decision]) -> list[Decision]:
@@ -246,8 +439,18 @@ class ProjectSession(QObject):
 
     # ------------------------------------------------------ bulk decisions (review helper)
     def decide_many(self, items: list[tuple[int, str, int | None]]) -> list[Decision]:
-        """Commit many decisions as one transaction and one undo step, then tell the views once."""
-        decisions = self.project.decide_many(items)
+        """Commit many decisions as one transaction and one undo step, then tell the views once.
+
+        [] when they could not be saved (see :meth:`decide`): then none of them was.
+        """
+        self.reload_if_changed()
+        before = self._latest_history_id()
+        try:
+            decisions = self.project.decide_many(items)
+        except UserError as exc:
+            self._refused(exc)
+            return []
+        self._note_made_here(before)
         for decision in decisions:
             self._mirror(decision.sample_id, decision)
         self._announce(decisions)
@@ -262,11 +465,31 @@ class ProjectSession(QObject):
         if states:
             self.undo_state_changed.emit()
 
+    # --------------------------------------------- undo only what this app did
+    def _note_made_here(self, before: int) -> None:
+        # The history rows just written are this session's: the store commits before returning, so
+        # only a CLI writing in the same instant could slip a row in between.
+        self._made_here.update(row[0] for row in self.project.execute(
+            "SELECT id FROM decision_history WHERE id > ?", (before,)))
+        self._undone_here.clear()  # a new decision drops the redo stack
+
+    def _undone_ids(self) -> set[int]:
+        return {row[0] for row in self.project.execute("SELECT id FROM decision_history WHERE state = 'undone'")}
+
+    def _latest_active(self) -> int | None:
+        value = self.project.execute("SELECT MAX(id) FROM decision_history WHERE state = 'active'")[0][0]
+        return None if value is None else int(value)
+
+    def _oldest_undone(self) -> int | None:
+        value = self.project.execute("SELECT MIN(id) FROM decision_history WHERE state = 'undone'")[0][0]
+        return None if value is None else int(value)
+
     def can_undo(self) -> bool:
-        return self.project.can_undo()
+        """Whether Undo has a decision of this session's to take back."""
+        return not self.read_only and self._latest_active() in self._made_here
 
     def can_redo(self) -> bool:
-        return self.project.can_redo()
+        return not self.read_only and self._oldest_undone() in self._undone_here
 
     def class_name(self, index: int | None) -> str:
         if index is None or index < 0:

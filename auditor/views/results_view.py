@@ -169,6 +169,8 @@ class ResultsView(QWidget):
                        f"{_percent(summary.get('accuracy_cleaned'))}"
             elif "error" in summary:
                 text = str(summary["error"])
+            elif run.status == "interrupted":
+                text = self.session.run_note(run)  # why, and the command that resumes it (helper "app")
             elif "reason" in summary:
                 text = str(summary["reason"])
             else:

@@ -58,6 +58,14 @@ class StartPage(QWidget):
         self.recent.itemActivated.connect(self._on_recent)
         self.recent_empty = QLabel("Projects you open appear here.")
         self.recent_empty.setObjectName("muted")
+        # Why the last project could not be opened: stays here after its message box is closed.
+        self.problem = QLabel()
+        self.problem.setObjectName("startProblem")
+        self.problem.setWordWrap(True)
+        self.problem.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problem.setStyleSheet("QLabel#startProblem { background: #fee2e2; color: #7f1d1d; padding: 8px 12px; "
+                                   "border-radius: 6px; }")
+        self.problem.hide()
 
         column = QVBoxLayout()
         column.setSpacing(14)
@@ -65,6 +73,7 @@ class StartPage(QWidget):
         column.addWidget(subtitle)
         column.addSpacing(12)
         column.addLayout(actions)
+        column.addWidget(self.problem)
         column.addSpacing(16)
         column.addWidget(recent_title)
         column.addWidget(self.recent_empty)
@@ -99,6 +108,11 @@ class StartPage(QWidget):
             self.recent.addItem(item)
         self.recent_empty.setVisible(self.recent.count() == 0)
         self.recent.setVisible(self.recent.count() > 0)
+
+    def show_problem(self, text: str, hint: str = "") -> None:
+        """Say on the page why a project did not open ("" hides it)."""
+        self.problem.setText(text + (f"\nFix: {hint}" if hint else ""))
+        self.problem.setVisible(bool(text))
 
     def _on_recent(self, item: QListWidgetItem) -> None:
         path = item.data(Qt.ItemDataRole.UserRole)

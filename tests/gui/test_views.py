@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QImage
 from pytestqt.qtbot import QtBot
 
 from auditor.session import ProjectSession
-from auditor.thumbnails import ThumbnailCache, thumb_path
+from auditor.thumbnails import ThumbnailCache, image_identity, make_thumbnail, thumb_path
 from auditor.views.browse_view import BrowseView
 from auditor.views.insights_view import InsightsView
 from auditor.views.review_view import ReviewView
@@ -31,8 +32,8 @@ def session(image_project: Path) -> Iterator[ProjectSession]:
 
 
 def wait_thumbnails(qtbot: QtBot, cache: ThumbnailCache) -> None:
-    cache.wait_idle()
-    qtbot.wait(80)  # the queued hand-over to the GUI thread, and the coalescing timer
+    # Made off the GUI thread, handed over through the event loop, then announced in a batch.
+    qtbot.waitUntil(cache.settled, timeout=10_000)
 
 
 def test_browse_filters_by_class_and_path(qtbot: QtBot, session: ProjectSession) -> None:
@@ -55,15 +56,18 @@ def test_thumbnails_are_made_off_thread_and_cached_on_disk(qtbot: QtBot, session
     qtbot.addWidget(view)
     view.resize(700, 500)
     view.show()
-    qtbot.waitUntil(lambda: thumb_path(session.root, 0).is_file(), timeout=5000)
+    source = view.model.image_path(0)
+    cached = thumb_path(session.root, 0, image_identity(source) or "")
+    qtbot.waitUntil(cached.is_file, timeout=5000)
     wait_thumbnails(qtbot, cache)
-    assert cache.get(0, view.model.image_path(0)) is not None
-    # A second cache (a new session) reads the PNG from disk.
+    assert cache.get(0, source) is not None
+    # A second cache (a new session) reads the PNG from disk, without decoding the image again.
+    cached.write_bytes(b"")  # an unreadable cache file is made again from the image
     again = ThumbnailCache(session.root)
-    assert again.get(0, Path("/nonexistent.png")) is None  # scheduled, read from the disk cache
+    assert again.get(0, source) is None  # scheduled
     wait_thumbnails(qtbot, again)
-    pixmap = again.get(0, Path("/nonexistent.png"))
-    assert pixmap is not None and pixmap.width() == 96
+    pixmap = again.get(0, source)
+    assert pixmap is not None and pixmap.width() == 96 and cached.stat().st_size > 0
 
 
 def test_unreadable_image_is_marked(qtbot: QtBot, session: ProjectSession) -> None:
@@ -72,7 +76,7 @@ def test_unreadable_image_is_marked(qtbot: QtBot, session: ProjectSession) -> No
     cache = ThumbnailCache(session.root)
     assert cache.get(5, path) is None
     wait_thumbnails(qtbot, cache)
-    assert cache.failed(5)
+    assert cache.failed(5, path)
     view = ReviewView(session, cache)
     qtbot.addWidget(view)
     view.image.show_image(path)
@@ -109,10 +113,11 @@ def test_review_keyboard(qtbot: QtBot, session: ProjectSession) -> None:
     qtbot.keyClick(view, Qt.Key.Key_J)
     qtbot.keyClick(view, Qt.Key.Key_R)
     assert session.decision(queue[1]).action == "remove"  # type: ignore[union-attr]
-    # Type-ahead: a letter opens the class picker; Enter relabels.
+    # Type-ahead: a letter opens the class picker with it; the rest of the name is typed there; Enter relabels.
     qtbot.keyClicks(view, "f")
-    assert view.class_picker.hasFocus() or view.class_picker.text() == "f"
-    view.class_picker.setText("fox")
+    assert view.class_picker.text() == "f"
+    qtbot.keyClicks(view.class_picker, "ox")
+    assert view.class_picker.text() == "fox"
     qtbot.keyClick(view.class_picker, Qt.Key.Key_Return)
     target = queue[2]
     expected = ("relabel", 2) if session.labels[target] != 2 else ("keep", None)
@@ -190,12 +195,44 @@ def test_gui_never_imports_the_heavy_engine(tmp_path: Path) -> None:
     assert result.stdout.strip() == ""
 
 
+def _pixels(image: QImage) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a QImage."""
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    row = rgb.bytesPerLine()
+    data = np.frombuffer(rgb.constBits(), dtype=np.uint8, count=row * rgb.height()).reshape(rgb.height(), row)
+    return data[:, :rgb.width() * 3].reshape(rgb.height(), rgb.width(), 3).copy()
+
+
 def test_project_copy_keeps_working(qtbot: QtBot, image_project: Path, tmp_path: Path) -> None:
-    # Thumbnails are keyed by sample id inside the project: a copied project brings its cache along.
+    # The original, viewed once, has its thumbnails cached inside the project folder.
+    original = ProjectSession.open(image_project)
+    first = BrowseView(original, ThumbnailCache(original.root))
+    qtbot.addWidget(first)
+    first.resize(700, 500)
+    first.show()
+    qtbot.waitUntil(lambda: all(first.model.tile(row).pixmap is not None for row in range(24)), timeout=10_000)
+    wait_thumbnails(qtbot, first.model.thumbnails)
+    original.close()
     copy = tmp_path / "copy"
     shutil.copytree(image_project, copy)
+    assert any((copy / "thumbs").rglob("*.png"))  # the cache travelled with the copy
+
     opened = ProjectSession.open(copy)
     assert opened.num_samples == 24 and opened.audit is not None
+    view = BrowseView(opened, ThumbnailCache(opened.root))
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.show()
+    thumbnails = view.model.thumbnails
+    qtbot.waitUntil(lambda: all(view.model.tile(row).pixmap is not None for row in (0, 8, 16)), timeout=10_000)
+    for row in (0, 8, 16):  # one sample of each class: red, green, blue images
+        tile = view.model.tile(row)
+        assert not thumbnails.failed(tile.sample_id, view.model.image_path(row))
+        shown = _pixels(tile.pixmap.toImage())  # type: ignore[union-attr]
+        expected = _pixels(make_thumbnail(view.model.image_path(row)))
+        assert shown.shape == expected.shape == (96, 96, 3)
+        assert np.abs(shown.astype(int) - expected.astype(int)).max() <= 2  # the image itself, not a blank
+        assert shown.std() > 1 and shown.mean(axis=(0, 1)).argmax() == row // 8  # its class's colour
     opened.close()
 
 
