@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -48,11 +50,8 @@ class AuditView(QWidget):
             self.summary.setText("No audit yet. An audit trains one model per fold and scores every sample: "
                                  "the suspects then wait for you under Review.")
         else:
-            spec = audit.run.spec
-            self.summary.setText(
-                f"Current audit: {audit.run.id} — {spec.get('model', '?')}, {spec.get('epochs', '?')} epochs, "
-                f"{spec.get('folds', '?')} folds; {int(audit.flagged.sum()):,} samples flagged by {audit.detector}."
-            )
+            self.summary.setText(audit_summary(audit.run.spec, audit.run.summary, int(audit.flagged.sum()),
+                                               audit.detector, audit.run.id))
 
     def follow(self, command: str, process: EngineProcess) -> None:
         self.audit_button.setEnabled(False)
@@ -63,3 +62,20 @@ class AuditView(QWidget):
     def _on_finished(self, status: str) -> None:
         self.audit_button.setEnabled(True)
         self.retrain_button.setEnabled(True)
+
+
+def audit_summary(spec: dict[str, Any], summary: dict[str, Any], flagged: int, detector: str, run_id: str) -> str:
+    """The current audit in words: its model, and what its held-out accuracy measured (review helper, issue 11)."""
+    train = spec.get("train") if isinstance(spec.get("train"), dict) else spec  # older specs kept them at the top
+    model, epochs, folds = train.get("model", "?"), train.get("epochs", "?"), spec.get("folds", "?")
+    text = f"Current audit: {run_id} — {model}, {epochs} epoch{'s' if epochs != 1 else ''}, {folds} folds; " \
+           f"{flagged:,} samples flagged by {detector}."
+    accuracy = summary.get("heldout_accuracy")
+    if isinstance(accuracy, (int, float)):
+        against = summary.get("heldout_accuracy_measured_against", summary.get("heldout_evaluated_against", ""))
+        share = f"{int(folds) - 1}/{folds} of" if isinstance(folds, int) and folds > 1 else "part of"
+        text += f" Held-out accuracy of its fold models (each trained on {share} the training split, so lower " \
+                f"than a model trained on all of it): {100 * float(accuracy):.1f}%" + \
+                (f" against {str(against).replace('_', ' ')}." if against else ".")
+    return text
+

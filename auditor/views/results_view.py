@@ -69,7 +69,7 @@ class ResultsView(QWidget):
         actions.addWidget(self.export_folder_button)
         actions.addStretch(1)
 
-        accuracy_title = QLabel("Held-out accuracy")
+        accuracy_title = QLabel("Held-out accuracy of one model trained on the whole training split")
         accuracy_title.setObjectName("sectionTitle")
         self.before = AccuracyCard("Before — original labels")
         self.after = AccuracyCard("After — cleaned labels")
@@ -116,6 +116,7 @@ class ResultsView(QWidget):
 
         session.runs_changed.connect(self.refresh)
         session.decision_changed.connect(self._update_counts)
+        session.decisions_reset.connect(self._update_counts)  # a bulk action, or its undo
         self.refresh()
 
     def refresh(self) -> None:
@@ -156,9 +157,14 @@ class ResultsView(QWidget):
         self.gain.value.style().unpolish(self.gain.value)
         self.gain.value.style().polish(self.gain.value)
         self.gain.detail.setText(f"run {run.id}")
-        against = summary.get("evaluated_against", "")
-        self.accuracy_note.setText(f"Both models: same architecture and seed, scored on the held-out split "
-                                   f"(against {against})." if against else "")
+        against = str(summary.get("accuracy_original_measured_against", summary.get("evaluated_against", "")))
+        # Say what the numbers measure: the audit's held-out accuracy comes from fold models trained on
+        # part of the data, so it is lower than "Before" for the very same labels.
+        self.accuracy_note.setText(
+            f"Both models: trained on the whole training split (before: the given labels; after: with your "
+            f"decisions), same architecture and seed, scored on the {summary.get('n_eval', '?')} held-out samples"
+            + (f" against {against.replace('_', ' ')}" if against else "")
+            + ". The audit's held-out accuracy is lower: its fold models each saw only part of the training split.")
 
     def _show_runs(self, runs: list[RunInfo]) -> None:
         self.runs_table.setRowCount(len(runs))

@@ -261,3 +261,15 @@ def test_bulk_accept_for_one_class_pair_is_counted_before_and_one_undo_after(
     assert all(session.decision(sample) is None for sample in expected)
     assert session.reviewed_count == 1
     assert f"Undid a bulk action: {len(expected)} decisions" in opened.statusBar().currentMessage()
+
+
+# ------------------------------------------------------------------ items 5, 6: say what numbers are
+def test_the_audit_summary_names_model_epochs_and_what_its_accuracy_measured() -> None:
+    from auditor.views.audit_view import audit_summary
+
+    spec = {"kind": "audit", "train": {"model": "small_cnn", "epochs": 4}, "folds": 3, "detectors": ["cl"]}
+    summary = {"heldout_accuracy": 0.805, "heldout_accuracy_measured_against": "truth"}
+    text = audit_summary(spec, summary, 45, "cl", "run-1")
+    assert "?" not in text
+    assert "small_cnn, 4 epochs, 3 folds; 45 samples flagged by cl" in text
+    assert "fold models (each trained on 2/3 of the training split" in text and "80.5% against truth" in text
