@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Signal
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -96,9 +96,15 @@ class ScoreHistogram(QWidget):
         self.above.setData(self._edges, above)
         engine_count = int(audit.flagged.sum())
         self.reset_button.setVisible(not engine_set)
+        # The engine's set is not a score cut (confident learning flags by class-pair counts): a dashed
+        # line says the orange bars are not "everything right of the line".
+        self.line.setPen(pg.mkPen(FLAG, width=2, style=Qt.PenStyle.DashLine if engine_set else Qt.PenStyle.SolidLine))
         if engine_set:
-            self.caption.setText(f"Showing the engine's flagged set: {engine_count:,} of {len(audit.score):,} "
-                                 f"samples. Drag the line to flag by score instead.")
+            low = float(audit.score[audit.flagged].min()) if engine_count else threshold
+            self.caption.setText(
+                f"Orange: the engine's flagged set, {engine_count:,} of {len(audit.score):,} samples, chosen by "
+                f"{audit.detector} (not by a score cut: they score from {low:.3f} up). The dashed line marks as "
+                f"many top scores; drag it to flag by score instead.")
         else:
             flagged = int((audit.score >= threshold).sum())
             self.caption.setText(f"{flagged:,} of {len(audit.score):,} samples flagged at score ≥ {threshold:.3f} "
@@ -195,11 +201,23 @@ class NoiseMatrixView(QWidget):
                     item.addItem(text)
                     self.texts.append(text)
         item.setRange(xRange=(0, k), yRange=(0, k), padding=0.02)
+        self.caption.setText(self.describe(counts, matrix, audit.noise_matrix is not None))
+
+    def describe(self, counts: np.ndarray, matrix: np.ndarray, estimated: bool) -> str:
+        """The caption: what the cells show (rates), and the largest pair both as a count and as a rate."""
+        names = self.session.class_names
         pairs = counts.copy()
         np.fill_diagonal(pairs, 0)
+        if not pairs.max():
+            return "No disagreements."
+        rates = matrix.astype(float).copy()
+        np.fill_diagonal(rates, 0.0)
         i, j = (int(v) for v in np.unravel_index(int(np.argmax(pairs)), pairs.shape))
-        self.caption.setText(f"Most common suspected swap: given “{names[i]}”, suggested “{names[j]}” "
-                             f"({int(pairs[i, j]):,} samples)." if pairs.max() else "No disagreements.")
+        r, c = (int(v) for v in np.unravel_index(int(np.argmax(rates)), rates.shape))
+        cells = ("Cells: estimated rates (of the samples truly in the column's class, the share given the row's "
+                 "label)" if estimated else "Cells: share of each given class suggested as the column's class")
+        return (f"{cells}; the hottest is “{names[r]}” → “{names[c]}” ({rates[r, c]:.2f}). Most samples: given "
+                f"“{names[i]}”, suggested “{names[j]}” ({int(pairs[i, j]):,} samples; rate {rates[i, j]:.2f}).")
 
     def cell_at(self, scene_pos: QPointF) -> tuple[int, int] | None:
         point = self.plot.getPlotItem().vb.mapSceneToView(scene_pos)

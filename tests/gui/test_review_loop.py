@@ -273,3 +273,20 @@ def test_the_audit_summary_names_model_epochs_and_what_its_accuracy_measured() -
     assert "?" not in text
     assert "small_cnn, 4 epochs, 3 folds; 45 samples flagged by cl" in text
     assert "fold models (each trained on 2/3 of the training split" in text and "80.5% against truth" in text
+
+
+# --------------------------------------------------------------------- item 8: captions that match
+def test_plots_say_which_is_which(qtbot: QtBot, open_review: Callable[..., ReviewView]) -> None:
+    from auditor.views.insights_view import InsightsView
+
+    session = open_review(TEN).session
+    view = InsightsView(session)
+    qtbot.addWidget(view)
+    audit = session.audit
+    assert audit is not None
+    low = float(audit.score[audit.flagged].min())
+    caption = view.histogram.caption.text()
+    assert "not by a score cut" in caption and f"from {low:.3f} up" in caption
+    caption = view.matrix.caption.text()
+    assert caption.startswith("Cells: estimated rates") and "the hottest is" in caption
+    assert "Most samples: given" in caption and "1 samples; rate" in caption
