@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 NO_TRUTH = "(none)"
+CHOOSE = "(choose a column)"
 
 
 def read_header(path: Path) -> list[str]:
@@ -48,13 +49,20 @@ class CsvDialog(QDialog):
         self.path_column = QComboBox()
         self.label_column = QComboBox()
         self.truth_column = QComboBox()
-        self.path_column.addItems(self.columns)
-        self.label_column.addItems(self.columns)
+        # No guess means "(choose a column)", never silently the first column (which is often the path).
+        self.path_column.addItems([CHOOSE, *self.columns])
+        self.label_column.addItems([CHOOSE, *self.columns])
         self.truth_column.addItems([NO_TRUTH, *self.columns])
-        self.path_column.setCurrentText(_guess(self.columns, ("path", "file", "image", "filename")) or "")
-        self.label_column.setCurrentText(_guess(self.columns, ("label", "class", "target", "y")) or "")
+        path_guess = _guess(self.columns, ("path", "file", "image", "filename"))
+        self.path_column.setCurrentText(path_guess or CHOOSE)
         truth = _guess(self.columns, ("true_label", "truth", "clean_label"))
+        label_guess = _guess([c for c in self.columns if c not in (path_guess, truth)], ("label", "class", "target", "y"))
+        self.label_column.setCurrentText(label_guess or CHOOSE)
         self.truth_column.setCurrentText(truth if truth and truth != self.label_column.currentText() else NO_TRUTH)
+        self.problem = QLabel()  # why "Create project" is not yet possible, in words
+        self.problem.setWordWrap(True)
+        self.problem.setObjectName("problem")
+        self.problem.setStyleSheet("color: #b42318;")
         self.image_root = QLineEdit(str(csv_path.parent))
         browse = QPushButton("Choose…")
         browse.clicked.connect(self._choose_root)
@@ -82,8 +90,37 @@ class CsvDialog(QDialog):
         layout.setSpacing(12)
         layout.addWidget(note)
         layout.addLayout(form)
+        layout.addWidget(self.problem)
         layout.addWidget(self.buttons)
         self.setMinimumWidth(480)
+        for box in (self.path_column, self.label_column, self.truth_column):
+            box.currentIndexChanged.connect(self.check)
+        self.check()
+
+    def problem_text(self) -> str:
+        """What stops the import, in words ('' when the choice can be imported)."""
+        path, label, truth = (box.currentText() for box in (self.path_column, self.label_column, self.truth_column))
+        name = self.csv_path.name
+        if len(self.columns) < 2:
+            return f"{name} needs at least two columns, the image path and its label; its header has " \
+                   f"{len(self.columns)}."
+        if path == CHOOSE:
+            return f"Choose the column of {name} that holds each image's path."
+        if label == CHOOSE:
+            return f"No column of {name} looks like a label. Choose the column that holds each image's class " \
+                   "(a label column is needed to audit)."
+        if label == path:
+            return f"The label and the image path are both the column “{path}”: choose a different label column."
+        if truth in (path, label):
+            return f"The true label column “{truth}” is already the {'image path' if truth == path else 'label'} " \
+                   "column: choose another one, or (none)."
+        return ""
+
+    def check(self) -> None:
+        text = self.problem_text()
+        self.problem.setText(text)
+        self.problem.setVisible(bool(text))
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not text)
 
     def _choose_root(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Image root", self.image_root.text())

@@ -290,3 +290,28 @@ def test_plots_say_which_is_which(qtbot: QtBot, open_review: Callable[..., Revie
     caption = view.matrix.caption.text()
     assert caption.startswith("Cells: estimated rates") and "the hottest is" in caption
     assert "Most samples: given" in caption and "1 samples; rate" in caption
+
+
+# ------------------------------------------------------------- item 10: the CSV dialog says it in words
+def test_the_csv_dialog_stops_a_missing_label_column_in_words(qtbot: QtBot, tmp_path: Path) -> None:
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from auditor.views.csv_dialog import CsvDialog
+
+    table = tmp_path / "photos.csv"
+    table.write_text("path,photographer\na.png,ann\nb.png,bob\n")
+    dialog = CsvDialog(table)
+    qtbot.addWidget(dialog)
+    create = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    assert dialog.path_column.currentText() == "path"
+    assert dialog.label_column.currentText() != "path"  # never silently the path column
+    assert not create.isEnabled()
+    assert "No column of photos.csv looks like a label" in dialog.problem.text()
+    dialog.label_column.setCurrentText("path")
+    assert not create.isEnabled()
+    assert "label and the image path are both the column “path”" in dialog.problem.text()
+    assert "--" not in dialog.problem.text()  # words, not flag names
+    dialog.label_column.setCurrentText("photographer")
+    assert create.isEnabled() and dialog.problem.text() == ""
+    args = dialog.init_args()
+    assert args[args.index("--label-column") + 1] == "photographer"
