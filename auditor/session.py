@@ -235,6 +235,7 @@ class ProjectSession(QObject):
 
         resume = run_status(self.project, run)["resume"]
         reason = str(run.summary.get("reason") or run.summary.get("error") or "")
+        reason = reason[:1].upper() + reason[1:]
         if resume:
             return f"{reason + ' — ' if reason else ''}resume it with: {resume}"
         return reason

@@ -136,9 +136,12 @@ def test_killed_engine_is_reported_and_decisions_survive(qtbot: QtBot, window: M
     assert job.status.text() == "The engine stopped unexpectedly"
     assert window.session is not None and window.page is not None  # the app is still up with its project
 
-    with Project.open(demo_project) as project:  # the dead run is recorded as failed, resumable
+    with Project.open(demo_project) as project:  # the dead run is recorded as interrupted, resumable
         dead = project.runs("audit")[-1]
-        assert dead.status == "error" and "died" in dead.summary["error"]
+        assert dead.status == "interrupted" and "died" in dead.summary["reason"]
+    banner = window.interrupted_banner
+    assert banner is not None and banner.isVisibleTo(window)
+    assert f"--resume {dead.id}" in banner.text()
     before = committed_decisions(demo_project)
     assert set(before) == set(decided) and before[decided[0]] == ("remove", None)
     # Close and reopen: every decision is there, and the view shows them.

@@ -233,7 +233,6 @@ def test_an_interrupted_run_shows_how_to_resume(qtbot: QtBot, window: MainWindow
     with Project.open(image_project) as cli:  # an audit whose engine was killed: its row still says running
         run = cli.new_run("audit", {"epochs": 1})
         spec = {**run.spec, "process": {**run.spec["process"], "pid": dead.pid, "started": None}}
-        cli.execute("SELECT 1")
         with cli.transaction() as conn:
             conn.execute("UPDATE runs SET spec = ? WHERE id = ?", (json.dumps(spec), run.id))
     assert window.open_project(image_project)
@@ -241,8 +240,12 @@ def test_an_interrupted_run_shows_how_to_resume(qtbot: QtBot, window: MainWindow
     assert banner is not None and banner.isVisibleTo(window)
     assert "Interrupted" in banner.text() and "running" not in banner.text()
     assert f"python -m engine audit {image_project} --resume {run.id}" in banner.text()
-    results = window.page.results  # type: ignore[union-attr]
-    rows = {results.runs_table.item(row, 3).text(): row for row in range(results.runs_table.rowCount())}
-    row = rows[run.id]
-    assert results.runs_table.item(row, 1).text() == "interrupted"
-    assert f"--resume {run.id}" in results.runs_table.item(row, 4).text()
+    table = window.page.results.runs_table  # type: ignore[union-attr]
+
+    def cell(row: int, column: int) -> str:
+        item = table.item(row, column)
+        return item.text() if item is not None else ""
+
+    row = next(row for row in range(table.rowCount()) if cell(row, 3) == run.id)
+    assert cell(row, 1) == "interrupted"
+    assert f"--resume {run.id}" in cell(row, 4)
