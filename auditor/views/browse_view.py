@@ -72,4 +72,5 @@ class BrowseView(QWidget):
         rows = self.session.project.execute(f"SELECT id FROM samples{where} ORDER BY id", params)
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         self.model.set_ids(ids)
+        self.grid.scrollToTop()  # a new filter shows its first samples, not the old scroll position
         self.count_label.setText(f"{len(ids):,} of {self.session.num_samples:,} samples")

@@ -57,6 +57,7 @@ class TrainingCurves(QWidget):
         layout.addWidget(self.acc_plot)
         self._series: dict[tuple[str, str, int | None], tuple[pg.PlotDataItem, list[float], list[float]]] = {}
         self._names: list[str] = []
+        self._colors: dict[tuple[str, int | None], str] = {}  # one colour per (stage, fold): cleaned ≠ original
 
     def clear(self) -> None:
         self.loss_plot.getPlotItem().clear()
@@ -66,6 +67,11 @@ class TrainingCurves(QWidget):
             if legend is not None:
                 legend.clear()
         self._series.clear()
+        self._colors.clear()
+        # A new run gets its own axes, not the previous (perhaps cancelled) run's range.
+        self.loss_plot.getPlotItem().enableAutoRange()
+        self.acc_plot.getPlotItem().enableAutoRange(x=True, y=False)
+        self.acc_plot.getPlotItem().setYRange(0, 1, padding=0.02)
 
     def curve_count(self) -> int:
         return len(self._series)
@@ -97,7 +103,7 @@ class TrainingCurves(QWidget):
     def _new_series(self, stage: str, name: str, fold: int | None) -> tuple[pg.PlotDataItem, list[float], list[float]]:
         if name not in self._names:
             self._names.append(name)
-        color = CURVE_COLORS[(fold or 0) % len(CURVE_COLORS)]
+        color = self._colors.setdefault((stage, fold), CURVE_COLORS[len(self._colors) % len(CURVE_COLORS)])
         validation = name.startswith("val") or name.startswith("test") or name.startswith("held")
         pen = pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine if validation else Qt.PenStyle.SolidLine)
         label = name if fold is None else f"{name} · fold {fold + 1}"

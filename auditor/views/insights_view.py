@@ -270,7 +270,10 @@ class RunCurvesView(QWidget):
             if (run.folder / "events.jsonl").is_file():
                 self.run_picker.addItem(f"{run.kind} · {run.id} · {run.status}", run.id)
         index = self.run_picker.findData(current)
-        self.run_picker.setCurrentIndex(index if index >= 0 else 0)
+        if index < 0:  # by default the latest run that finished, not a cancelled or failed one
+            finished = [i for i in range(self.run_picker.count()) if self.run_picker.itemText(i).endswith(" · ok")]
+            index = finished[0] if finished else 0
+        self.run_picker.setCurrentIndex(index)
         self.run_picker.blockSignals(False)
         self._show_run()
 

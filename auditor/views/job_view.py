@@ -20,6 +20,8 @@ from auditor.engine_process import EngineProcess
 from auditor.views.curves import TrainingCurves
 from engine.events import Error, Log, Metric, Progress, format_duration
 
+ETA_AFTER_SHARE = 0.05  # an estimate from the first few batches of a stage is mostly start-up cost
+
 STATUS_TEXT = {
     "ok": "Finished",
     "cancelled": "Cancelled — the project is unchanged by the unfinished run",
@@ -142,8 +144,9 @@ class JobView(QWidget):
         if event.total > 0:
             self.progress_bar.setRange(0, event.total)
             self.progress_bar.setValue(min(event.done, event.total))
-            self.progress_bar.setFormat(f"{event.done:,} / {event.total:,}  (%p%)")
-        self.eta.setText(f"ETA {format_duration(event.eta_s)}" if event.eta_s is not None else "")
+            # The stage is named in the bar, so a second model starting again at 1 reads as a new stage.
+            self.progress_bar.setFormat(f"{stage}: {event.done:,} / {event.total:,}  (%p%)")
+        self.eta.setText(eta_text(event))
 
     def _on_metric(self, event: Metric) -> None:
         self.curves.add_metric(event)
@@ -174,6 +177,7 @@ class JobView(QWidget):
 
     def _on_finished(self, status: str) -> None:
         self.cancel_button.setEnabled(False)
+        self.cancel_button.setText("Cancel")  # not "Cancelling…" once the job has ended
         if status == "ok" and self.progress_bar.maximum() == 0:
             self.progress_bar.setRange(0, 1)
             self.progress_bar.setValue(1)
@@ -203,3 +207,14 @@ class JobView(QWidget):
         self.cancel_requested.emit()
         if self.process is not None:
             self.process.cancel()
+
+
+def eta_text(event: Progress) -> str:
+    """'ETA 1:23' once an estimate means something: not while a stage has barely started (start-up cost
+    makes it far too long) or reports no time left before it is done (a cache fill reads 0:00)."""
+    if event.eta_s is None or event.total <= 0 or not 0 < event.done < event.total:
+        return ""
+    if event.done / event.total < ETA_AFTER_SHARE or event.eta_s < 1:
+        return "ETA …"
+    return f"ETA {format_duration(event.eta_s)}"
+

@@ -315,3 +315,69 @@ def test_the_csv_dialog_stops_a_missing_label_column_in_words(qtbot: QtBot, tmp_
     assert create.isEnabled() and dialog.problem.text() == ""
     args = dialog.init_args()
     assert args[args.index("--label-column") + 1] == "photographer"
+
+
+# ------------------------------------------------------------------------ item 12: cosmetic, but seen
+def test_job_view_after_cancel_progress_per_stage_and_an_honest_eta(qtbot: QtBot) -> None:
+    from auditor.views.job_view import JobView
+    from engine.events import Progress
+
+    view = JobView()
+    qtbot.addWidget(view)
+    view._on_progress(Progress(stage="cleaned", done=48, total=48, eta_s=0.0))
+    view._on_progress(Progress(stage="original", done=1, total=48, eta_s=222.0))
+    assert view.progress_bar.format().startswith("original: 1 / 48")
+    assert view.eta.text() == "ETA …"  # 3:42 from the first batch of a 7 s stage is start-up cost
+    view._on_progress(Progress(stage="caching", done=10, total=100, eta_s=0.0))
+    assert view.eta.text() == "ETA …"  # never "0:00" while work is left
+    view._on_progress(Progress(stage="original", done=24, total=48, eta_s=3.5))
+    assert view.eta.text() == "ETA 0:04"
+    view._cancel()
+    assert view.cancel_button.text() == "Cancelling…"
+    view._on_finished("cancelled")
+    assert view.cancel_button.text() == "Cancel"
+
+
+def test_retrain_curves_get_one_colour_per_model_and_fresh_axes() -> None:
+    from auditor.views.curves import TrainingCurves
+    from engine.events import Metric
+
+    curves = TrainingCurves()
+    for stage in ("cleaned", "original"):
+        for epoch in range(2):
+            curves.add_metric(Metric(stage=stage, epoch=epoch, values={"loss": 1.0 - epoch / 4}))
+    colours = {curve.opts["pen"].color().name() for curve, _xs, _ys in curves._series.values()}
+    assert len(colours) == 2
+    curves.loss_plot.getPlotItem().setXRange(0, 50)  # a long, killed run's axes
+    curves.clear()
+    assert curves.loss_plot.getPlotItem().getViewBox().autoRangeEnabled()[0]
+
+
+def test_the_curves_open_on_the_latest_finished_run(qtbot: QtBot, open_review: Callable[..., ReviewView]) -> None:
+    from auditor.views.insights_view import RunCurvesView
+
+    session = open_review(TEN).session
+    project = session.project
+    for status in ("ok", "cancelled"):
+        run = project.new_run("crossval", {"folds": 2})
+        (run.folder / "events.jsonl").write_text("")
+        project.finish_run(run.id, status, {})
+    view = RunCurvesView(session)
+    qtbot.addWidget(view)
+    assert view.run_picker.currentText().endswith(" · ok") and view.run_picker.currentIndex() > 0
+
+
+def test_a_new_browse_filter_starts_at_the_top(qtbot: QtBot, open_review: Callable[..., ReviewView]) -> None:
+    from auditor.views.browse_view import BrowseView
+
+    review = open_review(TWELVE)
+    view = BrowseView(review.session, ThumbnailCache(review.session.root))
+    qtbot.addWidget(view)
+    view.resize(260, 200)
+    view.show()
+    bar = view.grid.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    view.search.setText(".png")  # every sample still matches: the list is as long as before
+    bar.setValue(bar.maximum())
+    view.refresh()
+    assert bar.value() == 0
