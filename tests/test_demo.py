@@ -31,9 +31,9 @@ def test_demo_project_is_complete_with_known_noise(demo_project: Path) -> None:
         noise = project.noise_history()
         assert [(n["mode"], n["rate"], n["seed"]) for n in noise] == [("symmetric", 0.2, 0)]
         assert project.meta("demo") == {"seed": 0, "noise_rate": 0.2}
-        # Real PNG files, in class folders named after the true class.
+        # Real PNG files in one flat folder: the path says nothing of the class (see the test below).
         first = project.sample_image_path(0)
-        assert first.parent.name == project.class_names()[table.true_label[0]]
+        assert first.parent == project.image_root
         with Image.open(first) as image:
             assert image.format == "PNG" and image.size == (32, 32)
         cached = ensure_cache(project, 16)
@@ -58,3 +58,27 @@ def test_cli_demo_json_and_refusal(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["demo", str(tmp_path / "e"), "--noise-rate", "-0.1"]) == 2
     assert "--noise-rate" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+def test_demo_looks_like_a_dataset_with_unknown_errors(demo_project: Path) -> None:
+    """Its given labels are the noisy ones, its files are named by index only, the truth is its own column."""
+    import pandas as pd
+
+    from engine.export import export_rows
+
+    with Project.open(demo_project) as project:
+        table = project.sample_table()
+        names = project.class_names()
+        assert np.array_equal(table.given_label, table.label)  # the labels it comes with are the noisy ones
+        assert (table.label != table.true_label).sum() == round(0.2 * len(table.train_ids))
+        assert all("/" not in path and path.endswith(".png") for path in table.paths)
+        assert len({Path(path).stem for path in table.paths}) == project.num_samples  # names: index, not class
+        frame = pd.read_csv(demo_project / "labels.csv", dtype=str, keep_default_na=False)
+        assert list(frame.columns) == ["path", "label", "true_label"]
+        assert frame["path"].tolist() == table.paths
+        assert frame["label"].tolist() == [names[i] for i in table.label]
+        assert frame["true_label"].tolist() == [names[i] for i in table.true_label]
+        # An export's input label and its original_label agree: both the noisy label the dataset came with.
+        export = export_rows(project)
+        label, original = export.columns.index("label"), export.columns.index("original_label")
+        assert all(row[label] == row[original] for row in export.rows)

@@ -15,8 +15,10 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="make the offline demo project (scikit-learn digits with known label noise)",
-        description="Write scikit-learn's bundled digits as PNG images into PROJECT/images, import them, "
-        "and inject symmetric label noise with a known seed, so detectors can be scored against the truth.",
+        description="Write scikit-learn's bundled digits as PNG images into one flat folder, PROJECT/images, "
+        "import them, and inject symmetric label noise with a known seed, so detectors can be scored against the "
+        "truth. PROJECT/labels.csv lists them as a dataset with unknown errors would: path, label (the noisy "
+        "one) and true_label.",
     )
     add_project_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the noise (default 0)")
