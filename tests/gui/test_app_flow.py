@@ -53,8 +53,8 @@ def test_audit_review_retrain_export(qtbot: QtBot, window: MainWindow, demo_proj
     # Most suspect first.
     assert np.all(np.diff(session.audit.rank[queue]) > 0)
 
-    review = window.page.review  # type: ignore[union-attr]
-    assert window.page.currentWidget() is review  # type: ignore[union-attr]
+    review = window.page.review
+    assert window.page.currentWidget() is review
     review.setFocus()
     labels = session.labels
     first, second, third, fourth = (int(i) for i in queue[:4])
@@ -84,8 +84,8 @@ def test_audit_review_retrain_export(qtbot: QtBot, window: MainWindow, demo_proj
 
     # Retrain with the decisions applied: before/after accuracy shown side by side.
     assert run_job(qtbot, window, lambda: window.start_retrain(TINY)) == "ok"
-    results = window.page.results  # type: ignore[union-attr]
-    assert window.page.currentWidget() is results  # type: ignore[union-attr]
+    results = window.page.results
+    assert window.page.currentWidget() is results
     assert results.before.value.text().endswith("%")
     assert results.after.value.text().endswith("%")
     assert "1 removed" in results.after.detail.text()
@@ -117,7 +117,9 @@ def test_killed_engine_is_reported_and_decisions_survive(qtbot: QtBot, window: M
     assert window.open_project(demo_project)
     review = window.page.review  # type: ignore[union-attr]
     review.setFocus()
-    decided = [review.current_sample()]
+    first = review.current_sample()
+    assert first is not None
+    decided = [first]
     qtbot.keyClick(review, Qt.Key.Key_R)
     decided.append(review.current_sample())
     qtbot.keyClick(review, Qt.Key.Key_Return)
