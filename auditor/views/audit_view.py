@@ -66,7 +66,8 @@ class AuditView(QWidget):
 
 def audit_summary(spec: dict[str, Any], summary: dict[str, Any], flagged: int, detector: str, run_id: str) -> str:
     """The current audit in words: its model, and what its held-out accuracy measured (review helper, issue 11)."""
-    train = spec.get("train") if isinstance(spec.get("train"), dict) else spec  # older specs kept them at the top
+    nested = spec.get("train")
+    train: dict[str, Any] = nested if isinstance(nested, dict) else spec  # older specs kept them at the top
     model, epochs, folds = train.get("model", "?"), train.get("epochs", "?"), spec.get("folds", "?")
     text = f"Current audit: {run_id} — {model}, {epochs} epoch{'s' if epochs != 1 else ''}, {folds} folds; " \
            f"{flagged:,} samples flagged by {detector}."
