@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (
 )
 
 from auditor.sample_model import SampleListModel
-from auditor.session import ProjectSession
+from auditor.session import STALE_SUGGESTIONS, ProjectSession
 from auditor.style import ACTION_TEXT
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.bulk_dialog import BulkDialog
@@ -412,9 +412,25 @@ class ReviewView(QWidget):
             return
         suggested = int(self.session.audit.suggested[sample])
         if suggested >= 0 and suggested != int(self.session.labels[sample]):
+            if not self._stale_accept_confirmed():  # (helper "app", issue 13 item 3)
+                return
             self._decide(sample, "relabel", suggested)
         else:
             self._decide(sample, "keep")
+
+    def _stale_accept_confirmed(self) -> bool:
+        """Accepting a suggestion of an audit made on labels that have since changed asks first (once per audit)."""
+        reason = self.session.stale_reason()
+        if reason is None or self.session.stale_accept_confirmed:
+            return True
+        from PySide6.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            self, "These suggestions are out of date",
+            f"{STALE_SUGGESTIONS.capitalize()}.\n\n({reason})\n\nAccept this suggestion anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+        self.session.stale_accept_confirmed = answer == QMessageBox.StandardButton.Yes
+        return self.session.stale_accept_confirmed
 
     def relabel_current(self, label: int) -> None:
         sample = self.current_sample()
