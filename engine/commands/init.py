@@ -81,7 +81,7 @@ def print_import_summary(summary: dict[str, Any]) -> None:
         print(f"  {c['name']:<{width}}  {c['train']:>6} train  {c['test']:>6} test")
     skipped = summary["skipped"]
     if skipped:
-        print(f"skipped {len(skipped)} image(s):")
+        print(f"skipped {len(skipped)} image(s) or folder(s):")
         for entry in skipped[:_SHOWN_SKIPS]:
             row = f" (data row {entry['row']})" if "row" in entry else ""
             print(f"  {entry['path']}{row}: {entry['reason']}")

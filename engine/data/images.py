@@ -9,7 +9,9 @@ colour spaces go through Pillow's converters.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +27,12 @@ MAX_PIXELS = 200_000_000
 if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
-# Beyond this many pixels a full decode just to probe costs too much memory;
-# such files are checked chunk by chunk with ``verify`` instead.
-_PROBE_DECODE_LIMIT = 50_000_000
+# The probe decodes every image in full: a header can promise 9000x9000 pixels over
+# 16 bytes of data, and only decoding finds that out (``verify`` does not, for TIFF).
+# Above this many pixels a decode holds hundreds of MB, so such images are decoded
+# one at a time while the import's other threads go on with the small ones.
+_BIG_DECODE_PIXELS = 50_000_000
+_big_decode = threading.Lock()
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 # EXIF orientations that swap width and height.
@@ -85,21 +90,20 @@ def open_image(path: Path) -> Image.Image:
 
 
 def probe(path: Path) -> ImageInfo:
-    """Prove that ``path`` decodes, cheaply: JPEGs at 1/8 scale, huge files by ``verify``."""
+    """Prove that ``path`` decodes, as training will decode it: every pixel (JPEGs at 1/8 scale)."""
     image = open_image(path)
     with image:
         width, height = image.size
         fmt, mode = image.format or "?", image.mode
         orientation = 1
         try:
-            if width * height > _PROBE_DECODE_LIMIT and fmt != "JPEG":
-                image.verify()  # must come straight after open; leaves the image unusable
-            else:
-                if fmt == "JPEG":
-                    # The DCT decoder can skip detail: this still reads the whole stream.
-                    image.draft(image.mode, (64, 64))
+            if fmt == "JPEG":
+                # The DCT decoder can skip detail: this still reads the whole stream.
+                image.draft(image.mode, (64, 64))
+            big = image.size[0] * image.size[1] > _BIG_DECODE_PIXELS
+            with _big_decode if big else contextlib.nullcontext():
                 image.load()
-                orientation = _orientation(image)
+            orientation = _orientation(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise BadImage(_too_large_reason((width, height))) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -16,9 +16,11 @@ header, which is line 2 of the file. ``source_row`` stores that data row number.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import shutil
+import stat
 import time
 import uuid
 from collections import Counter
@@ -30,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.data.classes import natural_sorted
 from engine.data.images import BadImage, ImageInfo, probe
 from engine.errors import UserError
 from engine.events import EventSink
@@ -37,7 +40,7 @@ from engine.store import Project, is_project
 
 DEFAULT_FOLDS = 3
 # Files that operating systems drop into folders; never images, never worth a warning.
-_JUNK_NAMES = {"thumbs.db", "desktop.ini", "icon\r"}
+_JUNK_NAMES = {"thumbs.db", "desktop.ini", "icon\r", "__macosx"}
 _MAX_LOGGED_SKIPS = 20
 
 
@@ -53,6 +56,7 @@ class Candidate:
     truth: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
     csv_name: str = ""
+    problem: str | None = None  # found while listing: never probed, listed as skipped with this reason
 
     def where(self) -> str:
         if self.source_row is not None:
@@ -74,8 +78,9 @@ def import_folder(
 
     When ``root`` holds ``train/<class>/...`` and ``test/<class>/...`` that split is
     used as is; otherwise a stratified ``test_fraction`` of the images (seeded) is held
-    out. Every class needs at least ``folds`` training images (K-fold cross-validation).
-    Class ids follow the sorted class names.
+    out (so are ``Train/Test``, ``training/testing``, ``train/val``...: val and valid folders join
+    the test split). Every class needs at least ``folds`` training images (K-fold cross-validation).
+    Class ids follow the class names in natural order (``2`` before ``10``).
     """
     images_dir = Path(images_dir).absolute()
     _check_options(test_fraction, folds)
@@ -162,15 +167,19 @@ def build_project(project_root: Path | str, fill: Callable[[Project, Path], None
     hidden sibling folder that is renamed into place when ``fill`` returns, and removed
     (with any parent folders made for it) when anything fails.
     """
-    root = Path(project_root).absolute()
-    if is_project(root):
-        raise UserError(f"{root} already holds a project", "choose another folder, or open it instead")
-    if root.exists() and not root.is_dir():
-        raise UserError(f"{root} is a file, not a folder", "choose a new or empty folder for the project")
-    if root.is_dir() and any(root.iterdir()):
-        raise UserError(f"{root} is not empty", "choose a new or empty folder for the project")
-    made_parents = [parent for parent in root.parents if not parent.exists()]  # deepest first
-    staging = root.parent / f".{root.name}.importing-{uuid.uuid4().hex[:8]}"
+    root = _usable_project_path(Path(project_root).absolute())
+    try:
+        if is_project(root):
+            raise UserError(f"{root} already holds a project", "choose another folder, or open it instead")
+        if root.exists() and not root.is_dir():
+            raise UserError(f"{root} is a file, not a folder", "choose a new or empty folder for the project")
+        if root.is_dir() and any(root.iterdir()):
+            raise UserError(f"{root} is not empty", "choose a new or empty folder for the project")
+        made_parents = [parent for parent in root.parents if not parent.exists()]  # deepest first
+    except OSError as exc:
+        raise UserError(f"cannot use {root} as the project folder: {exc.strerror or exc}",
+                        "choose a new or empty folder you can write to") from None
+    staging = root.parent / _staging_name(root.name)
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
         project = Project.create(staging)
@@ -184,7 +193,11 @@ def build_project(project_root: Path | str, fill: Callable[[Project, Path], None
         if root.is_dir():
             root.rmdir()  # it was empty (checked above); the rename needs the name free
             removed_empty_root = True
-        staging.rename(root)
+        try:
+            staging.rename(root)
+        except OSError as exc:
+            raise UserError(f"cannot put the new project in place at {root}: {exc.strerror or exc}",
+                            "choose a new or empty folder you can write to, and import again") from None
     except BaseException:
         project.close()
         shutil.rmtree(staging, ignore_errors=True)
@@ -199,47 +212,107 @@ def build_project(project_root: Path | str, fill: Callable[[Project, Path], None
     return Project.open(root)
 
 
+# The longest file or folder name most file systems allow, in bytes.
+NAME_MAX_BYTES = 255
+
+
+def _usable_project_path(root: Path) -> Path:
+    """``root``, or where its link leads; a clear refusal for names too long or links to nothing."""
+    for part in root.parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX_BYTES:
+            raise UserError(f"the folder name {_shown(part[:40])}... in the project path is {size} bytes long; "
+                            f"file systems allow at most {NAME_MAX_BYTES}",
+                            "choose a shorter name for the project folder")
+    if root.is_symlink():
+        target = Path(os.path.realpath(root))
+        if not target.exists():
+            raise UserError(f"the project path {root} is a link to {target}, which does not exist",
+                            f"create {target} first, remove the link, or choose another project folder")
+        return target
+    return root
+
+
+def _staging_name(project_name: str) -> str:
+    """A hidden sibling name for building the project; the project's name is cut to keep it legal."""
+    suffix = f".importing-{uuid.uuid4().hex[:8]}"
+    room = NAME_MAX_BYTES - 1 - len(suffix)
+    name = os.fsencode(project_name)[:room].decode("utf-8", "ignore") if _is_utf8(project_name) else "project"
+    return f".{name}{suffix}"
+
+
 # ---------------------------------------------------------------- listing
 def scan_folder(images_dir: Path, events: EventSink | None = None) -> tuple[list[Candidate], str]:
     """Candidates of an ImageFolder dataset, sorted by path, and its layout name.
 
-    Files outside the class folders are not part of the dataset; ``events`` hears about them.
+    The layout is ``<root>/<class>/...``, or split folders on top (``train/`` with ``test/``,
+    ``val/``, ``valid/``, ``testing/``... in any case) with the classes below them. The walk
+    never recurses (a tree 1,000 folders deep is fine), never follows a folder link (it
+    either leads outside the dataset or to folders read anyway: loops and duplicates), and
+    skips hidden and system folders (``.git``, ``__MACOSX``) with a note. What it cannot use
+    (non-UTF-8 names, linked folders, folders nested too deep) comes back as candidates with
+    a ``problem``: listed as skipped, like unreadable images. Files outside the class folders
+    are not part of the dataset; ``events`` hears about them.
     """
     if not images_dir.is_dir():
         raise UserError(f"image folder {images_dir} does not exist" if not images_dir.exists()
                         else f"{images_dir} is a file, not a folder",
                         "pass a folder laid out as <folder>/<class>/<image>")
-    top = _visible_dirs(images_dir)
-    names = {folder.name for folder in top}
-    if {"train", "test"} <= names and _visible_dirs(images_dir / "train") and _visible_dirs(images_dir / "test"):
-        candidates = []
-        for split in ("train", "test"):
-            for class_dir in _visible_dirs(images_dir / split):
-                candidates += _class_files(images_dir, class_dir, split)
-        train_classes = {c.label for c in candidates if c.split == "train"}
-        unknown = sorted({c.label for c in candidates if c.split == "test"} - train_classes)
+    walk = _Walk(images_dir)
+    top = walk.folders(images_dir)
+    train_dirs = [d for d in top if d.name.lower() in _TRAIN_SPLIT_NAMES]
+    test_dirs = [d for d in top if d.name.lower() in _TEST_SPLIT_NAMES]
+    split_dirs = train_dirs + test_dirs
+    is_split_layout = bool(train_dirs) and (bool(test_dirs) or len(top) == len(train_dirs)) and all(
+        walk.folders(folder, quiet=True) for folder in split_dirs)
+    candidates: list[Candidate] = []
+    class_dirs: list[Path] = []
+    if is_split_layout:
+        for split_dir in split_dirs:
+            # Without a test folder the test split is chosen by --test-fraction, as for plain folders.
+            split = None if not test_dirs else "train" if split_dir in train_dirs else "test"
+            for class_dir in walk.folders(split_dir):
+                class_dirs.append(class_dir)
+                candidates += walk.class_files(class_dir, split)
+        train_classes = {c.label for c in candidates if c.split != "test" and c.problem is None}
+        unknown = natural_sorted({c.label for c in candidates if c.split == "test" and c.problem is None}
+                                 - train_classes)
         if unknown:
+            train = ", ".join(str(d) for d in train_dirs)
+            test = ", ".join(str(d) for d in test_dirs)
             raise UserError(
-                f"{images_dir / 'test'} has classes that {images_dir / 'train'} lacks: {', '.join(unknown)}",
+                f"{test} has classes that {train} lacks: {', '.join(unknown)}",
                 "every test class needs training images: add train/<class>/ folders or remove those test folders",
             )
-        layout = "train-test"
-        ignored = [folder.name for folder in top if folder.name not in ("train", "test")]
-        if ignored and events:
-            events.log(f"using {images_dir}/train and /test; ignored the other folders: {', '.join(ignored)}",
-                       "warning")
+        layout = "train-test" if test_dirs else "train-only"
+        ignored = [folder.name for folder in top if folder not in split_dirs]
+        if events:
+            events.log(f"read {', '.join(d.name for d in split_dirs)} in {images_dir} as split folders "
+                       f"({', '.join(d.name for d in test_dirs) or 'no'} test folder), with the classes below them")
+            if ignored:
+                events.log(f"using the split folders of {images_dir}; ignored the other folders: {', '.join(ignored)}",
+                           "warning")
     else:
-        candidates = [item for class_dir in top for item in _class_files(images_dir, class_dir, None)]
+        class_dirs = top
+        candidates = [item for class_dir in top for item in walk.class_files(class_dir, None)]
         layout = "imagefolder"
-        empty = sorted({folder.name for folder in top} - {c.label for c in candidates})
-        if empty and candidates and events:
-            events.log(f"ignored empty class folder(s) in {images_dir}: {', '.join(empty)}", "warning")
+    candidates = walk.refused + candidates
+    usable = [c for c in candidates if c.problem is None]
+    empty = natural_sorted({folder.name for folder in class_dirs} - {c.label for c in usable})
+    if empty and usable and events:
+        events.log(f"ignored empty class folder(s) in {images_dir}: {', '.join(empty)}", "warning")
     loose = sorted(p for p in images_dir.iterdir() if p.is_file() and not _hidden(p.name))
-    if loose and candidates and events:
+    if loose and usable and events:
         events.log(f"ignored {len(loose)} file(s) directly in {images_dir} (not in a class folder), "
-                   f"e.g. {loose[0].name!r}", "warning")
-    if not candidates:
+                   f"e.g. {_shown(loose[0].name)!r}", "warning")
+    if walk.hidden and events:
+        shown = ", ".join(walk.hidden[:5]) + (f" and {len(walk.hidden) - 5} more" if len(walk.hidden) > 5 else "")
+        events.log(f"skipped {len(walk.hidden)} hidden or system file(s)/folder(s) in {images_dir}: {shown}")
+    if not usable:
         hint = "lay it out as <folder>/<class>/<image>: one sub-folder per class, named after the class"
+        if candidates:
+            reasons = "; ".join(f"{c.where()}: {c.problem}" for c in candidates[:3])
+            raise UserError(f"no usable images found in {images_dir} ({reasons})", hint)
         if loose:
             raise UserError(f"{images_dir} has {len(loose)} files but no class sub-folders", hint)
         raise UserError(f"no images found in {images_dir}", hint)
@@ -247,23 +320,141 @@ def scan_folder(images_dir: Path, events: EventSink | None = None) -> tuple[list
     return candidates, layout
 
 
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p.name))
+# Split folder names (compared case-insensitively): validation folders join the test split.
+_TRAIN_SPLIT_NAMES = {"train", "training"}
+_TEST_SPLIT_NAMES = {"test", "testing", "val", "valid", "validation"}
+# Below a class folder, deeper than this is not a dataset layout but an accident (or an attack).
+MAX_FOLDER_DEPTH = 64
+
+
+class _Walk:
+    """An iterative walk of an ImageFolder tree that remembers what it skipped and why."""
+
+    def __init__(self, images_dir: Path) -> None:
+        self.images_dir = images_dir
+        self.real_root = os.path.realpath(images_dir)
+        self.visited: set[str] = {self.real_root}
+        self.hidden: list[str] = []  # hidden and system names skipped: noted, not listed as images
+        self.refused: list[Candidate] = []  # folders that cannot be read as classes or split folders
+
+    def folders(self, folder: Path, quiet: bool = False) -> list[Path]:
+        """The sub-folders of ``folder`` that can hold images, sorted by name; the others are noted."""
+        found: list[Path] = []
+        for entry in self._entries(folder, None if quiet else self.refused):
+            path = Path(entry.path)
+            problem = self._folder_problem(entry, quiet)
+            if problem == "":
+                found.append(path)
+            elif problem is not None and not quiet:
+                self.refused.append(_refused_folder(self._relative(path), problem))
+        return found
+
+    def class_files(self, class_dir: Path, split: str | None) -> list[Candidate]:
+        """Every file below ``class_dir`` (regular or not: the probe judges), labelled with its name."""
+        label = class_dir.name
+        found: list[Candidate] = []
+        stack = [(class_dir, 0)]
+        while stack:
+            folder, depth = stack.pop()
+            for entry in self._entries(folder, found):
+                path = Path(entry.path)
+                relative = self._relative(path)
+                if _hidden(entry.name):
+                    self.hidden.append(relative)
+                    continue
+                if not _is_utf8(entry.name):
+                    found.append(Candidate(path=relative, file=path, label=label, split=split,
+                                           problem=_NOT_UTF8))
+                    continue
+                try:
+                    is_folder = entry.is_dir()  # follows a link: a linked folder is refused below
+                except OSError:
+                    is_folder = False
+                if not is_folder:
+                    # Files, links to files, broken links, FIFOs, sockets: the probe refuses the unusable ones.
+                    found.append(Candidate(path=relative, file=path, label=label, split=split))
+                    continue
+                problem = self._folder_problem(entry, False)
+                if problem is None:
+                    continue
+                if problem:
+                    found.append(_refused_folder(relative, problem, label, split))
+                elif depth + 1 > MAX_FOLDER_DEPTH:
+                    found.append(_refused_folder(relative, f"nested more than {MAX_FOLDER_DEPTH} folders deep "
+                                                 "inside its class folder; move its images up", label, split))
+                else:
+                    stack.append((path, depth + 1))
+        return found
+
+    def _entries(self, folder: Path, refusals: list[Candidate] | None) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as listing:
+                return sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            if refusals is not None:
+                refusals.append(_refused_folder(self._relative(folder), f"cannot be read ({exc.strerror or exc})"))
+            return []
+
+    def _folder_problem(self, entry: os.DirEntry[str], quiet: bool) -> str | None:
+        """None: not a folder to read (a file, hidden or system); "": read it; else why it is refused."""
+        try:
+            if not entry.is_dir():
+                return None
+        except OSError:
+            return None
+        if _hidden(entry.name):
+            if not quiet:
+                self.hidden.append(self._relative(Path(entry.path)) + "/")
+            return None
+        if not _is_utf8(entry.name):
+            return _NOT_UTF8
+        real = os.path.realpath(entry.path)
+        if entry.is_symlink():
+            if _inside(real, self.real_root):
+                where = os.path.relpath(real, self.real_root)
+                target = "the image folder itself" if where == "." else f"the folder {where!r} inside the image folder"
+                return (f"a link to {_shown(target)}: not followed, as its images are read there (or it loops) and "
+                        "would be imported twice")
+            return (f"a link to the folder {_shown(real)}, outside the image folder: not followed; copy that "
+                    "folder into the dataset to import it")
+        if real in self.visited:
+            return f"the same folder as {_shown(real)}, already read"
+        if not quiet:  # a quiet look (is this a split folder?) reads nothing yet
+            self.visited.add(real)
+        return ""
+
+    def _relative(self, path: Path) -> str:
+        return _shown(path.relative_to(self.images_dir).as_posix())
+
+
+_NOT_UTF8 = ("its name is not valid UTF-8 text (shown with \\x escapes); rename it, e.g. with `convmv`, "
+             "to import it")
+
+
+def _refused_folder(relative: str, problem: str, label: str = "", split: str | None = None) -> Candidate:
+    return Candidate(path=relative + "/", file=Path("."), label=label, split=split, problem=problem)
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a name the file system handed over with undecodable bytes (surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """``text`` safe to print and store: undecodable bytes of a file name as \\xNN escapes."""
+    return text if _is_utf8(text) else os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def _inside(real_path: str, real_root: str) -> bool:
+    return real_path == real_root or real_path.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def _hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in _JUNK_NAMES
-
-
-def _class_files(images_dir: Path, class_dir: Path, split: str | None) -> list[Candidate]:
-    found = []
-    for file in class_dir.rglob("*"):
-        relative = file.relative_to(class_dir)
-        if any(_hidden(part) for part in relative.parts) or not file.is_file():
-            continue
-        found.append(Candidate(path=file.relative_to(images_dir).as_posix(), file=file, label=class_dir.name,
-                               split=split))
-    return found
 
 
 def read_csv_candidates(
@@ -317,6 +508,9 @@ def read_csv_candidates(
                  f"has an empty path (column {path_column!r})", "fill in the image path or delete the row")
     _reject_rows(name, [r for r, lab in enumerate(labels, 1) if not lab],
                  f"has an empty label (column {label_column!r})", "fill in the class name or delete the row")
+    _reject_rows(name, [r for r, p in enumerate(paths, 1) if "\x00" in p],
+                 f"has a NUL character in its path (column {path_column!r}); no file name can hold one",
+                 "correct the path (the file was probably damaged by the program that wrote it) or delete the row")
     stored = [p.replace("\\", "/") for p in paths]
     _reject_rows(name, [r for r, p in enumerate(paths, 1) if _is_absolute(p)],
                  "has an absolute path", f"write paths relative to the image root {image_root}")
@@ -394,7 +588,8 @@ def populate(
     """Probe the candidates, split, validate class sizes, and write classes, samples and meta."""
     events = events or EventSink()
     _check_options(test_fraction, folds)
-    infos = _probe_all(candidates, events)
+    real_root = os.path.realpath(source["image_root"]) if Path(source["image_root"]).is_absolute() else None
+    infos = _probe_all(candidates, events, real_root)
     good = [(c, info) for c, info in zip(candidates, infos) if isinstance(info, ImageInfo)]
     bad = [(c, info) for c, info in zip(candidates, infos) if isinstance(info, BadImage)]
     skipped = [
@@ -418,14 +613,17 @@ def populate(
         raise UserError(f"none of the {len(candidates)} images in {dataset} could be read ({reasons})",
                         "check that the files are images (PNG, JPEG, ...) and not damaged")
 
-    class_names = sorted({c.label for c in candidates})
+    # Classes come from the files that could be images (not from refused folders or special files),
+    # in natural order: classes named 0..N-1 get id == name.
+    listed = [c for c in candidates if c.problem is None]
+    class_names = natural_sorted(c.label for c in listed)
     if len(class_names) < 2:
         raise UserError(f"{dataset} has only one class ({class_names[0]!r})",
                         "a classifier needs at least two classes: add images of another class")
     class_id = {name: index for index, name in enumerate(class_names)}
     labels = np.array([class_id[c.label] for c, _ in good], dtype=np.int64)
     split = _choose_split([c for c, _ in good], labels, len(class_names), test_fraction, seed)
-    _check_class_sizes(class_names, labels, split, candidates, folds, test_fraction, dataset)
+    _check_class_sizes(class_names, labels, split, listed, folds, test_fraction, dataset)
 
     rows = [
         {
@@ -450,8 +648,11 @@ def populate(
                f"({int((split == 'train').sum())} train, {int((split == 'test').sum())} test)")
 
 
-def _probe_all(candidates: list[Candidate], events: EventSink) -> list[ImageInfo | BadImage]:
+def _probe_all(candidates: list[Candidate], events: EventSink, real_root: str | None) -> list[ImageInfo | BadImage]:
     def one(candidate: Candidate) -> ImageInfo | BadImage:
+        problem = candidate.problem or _file_problem(candidate.file, real_root)
+        if problem:
+            return BadImage(problem)
         try:
             return probe(candidate.file)
         except BadImage as exc:
@@ -472,6 +673,41 @@ def _probe_all(candidates: list[Candidate], events: EventSink) -> list[ImageInfo
                 events.progress("import", len(results), total)
     events.progress("import", total, total)
     return results
+
+
+def _file_problem(file: Path, real_root: str | None) -> str | None:
+    """Why ``file`` is not an image file inside the image root, before any decoder sees it; None if it is.
+
+    Judged on the real path (links resolved), never lexically: a link that leads out of the
+    image root is refused, as are broken links, link loops, folders, FIFOs, sockets and devices
+    (opening a FIFO would wait forever).
+    """
+    try:
+        info = file.stat()
+    except FileNotFoundError:
+        if file.is_symlink():
+            return f"a broken link (it points to {_shown(os.readlink(file))!r}, which does not exist)"
+        return "file not found"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a link that loops back on itself"
+        if exc.errno == errno.ENAMETOOLONG:
+            return "its path is longer than the file system allows"
+        return f"cannot be read ({exc.strerror or exc})"
+    except ValueError as exc:  # an embedded NUL, should one get here
+        return f"not a usable path ({exc})"
+    if real_root is not None:
+        real = os.path.realpath(file)
+        if not _inside(real, real_root):
+            return (f"a link to {_shown(real)}, outside the image root {_shown(real_root)}: refused; copy the file "
+                    "into the image root to import it")
+    if stat.S_ISDIR(info.st_mode):
+        return "is a folder, not an image"
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
+                else "a device")
+        return f"not a regular file but {kind}; only image files can be imported"
+    return None
 
 
 def _choose_split(good: list[Candidate], labels: np.ndarray, num_classes: int, test_fraction: float,
