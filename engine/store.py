@@ -630,15 +630,28 @@ class Project:
         return int(row[0])
 
     def resolve_class(self, ref: str | int) -> int:
-        """A class named by its name or its index."""
+        """THE resolver of a class a person typed (CLI ``--relabel``, the app's digit keys and picker).
+
+        A string equal to a class name is that class; otherwise a bare integer (ASCII digits)
+        is the class index. Classes are numbered in natural order at import, so classes named
+        ``0``..``N-1`` have id == name and both readings agree. An ``int`` is an index.
+        """
+        from engine.data.classes import bare_index
+
         names = self.class_names()
-        if isinstance(ref, str) and ref in names:
-            return names.index(ref)
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        if isinstance(ref, str):
+            for text in (ref, ref.strip()):
+                if text in names:
+                    return names.index(text)
+            index = bare_index(ref.strip())
+        else:
             index = int(ref)
-            if 0 <= index < len(names):
-                return index
-        raise UserError(f"unknown class {ref!r}", f"use one of: {', '.join(names)} (or its index 0-{len(names) - 1})")
+        if index is not None and 0 <= index < len(names):
+            return index
+        shown = ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "")
+        why = f"no class is named {ref!r}" + (f" and there is no class number {index}" if index is not None else "")
+        raise UserError(f"unknown class {ref!r}: {why}",
+                        f"use one of: {shown} (or its number 0-{len(names) - 1})")
 
     def set_labels(self, labels: np.ndarray, true_labels: np.ndarray, overrides: dict[int, str] | None = None) -> None:
         """Replace the observed and true labels of every sample (used by noise synthesis)."""
