@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
+import struct
 import zlib
 from pathlib import Path
 
@@ -388,3 +391,176 @@ def test_cli_init_errors_exit_2_with_the_fix(image_folder: Path, tmp_path: Path,
     err = capsys.readouterr().err
     assert "20-fold" in err and "fix:" in err
     assert not (tmp_path / "p").exists()
+
+
+# ------------------------------------------- odd names, deep trees, links, special files (issue 13 items 15-16)
+def tiff_declaring(path: Path, width: int, height: int) -> None:
+    """A greyscale TIFF whose header promises width x height but whose one strip holds 16 bytes."""
+    entries = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 0),
+               (278, 4, height), (279, 4, 16)]
+    strip_offset = 8 + 2 + len(entries) * 12 + 4
+    data = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries)))
+    for tag, kind, value in entries:
+        value = strip_offset if tag == 273 else value
+        data += struct.pack("<HHIHH", tag, kind, 1, value, 0) if kind == 3 else struct.pack("<HHII", tag, kind, 1, value)
+    path.write_bytes(bytes(data + struct.pack("<I", 0) + bytes(16)))
+
+
+def skipped_reasons(project_root: Path) -> dict[str, str]:
+    from engine.store import Project
+
+    with Project.open(project_root) as project:
+        return {entry["path"]: entry["reason"] for entry in project.meta("skipped")}
+
+
+def test_a_header_promising_more_pixels_than_the_file_holds_is_refused(image_folder: Path, tmp_path: Path) -> None:
+    tiff_declaring(image_folder / "circle" / "promise.tif", 9000, 9000)  # 81 MP over 16 bytes of data
+    with import_folder(tmp_path / "proj", image_folder) as project:
+        assert "circle/promise.tif" not in project.sample_table().paths
+    assert "truncated" in skipped_reasons(tmp_path / "proj")["circle/promise.tif"]
+
+
+def test_non_utf8_file_and_folder_names_are_listed_not_fatal(image_folder: Path, tmp_path: Path) -> None:
+    noise_image(16).save(image_folder / "circle" / os.fsdecode(b"bad\xff\xfe.png"))
+    make_image_folder(image_folder / os.fsdecode(b"c\xfe"), classes=("cross",), per_class=4)
+    events = RecordingSink()
+    with import_folder(tmp_path / "proj", image_folder, events=events) as project:
+        assert project.class_names() == list(IMAGE_FOLDER_CLASSES)
+        assert project.num_samples == 3 * IMAGE_FOLDER_PER_CLASS
+    skipped = skipped_reasons(tmp_path / "proj")
+    assert "not valid UTF-8" in skipped["circle/bad\\xff\\xfe.png"]
+    assert "not valid UTF-8" in skipped["c\\xfe/"]
+    assert any("bad\\xff\\xfe.png" in message for message in events.messages())
+
+
+def test_nul_byte_in_a_csv_path_refuses_that_row(csv_images: Path, tmp_path: Path) -> None:
+    lines = ["path,label"] + [f"{path},{label}" for path, label in csv_rows(csv_images)]
+    path, rest = lines[3].split(",", 1)
+    lines[3] = path.replace(".png", "\x00.png") + "," + rest
+    broken = write_csv(tmp_path / "nul.csv", "\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"nul.csv data row 3 \(line 4\) has a NUL character") as info:
+        import_csv(tmp_path / "proj", broken, csv_images, path_column="path", label_column="label")
+    assert "delete the row" in info.value.hint
+
+
+def test_a_tree_1100_folders_deep_is_walked_without_recursion(image_folder: Path, tmp_path: Path) -> None:
+    depth = 1100  # the old walk (Path.rglob) raised RecursionError from about 990
+    folder = os.open(image_folder / "cross", os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=folder)
+        deeper = os.open("d", os.O_RDONLY, dir_fd=folder)
+        os.close(folder)
+        folder = deeper
+    with open(os.open("deep.png", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=folder), "wb") as out:
+        noise_image(16).save(out, "PNG")
+    os.close(folder)
+    try:
+        events = RecordingSink()
+        with import_folder(tmp_path / "proj", image_folder, events=events) as project:
+            assert project.num_samples == 3 * IMAGE_FOLDER_PER_CLASS
+        skipped = skipped_reasons(tmp_path / "proj")
+        [(where, reason)] = skipped.items()
+        assert where == "cross/" + "d/" * 65 and "nested more than 64 folders deep" in reason
+    finally:
+        # shutil.rmtree recurses too: take the chain apart from the top, one level at a time.
+        top = image_folder / "cross" / "d"
+        while (top / "d").exists():
+            (top / "d").rename(image_folder / "cross" / "next")
+            for leftover in top.iterdir():
+                leftover.unlink()
+            top.rmdir()
+            (image_folder / "cross" / "next").rename(top)
+        shutil.rmtree(top)
+
+
+def test_project_path_that_is_a_dangling_link_or_too_long_a_name_is_refused(image_folder: Path,
+                                                                             tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="is a link to .*nowhere, which does not exist"):
+        import_folder(tmp_path / "link", image_folder)
+    assert (tmp_path / "link").is_symlink() and not (tmp_path / "nowhere").exists()
+    with pytest.raises(UserError, match="256 bytes long; file systems allow at most 255"):
+        import_folder(tmp_path / ("p" * 256), image_folder)
+    with import_folder(tmp_path / ("p" * 250), image_folder) as project:  # the staging name must fit too
+        assert project.num_samples == 3 * IMAGE_FOLDER_PER_CLASS
+    assert leftovers(tmp_path) == sorted(["images", "link", "p" * 250])
+
+
+def test_links_out_of_the_root_loops_and_special_files_are_listed(image_folder: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    make_image_folder(outside, classes=("stripes",), per_class=3)
+    circle = image_folder / "circle"
+    (circle / "out.png").symlink_to(outside / "stripes" / "stripes_00.png")
+    (circle / "rel.png").symlink_to(os.path.relpath(outside / "stripes" / "stripes_01.png", circle))
+    (circle / "broken.png").symlink_to(tmp_path / "gone.png")
+    (circle / "loop").symlink_to("..")  # a folder link back up: would import the dataset again
+    (circle / "sibling").symlink_to("../cross")  # another class: its images would come twice
+    (image_folder / "again").symlink_to(".")  # a class that is the whole dataset
+    (image_folder / "external").symlink_to(outside / "stripes")  # a class that lives elsewhere
+    os.mkfifo(circle / "pipe.png")
+    with import_folder(tmp_path / "proj", image_folder) as project:
+        table = project.sample_table()
+        assert project.class_names() == list(IMAGE_FOLDER_CLASSES)
+        real = [os.path.realpath(image_folder / path) for path in table.paths]
+        assert len(real) == len(set(real)) == 3 * IMAGE_FOLDER_PER_CLASS
+    skipped = skipped_reasons(tmp_path / "proj")
+    assert "outside the image root" in skipped["circle/out.png"]
+    assert "outside the image root" in skipped["circle/rel.png"]
+    assert "broken link" in skipped["circle/broken.png"]
+    assert "FIFO" in skipped["circle/pipe.png"]
+    assert "not followed" in skipped["circle/loop/"] and "image folder itself" in skipped["circle/loop/"]
+    assert "'cross' inside the image folder" in skipped["circle/sibling/"]
+    assert "image folder itself" in skipped["again/"]
+    assert "outside the image folder" in skipped["external/"]
+
+
+def test_csv_row_naming_a_link_out_of_the_root_is_skipped(csv_images: Path, tmp_path: Path) -> None:
+    (tmp_path / "secret.png").write_bytes((csv_images / "circle" / "circle_00.png").read_bytes())
+    text = "path,label\n" + "".join(f"{path},{label}\n" for path, label in csv_rows(csv_images))
+    (csv_images / "link.png").symlink_to(tmp_path / "secret.png")
+    labels = write_csv(tmp_path / "more.csv", text + "link.png,circle\n")
+    with import_csv(tmp_path / "proj", labels, csv_images, path_column="path", label_column="label") as project:
+        assert "link.png" not in project.sample_table().paths
+        [entry] = [e for e in project.meta("skipped") if e["path"] == "link.png"]
+    assert "outside the image root" in entry["reason"] and entry["row"] == len(text.splitlines())
+
+
+def test_os_junk_and_hidden_folders_are_skipped_with_a_note(image_folder: Path, tmp_path: Path) -> None:
+    (image_folder / "__MACOSX" / "circle").mkdir(parents=True)
+    for index in range(4):
+        noise_image(16, index).save(image_folder / "__MACOSX" / "circle" / f"._{index}.png")
+        noise_image(16, index).save(image_folder / "__MACOSX" / "circle" / f"{index}.png")
+    (image_folder / ".git").mkdir()
+    (image_folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (image_folder / "cross" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    events = RecordingSink()
+    with import_folder(tmp_path / "proj", image_folder, events=events) as project:
+        assert project.class_names() == list(IMAGE_FOLDER_CLASSES)
+        assert project.meta("skipped") == []
+    note = next(m for m in events.messages() if "hidden or system" in m)
+    assert "__MACOSX/" in note and ".git/" in note and "cross/.DS_Store" in note
+
+
+@pytest.mark.parametrize(("train", "test"), [("train", "val"), ("Train", "Test"), ("training", "testing"),
+                                             ("train", "valid")])
+def test_split_folders_on_top_are_splits_not_classes(train: str, test: str, tmp_path: Path) -> None:
+    make_image_folder(tmp_path / "data" / train, classes=("circle", "cross"), per_class=4)
+    make_image_folder(tmp_path / "data" / test, classes=("circle", "cross"), per_class=2)
+    with import_folder(tmp_path / "proj", tmp_path / "data") as project:
+        assert project.class_names() == ["circle", "cross"]
+        assert project.source["layout"] == "train-test"
+        table = project.sample_table()
+        assert {p.split("/")[0] for p, s in zip(table.paths, table.split) if s == "test"} == {test}
+        assert (table.split == "test").sum() == 4
+
+
+def test_train_and_val_and_test_folders_all_count_and_a_lone_train_folder_gets_a_test_split(tmp_path: Path) -> None:
+    make_image_folder(tmp_path / "data" / "train", classes=("circle", "cross"), per_class=4)
+    make_image_folder(tmp_path / "data" / "val", classes=("circle", "cross"), per_class=1)
+    make_image_folder(tmp_path / "data" / "test", classes=("circle", "cross"), per_class=1)
+    with import_folder(tmp_path / "p1", tmp_path / "data") as project:
+        assert project.class_names() == ["circle", "cross"] and (project.sample_table().split == "test").sum() == 4
+    make_image_folder(tmp_path / "lone" / "train", classes=("circle", "cross"), per_class=6)
+    with import_folder(tmp_path / "p2", tmp_path / "lone", test_fraction=0.25) as project:
+        assert project.class_names() == ["circle", "cross"] and project.source["layout"] == "train-only"
+        assert (project.sample_table().split == "test").sum() == 3

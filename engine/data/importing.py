@@ -60,8 +60,13 @@ class Candidate:
 
     def where(self) -> str:
         if self.source_row is not None:
-            return f"{_row_name(self.csv_name, self.source_row)} ({self.path!r})"
-        return repr(self.path)
+            return f"{_row_name(self.csv_name, self.source_row)} ({_quoted(self.path)})"
+        return _quoted(self.path)
+
+
+def _quoted(path: str) -> str:
+    # repr would double the backslashes of a non-UTF-8 name's \\x escapes; it stays for control characters.
+    return f"'{path}'" if path.isprintable() else repr(path)
 
 
 # ------------------------------------------------------------------ public API
