@@ -1,4 +1,4 @@
-"""Reading one image: a cheap probe at import, and RGB decoding at training resolution.
+"""Reading one image: a full-decode probe at import, and RGB decoding at training resolution.
 
 Every odd mode a dataset can bring is turned into plain 8-bit RGB here, in one
 place, so import, cache and thumbnails agree: greyscale and 1-bit are
