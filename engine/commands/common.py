@@ -39,7 +39,11 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12) -> N
                        "(called with num_classes, returns an nn.Module); with --resume, a run of a module:callable "
                        "model resumes only when you name the same one here")
     group.add_argument("--pretrained", action="store_true",
-                       help="start a torchvision model from its ImageNet weights in the local torch cache")
+                       help="start a torchvision model from its ImageNet weights: from the torch cache "
+                       "($TORCH_HOME/hub/checkpoints), fetched there on first use when the network allows")
+    group.add_argument("--weights", metavar="FILE", default=None,
+                       help="start from a local state dict (torch.save(model.state_dict(), FILE), or a checkpoint "
+                       "holding one under 'state_dict' or 'model'); the classifier head is made new for the classes")
     group.add_argument("--epochs", type=int, default=epochs, help=f"epochs per model (default {epochs})")
     group.add_argument("--batch-size", type=int, default=128)
     group.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the model's own)")

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import UserError
+
+if TYPE_CHECKING:
+    from engine.models import StartingWeights
 
 
 @dataclass
 class TrainConfig:
     model: str = "small_cnn"
-    pretrained: bool = False
+    pretrained: bool = False  # start from torchvision's ImageNet weights
+    weights: str | None = None  # start from this local state-dict file (absolute path)
+    # Which starting weights, recorded when the run starts so that a resume loads the same ones:
+    # the torchvision weights' name or the file's name, and a prefix of the file's sha256.
+    weights_name: str | None = None
+    weights_sha256: str | None = None
     epochs: int = 12
     batch_size: int = 128
     lr: float | None = None  # peak of the one-cycle schedule; None: the model's default
@@ -34,6 +42,27 @@ class TrainConfig:
             raise UserError(f"--image-size {self.image_size} is out of range", "use 8 to 1024 pixels (32 for CIFAR-sized data)")
         if self.augment not in ("auto", "flip-crop", "crop", "none"):
             raise UserError(f"unknown augmentation {self.augment!r}", "use flip-crop, crop, none or auto")
+        if (self.pretrained or self.weights is not None) and self.weights_sha256 is None:
+            from engine.models import identify_starting_weights
+
+            chosen = identify_starting_weights(self.model, self.pretrained, self.weights)
+            assert chosen is not None
+            self.weights, self.weights_name, self.weights_sha256 = chosen.path, chosen.name, chosen.sha256
+
+    @property
+    def fine_tunes(self) -> bool:
+        """The model starts from trained weights (ImageNet or a file): it wants a gentler learning rate."""
+        return self.pretrained or self.weights is not None
+
+    def starting_weights(self) -> StartingWeights | None:
+        """The weights every model of this run starts from, as recorded; None: freshly initialised."""
+        if self.weights_name is None or self.weights_sha256 is None:
+            return None
+        from engine.models import StartingWeights
+
+        if self.weights is not None:
+            return StartingWeights("file", self.weights_name, self.weights_sha256, self.weights)
+        return StartingWeights("torchvision", self.weights_name, self.weights_sha256)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:

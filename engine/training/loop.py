@@ -212,10 +212,11 @@ class Trainer:
         device = data.device
         # Seed before building: initial weights are part of a repeatable run.
         torch.manual_seed(config.seed * 1000 + (fold or 0))
-        model = build_model(config.model, num_classes, config.image_size, config.pretrained).to(device)
+        model = build_model(config.model, num_classes, config.image_size, config.pretrained,
+                            weights=config.starting_weights(), log=events.log).to(device)
         # Channels-last is faster for convolutions on CUDA and, measured here, on the CPU too.
         model = model.to(memory_format=torch.channels_last)
-        lr = config.lr or default_learning_rate(config.model, config.pretrained)
+        lr = config.lr or default_learning_rate(config.model, config.fine_tunes)
         self.lr = lr
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum, nesterov=True,
                                     weight_decay=config.weight_decay)
