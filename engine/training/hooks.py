@@ -59,6 +59,29 @@ class Method:
         logits = state.model(batch.x)
         return StepOutput(F.cross_entropy(logits.float(), batch.y), logits)
 
+    def optimise(self, state: TrainState, batch: Batch) -> StepOutput:
+        """One optimisation step of ``state.model`` on ``batch``: forward, backward, optimiser step.
+
+        The trainer steps the learning-rate schedule and counts the step afterwards. Methods that
+        own the step (a virtual look-ahead step, a second optimiser for a meta-network, no grad
+        scaler) override this; the others only override :meth:`step`.
+        """
+        with state.autocast():
+            output = self.step(state, batch)
+        state.optimizer.zero_grad(set_to_none=True)
+        if state.scaler is not None:
+            state.scaler.scale(output.loss).backward()
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        else:
+            output.loss.backward()
+            state.optimizer.step()
+        return output
+
+    def callbacks(self) -> list[Callback]:
+        """Callbacks this method needs in the loop (a momentum model, a per-epoch reset); named, checkpointed."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

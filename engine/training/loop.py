@@ -198,7 +198,7 @@ class Trainer:
         self.cancel = cancel or CancelToken()
         self.stage = stage
         self.method = method or Method()
-        self.callbacks = list(callbacks)
+        self.callbacks = list(callbacks) + self.method.callbacks()
         names = [callback.name for callback in self.callbacks]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
@@ -462,16 +462,7 @@ class Trainer:
 
     def _optimise(self, batch: Any) -> StepOutput:
         state = self.state
-        with state.autocast():
-            output = self.method.step(state, batch)
-        state.optimizer.zero_grad(set_to_none=True)
-        if state.scaler is not None:
-            state.scaler.scale(output.loss).backward()
-            state.scaler.step(state.optimizer)
-            state.scaler.update()
-        else:
-            output.loss.backward()
-            state.optimizer.step()
+        output = self.method.optimise(state, batch)
         state.scheduler.step()
         state.step += 1
         return output
