@@ -179,10 +179,18 @@ class MainWindow(QMainWindow):
             self.tell("Cannot open project", exc.message, exc.hint)
             self.start_page.show_problem(f"{path}: {exc.message}", exc.hint)
             return False
+        try:
+            # Building the views reads the whole project: damage found there is told like damage found on open.
+            page = ProjectPage(session)
+        except UserError as exc:
+            session.close()
+            self.tell("Cannot open project", exc.message, exc.hint)
+            self.start_page.show_problem(f"{path}: {exc.message}", exc.hint)
+            return False
         self.close_project()
         self.start_page.show_problem("")
         self.session = session
-        self.page = ProjectPage(session)
+        self.page = page
         self.page_frame = self._framed(self.page, session)
         self.stack.addWidget(self.page_frame)
         self.stack.setCurrentWidget(self.page_frame)

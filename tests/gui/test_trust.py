@@ -185,16 +185,19 @@ def test_a_decision_that_cannot_be_saved_is_told_and_moves_nothing(qtbot: QtBot,
 
 
 # ------------------------------------------------------------- item 14: damaged / read-only
-@pytest.mark.parametrize("damage", ["garbage", "empty", "unknown sample"])
+@pytest.mark.parametrize("damage", ["garbage", "empty", "unknown sample", "no image root"])
 def test_a_damaged_project_is_told_not_silent(window: MainWindow, image_project: Path, damage: str) -> None:
     db = image_project / "project.db"
     if damage == "garbage":
         db.write_bytes(b"this is not a database" * 100)
     elif damage == "empty":
         db.write_bytes(b"")
-    else:
+    elif damage == "unknown sample":
         with sqlite3.connect(db) as conn:
             conn.execute("INSERT INTO decisions(sample_id, action, new_label, history_id) VALUES (999, 'remove', NULL, 1)")
+    else:  # found only while the views are built, after the store opened fine
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM meta WHERE key = 'source'")
     assert not window.open_project(image_project)
     assert window.last_message.startswith("this project is damaged: ")
     assert window.stack.currentWidget() is window.start_page and window.session is None
