@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import zlib
@@ -564,3 +565,17 @@ def test_train_and_val_and_test_folders_all_count_and_a_lone_train_folder_gets_a
     with import_folder(tmp_path / "p2", tmp_path / "lone", test_fraction=0.25) as project:
         assert project.class_names() == ["circle", "cross"] and project.source["layout"] == "train-only"
         assert (project.sample_table().split == "test").sum() == 3
+
+
+@pytest.mark.parametrize("token", ["NaN", "NA", "N/A", "None", "null", "#N/A", "<NA>"])
+def test_a_missing_value_marker_as_a_label_is_refused_naming_it(tmp_path: Path, token: str) -> None:
+    root = tmp_path / "images"
+    root.mkdir()
+    rows = ["path,label"]
+    for index in range(12):
+        Image.new("RGB", (8, 8), (index * 20, 0, 0)).save(root / f"{index}.png")
+        rows.append(f"{index}.png,{token if index < 6 else 'b'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(UserError, match=f"missing-value marker .*{re.escape(token)}") as caught:
+        import_csv(tmp_path / "project", tmp_path / "labels.csv", root, path_column="path", label_column="label")
+    assert "data rows 1, 2" in caught.value.message and not (tmp_path / "project").exists()

@@ -513,6 +513,11 @@ def read_csv_candidates(
                  f"has an empty path (column {path_column!r})", "fill in the image path or delete the row")
     _reject_rows(name, [r for r, lab in enumerate(labels, 1) if not lab],
                  f"has an empty label (column {label_column!r})", "fill in the class name or delete the row")
+    missing = [(r, lab) for r, lab in enumerate(labels, 1) if lab.lower() in MISSING_LABEL_TOKENS]
+    _reject_rows(name, [r for r, _ in missing],
+                 f"has a missing-value marker ({', '.join(sorted({repr(lab) for _, lab in missing}))}) as its label "
+                 f"(column {label_column!r}), as spreadsheets and pandas write an empty cell",
+                 "fill in the class name or delete the row (a class really named so: rename it, e.g. 'none_of_these')")
     _reject_rows(name, [r for r, p in enumerate(paths, 1) if "\x00" in p],
                  f"has a NUL character in its path (column {path_column!r}); no file name can hold one",
                  "correct the path (the file was probably damaged by the program that wrote it) or delete the row")
@@ -535,6 +540,10 @@ def read_csv_candidates(
         for row, (path, label, truth, extra) in enumerate(zip(stored, labels, truths, extras), 1)
     ]
     return candidates, columns
+
+
+# What pandas and spreadsheets write for an empty cell; as a label it is a missing value, not a class.
+MISSING_LABEL_TOKENS = frozenset({"nan", "na", "n/a", "none", "null", "#n/a", "<na>", "-nan", "#na"})
 
 
 def _row_name(csv_name: str, row: int) -> str:
