@@ -1,18 +1,36 @@
-"""The audit job: K-fold probabilities for every sample, then every chosen detector.
+"""The audit job: gather the evidence the chosen detectors require, then run every one of them.
 
-``run_audit`` makes a run of kind ``"audit"``. Its folder holds
-``pred_probs.npy`` (N, K) (written by cross-validation), each detector's extra
-arrays (for confident learning ``confident_joint.npy`` and
-``noise_matrix.npy``, both (K, K)), and ``summary.json``. Per-sample scores go
-to the project database, one set per detector (:meth:`Project.save_scores`).
+Evidence is gathered once per kind, not once per detector (see
+:data:`engine.detectors.EVIDENCE`):
+
+- ``oof_probs`` (``cl``): K-fold cross-validation; the run folder gets
+  ``pred_probs.npy`` (N, K) and, from confident learning,
+  ``confident_joint.npy`` and ``noise_matrix.npy``, both (K, K);
+- ``dynamics`` (``aum``, ``cartography``): ONE model trained on every training
+  sample with a :class:`~engine.training.recorders.DynamicsRecorder`; its
+  files are in ``dynamics/`` of the run folder, its final model in
+  ``checkpoint-dynamics.pt``. One model instead of K.
+
+Both are gathered when both are asked for. Per-sample scores go to the project
+database, one set per detector (:meth:`Project.save_scores`); each detector's
+extra arrays go to the run folder, per-sample ones in the order of
+``audited_ids.npy`` (the ids the detectors saw); ``summary.json`` closes it.
+
+The audit trains on the labels with the person's decisions applied: a relabel
+is trained on (and audited) as its new label, a removed sample is left out of
+training but still scored. With K-fold probabilities it gets the mean of the
+fold models; with dynamics, which it has none of, it is scored from the final
+model's prediction: its per-epoch evidence is that one prediction, repeated
+(so its AUM is the final model's margin, its cartography confidence the final
+model's probability of its label, its variability 0).
 
 The detectors see the TRAIN split only. Held-out (test) samples are what
 accuracy is measured on, so they are never audited, flagged or offered for
 review (their labels must not drift towards the model's own suggestions), and
 the estimated noise rate describes the training set alone. They still get
-out-of-sample probabilities (the mean of the fold models, none of which saw
-them) for the held-out accuracy; their stored scores are 0, unflagged, with no
-suggestion, ranked after every train sample.
+out-of-sample probabilities (the mean of the fold models, or the one dynamics
+model, none of which saw them) for the held-out accuracy; their stored scores
+are 0, unflagged, with no suggestion, ranked after every train sample.
 """
 
 from __future__ import annotations
@@ -22,7 +40,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.detectors import DetectorInfo, DetectorInputs, DetectorResult, parse_detectors
+from engine.detectors import (
+    DYNAMICS,
+    OOF_PROBS,
+    DetectorInfo,
+    DetectorInputs,
+    DetectorResult,
+    available_evidence,
+    parse_detectors,
+    required_evidence,
+)
 from engine.events import EventSink
 from engine.jobs import CancelToken, JobContext, run_job
 from engine.store import Project, RunInfo
@@ -32,6 +59,8 @@ if TYPE_CHECKING:
 
 AUDIT_KIND = "audit"
 DEFAULT_DETECTORS = ("cl",)
+DYNAMICS_CHECKPOINT = "checkpoint-dynamics.pt"
+AUDITED_IDS_FILE = "audited_ids.npy"
 
 
 def run_detectors(
@@ -66,7 +95,7 @@ def run_detectors(
             cancel.raise_if_requested()
         if events is not None:
             events.progress("detect", index, len(detectors), message=info.title)
-        available = set(inputs.arrays) | ({"pred_probs"} if inputs.pred_probs is not None else set())
+        available = available_evidence(inputs)
         missing = [name for name in info.requires if name not in available]
         if missing:
             raise ValueError(f"detector {info.name} needs {', '.join(missing)}, which this audit did not record")
@@ -98,41 +127,118 @@ def spread_to_all_samples(result: DetectorResult, scored_ids: np.ndarray, n: int
     return DetectorResult(scores, suggested, flagged, ranking, result.extras, result.summary)
 
 
+def record_dynamics(
+    ctx: JobContext, config: TrainConfig, train_ids: np.ndarray, labels: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Train one model on ``train_ids`` with the dynamics recorder; the evidence of every sample.
+
+    Returns
+    -------
+    arrays : dict of (N, ...) arrays, indexed by sample id
+        ``margin`` and ``given_prob`` (N, E), ``mean_probs`` (N, K) float32: recorded for the
+        trained samples; for every other one, the final model's prediction repeated over epochs.
+    probs : np.ndarray of shape (N, K)
+        The final model's probabilities of the samples it did not train on (zeros for the others).
+    """
+    from engine.training.fit import fit_and_evaluate
+    from engine.training.loop import predict_probs
+    from engine.training.recorders import DYNAMICS_FOLDER, DynamicsRecorder, load_dynamics
+
+    project = ctx.project
+    n, num_classes, epochs = project.num_samples, project.num_classes, config.epochs
+    table = project.sample_table()
+    recorder = DynamicsRecorder(ctx.run.folder / DYNAMICS_FOLDER, train_ids, labels[train_ids], num_classes, epochs)
+    ctx.events.log(f"dynamics: one model on {len(train_ids)} samples, recording every epoch")
+    test_ids = table.test_ids
+    result = fit_and_evaluate(
+        ctx, config, train_ids, labels[train_ids], test_ids, table.given_label[test_ids], stage="train",
+        callbacks=[recorder], checkpoint_name=DYNAMICS_CHECKPOINT,
+    )
+    recorded = load_dynamics(recorder.folder)
+    others = np.setdiff1d(np.arange(n), recorded.ids)
+    probs = np.zeros((n, num_classes), dtype=np.float32)
+    if len(others):
+        probs[others] = predict_probs(result.model, result.data, others, result.state.amp)
+    margin = np.empty((n, epochs), dtype=np.float32)
+    given_prob = np.empty((n, epochs), dtype=np.float32)
+    mean_probs = np.empty((n, num_classes), dtype=np.float32)
+    margin[recorded.ids] = recorded.margin
+    given_prob[recorded.ids] = recorded.given_prob
+    mean_probs[recorded.ids] = recorded.mean_probs
+    if len(others):
+        other_probs = probs[others].astype(np.float64)
+        given = other_probs[np.arange(len(others)), labels[others]]
+        rest = other_probs.copy()
+        rest[np.arange(len(others)), labels[others]] = -np.inf
+        tiny = np.finfo(np.float32).tiny  # log of a probability that underflowed to 0
+        # Logits share the softmax normaliser: their difference is the log ratio of the probabilities.
+        final_margin = np.log(np.maximum(given, tiny)) - np.log(np.maximum(rest.max(axis=1), tiny))
+        margin[others] = final_margin[:, None]
+        given_prob[others] = given[:, None]
+        mean_probs[others] = probs[others]
+    return {"margin": margin, "given_prob": given_prob, "mean_probs": mean_probs}, probs
+
+
 def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
-    """The job body: cross-validate, detect, summarise. ``spec`` has ``folds`` and ``detectors``."""
-    from engine.crossval import crossval_pred_probs, heldout_accuracy
+    """The job body: gather the evidence, detect, summarise. ``spec`` has ``folds`` and ``detectors``."""
+    from engine.crossval import crossval_pred_probs, heldout_accuracy, save_array
 
     folds = int(spec.get("folds", 3))
     detectors = parse_detectors(list(spec.get("detectors", DEFAULT_DETECTORS)))
+    evidence = required_evidence(detectors)
     project = ctx.project
     table = project.sample_table()
     timings: dict[str, float] = {}
+    # The person's decisions: relabels are trained on and audited as such; removed samples are not trained on.
+    labels, keep = project.labels_with_decisions()
+    audited_ids = table.train_ids  # held-out samples are never audited (see the module docstring)
+    fit_ids = audited_ids[keep[audited_ids]]
 
-    started = time.perf_counter()
-    pred_probs = crossval_pred_probs(ctx, config, folds)
-    timings["crossval"] = round(time.perf_counter() - started, 3)
-    ctx.cancel.raise_if_requested()
+    pred_probs: np.ndarray | None = None
+    arrays: dict[str, np.ndarray] = {}
+    heldout_probs: np.ndarray | None = None
+    heldout_model = ""
+    if OOF_PROBS in evidence:
+        started = time.perf_counter()
+        pred_probs = crossval_pred_probs(ctx, config, folds, labels=labels, keep=keep)
+        timings["crossval"] = round(time.perf_counter() - started, 3)
+        heldout_probs, heldout_model = pred_probs, f"mean of the {folds} fold models"
+        ctx.cancel.raise_if_requested()
+    if DYNAMICS in evidence:
+        started = time.perf_counter()
+        arrays, final_probs = record_dynamics(ctx, config, fit_ids, labels)
+        timings["dynamics"] = round(time.perf_counter() - started, 3)
+        if heldout_probs is None:
+            heldout_probs, heldout_model = final_probs, "one model trained on all training samples"
+        ctx.cancel.raise_if_requested()
+    assert heldout_probs is not None, "every detector requires oof_probs or dynamics"
 
-    inputs = DetectorInputs(labels=table.label, num_classes=project.num_classes, pred_probs=pred_probs)
+    inputs = DetectorInputs(labels=labels, num_classes=project.num_classes, pred_probs=pred_probs, arrays=arrays)
     started = time.perf_counter()
-    train_ids = table.train_ids  # held-out samples are never audited (see the module docstring)
-    results = run_detectors(project, ctx.run, detectors, inputs, ctx.events, ctx.cancel, scored_ids=train_ids)
+    save_array(ctx.run.folder / AUDITED_IDS_FILE, audited_ids)
+    results = run_detectors(project, ctx.run, detectors, inputs, ctx.events, ctx.cancel, scored_ids=audited_ids)
     timings["detect"] = round(time.perf_counter() - started, 3)
 
-    accuracy, against, n_eval = heldout_accuracy(table, pred_probs)
+    accuracy, against, n_eval = heldout_accuracy(table, heldout_probs)
     # The headline estimate comes from confident learning when it ran, else from the first detector.
     headline = results.get("cl") or next(iter(results.values()))
+    n_removed = int((~keep[audited_ids]).sum())
     summary: dict[str, Any] = {
         "n_samples": len(table.label),
         "n_train": len(table.train_ids),
         "n_test": len(table.test_ids),
         "num_classes": project.num_classes,
         "folds": folds,
-        "n_audited": len(train_ids),
+        "evidence": evidence,
+        "n_audited": len(audited_ids),
+        "n_trained_on": len(fit_ids),
+        "n_removed_by_decisions": n_removed,  # scored, not trained on
+        "n_relabeled_by_decisions": int((labels[audited_ids] != table.label[audited_ids]).sum()),
         "n_flagged": {name: result.num_flagged for name, result in results.items()},
         "estimated_noise_rate": headline.summary.get("estimated_noise_rate"),  # of the train split
         "heldout_accuracy": accuracy,
         "heldout_accuracy_measured_against": against,
+        "heldout_accuracy_model": heldout_model,
         "heldout_evaluated_against": against,  # the older name, kept for readers of earlier summaries
         "n_heldout": n_eval,
         "detectors": {name: result.summary for name, result in results.items()},
@@ -143,9 +249,9 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
         "heldout_accuracy_measured_against")})
     flagged = ", ".join(f"{name} {count}" for name, count in summary["n_flagged"].items())
     ctx.events.log(
-        f"audit done: flagged {flagged} of {len(train_ids)} training samples; estimated noise rate "
+        f"audit done: flagged {flagged} of {len(audited_ids)} training samples; estimated noise rate "
         f"{summary['estimated_noise_rate']:.3f}"
-        + (f"; held-out accuracy {accuracy:.3f} (against {against})" if accuracy is not None else "")
+        + (f"; held-out accuracy {accuracy:.3f} (against {against}, {heldout_model})" if accuracy is not None else "")
     )
     return summary
 

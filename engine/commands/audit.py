@@ -1,4 +1,4 @@
-"""`python -m engine audit`: K-fold probabilities, then the detectors; scores every sample."""
+"""`python -m engine audit`: the evidence the chosen detectors need, then the detectors; scores every train sample."""
 
 from __future__ import annotations
 
@@ -18,16 +18,18 @@ from engine.detectors import DETECTORS, parse_detectors
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "audit", help="find probably mislabeled samples (K-fold probabilities + confident learning)",
-        description="Train one model per fold, score every training sample with each detector, and store the "
-        "scores, suggested labels, the flagged set and the estimated noise matrix in a new audit run. Held-out "
-        "(test) samples are never audited: accuracy is measured on them.",
+        "audit", help="find probably mislabeled samples (confident learning, AUM, cartography)",
+        description="Gather the evidence the chosen detectors need (cl: one model per fold, K-fold probabilities; "
+        "aum, cartography: one model on all training samples, its training dynamics recorded), score every "
+        "training sample with each detector, and store the scores, suggested labels and the flagged set in a new "
+        "audit run. Training uses your decisions: relabeled samples as relabeled, removed samples left out (they "
+        "are still scored). Held-out (test) samples are never audited: accuracy is measured on them.",
     )
     add_project_argument(parser)
     add_train_options(parser)
     add_fold_option(parser)
     parser.add_argument("--detectors", default="cl", metavar="NAMES",
-                        help=f"comma-separated detectors to run (default cl); known: {', '.join(DETECTORS)}")
+                        help=f"comma-separated detectors to run, or all (default cl); known: {', '.join(DETECTORS)}")
     add_resume_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=handle)

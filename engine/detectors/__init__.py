@@ -3,8 +3,8 @@
 Every detector has the same shape: a function ``detect(inputs) -> DetectorResult``
 in its own module beside this one. ``inputs`` carries the observed labels and
 whatever evidence the detector says it ``requires`` (out-of-sample
-``pred_probs`` for confident learning; per-epoch training dynamics, say, for a
-later one). The audit job gathers the evidence once and runs every chosen
+probabilities, ``oof_probs``, for confident learning; per-epoch training
+``dynamics`` for AUM and cartography). The audit job gathers the evidence once and runs every chosen
 detector on it; a new detector is a new file plus one line in
 :data:`DETECTORS`.
 
@@ -87,7 +87,7 @@ Detector = Callable[[DetectorInputs], DetectorResult]
 
 @dataclass(frozen=True)
 class DetectorInfo:
-    """A registered detector: its short name, a title for people, what evidence it needs."""
+    """A registered detector: its short name, a title for people, what evidence it needs (:data:`EVIDENCE`)."""
 
     name: str
     title: str
@@ -100,13 +100,42 @@ class DetectorInfo:
         return function
 
 
+# Evidence a detector may require; the audit trains once per kind of evidence asked for, not once per detector.
+OOF_PROBS = "oof_probs"  # out-of-fold probabilities from K-fold cross-validation: DetectorInputs.pred_probs
+DYNAMICS = "dynamics"  # per-epoch training dynamics of one run over all training samples (recorders.py)
+# The arrays (indexed by sample id) that carry the dynamics evidence in DetectorInputs.arrays:
+# margin (N, E) assigned-logit margins, given_prob (N, E) probabilities of the label trained on,
+# mean_probs (N, K) each class's probability averaged over epochs.
+DYNAMICS_ARRAYS = ("margin", "given_prob", "mean_probs")
+EVIDENCE = (OOF_PROBS, DYNAMICS)
+
 DETECTORS: dict[str, DetectorInfo] = {
     info.name: info
     for info in (
-        DetectorInfo("cl", "Confident learning (cleanlab, K-fold probabilities)", ("pred_probs",),
+        DetectorInfo("cl", "Confident learning (cleanlab, K-fold probabilities)", (OOF_PROBS,),
                      "engine.detectors.confident_learning:detect"),
+        DetectorInfo("aum", "Area under the margin (training dynamics of one run)", (DYNAMICS,),
+                     "engine.detectors.aum:detect"),
+        DetectorInfo("cartography", "Dataset cartography: confidence over training (one run)", (DYNAMICS,),
+                     "engine.detectors.cartography:detect"),
     )
 }
+
+
+def available_evidence(inputs: DetectorInputs) -> set[str]:
+    """The kinds of evidence ``inputs`` carries, plus the names of its arrays."""
+    available = set(inputs.arrays)
+    if inputs.pred_probs is not None:
+        available.add(OOF_PROBS)
+    if all(name in inputs.arrays for name in DYNAMICS_ARRAYS):
+        available.add(DYNAMICS)
+    return available
+
+
+def required_evidence(detectors: list[DetectorInfo]) -> list[str]:
+    """The evidence ``detectors`` need together, each kind once, in :data:`EVIDENCE` order."""
+    wanted = {name for info in detectors for name in info.requires}
+    return [name for name in EVIDENCE if name in wanted] + sorted(wanted - set(EVIDENCE))
 
 
 def get_detector(name: str) -> DetectorInfo:
@@ -118,9 +147,13 @@ def get_detector(name: str) -> DetectorInfo:
 
 
 def parse_detectors(names: str | list[str]) -> list[DetectorInfo]:
-    """Detectors from a comma-separated list (``"cl,aum"``) or a list of names, duplicates dropped."""
+    """Detectors from a comma-separated list (``"cl,aum"``) or a list of names, duplicates dropped.
+
+    ``all`` names every registered detector.
+    """
     if isinstance(names, str):
         names = [part.strip() for part in names.split(",")]
+    names = [known for name in names for known in (list(DETECTORS) if name == "all" else [name])]
     chosen: list[DetectorInfo] = []
     for name in names:
         if name and all(info.name != name for info in chosen):

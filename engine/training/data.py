@@ -65,17 +65,30 @@ class ImageBatches:
         generator: torch.Generator | None = None,
         drop_last: bool = False,
     ) -> Iterator[Batch]:
-        """Batches of ``ids`` in the order given (the trainer shuffles: it must remember the order to resume)."""
+        """Batches of ``ids`` in the order given (the trainer shuffles: it must remember the order to resume).
+
+        ``drop_last`` (training): a trailing batch of one sample, which BatchNorm cannot train on, joins the
+        batch before it instead, so every sample is still trained on (and recorded) once per epoch.
+        """
         ids = np.asarray(ids, dtype=np.int64)
-        # drop_last drops only a trailing batch of one sample (BatchNorm cannot train on it).
-        stop = len(ids) - 1 if drop_last and len(ids) % batch_size == 1 else len(ids)
-        for start in range(0, stop, batch_size):
-            chunk = ids[start:start + batch_size]
+        for chunk in batch_chunks(ids, batch_size, merge_single=drop_last):
             raw = self.gather(chunk)
             if augment != "none":
                 raw = augment_batch(raw, augment, generator)
             ids_tensor = torch.from_numpy(chunk)
             yield Batch(self.normalise(raw), self.labels[ids_tensor].to(self.device), ids_tensor)
+
+
+def batch_chunks(ids: np.ndarray, batch_size: int, *, merge_single: bool = False) -> Iterator[np.ndarray]:
+    """``ids`` cut into consecutive batches; with ``merge_single`` a trailing one-sample batch joins the one before."""
+    stop = len(ids)
+    last_start = stop - stop % batch_size if stop % batch_size else stop - batch_size
+    if merge_single and stop % batch_size == 1 and stop > batch_size:
+        last_start -= batch_size  # the final batch holds batch_size + 1 samples
+    for start in range(0, stop, batch_size):
+        if start > last_start:
+            return
+        yield ids[start:] if start == last_start else ids[start:start + batch_size]
 
 
 def augment_batch(raw: torch.Tensor, mode: str, generator: torch.Generator | None) -> torch.Tensor:

@@ -1,0 +1,72 @@
+"""Area under the margin (Pleiss et al. 2020, "Identifying mislabeled data using the area under the margin").
+
+Evidence: the training dynamics (``requires = ("dynamics",)``): for every sample
+and epoch, the margin of the assigned logit, ``z_label - max_{j != label} z_j``,
+taken from the forward pass of training (see engine/training/recorders.py).
+
+- AUM: the margin averaged over the epochs. A correctly labeled sample is
+  pulled towards its label by the others of its class, so its margin grows; a
+  mislabeled one is fought by them, so its margin stays small or negative.
+- score: ``sigmoid(-AUM)``, in (0, 1), higher = more suspect, 0.5 at AUM 0.
+- flagged: AUM < 0. The paper sets the threshold from *threshold samples*
+  (a 1/(K+1) share of samples given a fake extra class, the 99th percentile of
+  their AUM). That needs a second training run with K+1 outputs, or sacrificing
+  those samples' labels in the one run every detector shares, so it is not
+  done here. AUM < 0 is the parameter-free line the margin itself draws: the
+  assigned logit lost, averaged over training, to another class, so the model
+  spent most of training predicting another class for this sample despite
+  being trained towards its label. Threshold samples, mislabeled by
+  construction, sit on that side of it too; the estimated noise rate is the
+  flagged share.
+- suggested label: the class with the highest probability averaged over the
+  epochs (which, for a flagged sample, is never its given label).
+- extras: ``aum`` (n,) float32, the area itself, rows in the order of the audited samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+
+
+def area_under_margin(margin: np.ndarray) -> np.ndarray:
+    """(n,) float64: the margins (n, E) averaged over epochs (NaN epochs, never recorded, left out)."""
+    margin = np.asarray(margin, dtype=np.float64)
+    if margin.ndim != 2:
+        raise ValueError(f"margins must be (samples, epochs), not {margin.shape}")
+    recorded = np.isfinite(margin)
+    counts = recorded.sum(axis=1)
+    if (counts == 0).any():
+        raise ValueError(f"{int((counts == 0).sum())} samples have no recorded margin")
+    return np.where(recorded, margin, 0.0).sum(axis=1) / counts
+
+
+def suspicion_from_aum(aum: np.ndarray) -> np.ndarray:
+    """sigmoid(-aum) in [0, 1], computed without overflow."""
+    return 0.5 * (1.0 - np.tanh(np.asarray(aum, dtype=np.float64) / 2.0))
+
+
+def detect(inputs: DetectorInputs) -> DetectorResult:
+    """AUM scores, suggestions and the flagged set (AUM < 0) of the audited samples."""
+    aum = area_under_margin(inputs.arrays["margin"])
+    scores = np.clip(suspicion_from_aum(aum), 0.0, 1.0)
+    flagged = aum < 0
+    flagged_ids = np.flatnonzero(flagged)
+    flagged_ids = flagged_ids[np.argsort(aum[flagged_ids], kind="stable")]  # most negative first
+    suggested = np.asarray(inputs.arrays["mean_probs"]).argmax(axis=1).astype(np.int64)
+    n = len(aum)
+    return DetectorResult(
+        scores=scores,
+        suggested=suggested,
+        flagged=flagged,
+        ranking=ranking_flagged_first(flagged_ids, scores),
+        extras={"aum": aum.astype(np.float32)},
+        summary={
+            "n_flagged": int(flagged.sum()),
+            "flagged_rate": float(flagged.mean()) if n else 0.0,
+            "estimated_noise_rate": float(flagged.mean()) if n else 0.0,
+            "threshold": "AUM < 0",
+            "epochs": int(np.asarray(inputs.arrays["margin"]).shape[1]),
+        },
+    )

@@ -1,0 +1,66 @@
+"""Dataset cartography (Swayamdipta et al. 2020, "Dataset Cartography: mapping and diagnosing datasets
+with training dynamics").
+
+Evidence: the training dynamics (``requires = ("dynamics",)``): per sample and
+epoch, the probability of the given label and the assigned-logit margin.
+
+- confidence: the mean over epochs of the probability of the given label;
+- variability: its standard deviation over epochs;
+- correctness: the share of epochs in which the model predicted the given
+  label (margin > 0: the assigned logit beat every other);
+- score: ``1 - confidence``. The paper's "hard-to-learn" region (low
+  confidence, low variability) is where mislabeled samples gather; confidence
+  alone orders samples along it, and variability separates only the
+  "ambiguous" ones, which are not evidence of a wrong label.
+- flagged: confidence < 0.5, i.e. score > 0.5: averaged over training, the
+  model gave less than half its probability to the given label, so most of its
+  belief went to other classes; the estimated noise rate is the flagged share.
+- suggested label: the class with the highest probability averaged over the epochs.
+- extras (for the app's map; rows in the order of the audited samples):
+  ``cartography_confidence``, ``cartography_variability``,
+  ``cartography_correctness``, each (n,) float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+
+
+def cartography_measures(given_prob: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(confidence, variability, correctness), each (n,) float64, from (n, E) per-epoch values."""
+    given_prob = np.asarray(given_prob, dtype=np.float64)
+    margin = np.asarray(margin, dtype=np.float64)
+    if given_prob.shape != margin.shape or given_prob.ndim != 2:
+        raise ValueError(f"per-epoch probabilities {given_prob.shape} and margins {margin.shape} must be "
+                         "the same (samples, epochs) shape")
+    return given_prob.mean(axis=1), given_prob.std(axis=1), (margin > 0).mean(axis=1)
+
+
+def detect(inputs: DetectorInputs) -> DetectorResult:
+    """Cartography scores (1 - confidence), suggestions and the flagged set (confidence < 0.5)."""
+    confidence, variability, correctness = cartography_measures(inputs.arrays["given_prob"], inputs.arrays["margin"])
+    scores = np.clip(1.0 - confidence, 0.0, 1.0)
+    flagged = confidence < 0.5
+    flagged_ids = np.flatnonzero(flagged)
+    flagged_ids = flagged_ids[np.argsort(-scores[flagged_ids], kind="stable")]
+    suggested = np.asarray(inputs.arrays["mean_probs"]).argmax(axis=1).astype(np.int64)
+    n = len(scores)
+    return DetectorResult(
+        scores=scores,
+        suggested=suggested,
+        flagged=flagged,
+        ranking=ranking_flagged_first(flagged_ids, scores),
+        extras={
+            "cartography_confidence": confidence.astype(np.float32),
+            "cartography_variability": variability.astype(np.float32),
+            "cartography_correctness": correctness.astype(np.float32),
+        },
+        summary={
+            "n_flagged": int(flagged.sum()),
+            "flagged_rate": float(flagged.mean()) if n else 0.0,
+            "estimated_noise_rate": float(flagged.mean()) if n else 0.0,
+            "threshold": "confidence < 0.5",
+        },
+    )

@@ -1,0 +1,247 @@
+"""Evidence recorders: callbacks that keep what training already computes, on disk, for the detectors.
+
+:class:`DynamicsRecorder` keeps the training dynamics of every training sample
+and epoch, taken from the logits of the forward pass training does anyway (no
+extra pass; with augmentation they are the augmented views' logits). Its
+folder (``dynamics/`` in the run folder) holds float16 ``.npy`` files written
+through :func:`numpy.lib.format.open_memmap`, never whole in RAM, flushed at
+every epoch end and every checkpoint:
+
+- ``ids.npy`` (n,) int64: the sample id of each row (the training ids, sorted);
+- ``margin.npy`` (n, E): the assigned-logit margin of AUM (Pleiss et al. 2020):
+  the logit of the label trained on minus the largest other logit;
+- ``probs.npy`` (n, K, E): softmax probabilities of every class, while training
+  runs; replaced at the end by
+- ``td.npy`` (n, W, E) and ``td_classes.npy`` (n, W) int64: the seed's ``td``
+  array (training-dynamics-lstm-detector.md): column 0 is the probability of
+  the given label, columns 1..W-1 those of the W-1 other classes with the
+  highest probability averaged over all epochs, strongest first. W is
+  ``min(K, TD_WIDTH)``; a reader that needs a fixed width pads with zeros
+  (classes of probability 0) and class -1;
+- ``mean_probs.npy`` (n, K) float32: every class's probability averaged over epochs.
+
+Writes are by (row, epoch), so they are idempotent: a run resumed from a
+checkpoint, at an epoch end or inside an epoch, rewrites exactly what an
+uninterrupted run writes, and nothing else. Disk use while training is
+n x K x E x 2 bytes (1,000,000 samples x 10 classes x 50 epochs: 1 GB).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from numpy.lib.format import open_memmap
+
+from engine.errors import UserError, ensure_free_space
+from engine.training.hooks import Callback, StepOutput
+
+if TYPE_CHECKING:
+    from engine.training.data import Batch
+    from engine.training.loop import TrainState
+
+DYNAMICS_FOLDER = "dynamics"
+TD_WIDTH = 10  # the given label + the 9 strongest other classes (all of them for 10 classes)
+ROWS_PER_CHUNK = 4096  # rows read at once when the td array is built at the end
+
+
+class DynamicsRecorder(Callback):
+    """Records per-sample, per-epoch training dynamics into ``folder`` (see the module docstring).
+
+    Parameters
+    ----------
+    folder : Path
+        Where the ``.npy`` files go (created).
+    train_ids : np.ndarray of shape (n,)
+        The samples trained on; every one must be seen exactly once per epoch.
+    train_labels : np.ndarray of shape (n,)
+        The labels they are trained on, aligned with ``train_ids``.
+    num_classes : int
+        K, the model's outputs.
+    epochs : int
+        E, the epochs of the run.
+    """
+
+    name = "dynamics"
+
+    def __init__(self, folder: Path, train_ids: np.ndarray, train_labels: np.ndarray, num_classes: int,
+                 epochs: int, td_width: int = TD_WIDTH) -> None:
+        self.folder = Path(folder)
+        train_ids = np.asarray(train_ids, dtype=np.int64)
+        order = np.argsort(train_ids, kind="stable")
+        self.ids = train_ids[order]
+        self.labels = np.asarray(train_labels, dtype=np.int64)[order]
+        if len(np.unique(self.ids)) != len(self.ids):
+            raise ValueError("the training ids of a dynamics recorder must be distinct")
+        self.num_classes = num_classes
+        self.epochs = epochs
+        self.width = min(num_classes, td_width)
+        self.visits = np.zeros(len(self.ids), dtype=np.int16)  # of the current epoch
+        self._probs: np.memmap | None = None
+        self._margin: np.memmap | None = None
+
+    # ----------------------------------------------------------------- files
+    @property
+    def finished(self) -> bool:
+        """The td array is built: training ran to its end (``td.npy`` appears last, by a rename)."""
+        return (self.folder / "td.npy").is_file()
+
+    def _open(self, epochs_done: int) -> None:
+        n, k, e = len(self.ids), self.num_classes, self.epochs
+        probs_path, margin_path = self.folder / "probs.npy", self.folder / "margin.npy"
+        if probs_path.is_file() and margin_path.is_file():
+            self._probs = open_memmap(probs_path, mode="r+")
+            self._margin = open_memmap(margin_path, mode="r+")
+            if self._probs.shape != (n, k, e) or self._margin.shape != (n, e):
+                raise UserError(f"the recorded training dynamics in {self.folder} do not fit this run "
+                                f"({self._probs.shape}, not {(n, k, e)})", "start a new run instead of resuming")
+            return
+        if epochs_done or self.visits.any():
+            raise UserError(f"the training dynamics recorded so far are missing from {self.folder}",
+                            "start a new run instead of resuming this one")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ensure_free_space(self.folder, 2 * n * e * (k + 1) + 8 * n)
+        np.save(self.folder / "ids.npy", self.ids)
+        np.save(self.folder / "labels.npy", self.labels)
+        # NaN until written: a sample the loop never showed stays visibly unrecorded.
+        self._probs = open_memmap(probs_path, mode="w+", dtype=np.float16, shape=(n, k, e))
+        self._margin = open_memmap(margin_path, mode="w+", dtype=np.float16, shape=(n, e))
+        for start in range(0, n, ROWS_PER_CHUNK):
+            self._probs[start:start + ROWS_PER_CHUNK] = np.nan
+            self._margin[start:start + ROWS_PER_CHUNK] = np.nan
+        self._flush()
+
+    def _flush(self) -> None:
+        for array in (self._probs, self._margin):
+            if array is not None:
+                array.flush()
+
+    # ----------------------------------------------------------------- hooks
+    def on_fit_start(self, state: TrainState) -> None:
+        if self.finished:
+            return
+        self._open(state.epoch)
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        self.visits[:] = 0
+
+    def on_batch_end(self, state: TrainState, batch: Batch, output: StepOutput) -> None:
+        assert self._probs is not None and self._margin is not None, "on_fit_start opens the files"
+        ids = batch.ids.cpu().numpy()
+        rows = np.searchsorted(self.ids, ids)
+        if (rows >= len(self.ids)).any() or (self.ids[np.minimum(rows, len(self.ids) - 1)] != ids).any():
+            raise ValueError("a batch holds samples this dynamics recorder was not told about")
+        with torch.no_grad():
+            logits = output.logits.detach().float()
+            labels = batch.y.to(logits.device).view(-1, 1)
+            assigned = logits.gather(1, labels).squeeze(1)
+            largest_other = logits.scatter(1, labels, float("-inf")).max(dim=1).values
+            margin = (assigned - largest_other).cpu().numpy()
+            probs = torch.softmax(logits, dim=1).cpu().numpy()
+        epoch = state.epoch
+        self._probs[rows, :, epoch] = probs.astype(np.float16)
+        self._margin[rows, epoch] = margin.astype(np.float16)
+        np.add.at(self.visits, rows, 1)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        # state.epoch already counts the epoch that just ended.
+        wrong = np.flatnonzero(self.visits != 1)
+        if len(wrong):
+            first = int(self.ids[wrong[0]])
+            raise RuntimeError(f"the dynamics recorder saw {len(wrong)} training samples other than once in "
+                               f"epoch {state.epoch} (sample {first}: {int(self.visits[wrong[0]])} times)")
+        self._flush()
+
+    def on_fit_end(self, state: TrainState) -> None:
+        if self.finished:
+            return
+        self._flush()
+        self._build_td()
+
+    def state_dict(self) -> dict[str, Any]:
+        self._flush()  # a checkpoint never points past what is on disk
+        return {"visits": self.visits, "shape": [len(self.ids), self.num_classes, self.epochs]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        shape = [int(value) for value in state["shape"]]
+        if shape != [len(self.ids), self.num_classes, self.epochs]:
+            raise UserError(f"the checkpoint's dynamics recorder had shape {shape}", "start a new run")
+        self.visits = state["visits"].cpu().numpy().astype(np.int16)
+
+    # ---------------------------------------------------------------- the end
+    def _build_td(self) -> None:
+        """td (n, W, E), td_classes (n, W) and mean_probs (n, K) from probs.npy, a chunk of rows at a time."""
+        assert self._probs is not None
+        n, k, e, w = len(self.ids), self.num_classes, self.epochs, self.width
+        ensure_free_space(self.folder, 2 * n * w * e + 8 * n * w + 4 * n * k)
+        pending = {name: self.folder / f".{name}.npy.tmp" for name in ("td", "td_classes", "mean_probs")}
+        td = open_memmap(pending["td"], mode="w+", dtype=np.float16, shape=(n, w, e))
+        td_classes = open_memmap(pending["td_classes"], mode="w+", dtype=np.int64, shape=(n, w))
+        mean_probs = open_memmap(pending["mean_probs"], mode="w+", dtype=np.float32, shape=(n, k))
+        labels = self.labels
+        for start in range(0, n, ROWS_PER_CHUNK):
+            stop = min(n, start + ROWS_PER_CHUNK)
+            chunk = np.asarray(self._probs[start:stop], dtype=np.float32)  # (c, K, E)
+            mean = chunk.mean(axis=2)
+            mean_probs[start:stop] = mean
+            classes = td_class_order(mean, labels[start:stop], w)
+            td[start:stop] = np.take_along_axis(chunk, classes[:, :, None], axis=1).astype(np.float16)
+            td_classes[start:stop] = classes
+        for array in (td, td_classes, mean_probs):
+            array.flush()
+        del td, td_classes, mean_probs
+        # td.npy last: its presence says the whole set is complete.
+        os.replace(pending["td_classes"], self.folder / "td_classes.npy")
+        os.replace(pending["mean_probs"], self.folder / "mean_probs.npy")
+        os.replace(pending["td"], self.folder / "td.npy")
+        self._probs = None
+        with contextlib.suppress(OSError):
+            (self.folder / "probs.npy").unlink()  # td holds what the detectors read
+
+
+def td_class_order(mean_probs: np.ndarray, labels: np.ndarray, width: int) -> np.ndarray:
+    """(n, width) classes: the given label, then the other classes by mean probability, strongest first.
+
+    Ties keep the lower class first (a stable sort), so the order is deterministic.
+    """
+    others = mean_probs.copy()
+    others[np.arange(len(labels)), labels] = -np.inf
+    ranked = np.argsort(-others, axis=1, kind="stable")[:, : width - 1]
+    return np.concatenate([labels[:, None], ranked], axis=1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """Recorded dynamics read back, rows in ``ids`` order (arrays memory-mapped, read-only)."""
+
+    ids: np.ndarray  # (n,) sample ids
+    labels: np.ndarray  # (n,) the labels trained on
+    margin: np.ndarray  # (n, E) float16
+    td: np.ndarray  # (n, W, E) float16
+    td_classes: np.ndarray  # (n, W) int64
+    mean_probs: np.ndarray  # (n, K) float32
+
+    @property
+    def given_prob(self) -> np.ndarray:
+        """(n, E) float32: the probability of the label trained on, per epoch."""
+        return np.asarray(self.td[:, 0, :], dtype=np.float32)
+
+
+def load_dynamics(folder: Path) -> Dynamics:
+    """The finished recording in ``folder``; a clear error when training did not reach its end."""
+    folder = Path(folder)
+    if not (folder / "td.npy").is_file():
+        raise UserError(f"no finished training dynamics in {folder}", "run (or resume) the audit to its end")
+    return Dynamics(
+        ids=np.load(folder / "ids.npy"),
+        labels=np.load(folder / "labels.npy"),
+        margin=np.load(folder / "margin.npy", mmap_mode="r"),
+        td=np.load(folder / "td.npy", mmap_mode="r"),
+        td_classes=np.load(folder / "td_classes.npy", mmap_mode="r"),
+        mean_probs=np.load(folder / "mean_probs.npy", mmap_mode="r"),
+    )
