@@ -79,6 +79,16 @@ METHODS: dict[str, MethodInfo] = {
     info.name: info
     for info in (
         MethodInfo("ce", "ce", "CrossEntropy", None, "plain cross-entropy on the cleaned labels"),
+        MethodInfo("sln", "sln", "StochasticLabelNoise", "SLNOptions",
+                   "stochastic label noise: Gaussian noise added to the one-hot targets"),
+        MethodInfo("sln_mo", "sln", "SLNMomentum", "SLNMomentumOptions",
+                   "stochastic label noise, ending with the momentum (weight-averaged) model"),
+        MethodInfo("sln_mo_lc", "sln", "SLNMomentumCorrection", "SLNCorrectionOptions",
+                   "stochastic label noise + momentum model, whose predictions correct the labels late in training"),
+        MethodInfo("ocl", "ocl", "OnlineConfidentLearning", "OCLOptions",
+                   "online confident learning: cross-entropy plus per-class soft targets learned each epoch"),
+        MethodInfo("mixgen", "mixgen", "MixGen", "MixGenOptions",
+                   "MixGen: a share of each batch becomes image mixtures that keep their own labels"),
     )
 }
 
