@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "evaluate",
     "decide",
     "retrain",
+    "compare",
     "export",
     "status",
 )

@@ -6,21 +6,27 @@ of an audit are applied on top, without review and without being written as
 decisions (cleanlab-style prune-and-retrain); a sample the user already
 decided about keeps the user's decision.
 
-Both models use the same configuration and seed, so the difference in
-held-out accuracy is the effect of the cleaning. The held-out (test) split is
+Both models use the same configuration and method (``ce`` unless ``--method`` names
+another) and are trained once per seed (3 by default: ``seed``, ``seed+1``, ...), so the
+difference in held-out accuracy is measured per seed, paired, and reported with its
+95% interval; "no measurable change" where the interval holds zero, so seed noise is
+never shown as the effect of the cleaning. The held-out (test) split is
 scored against the truth where it is known, else against the labels its
 samples were imported with: never against edited ones (decisions on held-out
 samples, made from a model's suggestions, would let the model grade itself),
 and on every held-out sample, so both models and every retrain are measured
-on the same set. The cleaned model's ``state_dict`` is saved as
+on the same set. The first seed's cleaned model ``state_dict`` is saved as
 ``model.pt`` in the run folder (load it with ``torch.load(...,
-weights_only=True)``).
+weights_only=True)``), described by ``model.json`` (classes, image size, method
+and options).
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -28,13 +34,19 @@ import numpy as np
 from engine.errors import UserError
 from engine.events import EventSink
 from engine.jobs import CancelToken, JobContext, run_job
+from engine.stats import describe_spread, spread
 from engine.store import UNKNOWN_TRUTH, Project, RunInfo, atomic_write_bytes
 
 if TYPE_CHECKING:
+    from engine.compare import ModelPlan
     from engine.training.config import TrainConfig
+    from engine.training.fit import FitResult
 
 RETRAIN_KIND = "retrain"
 MODEL_FILE = "model.pt"
+MODEL_INFO_FILE = "model.json"  # beside model.pt: the classes, the image size, the method and its options
+BASELINE_METHOD = "ce"
+DEFAULT_SEEDS = 3
 AutoAction = Literal["remove", "relabel"]
 
 
@@ -157,13 +169,39 @@ def _save_state_dict(path: Any, model: Any) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _save_model(folder: Path, fit: FitResult, config: TrainConfig, project: Project, plan: ModelPlan) -> None:
+    """``model.pt`` (a state dict) and ``model.json`` (what it is and how it was trained), side by side."""
+    _save_state_dict(folder / MODEL_FILE, fit.model)
+    atomic_write_bytes(folder / MODEL_INFO_FILE,
+                       json.dumps(model_record(config, project, plan.method, plan.options, plan.seed), indent=2).encode())
+
+
+def model_record(config: TrainConfig, project: Project, method: str, options: dict[str, Any],
+                 seed: int) -> dict[str, Any]:
+    return {"file": MODEL_FILE, "name": config.model, "num_classes": project.num_classes,
+            "class_names": project.class_names(), "image_size": config.image_size, "method": method,
+            "options": options, "seed": seed, "trained_on": "cleaned labels"}
+
+
 def retrain_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
-    """The job body. ``spec`` may hold ``auto_top_k``, ``auto_action``, ``audit_run``, ``detector``, ``baseline``."""
+    """The job body; ``spec`` is :func:`retrain_spec`'s (a spec of an older version lacks method and seeds)."""
+    from engine.compare import (
+        ModelPlan,
+        arm_figures,
+        difference_figures,
+        paired_seeds,
+        train_models,
+        trusted_for_run,
+    )
     from engine.crossval import save_array
-    from engine.training.fit import fit_and_evaluate
+    from engine.methods import parse_options
 
     project = ctx.project
     table = project.sample_table()
+    method = str(spec.get("method", BASELINE_METHOD))
+    options = parse_options(method, spec.get("options") or {})
+    seeds = paired_seeds(config.seed, int(spec.get("seeds", 1)))  # an older spec trained one seed
+    baseline = bool(spec.get("baseline", True))
     training = cleaned_training_set(
         project,
         auto_top_k=spec.get("auto_top_k"),
@@ -174,28 +212,42 @@ def retrain_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> 
     eval_ids, eval_labels, against = heldout_targets(project, training)
     save_array(ctx.run.folder / "labels.npy", training.labels)
     save_array(ctx.run.folder / "keep.npy", training.keep)
+    trusted = trusted_for_run(ctx, spec.get("trusted") or {}, [method], config.seed)
     ctx.events.log(
         f"cleaned training set: {len(training.train_ids)} samples ({training.n_removed} removed, "
-        f"{training.n_relabeled} relabeled); scoring {len(eval_ids)} held-out samples against {against}"
+        f"{training.n_relabeled} relabeled); method {method}; seeds {', '.join(map(str, seeds))}; "
+        f"scoring {len(eval_ids)} held-out samples against {against}"
     )
-    cleaned = fit_and_evaluate(
-        ctx, config, training.train_ids, training.labels[training.train_ids], eval_ids, eval_labels,
-        stage="cleaned", checkpoint_name="checkpoint-cleaned.pt",
-    )
-    _save_state_dict(ctx.run.folder / MODEL_FILE, cleaned.model)
-    accuracy_original = None
-    if spec.get("baseline", True):
-        train_ids = table.train_ids
-        original = fit_and_evaluate(
-            ctx, config, train_ids, table.label[train_ids], eval_ids, eval_labels,
-            stage="original", checkpoint_name="checkpoint-original.pt",
-        )
-        accuracy_original = original.accuracy
-    for name in ("checkpoint-cleaned.pt", "checkpoint-original.pt"):
-        (ctx.run.folder / name).unlink(missing_ok=True)
+    plans: list[ModelPlan] = []
+    for seed in seeds:  # seed by seed: a stopped job has whole pairs behind it
+        plans.append(ModelPlan("cleaned", method, options, seed, training.train_ids,
+                               training.labels[training.train_ids]))
+        if baseline:
+            plans.append(ModelPlan("original", method, options, seed, table.train_ids, table.label[table.train_ids]))
+
+    def keep_first_cleaned(plan: ModelPlan, fit: FitResult) -> None:
+        if plan.arm == "cleaned" and plan.seed == seeds[0]:
+            _save_model(ctx.run.folder, fit, config, project, plan)
+
+    records = train_models(ctx, config, plans, eval_ids, eval_labels, stage="retrain", trusted=trusted,
+                           on_model=keep_first_cleaned)
+    cleaned = arm_figures(records, "cleaned", seeds)
+    original = arm_figures(records, "original", seeds) if baseline else None
+    difference = difference_figures(records, "cleaned", "original", seeds) if baseline else None
     summary: dict[str, Any] = {
-        "accuracy_cleaned": cleaned.accuracy,
-        "accuracy_original": accuracy_original,
+        # The means over the seeds, under the names of a one-seed retrain (the app and older readers use them).
+        "accuracy_cleaned": cleaned["accuracy_mean"],
+        "accuracy_original": None if original is None else original["accuracy_mean"],
+        "accuracy_cleaned_std": cleaned["accuracy_std"],
+        "accuracy_original_std": None if original is None else original["accuracy_std"],
+        "accuracy_cleaned_per_seed": cleaned["accuracy_per_seed"],
+        "accuracy_original_per_seed": None if original is None else original["accuracy_per_seed"],
+        "difference": difference,  # cleaned - original, paired by seed, with its 95% interval
+        "verdict": None if difference is None else difference["verdict"],
+        "seeds": seeds,
+        "method": {"name": method, "options": options},
+        "trusted": None if trusted is None else {"source": trusted.source, "count": int(len(trusted.ids)),
+                                                 "ids_file": "trusted_ids.npy"},
         "accuracy_cleaned_measured_against": against,
         "accuracy_original_measured_against": against,
         "evaluated_against": against,  # the older name, kept for readers of earlier summaries
@@ -209,13 +261,16 @@ def retrain_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> 
             "top_k": spec["auto_top_k"], "action": spec.get("auto_action", "remove"),
             "audit_run": training.audit_run, "detector": spec.get("detector", "cl"),
         },
-        "model": {"file": MODEL_FILE, "name": config.model, "num_classes": project.num_classes,
-                  "class_names": project.class_names(), "image_size": config.image_size},
+        "model": model_record(config, project, method, options, seeds[0]),
     }
     ctx.events.result("retrain", {key: summary[key] for key in (
-        "accuracy_cleaned", "accuracy_original", "evaluated_against", "n_train_cleaned", "n_removed", "n_relabeled")})
-    before = "n/a" if accuracy_original is None else f"{accuracy_original:.4f}"
-    ctx.events.log(f"held-out accuracy ({against}): original {before}, cleaned {cleaned.accuracy:.4f}")
+        "accuracy_cleaned", "accuracy_original", "accuracy_cleaned_std", "accuracy_original_std", "difference",
+        "verdict", "seeds", "method", "evaluated_against", "n_train_cleaned", "n_removed", "n_relabeled")})
+    after = describe_spread(spread(cleaned["accuracy_per_seed"]))
+    before = "n/a" if original is None else describe_spread(spread(original["accuracy_per_seed"]))
+    change = "" if difference is None else f"; cleaned - original: {difference['text']}"
+    ctx.events.log(f"held-out accuracy ({against}, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}): "
+                   f"original {before}, cleaned {after}{change}")
     return summary
 
 
@@ -226,10 +281,20 @@ def retrain_spec(
     audit_run: str | None = None,
     detector: str = "cl",
     baseline: bool = True,
+    method: str = BASELINE_METHOD,
+    options: dict[str, Any] | None = None,
+    seeds: int = DEFAULT_SEEDS,
+    trusted: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run spec's retrain part (training settings go under ``train``)."""
+    """The run spec's retrain part (training settings go under ``train``); ``options`` are the method's,
+    validated here (strings from the command line, or typed values)."""
+    from engine.compare import parse_seeds
+    from engine.methods import parse_options
+
     return {"auto_top_k": auto_top_k, "auto_action": auto_action, "audit_run": audit_run,
-            "detector": detector, "baseline": baseline}
+            "detector": detector, "baseline": baseline, "method": method,
+            "options": parse_options(method, options or {}), "seeds": parse_seeds(seeds),
+            "trusted": trusted or {"per_class": None, "csv": None}}
 
 
 def run_retrain(

@@ -1,4 +1,4 @@
-"""`python -m engine retrain`: train on the cleaned data and on the original labels; compare held out."""
+"""`python -m engine retrain`: train on the cleaned data and on the original labels, paired by seed."""
 
 from __future__ import annotations
 
@@ -13,17 +13,30 @@ from engine.commands.common import (
     run_training_command,
 )
 
+METHODS_EPILOG = "\x00methods"  # replaced by the registry's listing when --help is shown (it imports torch)
 
-def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "retrain", help="train on the train split with the decisions applied; compare with the uncorrected labels",
-        description="Train a model on the train split with the decisions applied (removed samples dropped, "
-        "relabels used) and, in the same run, the same model with the same seed on the uncorrected labels. "
-        "Both are scored on the held-out split (against the truth where known). The cleaned model's "
-        "state_dict is saved as model.pt in the run folder.",
-    )
-    add_project_argument(parser)
-    add_train_options(parser)
+
+class MethodsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Lists every registered method with its options and defaults, only when help is printed."""
+
+    def add_text(self, text: str | None) -> None:
+        super().add_text(methods_help() if text == METHODS_EPILOG else text)
+
+
+def methods_help() -> str:
+    """Every registered method, its summary, and each option with its default and help."""
+    from engine.methods import METHODS, option_fields
+
+    lines = ["methods (--method NAME; options as --option key=value):"]
+    for name, info in METHODS.items():
+        needs = " [needs a trusted set]" if info.needs_trusted else " [needs the truth]" if info.needs_truth else ""
+        lines.append(f"  {name}: {info.summary}{needs}")
+        for field in option_fields(name):
+            lines.append(f"      {field.name}={field.default!r}  {field.metadata.get('help', '')}".rstrip())
+    return "\n".join(lines)
+
+
+def add_auto_options(parser: argparse.ArgumentParser) -> None:
     auto = parser.add_argument_group("auto mode (prune-and-retrain without review)")
     auto.add_argument("--auto-top-k", metavar="K", default=None,
                       help="also apply the top K suggestions of the latest audit to train samples without a "
@@ -33,26 +46,86 @@ def add_parser(subparsers: Any) -> None:
     auto.add_argument("--run", dest="audit_run", metavar="RUN_ID", default=None,
                       help="the audit run whose suggestions auto mode applies (default: the latest)")
     auto.add_argument("--detector", default="cl", help="whose ranking auto mode follows (default cl)")
+
+
+def add_trusted_options(parser: argparse.ArgumentParser) -> None:
+    trusted = parser.add_argument_group(
+        "trusted set (what the meta-learning methods learn from; default: the samples you kept or relabeled)")
+    trusted.add_argument("--trusted-per-class", type=int, metavar="N", default=None,
+                         help="N training samples per class drawn with the seed from those whose truth is known "
+                         "(benchmarks), labelled with the truth")
+    trusted.add_argument("--trusted-csv", metavar="FILE", default=None,
+                         help="a CSV naming trusted training samples: columns path (or id) and label")
+
+
+def add_seeds_option(parser: argparse.ArgumentParser, default: int = 3) -> None:
+    parser.add_argument("--seeds", type=int, default=default, metavar="S",
+                        help=f"train each model S times, with seeds --seed, --seed+1, ... (default {default}); "
+                        "differences are paired by seed and given with a 95%% interval")
+
+
+def auto_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The auto-mode part of a spec; the audit is named now, so a resume follows the same one."""
+    from engine.retrain import parse_top_k
+
+    top_k = None if args.auto_top_k is None else parse_top_k(args.auto_top_k)
+    audit_run = args.audit_run
+    if top_k is not None and audit_run is None:
+        from engine.store import Project
+
+        with Project.open(args.project) as project:
+            audit_run = project.run(kind="audit").id
+    return {"auto_top_k": top_k, "auto_action": args.auto_action, "audit_run": audit_run,
+            "detector": args.detector}
+
+
+def check_trusted(args: argparse.Namespace, trusted: dict[str, Any], methods: list[str]) -> None:
+    """Refuse before the run starts when a meta method would have no trusted sample of some class."""
+    from engine.compare import check_trusted_before_start
+    from engine.store import Project
+
+    with Project.open(args.project) as project:
+        check_trusted_before_start(project, trusted, methods, args.seed)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "retrain", help="train on the train split with the decisions applied; compare with the uncorrected labels",
+        description="Train a model on the train split with the decisions applied (removed samples dropped, "
+        "relabels used) and, in the same run, the same model on the uncorrected labels, each once per seed "
+        "(--seeds, default 3). Both are scored on the held-out split (against the truth where known); the "
+        "difference is paired by seed and reported with its 95% interval, or as 'no measurable change' when "
+        "the interval holds zero. The first seed's cleaned model is saved as model.pt (a state_dict) with "
+        "model.json (classes, image size, method) in the run folder.",
+        formatter_class=MethodsHelpFormatter, epilog=METHODS_EPILOG,
+    )
+    add_project_argument(parser)
+    add_train_options(parser)
+    method = parser.add_argument_group("method")
+    method.add_argument("--method", default="ce", metavar="NAME",
+                        help="the training method of both models (default ce; every method is listed below)")
+    method.add_argument("--option", action="append", metavar="KEY=VALUE", default=None,
+                        help="an option of the method (repeatable), e.g. --option sigma=0.5")
+    add_seeds_option(parser)
+    add_trusted_options(parser)
+    add_auto_options(parser)
     parser.add_argument("--no-baseline", action="store_true",
-                        help="skip the model on the uncorrected labels (half the time; no before/after)")
+                        help="skip the models on the uncorrected labels (half the time; no before/after)")
     add_resume_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from engine.retrain import RETRAIN_KIND, parse_top_k, retrain_body, retrain_spec
+    from engine.methods import split_option_args
+    from engine.retrain import RETRAIN_KIND, retrain_body, retrain_spec
+    from engine.trusted import trusted_spec
 
     def spec() -> dict[str, Any]:
-        top_k = None if args.auto_top_k is None else parse_top_k(args.auto_top_k)
-        audit_run = args.audit_run
-        if top_k is not None and audit_run is None:
-            # Name the audit now, so a resume follows the same one even after a newer audit.
-            from engine.store import Project
-
-            with Project.open(args.project) as project:
-                audit_run = project.run(kind="audit").id
-        return retrain_spec(auto_top_k=top_k, auto_action=args.auto_action, audit_run=audit_run,
-                            detector=args.detector, baseline=not args.no_baseline)
+        trusted = trusted_spec(args.trusted_per_class, args.trusted_csv)
+        made = retrain_spec(**auto_spec(args), baseline=not args.no_baseline, method=args.method,
+                            options=split_option_args(args.option), seeds=args.seeds, trusted=trusted)
+        check_trusted(args, trusted, [args.method])
+        return made
 
     return run_training_command(args, RETRAIN_KIND, spec, retrain_body)

@@ -26,14 +26,31 @@ def run_status(project: Project, run: RunInfo) -> dict[str, Any]:
     """One run as status shows it: ``stale`` says why its results no longer describe the labels (or None);
     ``resume`` is the command that continues an unfinished run (or None)."""
     resume = None
-    if run.status in RESUMABLE and run.kind in ("audit", "crossval", "retrain"):
+    if run.status in RESUMABLE and run.kind in ("audit", "crossval", "retrain", "compare"):
         resume = f"python -m engine {run.kind} {shlex.quote(str(project.root))} --resume {run.id}"
         model = str(run.spec.get("train", {}).get("model", ""))
         if ":" in model:  # resume imports no code the user did not name: the user adds it, knowingly
             resume += f"   (its model is the code {model}: add --model {model} if you trust it)"
     return {"id": run.id, "kind": run.kind, "status": run.status,
             "duration_s": (run.finished - run.created) if run.finished else None, "summary": run.summary,
-            "stale": project.stale_reason(run) if run.status == "ok" else None, "resume": resume}
+            "stale": project.stale_reason(run) if run.status == "ok" else None, "resume": resume,
+            "methods": run_methods(run)}
+
+
+def run_methods(run: RunInfo) -> list[dict[str, Any]]:
+    """The training methods a retrain or compare run names in its spec (an older retrain: ce), else []."""
+    if run.kind == "retrain":
+        return [{"name": run.spec.get("method", "ce"), "options": run.spec.get("options") or {}}]
+    if run.kind == "compare":
+        return [{"name": m.get("name"), "options": m.get("options") or {}} for m in run.spec.get("methods", [])
+                if isinstance(m, dict)]
+    return []
+
+
+def describe_methods(methods: list[dict[str, Any]]) -> str:
+    """``sln (sigma=0.5), ce``."""
+    return ", ".join(str(m["name"]) + (" (" + ", ".join(f"{k}={v}" for k, v in m["options"].items()) + ")"
+                                       if m["options"] else "") for m in methods)
 
 
 def project_status(project: Project) -> dict[str, Any]:
@@ -79,6 +96,13 @@ def handle(args: argparse.Namespace) -> int:
         figures = ", ".join(f"{key} {value:.4g}" for key, value in run["summary"].items()
                             if isinstance(value, float))
         print(f"run {run['id']}: {run['status']}{took}" + (f"  ({figures})" if figures else ""))
+        if run["methods"]:
+            print(f"  method{'s' if len(run['methods']) > 1 else ''}: {describe_methods(run['methods'])}")
+        for line in run["summary"].get("lines", []) if run["kind"] == "compare" else []:
+            print(f"  {line}")
+        difference = run["summary"].get("difference") if run["kind"] == "retrain" else None
+        if isinstance(difference, dict) and difference.get("text"):
+            print(f"  cleaned - original: {difference['text']}")
         if run["stale"]:
             print(f"  stale: {run['stale']}")
         if run["status"] == "interrupted":

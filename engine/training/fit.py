@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
@@ -18,6 +19,9 @@ from engine.training.data import ImageBatches
 from engine.training.device import resolve_device
 from engine.training.hooks import Callback, Method
 from engine.training.loop import ProgressFn, Trainer, TrainState, predict_probs, steps_per_epoch
+
+if TYPE_CHECKING:
+    from engine.trusted import TrustedSet
 
 
 class StageProgress:
@@ -57,6 +61,50 @@ def open_training_data(ctx: JobContext, config: TrainConfig, labels: np.ndarray)
     return ImageBatches(images, labels, device, channels_last=True)
 
 
+def image_kind(project: Project) -> str:
+    """"digits" for the demo (some seeds give other defaults for such data), else "photo"."""
+    return "digits" if project.source.get("kind") == "demo" else "photo"
+
+
+def build_named_method(
+    project: Project,
+    name: str,
+    options: Mapping[str, object],
+    *,
+    train_ids: np.ndarray,
+    data: ImageBatches,
+    seed: int,
+    trusted: TrustedSet | None = None,
+) -> Method:
+    """The registered method ``name`` for one model, built from a run spec's name and options.
+
+    The method sees the data through its own batch server whose labels are the trusted
+    labels at the trusted ids (so a trusted batch carries the trusted labels) and the
+    training targets elsewhere; the loop itself trains on the training targets.
+    """
+    from engine.methods import MethodContext, build_method, method_info
+    from engine.store import UNKNOWN_TRUTH
+
+    info = method_info(name)
+    labels = data.labels.numpy().copy()
+    method_data = data
+    if trusted is not None and len(trusted.ids):
+        trusted_labels = labels.copy()
+        trusted_labels[trusted.ids] = trusted.labels
+        method_data = ImageBatches(data.images, trusted_labels, data.device, channels_last=data.channels_last)
+    true_labels = None
+    if info.needs_truth:
+        truth = project.sample_table().true_label
+        true_labels = truth if (truth[train_ids] != UNKNOWN_TRUTH).all() else None
+    context = MethodContext(
+        num_classes=project.num_classes, train_ids=np.asarray(train_ids, dtype=np.int64), labels=labels,
+        data=method_data, seed=seed, trusted_ids=None if trusted is None else trusted.ids,
+        trusted_labels=None if trusted is None else trusted.labels, true_labels=true_labels,
+        image_kind=image_kind(project),
+    )
+    return build_method(name, dict(options), context)
+
+
 @dataclass
 class FitResult:
     model: nn.Module
@@ -76,6 +124,9 @@ def fit_and_evaluate(
     *,
     stage: str,
     method: Method | None = None,
+    method_name: str | None = None,
+    method_options: Mapping[str, object] | None = None,
+    trusted: TrustedSet | None = None,
     callbacks: Sequence[Callback] = (),
     checkpoint_name: str | None = None,
     progress: StageProgress | None = None,
@@ -89,6 +140,8 @@ def fit_and_evaluate(
     train_ids, train_labels : np.ndarray of shape (n,) — ids and the labels to train them on.
     eval_ids, eval_labels : np.ndarray of shape (m,) — held-out ids and the labels to score against.
     checkpoint_name : file name in the run folder; a resumed run continues from it.
+    method_name, method_options : a registered method (see engine.methods) built for this model,
+        unless ``method`` is given; ``trusted`` is the trusted set a meta-learning method learns from.
     """
     train_ids = np.asarray(train_ids, dtype=np.int64)
     if len(train_ids) < 2:
@@ -97,6 +150,9 @@ def fit_and_evaluate(
     labels = np.zeros(n, dtype=np.int64)
     labels[train_ids] = train_labels
     data = open_training_data(ctx, config, labels)
+    if method is None and method_name is not None:
+        method = build_named_method(ctx.project, method_name, method_options or {}, train_ids=train_ids, data=data,
+                                    seed=config.seed, trusted=trusted)
     if progress is None:
         progress = StageProgress(ctx.events, stage, config.epochs * steps_per_epoch(len(train_ids), config.batch_size))
     checkpoint: Path | None = ctx.run.folder / checkpoint_name if checkpoint_name else None

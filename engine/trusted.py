@@ -1,0 +1,176 @@
+"""The trusted set: samples whose labels the meta-learning methods may take as clean.
+
+Three sources, in this order of preference when several are named:
+
+* ``--trusted-csv FILE``: columns ``path`` (as the project stores it) or ``id``, and ``label``
+  (a class name, or its number);
+* ``--trusted-per-class N``: N samples per class drawn with the seed from the training
+  samples whose truth is known (benchmarks), labelled with the truth;
+* by default, the review: every training sample a person kept or relabeled, with the label
+  the person decided (a kept sample keeps its observed label).
+
+Every trusted sample is in the train split: the held-out split measures the models and is
+never learnt from, so a trusted-set CSV naming a held-out sample is refused. The set a
+run used is saved in its folder (``trusted_ids.npy``, ``trusted_labels.npy``) and read
+back on resume, so a resumed run learns from the same samples even if the CSV changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.store import Project
+
+IDS_FILE = "trusted_ids.npy"
+LABELS_FILE = "trusted_labels.npy"
+HOW_TO_GET_MORE = ("review more samples of those classes (a kept or relabeled sample is trusted), or pass "
+                   "--trusted-csv FILE (columns path or id, and label) or, where the truth is known, "
+                   "--trusted-per-class N")
+
+
+SOURCE_NAMES = {"review": "the review (samples kept or relabeled)", "per_class": "--trusted-per-class (the truth)",
+                "csv": "--trusted-csv"}
+
+
+@dataclass(frozen=True)
+class TrustedSet:
+    """``ids`` (t,) train-split sample ids and their clean ``labels`` (t,); ``source`` says where they came from."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    source: str  # "review" | "per_class" | "csv"
+
+    def per_class(self, num_classes: int) -> np.ndarray:
+        return np.bincount(self.labels, minlength=num_classes)
+
+    def describe(self, class_names: list[str]) -> str:
+        counts = self.per_class(len(class_names))
+        listing = ", ".join(f"{name} {count}" for name, count in zip(class_names, counts, strict=True))
+        return f"{len(self.ids)} trusted samples from {SOURCE_NAMES[self.source]} ({listing})"
+
+
+def trusted_spec(per_class: int | None = None, csv: str | Path | None = None) -> dict[str, Any]:
+    """The run spec's ``trusted`` part; a CSV is recorded by its absolute path."""
+    if per_class is not None and per_class < 1:
+        raise UserError(f"--trusted-per-class {per_class} must be at least 1", "pass e.g. --trusted-per-class 5")
+    if per_class is not None and csv is not None:
+        raise UserError("--trusted-per-class and --trusted-csv both name a trusted set", "pass one of them")
+    return {"per_class": per_class, "csv": None if csv is None else str(Path(csv).absolute())}
+
+
+def from_review(project: Project) -> TrustedSet:
+    """Train-split samples a person kept or relabeled, with the label the person decided."""
+    table = project.sample_table()
+    ids, labels = [], []
+    for sample_id, decision in sorted(project.decisions().items()):
+        if table.split[sample_id] != "train":
+            continue  # a held-out sample is never learnt from
+        if decision.action == "keep":
+            ids.append(sample_id)
+            labels.append(int(table.label[sample_id]))
+        elif decision.action == "relabel" and decision.new_label is not None:
+            ids.append(sample_id)
+            labels.append(int(decision.new_label))
+    return TrustedSet(np.array(ids, dtype=np.int64), np.array(labels, dtype=np.int64), "review")
+
+
+def from_truth(project: Project, per_class: int, seed: int) -> TrustedSet:
+    """``per_class`` train samples of each class (by truth), drawn with ``seed``, labelled with the truth."""
+    table = project.sample_table()
+    train = table.train_ids
+    truth = table.true_label[train]
+    if not (truth >= 0).any():
+        raise UserError("--trusted-per-class draws from samples whose truth is known, and this project knows none",
+                        "use the review as the trusted set (keep or relabel samples), or --trusted-csv FILE")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in range(project.num_classes):
+        pool = train[truth == label]
+        chosen.append(rng.choice(pool, size=min(per_class, len(pool)), replace=False) if len(pool) else pool)
+    ids = np.sort(np.concatenate(chosen)).astype(np.int64)
+    return TrustedSet(ids, table.true_label[ids].astype(np.int64), "per_class")
+
+
+def from_csv(project: Project, file: Path) -> TrustedSet:
+    """Samples named by ``path`` or ``id`` in ``file``, with the class in its ``label`` column."""
+    import pandas as pd
+
+    if not file.is_file():
+        raise UserError(f"trusted-set file {file} does not exist", "check the --trusted-csv path")
+    try:
+        frame = pd.read_csv(file, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"{file} is not a readable UTF-8 CSV ({type(exc).__name__})",
+                        "write it as UTF-8 text with a header line: path,label (or id,label)") from None
+    key = "path" if "path" in frame.columns else "id" if "id" in frame.columns else None
+    if key is None or "label" not in frame.columns:
+        raise UserError(f"{file} needs a path (or id) column and a label column; it has: "
+                        f"{', '.join(map(repr, frame.columns)) or 'none'}",
+                        "write a header line: path,label (or id,label)")
+    table = project.sample_table()
+    ids, labels = [], []
+    for row, (ref, label) in enumerate(zip(frame[key], frame["label"], strict=True), start=2):
+        where = f"{file.name} line {row}"
+        try:
+            sample_id = project.resolve_sample(int(ref) if key == "id" and ref.strip().isdigit() else ref.strip())
+            class_id = project.resolve_class(label)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc.message}", exc.hint) from None
+        if table.split[sample_id] != "train":
+            raise UserError(f"{where}: sample {ref!r} is held out (test split); the held-out split measures the "
+                            "models and is never learnt from", "name only training samples in the trusted set")
+        ids.append(sample_id)
+        labels.append(class_id)
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise UserError(f"{file} names sample(s) {', '.join(map(str, twice))} more than once",
+                        "name each trusted sample once")
+    order = np.argsort(ids)
+    return TrustedSet(np.array(ids, dtype=np.int64)[order], np.array(labels, dtype=np.int64)[order], "csv")
+
+
+def choose(project: Project, spec: dict[str, Any], seed: int) -> TrustedSet:
+    """The trusted set a run's ``trusted`` spec names (see :func:`trusted_spec`)."""
+    if spec.get("csv"):
+        return from_csv(project, Path(spec["csv"]))
+    if spec.get("per_class"):
+        return from_truth(project, int(spec["per_class"]), seed)
+    return from_review(project)
+
+
+def require_every_class(trusted: TrustedSet, class_names: list[str], methods: list[str]) -> None:
+    """Stop with per-class counts when a meta method would learn from no trusted sample of some class."""
+    counts = trusted.per_class(len(class_names))
+    missing = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
+    if not missing:
+        return
+    listing = ", ".join(f"{name} {count}" for name, count in zip(class_names, counts, strict=True))
+    which = ", ".join(methods)
+    source = SOURCE_NAMES[trusted.source]
+    if not len(trusted.ids):
+        problem = f"method {which} learns from a trusted set, and {source} gives none (0 of every class)"
+    else:
+        problem = (f"method {which} needs trusted samples of every class; {source} gives {listing}: "
+                   f"none of {', '.join(missing)}")
+    raise UserError(problem, HOW_TO_GET_MORE)
+
+
+def save(folder: Path, trusted: TrustedSet) -> None:
+    from engine.crossval import save_array
+
+    save_array(folder / IDS_FILE, trusted.ids)
+    save_array(folder / LABELS_FILE, trusted.labels)
+
+
+def load_saved(folder: Path, source: str) -> TrustedSet | None:
+    """The trusted set a run saved at its start, or None."""
+    if not (folder / IDS_FILE).is_file() or not (folder / LABELS_FILE).is_file():
+        return None
+    ids = np.load(folder / IDS_FILE, allow_pickle=False).astype(np.int64)
+    labels = np.load(folder / LABELS_FILE, allow_pickle=False).astype(np.int64)
+    return TrustedSet(ids, labels, source)
