@@ -20,11 +20,46 @@ from PySide6.QtWidgets import (
 )
 
 from auditor.session import ProjectSession
+from engine.stats import NO_MEASURABLE_CHANGE, difference_from_dict, points
 from engine.store import RunInfo
 
 
 def _percent(value: Any) -> str:
     return f"{100 * float(value):.1f}%" if isinstance(value, (int, float)) else "—"
+
+
+def _spread(std: Any, seeds: int) -> str:
+    """"± 0.4 pts over 3 seeds · " (nothing for one seed, or an older summary without it)."""
+    if not isinstance(std, (int, float)) or seeds < 2:
+        return ""
+    return f"± {100 * float(std):.1f} pts over {seeds} seeds · "
+
+
+def _method_note(summary: dict[str, Any]) -> str:
+    method = summary.get("method")
+    name = method.get("name") if isinstance(method, dict) else None
+    return f" and method ({name})" if name else ""
+
+
+def _change(summary: dict[str, Any]) -> tuple[str, str, str]:
+    """The change card: (value, trend, detail). Green or red only for a difference whose interval excludes zero."""
+    before, after = summary.get("accuracy_original"), summary.get("accuracy_cleaned")
+    if not isinstance(before, (int, float)) or not isinstance(after, (int, float)):
+        return "—", "flat", ""
+    recorded = summary.get("difference")
+    if not isinstance(recorded, dict):
+        # An older retrain: one seed each, no interval; its difference may be seed noise alone.
+        return (f"{points(float(after) - float(before))} pts", "flat",
+                "one seed, no interval: retrain again to measure it")
+    difference = difference_from_dict(recorded)
+    if difference.low is None or difference.high is None:
+        interval = f"{points(difference.mean)} pts with one seed: no interval"
+    else:
+        interval = (f"{points(difference.mean)} pts, {difference.confidence:.0%} interval {points(difference.low)} "
+                    f"to {points(difference.high)} over {difference.n} paired seeds")
+    if not difference.measurable:
+        return NO_MEASURABLE_CHANGE[:1].upper() + NO_MEASURABLE_CHANGE[1:], "flat", interval
+    return f"{points(difference.mean)} pts", "up" if difference.mean > 0 else "down", interval
 
 
 class AccuracyCard(QFrame):
@@ -145,26 +180,29 @@ class ResultsView(QWidget):
         before, after = summary.get("accuracy_original"), summary.get("accuracy_cleaned")
         self.before.value.setText(_percent(before))
         self.after.value.setText(_percent(after))
-        self.before.detail.setText(f"{summary.get('n_train_original', '?')} training samples")
-        self.after.detail.setText(f"{summary.get('n_train_cleaned', '?')} training samples · "
+        seeds = summary.get("seeds") or [None]
+        spread_before = _spread(summary.get("accuracy_original_std"), len(seeds))
+        spread_after = _spread(summary.get("accuracy_cleaned_std"), len(seeds))
+        self.before.detail.setText(f"{spread_before}{summary.get('n_train_original', '?')} training samples")
+        self.after.detail.setText(f"{spread_after}{summary.get('n_train_cleaned', '?')} training samples · "
                                   f"{summary.get('n_removed', 0)} removed · {summary.get('n_relabeled', 0)} relabelled")
-        if isinstance(before, (int, float)) and isinstance(after, (int, float)):
-            delta = 100 * (float(after) - float(before))
-            self.gain.value.setText(f"{delta:+.1f} pts")
-            self.gain.value.setProperty("trend", "up" if delta > 0 else "down" if delta < 0 else "flat")
-        else:
-            self.gain.value.setText("—")
+        value, trend, detail = _change(summary)
+        self.gain.value.setText(value)
+        self.gain.value.setProperty("trend", trend)
         self.gain.value.style().unpolish(self.gain.value)
         self.gain.value.style().polish(self.gain.value)
-        self.gain.detail.setText(f"run {run.id}")
+        self.gain.detail.setText(f"{detail} · run {run.id}" if detail else f"run {run.id}")
         against = str(summary.get("accuracy_original_measured_against", summary.get("evaluated_against", "")))
         # Say what the numbers measure: the audit's held-out accuracy comes from fold models trained on
         # part of the data, so it is lower than "Before" for the very same labels.
         self.accuracy_note.setText(
             f"Both models: trained on the whole training split (before: the given labels; after: with your "
-            f"decisions), same architecture and seed, scored on the {summary.get('n_eval', '?')} held-out samples"
+            f"decisions), same architecture{_method_note(summary)}, once per seed ({len(seeds)}), scored on the "
+            f"{summary.get('n_eval', '?')} held-out samples"
             + (f" against {against.replace('_', ' ')}" if against else "")
-            + ". The audit's held-out accuracy is lower: its fold models each saw only part of the training split.")
+            + ". The change is measured seed by seed; 'No measurable change' means its 95% interval holds zero: "
+            "the difference is within what another seed alone would give. The audit's held-out accuracy is lower: "
+            "its fold models each saw only part of the training split.")
 
     def _show_runs(self, runs: list[RunInfo]) -> None:
         self.runs_table.setRowCount(len(runs))
@@ -173,6 +211,10 @@ class ResultsView(QWidget):
             if run.kind == "retrain" and "accuracy_cleaned" in summary:
                 text = f"accuracy {_percent(summary.get('accuracy_original'))} → " \
                        f"{_percent(summary.get('accuracy_cleaned'))}"
+                if summary.get("verdict"):
+                    text += f" ({summary['verdict']} over {len(summary.get('seeds') or [])} seeds)"
+            elif run.kind == "compare" and summary.get("lines"):
+                text = "; ".join(map(str, summary["lines"]))
             elif "error" in summary:
                 text = str(summary["error"])
             elif run.status == "interrupted":
