@@ -101,7 +101,7 @@ class RecordWeights(Callback):
 
 def test_the_momentum_model_is_the_running_average_of_the_weights() -> None:
     data = small_data()
-    method = cast(SLNMomentum, build_method("sln_mo", {"sigma": "0.5", "momentum": "0.999"}, context(data)))
+    method = cast(SLNMomentum, build_method("sln_mo", {"sigma": "0.5", "momentum_decay": "0.999"}, context(data)))
     recorder, token = RecordWeights(), CancelToken()
     with pytest.raises(Cancelled):
         trainer(method, data, callbacks=[recorder, CancelAtStep(token, 2)], cancel=token).fit()
@@ -187,6 +187,8 @@ def test_label_correction_epoch_defaults_to_five_sixths_and_must_come_before_the
     run = trainer(method, data, config=TrainConfig(epochs=12, batch_size=16, image_size=16, seed=1))
     method.setup(run.state)
     assert method.correction_epoch == 10  # the seed's 250 of 300
+    method.setup(trainer(method, data, config=TrainConfig(epochs=2, batch_size=16, image_size=16, seed=1)).state)
+    assert method.correction_epoch == 1  # a short run still gets its correction
     late = build_method("sln_mo_lc", {"label_correction_epoch": "3"}, context(data))
     with pytest.raises(UserError, match="label_correction_epoch=3 is not below --epochs 3") as caught:
         late.setup(trainer(late, data).state)

@@ -79,16 +79,16 @@ class SLNOptions:
 
 @dataclass
 class SLNMomentumOptions(SLNOptions):
-    momentum: float = field(default=SEED_MOMENTUM, metadata={
-        "help": "decay per step of the momentum model (the seed's 0.999), warmed up as min(momentum, "
+    momentum_decay: float = field(default=SEED_MOMENTUM, metadata={
+        "help": "decay per step of the momentum model (the seed's 0.999), warmed up as min(momentum_decay, "
                 "(1+t)/(10+t)) after t steps so that a short run does not average in its random start; the "
                 "run ends with the momentum model"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.momentum < 1:
-            raise UserError(f"momentum={self.momentum} is out of range",
-                            "give a decay from 0 (no averaging) to below 1, e.g. --option momentum=0.999")
+        if not 0 <= self.momentum_decay < 1:
+            raise UserError(f"momentum_decay={self.momentum_decay} is out of range",
+                            "give a decay from 0 (no averaging) to below 1, e.g. --option momentum_decay=0.999")
 
 
 @dataclass
@@ -215,7 +215,7 @@ class SLNMomentum(StochasticLabelNoise):
 
     def __init__(self, options: SLNMomentumOptions, context: MethodContext) -> None:
         super().__init__(options, context)
-        self.momentum_model = MomentumModel(options.momentum)
+        self.momentum_model = MomentumModel(options.momentum_decay)
 
     def callbacks(self) -> list[Callback]:
         return [self.momentum_model]
@@ -253,7 +253,8 @@ class SLNMomentumCorrection(SLNMomentum):
     def setup(self, state: TrainState) -> None:
         epochs = state.config.epochs
         if self.requested_epoch is None:
-            self.correction_epoch = max(1, round(epochs * SEED_CORRECTION_FRACTION))
+            # At least one epoch before (the momentum model needs it) and, where there is room, one after.
+            self.correction_epoch = max(1, min(epochs - 1, round(epochs * SEED_CORRECTION_FRACTION)))
         elif self.requested_epoch >= epochs:
             raise UserError(f"sln_mo_lc: label_correction_epoch={self.requested_epoch} is not below --epochs "
                             f"{epochs}, so the labels would never be corrected",
