@@ -44,6 +44,8 @@ class MethodContext:
     trusted_ids, trusted_labels : (t,) the trusted set and its labels, when the method needs one.
     true_labels : (N,) the truth, only where it is known and the method is the upper bound.
     image_kind : "photo" or "digits" (the demo): some seeds give defaults per kind of data.
+    suspect_scores, suggested : (N,) an audit detector's scores (higher = more likely mislabeled) and
+        suggested classes (-1: none), for ``prune``; see engine.methods.prune.audit_evidence.
     """
 
     num_classes: int
@@ -55,6 +57,8 @@ class MethodContext:
     trusted_labels: np.ndarray | None = None
     true_labels: np.ndarray | None = None
     image_kind: str = "photo"
+    suspect_scores: np.ndarray | None = None
+    suggested: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ METHODS: dict[str, MethodInfo] = {
     info.name: info
     for info in (
         MethodInfo("ce", "ce", "CrossEntropy", None, "plain cross-entropy on the cleaned labels"),
+        MethodInfo("mlc", "mlc", "MetaLabelCorrection", "MLCOptions",
+                   "meta label correction: a network learns from the trusted set to correct labels", needs_trusted=True),
+        MethodInfo("prune", "prune", "Prune", "PruneOptions",
+                   "remove (or relabel) the most suspect samples of an audit, then train"),
         MethodInfo("sln", "sln", "StochasticLabelNoise", "SLNOptions",
                    "stochastic label noise: Gaussian noise added to the one-hot targets"),
         MethodInfo("sln_mo", "sln", "SLNMomentum", "SLNMomentumOptions",

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -51,6 +52,14 @@ class Method:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = cls.__name__  # never the parent's name: a checkpoint tells methods apart by it
+
+    def select_train_ids(self, train_ids: np.ndarray) -> np.ndarray:
+        """The ids to train on, of those the trainer was given (all of them; ``prune`` drops its suspects).
+
+        Called when the trainer is built, so the schedule's length and a checkpoint's sample record
+        (which a resume checks) are those of the ids actually trained on.
+        """
+        return train_ids
 
     def setup(self, state: TrainState) -> None:
         """Called once before the first epoch (after a resume too)."""

@@ -198,6 +198,8 @@ class Trainer:
         self.cancel = cancel or CancelToken()
         self.stage = stage
         self.method = method or Method()
+        # Before the schedule's length and the checkpoint's sample record depend on them (``prune``).
+        train_ids = self.method.select_train_ids(np.asarray(train_ids))
         self.callbacks = list(callbacks) + self.method.callbacks()
         names = [callback.name for callback in self.callbacks]
         repeated = sorted({name for name in names if names.count(name) > 1})

@@ -1,0 +1,166 @@
+"""``mlc``: the corrector learns from the trusted set, the look-ahead is the optimiser's step, resume is exact."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import Cancelled, UserError
+from engine.events import EventSink
+from engine.jobs import CancelToken
+from engine.methods import MethodContext, build_method, parse_options
+from engine.methods.mlc import MetaLabelCorrection, sgd_lookahead
+from engine.training.config import TrainConfig
+from engine.training.data import Batch, ImageBatches
+from engine.training.hooks import Callback, StepOutput
+from engine.training.loop import Trainer, TrainState
+
+N = 150
+TRAIN = np.arange(120)
+TRUSTED = np.arange(120, 150)
+FLIPPED = 20  # class-0 training images labeled 1
+
+
+def constructed(trusted_class0_label: int = 0) -> tuple[MethodContext, ImageBatches, np.ndarray]:
+    """3 classes told apart by brightness; 20 of the 40 class-0 training images carry label 1.
+
+    The trusted set (10 per class) labels its class-0 images ``trusted_class0_label``: 0 contradicts
+    the flipped labels, 1 agrees with them.
+    """
+    rng = np.random.default_rng(0)
+    truth = np.arange(N) % 3
+    images = (rng.integers(0, 60, (N, 16, 16, 3)) + truth[:, None, None, None] * 60).astype(np.uint8)
+    labels = truth.copy()
+    flipped = TRAIN[truth[TRAIN] == 0][:FLIPPED]
+    labels[flipped] = 1
+    data = ImageBatches(images, labels, torch.device("cpu"), channels_last=True)
+    trusted_labels = np.where(truth[TRUSTED] == 0, trusted_class0_label, truth[TRUSTED])
+    context = MethodContext(num_classes=3, train_ids=TRAIN, labels=labels, data=data, seed=1,
+                            trusted_ids=TRUSTED, trusted_labels=trusted_labels)
+    return context, data, flipped
+
+
+def trainer(context: MethodContext, data: ImageBatches, options: dict[str, str], epochs: int,
+            checkpoint: Path | None = None, callbacks: list[Callback] | None = None,
+            cancel: CancelToken | None = None) -> tuple[Trainer, MetaLabelCorrection]:
+    method = build_method("mlc", options, context)
+    assert isinstance(method, MetaLabelCorrection)
+    config = TrainConfig(epochs=epochs, batch_size=16, image_size=16, seed=1, augment="none")
+    return Trainer(config, data, TRAIN, num_classes=3, events=EventSink(), method=method, augment="none",
+                   checkpoint_path=checkpoint, callbacks=callbacks or [], cancel=cancel), method
+
+
+def corrected_labels(state: TrainState, method: MetaLabelCorrection, data: ImageBatches,
+                     ids: np.ndarray) -> np.ndarray:
+    """The corrector's argmax for ``ids`` with their given labels, reading the trained model's features."""
+    state.model.eval()
+    with torch.no_grad():
+        batch = next(iter(data.batches(ids, len(ids))))
+        state.model(batch.x)
+        assert method._features is not None
+        return method.corrected(method._features, batch.y).argmax(1).numpy()
+
+
+@pytest.mark.parametrize(("trusted_class0_label", "expected"), [(0, 0), (1, 1)])
+def test_the_corrector_changes_a_label_the_trusted_set_contradicts(trusted_class0_label: int, expected: int) -> None:
+    context, data, flipped = constructed(trusted_class0_label)
+    fit, method = trainer(context, data, {"meta_lr": "3e-3", "trusted_batch_size": "16"}, epochs=3)
+    state = fit.fit()
+    # Class-0 images labeled 1: corrected to 0 when the trusted set says they are 0, kept as 1 when it says 1.
+    assert (corrected_labels(state, method, data, flipped) == expected).all()
+    # Class-1 images labeled 1 keep their label either way: the corrector does not relabel everything.
+    clean_ones = TRAIN[context.labels[TRAIN] == 1]
+    clean_ones = clean_ones[~np.isin(clean_ones, flipped)]
+    assert (corrected_labels(state, method, data, clean_ones) == 1).all()
+
+
+def test_the_look_ahead_is_the_step_the_optimiser_takes() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    for _ in range(2):  # the second look-ahead reads momentum buffers
+        params = list(model.parameters())
+        grads = list(torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), params))
+        before = copy.deepcopy(optimizer.state_dict()["state"])
+        ahead, step_scale = sgd_lookahead(optimizer, params, grads, eta=0.1)
+        after = optimizer.state_dict()["state"]
+        for index, buffers in before.items():  # read, not changed: the look-ahead only imagines the step
+            torch.testing.assert_close(after[index]["momentum_buffer"], buffers["momentum_buffer"], rtol=0, atol=0)
+        for param, grad in zip(params, grads, strict=True):
+            param.grad = grad
+        optimizer.step()
+        for param, imagined in zip(params, ahead, strict=True):
+            torch.testing.assert_close(param.detach(), imagined, rtol=0, atol=1e-7)
+        assert step_scale == pytest.approx(0.1 * 1.9)  # Nesterov: (1 + momentum) * eta
+
+
+class CountSteps(Callback):
+    """Records whether the corrector's weights moved at each step."""
+
+    def __init__(self, method: MetaLabelCorrection) -> None:
+        self.method = method
+        self.moved: list[bool] = []
+        self.last: list[torch.Tensor] | None = None
+
+    def on_batch_end(self, state: TrainState, batch: Batch, output: StepOutput) -> None:
+        assert self.method.corrector is not None
+        now = [p.detach().clone() for p in self.method.corrector.parameters()]
+        if self.last is not None:
+            self.moved.append(any(not torch.equal(a, b) for a, b in zip(now, self.last, strict=True)))
+        self.last = now
+
+
+def test_the_meta_net_steps_every_k_look_aheads() -> None:
+    context, data, _ = constructed()
+    fit, method = trainer(context, data, {"gradient_steps": "3", "meta_lr": "1e-3"}, epochs=1)
+    counter = CountSteps(method)
+    fit.callbacks.append(counter)
+    fit.fit()
+    # Steps 1..7 of the epoch: the corrector changes after steps 3 and 6 only (moved[i] is step i + 2).
+    assert counter.moved[:6] == [False, True, False, False, True, False]
+
+
+class CancelAtStep(Callback):
+    def __init__(self, token: CancelToken, step: int) -> None:
+        self.token, self.step = token, step
+
+    def on_batch_end(self, state: TrainState, batch: Batch, output: StepOutput) -> None:
+        if state.step == self.step:
+            self.token.request("test cancel mid-epoch")
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    options = {"gradient_steps": "2", "meta_lr": "1e-3", "trusted_batch_size": "8"}
+    context, data, _ = constructed()
+    whole, whole_method = trainer(context, data, options, epochs=2, checkpoint=tmp_path / "a.pt")
+    uninterrupted = whole.fit()
+
+    token = CancelToken()
+    # Step 11: inside epoch 2 (8 steps an epoch), between two meta-net steps (K = 2).
+    first, _ = trainer(context, data, options, epochs=2, checkpoint=tmp_path / "b.pt",
+                       callbacks=[CancelAtStep(token, 11)], cancel=token)
+    with pytest.raises(Cancelled):
+        first.fit()
+    again, resumed_method = trainer(context, data, options, epochs=2, checkpoint=tmp_path / "b.pt",
+                                    callbacks=[CancelAtStep(CancelToken(), 11)])
+    resumed = again.fit()
+    for name, value in uninterrupted.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=1e-6, msg=name)
+    assert whole_method.corrector is not None and resumed_method.corrector is not None
+    for name, value in whole_method.corrector.state_dict().items():
+        torch.testing.assert_close(resumed_method.corrector.state_dict()[name], value, rtol=0, atol=1e-6, msg=name)
+    assert resumed_method.steps == whole_method.steps == 16
+
+
+def test_options_and_a_missing_trusted_set_are_clear_errors() -> None:
+    context, _, _ = constructed()
+    with pytest.raises(UserError, match="gradient_steps must be at least 1"):
+        parse_options("mlc", {"gradient_steps": "0"})
+    without = MethodContext(num_classes=3, train_ids=TRAIN, labels=context.labels, data=context.data)
+    with pytest.raises(UserError, match="trusted set"):
+        build_method("mlc", {}, without)
