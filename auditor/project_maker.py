@@ -45,9 +45,8 @@ class ProjectMaker(QObject):
 
     def run(self, command: str, target: Path, options: list[str], title: str) -> EngineProcess:
         process = EngineProcess(self)
+        # init and demo stream progress events (writing images, reading them): the dialog shows a real bar.
         dialog = EngineProgressDialog(process, title, self.dialog_parent)
-        # Answer-style commands print no progress events; show their console lines instead.
-        process.stderr_text.connect(lambda text: dialog.setLabelText(f"{title}\n{text.splitlines()[-1][:90]}"))
 
         def finished(status: str) -> None:
             if status == "ok" and is_project(target):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import add_json_option, add_project_argument, print_json
-from engine.commands.init import console_sink, print_import_summary
+from engine.commands.common import add_json_option, add_project_argument
+from engine.commands.init import print_import_summary, run_with_events
 from engine.data.demo import make_demo
 from engine.data.importing import import_summary
+from engine.events import EventSink
 
 
 def add_parser(subparsers: Any) -> None:
@@ -29,17 +30,21 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    project = make_demo(args.project, seed=args.seed, noise_rate=args.noise_rate, events=console_sink())
+    code, summary = run_with_events(args, "demo", lambda events: _make(args, events))
+    if summary is None:
+        return code
+    print_import_summary(summary)
+    noise = summary["noise"]
+    if noise:
+        print(f"noise: {noise['mode']} at rate {noise['rate']:g} (seed {noise['seed']}): "
+              f"{noise['changed']} training labels changed; the truth is kept for evaluation")
+    return code
+
+
+def _make(args: argparse.Namespace, events: EventSink) -> dict[str, Any]:
+    project = make_demo(args.project, seed=args.seed, noise_rate=args.noise_rate, events=events)
     with project:
         summary = import_summary(project)
         history = project.noise_history()
     summary["noise"] = history[-1] if history else None
-    if args.json:
-        print_json(summary)
-        return 0
-    print_import_summary(summary)
-    if history:
-        noise = history[-1]
-        print(f"noise: {noise['mode']} at rate {noise['rate']:g} (seed {noise['seed']}): "
-              f"{noise['changed']} training labels changed; the truth is kept for evaluation")
-    return 0
+    return summary

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.commands.common import add_json_option, add_project_argument, print_json
+from engine.commands.common import EXIT_FOR_STATUS, add_json_option, add_project_argument, make_sink
 from engine.data.importing import import_csv, import_folder, import_summary
-from engine.errors import UserError
+from engine.errors import UserError, user_error_from_oserror
 from engine.events import ConsoleRenderer, EventSink
 
 _SHOWN_SKIPS = 10
@@ -40,15 +43,64 @@ def add_parser(subparsers: Any) -> None:
 
 
 def console_sink() -> EventSink:
-    """Progress and warnings as lines on stderr; stdout keeps the answer (one JSON object with --json).
-
-    With --json the lines still come: the app shows the latest one while a long import runs.
-    """
+    """Progress and warnings as lines on stderr, for a person; stdout keeps the human summary."""
     return EventSink(console=ConsoleRenderer(sys.stderr))
 
 
+def run_with_events(args: argparse.Namespace, kind: str,
+                    body: Callable[[EventSink], dict[str, Any]]) -> tuple[int, dict[str, Any] | None]:
+    """Run a job that answers with a summary (init, demo, inject-noise): ``body(events)`` returns it.
+
+    With --json its progress and logs stream on stdout as events, like a training job's, then the
+    summary as a ``result`` event of ``kind`` and a ``done`` event; a failure a person can act on
+    ends with ``error`` and ``done``, and SIGTERM (the app's Cancel) with ``done`` "cancelled".
+    Returns the exit status, and the summary when there is no --json (the caller prints it).
+    """
+    if not args.json:
+        return 0, body(console_sink())
+    sink = make_sink(args)
+    try:
+        with _sigterm_as_interrupt():
+            summary = body(sink)
+        sink.result(kind, summary)
+        sink.done("ok")
+        return 0, None
+    except KeyboardInterrupt:
+        sink.done("cancelled", "stopped before it finished; nothing was changed")
+        return EXIT_FOR_STATUS["cancelled"], None
+    except (UserError, OSError) as exc:
+        error = exc if isinstance(exc, UserError) else user_error_from_oserror(exc, args.project)
+        if error is None:
+            raise  # not the person's to fix: the CLI reports it as a bug
+        sink.error(error.message, error.hint)
+        sink.done("error", error.message)
+        return error.exit_code, None
+    finally:
+        sink.close()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, so a cancelled job unwinds (a half-made project is removed)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
-    events = console_sink()
+    code, summary = run_with_events(args, "import", lambda events: _import(args, events))
+    if summary is not None:
+        print_import_summary(summary)
+    return code
+
+
+def _import(args: argparse.Namespace, events: EventSink) -> dict[str, Any]:
     if args.csv:
         if not args.image_root:
             raise UserError("--csv needs --image-root", "name the folder that the CSV's image paths are relative to")
@@ -61,12 +113,7 @@ def run(args: argparse.Namespace) -> int:
         project = import_folder(args.project, args.images, test_fraction=args.test_fraction, seed=args.seed,
                                 folds=args.folds, events=events)
     with project:
-        summary = import_summary(project)
-    if args.json:
-        print_json(summary)
-    else:
-        print_import_summary(summary)
-    return 0
+        return import_summary(project)
 
 
 def print_import_summary(summary: dict[str, Any]) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import add_json_option, add_project_argument, print_json
-from engine.commands.init import console_sink
+from engine.commands.common import add_json_option, add_project_argument
+from engine.commands.init import run_with_events
+from engine.events import EventSink
 from engine.noise import MODES, inject_noise, parse_class_map
 from engine.store import Project
 
@@ -35,13 +36,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    class_map = parse_class_map(args.class_map) if args.class_map else None
-    with Project.open(args.project) as project:
-        summary = inject_noise(project, args.mode, args.rate, args.seed, class_map=class_map,
-                               image_size=args.image_size, events=console_sink())
-    if args.json:
-        print_json(summary)
-        return 0
+    code, summary = run_with_events(args, "noise", lambda events: _inject(args, events))
+    if summary is None:
+        return code
     print(f"{summary['mode']} noise, rate {summary['rate']:g}, seed {summary['seed']}: "
           f"{summary['changed']} of {summary['train_samples']} training samples noisy "
           f"(realised {summary['realised_rate']:.1%}); test split untouched")
@@ -50,3 +47,14 @@ def run(args: argparse.Namespace) -> int:
     if len(summary["transitions"]) > _SHOWN_TRANSITIONS:
         print(f"  ... {len(summary['transitions']) - _SHOWN_TRANSITIONS} more class pairs (`--json` lists all)")
     return 0
+
+
+def _inject(args: argparse.Namespace, events: EventSink) -> dict[str, Any]:
+    class_map = parse_class_map(args.class_map) if args.class_map else None
+    # One step as a bar (instance and open-set noise first decode the images, with their own progress).
+    events.progress("noise", 0, 1, message=f"{args.mode} noise at rate {args.rate:g}")
+    with Project.open(args.project) as project:
+        summary = inject_noise(project, args.mode, args.rate, args.seed, class_map=class_map,
+                               image_size=args.image_size, events=events)
+    events.progress("noise", 1, 1, message=f"{summary['changed']} training labels noisy")
+    return summary

@@ -47,7 +47,7 @@ def make_demo(
         digits = load_digits()
         images_dir = staging / "images"
         events.log(f"writing {len(digits.images)} digit images")
-        names = _write_pngs(images_dir, digits.images)
+        names = _write_pngs(images_dir, digits.images, events)
         classes = [str(int(target)) for target in digits.target]
         # Rows in class order, as the class-folder layout of earlier versions listed them: the same seed
         # then gives the same split and noise as before (file names still say nothing of the class).
@@ -73,7 +73,7 @@ def make_demo(
     return build_project(project_root, fill)
 
 
-def _write_pngs(images_dir: Path, images: np.ndarray) -> list[str]:
+def _write_pngs(images_dir: Path, images: np.ndarray, events: EventSink) -> list[str]:
     """One flat folder of PNGs named by index only (no class in the path); returns the file names."""
     # Digits hold ink levels 0..16; draw them as dark ink on white paper.
     grey = (255 - np.rint(images * (255.0 / 16.0))).clip(0, 255).astype(np.uint8)
@@ -84,6 +84,8 @@ def _write_pngs(images_dir: Path, images: np.ndarray) -> list[str]:
         name = f"{index:04d}.png"
         image.save(images_dir / name, compress_level=1)
         names.append(name)
+        if len(names) % 100 == 0 or len(names) == len(grey):
+            events.progress("images", len(names), len(grey), message="writing the digit images")
     return names
 
 
