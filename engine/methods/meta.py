@@ -1,0 +1,179 @@
+"""What the meta-learning methods share (``l2rw``, ``meta_mixup``, ``alternating``; the step of ``upper_bound``).
+
+From ../shared/seeds/isic-reweight-mixup-labels.md (learning to reweight examples, Ren et al. 2018,
+and its mixup-label variants):
+
+* :class:`TrustedBatches` draws trusted batches (the clean set the meta-gradient is measured on)
+  with a generator of its own, seeded from the run's seed and checkpointed, so a resumed run
+  draws the same trusted batches an uninterrupted one would.
+* :func:`example_gradients` is the look-ahead: a virtual optimiser step of a functional copy of
+  the model (``higher``) on ``sum_i eps_i * loss_i``, then the trusted loss of the stepped copy,
+  differentiated w.r.t. ``eps`` at ``eps = 0``. A negative entry means up-weighting that sample
+  would lower the trusted loss. It runs without AMP: second-order gradients in half precision
+  underflow, and no grad scaler is involved.
+* :func:`real_step` is the step on the model itself: a per-sample loss on (possibly soft) targets,
+  weighted, backward, gradient-norm clipping (the seed clips at 0.25), optimiser step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import higher
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.errors import UserError
+from engine.training.hooks import StepOutput
+
+if TYPE_CHECKING:
+    from engine.methods import MethodContext
+    from engine.training.data import Batch
+    from engine.training.loop import TrainState
+
+# Mixed into the run's seed so the trusted draws do not mirror the trainer's shuffling.
+_TRUSTED_STREAM = 0x7275_7374
+
+WEIGHTINGS = ("clamp", "sigmoid")
+VARIANTS = ("hard", "soft")
+
+
+def check_choice(method: str, option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"method {method}: {option}={value!r} is not one of {', '.join(choices)}",
+                        f"give --option {option}={choices[0]} (or {', '.join(choices[1:])})")
+
+
+def check_common(method: str, max_grad_norm: float | None, trusted_batch_size: int | None = None) -> None:
+    """The options every meta method shares: a positive clipping norm (or none) and trusted batch size."""
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise UserError(f"method {method}: max_grad_norm={max_grad_norm} must be above 0",
+                        "give a positive norm, e.g. --option max_grad_norm=0.25, or none to not clip")
+    if trusted_batch_size is not None and trusted_batch_size < 1:
+        raise UserError(f"method {method}: trusted_batch_size={trusted_batch_size} must be at least 1",
+                        "give e.g. --option trusted_batch_size=32, or none for the training batch size")
+
+
+class TrustedBatches:
+    """Random batches of the trusted set, drawn without replacement within a batch, repeatably.
+
+    ``batch_size`` None: the training batch's size. A batch never holds more than the trusted set.
+    Trusted images are not augmented: they are the clean reference the meta-gradient aims at.
+    """
+
+    def __init__(self, context: MethodContext, batch_size: int | None) -> None:
+        if context.trusted_ids is None or context.trusted_labels is None or len(context.trusted_ids) == 0:
+            raise UserError("a meta-learning method needs a trusted set, and there is none",
+                            "review some samples, or pass --trusted-per-class N or --trusted-csv FILE")
+        self.ids = np.asarray(context.trusted_ids, dtype=np.int64)
+        self.labels = torch.as_tensor(np.asarray(context.trusted_labels, dtype=np.int64))
+        if len(self.ids) != len(self.labels):
+            raise ValueError(f"{len(self.ids)} trusted ids but {len(self.labels)} trusted labels")
+        outside = (self.labels < 0) | (self.labels >= context.num_classes)
+        if bool(outside.any()):
+            raise UserError(f"{int(outside.sum())} trusted labels are not classes of this project "
+                            f"(0..{context.num_classes - 1})", "fix the trusted set's labels")
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(int(context.seed) * 1_000_003 + _TRUSTED_STREAM)
+
+    def next(self, state: TrainState, training_batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One trusted batch: normalised images on the model's device and their trusted labels."""
+        size = min(self.batch_size or training_batch_size, len(self.ids))
+        pick = torch.randperm(len(self.ids), generator=self.generator)[:size]
+        batch = next(iter(state.data.batches(self.ids[pick.numpy()], size)))
+        return batch.x, self.labels[pick].to(state.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"].cpu())
+
+
+def per_sample_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B,) cross-entropy; ``targets`` are class indices (B,) or distributions (B, K)."""
+    return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+def example_gradients(state: TrainState, x: torch.Tensor, targets: torch.Tensor,
+                      trusted_x: torch.Tensor, trusted_y: torch.Tensor) -> torch.Tensor:
+    """(B,) d L_trusted(theta') / d eps at eps = 0, where theta' is one optimiser step on sum(eps * loss).
+
+    The functional copy starts from detached copies of the weights and buffers (BatchNorm running
+    statistics of the real model are left alone) and steps with a differentiable twin of the
+    trainer's optimiser (its learning rate now, momentum, Nesterov, weight decay).
+    """
+    with higher.innerloop_ctx(state.model, state.optimizer, copy_initial_weights=True) as (fmodel, diffopt):
+        cost = per_sample_loss(fmodel(x), targets)
+        eps = torch.zeros_like(cost, requires_grad=True)
+        diffopt.step(torch.sum(cost * eps))
+        trusted_loss = F.cross_entropy(fmodel(trusted_x).float(), trusted_y)
+        (gradient,) = torch.autograd.grad(trusted_loss, eps)
+    return gradient.detach()
+
+
+def weights_from_gradients(gradient: torch.Tensor, weighting: str) -> torch.Tensor:
+    """Per-sample weights summing to 1 (or all 0): clamp max(-g, 0) as in the paper, or sigmoid(-g) (the seed's)."""
+    raw = torch.clamp(-gradient, min=0) if weighting == "clamp" else torch.sigmoid(-gradient)
+    total = raw.sum()
+    # All zero (every sample opposes the trusted batch): the step learns nothing from this batch.
+    return raw / total if float(total) > 0 else raw
+
+
+def mixup_targets(logits: torch.Tensor, labels: torch.Tensor, beta: torch.Tensor, num_classes: int,
+                  memory: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, K) targets ``beta * label + (1 - beta) * prediction``.
+
+    Hard: the label and the predicted class as one-hot vectors. Soft: ``memory`` (the sample's
+    remembered label distribution) and the predicted probabilities. The seed mixes class indices
+    and casts them back to integers, which only means something between one-hot vectors: here the
+    mixture is a distribution, and the loss is cross-entropy against it.
+    """
+    beta = beta.to(logits.device, torch.float32)[:, None]
+    predicted = logits.detach().float()
+    if memory is None:
+        given = F.one_hot(labels, num_classes).float()
+        guess = F.one_hot(predicted.argmax(1), num_classes).float()
+    else:
+        given = memory.to(logits.device, torch.float32)
+        guess = torch.softmax(predicted, dim=1)
+    return beta * given + (1 - beta) * guess
+
+
+@dataclass
+class RealStep:
+    """The step on the model itself, as the seed takes it: weighted loss, clip, step."""
+
+    max_grad_norm: float | None
+
+    def forward(self, state: TrainState, batch: Batch) -> torch.Tensor:
+        with state.autocast():
+            return state.model(batch.x)
+
+    def finish(self, state: TrainState, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+               extras: dict[str, Any] | None = None) -> StepOutput:
+        """Back-propagate ``sum(weights * loss)`` from ``logits`` (of :meth:`forward`) and step.
+
+        The reported loss is the unweighted mean over the batch on the targets used, so the curve
+        reads like every other method's (the weighted sum is what is optimised).
+        """
+        cost = per_sample_loss(logits, targets)
+        loss = torch.sum(cost * weights.to(cost.device, cost.dtype))
+        optimizer = state.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        scaler = state.scaler
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        else:
+            loss.backward()
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(state.model.parameters(), self.max_grad_norm, norm_type=2)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        return StepOutput(cost.detach().mean(), logits, dict(extras or {}))
