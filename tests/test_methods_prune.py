@@ -9,11 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from engine.data.importing import import_folder
 from engine.errors import Cancelled, UserError
 from engine.events import EventSink
 from engine.jobs import CancelToken
 from engine.methods import MethodContext, build_method, parse_options
-from engine.methods.prune import Prune, most_suspect
+from engine.methods.prune import Prune, audit_evidence, most_suspect
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches
 from engine.training.hooks import Callback, StepOutput
@@ -35,9 +36,10 @@ def audit_scores(seed: int = 5) -> np.ndarray:
     return scores
 
 
-def context(data: ImageBatches, scores: np.ndarray, suggested: np.ndarray | None = None) -> MethodContext:
-    return MethodContext(num_classes=3, train_ids=TRAIN, labels=data.labels.numpy(), data=data, seed=1,
-                         suspect_scores=scores, suggested=suggested)
+def context(data: ImageBatches, scores: np.ndarray, suggested: np.ndarray | None = None,
+            labels: np.ndarray | None = None) -> MethodContext:
+    return MethodContext(num_classes=3, train_ids=TRAIN, labels=data.labels.numpy() if labels is None else labels,
+                         data=data, seed=1, suspect_scores=scores, suggested=suggested)
 
 
 class SeenIds(Callback):
@@ -92,7 +94,9 @@ def test_relabel_trains_suspects_with_the_suggested_class_and_drops_those_withou
     suspects = np.argsort(-scores[TRAIN], kind="stable")[:10]
     suggested = np.full(96, -1)
     suggested[suspects[:8]] = (labels[suspects[:8]] + 1) % 3  # two suspects have no suggestion
-    trainer = make_trainer(context(data, scores, suggested), {"remove_ratio": "0.125", "action": "relabel"})
+    # The method's labels may differ from the batch's (a trusted-set overlay): only relabeled samples change.
+    overlay = (labels + 2) % 3
+    trainer = make_trainer(context(data, scores, suggested, overlay), {"remove_ratio": "0.125", "action": "relabel"})
     method = trainer.method
     assert isinstance(method, Prune)
     assert set(trainer.state.train_ids.tolist()) == set(TRAIN.tolist()) - set(suspects[8:].tolist())
@@ -141,3 +145,25 @@ def test_missing_scores_and_bad_options_are_clear_errors() -> None:
         parse_options("prune", {"action": "delete"})
     with pytest.raises(UserError, match="suggested classes"):
         build_method("prune", {"action": "relabel"}, context(data, audit_scores()))
+
+
+def test_audit_evidence_reads_the_latest_audit_and_refuses_a_stale_one(image_folder: Path, tmp_path: Path) -> None:
+    with import_folder(tmp_path / "project", image_folder, test_fraction=0.25, seed=0) as project:
+        n = project.num_samples
+        scores = np.linspace(0, 1, n)
+        suggested = np.arange(n) % project.num_classes
+        run = project.new_run("audit", {})
+        project.save_scores(run.id, "cl", scores, suggested, scores > 0.5)
+        project.finish_run(run.id, "ok")
+        got_scores, got_suggested, run_id = audit_evidence(project, "cl")
+        assert run_id == run.id
+        np.testing.assert_allclose(got_scores, scores)
+        np.testing.assert_array_equal(got_suggested, suggested)
+        with pytest.raises(UserError, match="no scores from detector 'aum'"):
+            audit_evidence(project, "aum")
+        table = project.sample_table()
+        changed = table.label.copy()
+        changed[0] = (changed[0] + 1) % project.num_classes
+        project.set_labels(changed, table.true_label)
+        with pytest.raises(UserError, match=f"rank the samples by audit {run.id}, but the labels changed"):
+            audit_evidence(project, "cl")

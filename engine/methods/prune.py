@@ -96,7 +96,8 @@ class Prune(Method):
             raise UserError(f"method prune got {len(scores)} audit scores for {len(context.labels)} samples",
                             "run a new audit of this project (`python -m engine audit PROJECT`)")
         self.suspects = most_suspect(context.train_ids, scores, options.remove_ratio)
-        self.targets = torch.as_tensor(np.asarray(context.labels, dtype=np.int64)).clone()
+        # The class each relabeled sample trains with, -1 elsewhere (those train with their batch label).
+        self.relabel_to = torch.full((len(context.labels),), -1, dtype=torch.int64)
         dropped = self.suspects
         relabeled = np.zeros(0, dtype=np.int64)
         if options.action == "relabel":
@@ -106,7 +107,7 @@ class Prune(Method):
             suggested = np.asarray(context.suggested, dtype=np.int64)[self.suspects]
             has_suggestion = (suggested >= 0) & (suggested < context.num_classes)
             relabeled = self.suspects[has_suggestion]
-            self.targets[torch.from_numpy(relabeled)] = torch.from_numpy(suggested[has_suggestion])
+            self.relabel_to[torch.from_numpy(relabeled)] = torch.from_numpy(suggested[has_suggestion])
             dropped = self.suspects[~has_suggestion]
         self.dropped = np.sort(dropped)
         self.relabeled = np.sort(relabeled)
@@ -116,12 +117,15 @@ class Prune(Method):
 
     def step(self, state: TrainState, batch: Batch) -> StepOutput:
         logits = state.model(batch.x)
-        targets = batch.y if not len(self.relabeled) else self.targets[batch.ids].to(batch.y.device)
+        targets = batch.y
+        if len(self.relabeled):
+            relabeled = self.relabel_to[batch.ids].to(batch.y.device)
+            targets = torch.where(relabeled >= 0, relabeled, batch.y)
         return StepOutput(F.cross_entropy(logits.float(), targets), logits)
 
     def state_dict(self) -> dict[str, Any]:
         return {"dropped": torch.from_numpy(self.dropped), "relabeled": torch.from_numpy(self.relabeled),
-                "relabeled_to": self.targets[torch.from_numpy(self.relabeled)]}
+                "relabeled_to": self.relabel_to[torch.from_numpy(self.relabeled)]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         from engine.training.loop import START_A_NEW_RUN, CheckpointMismatch
