@@ -20,6 +20,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("project", nargs="?", help="a project folder to open")
     parser.add_argument("--demo", action="store_true", help="open the demo project (made on first use)")
     parser.add_argument("--start-page", action="store_true", help="do not reopen the last project")
+    parser.add_argument("--smoke", action="store_true",
+                        help="check an install: open PROJECT (or the demo with --demo), paint every page, print "
+                        "one JSON line and quit (exit 1 if that failed)")
     return parser.parse_args(argv)
 
 
@@ -30,6 +33,7 @@ def make_app(argv: Sequence[str] | None = None) -> QApplication:
     app.setOrganizationName(settings.ORGANIZATION)
     app.setApplicationName(settings.APPLICATION)
     app.setApplicationDisplayName(settings.APPLICATION)
+    app.setDesktopFileName("label-auditor")  # ties the windows to packaging/label-auditor.desktop (Wayland)
     app.setWindowIcon(icon("app"))
     app.setFont(QFont("DejaVu Sans", 9))
     app.setStyle("Fusion")  # the same look on every platform, and what the stylesheet is tuned for
@@ -44,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     window = MainWindow()
     window.show()
+    if args.smoke:
+        from auditor import smoke
+
+        smoke.arm(app, window)
     if args.demo:
         QTimer.singleShot(0, window.open_demo)
     elif args.project:

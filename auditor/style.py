@@ -6,7 +6,9 @@ from pathlib import Path
 
 from PySide6.QtGui import QColor, QIcon
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+from engine import resources_dir
+
+RESOURCES: Path = resources_dir()
 
 ACTION_COLORS: dict[str, QColor] = {
     "relabel": QColor("#2f6fde"),
