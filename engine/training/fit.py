@@ -96,11 +96,17 @@ def build_named_method(
     if info.needs_truth:
         truth = project.sample_table().true_label
         true_labels = truth if (truth[train_ids] != UNKNOWN_TRUTH).all() else None
+    evidence: dict[str, object] = {}
+    if name == "prune":  # it ranks the samples by the latest audit's scores and may use its suggestions
+        from engine.methods.prune import audit_evidence
+
+        scores, suggested, _ = audit_evidence(project, str(options.get("detector", "cl")))
+        evidence = {"suspect_scores": scores, "suggested": suggested}
     context = MethodContext(
         num_classes=project.num_classes, train_ids=np.asarray(train_ids, dtype=np.int64), labels=labels,
         data=method_data, seed=seed, trusted_ids=None if trusted is None else trusted.ids,
         trusted_labels=None if trusted is None else trusted.labels, true_labels=true_labels,
-        image_kind=image_kind(project),
+        image_kind=image_kind(project), **evidence,  # type: ignore[arg-type]
     )
     return build_method(name, dict(options), context)
 
