@@ -163,20 +163,22 @@ def test_aum_is_the_mean_assigned_logit_margin_as_computed_by_hand(tmp_path: Pat
 
 
 def test_aum_and_cartography_flag_samples_the_model_kept_predicting_otherwise() -> None:
-    # Two samples of 4 epochs: the first always right and confident, the second always given 0.1 and beaten.
-    given_prob = np.array([[0.6, 0.8, 0.9, 0.95], [0.1, 0.1, 0.1, 0.1]])
-    margin = np.array([[0.5, 1.5, 2.5, 3.0], [-2.0, -2.0, -1.5, -1.0]])
-    mean_probs = np.array([[0.81, 0.19], [0.1, 0.9]])
-    inputs = DetectorInputs(labels=np.array([0, 0]), num_classes=2,
+    # Samples of 4 epochs: always right and confident; always given 0.1 and beaten; learned late (right in
+    # half the epochs, mean confidence below 0.5): only the second is flagged.
+    given_prob = np.array([[0.6, 0.8, 0.9, 0.95], [0.1, 0.1, 0.1, 0.1], [0.2, 0.3, 0.6, 0.7]])
+    margin = np.array([[0.5, 1.5, 2.5, 3.0], [-2.0, -2.0, -1.5, -1.0], [-1.0, -0.5, 0.5, 1.0]])
+    mean_probs = np.array([[0.81, 0.19], [0.1, 0.9], [0.45, 0.55]])
+    inputs = DetectorInputs(labels=np.array([0, 0, 0]), num_classes=2,
                             arrays={"margin": margin, "given_prob": given_prob, "mean_probs": mean_probs})
     aum, carto = aum_detect(inputs), cartography_detect(inputs)
     for result in (aum, carto):
-        assert result.flagged.tolist() == [False, True]
-        assert result.suggested.tolist() == [0, 1]
-        assert result.scores.min() >= 0 and result.scores.max() <= 1 and result.scores[1] > result.scores[0]
-    assert carto.extras["cartography_confidence"] == pytest.approx([0.8125, 0.1])
+        assert result.flagged.tolist() == [False, True, False]
+        assert result.suggested.tolist() == [0, 1, 1]
+        assert result.scores.min() >= 0 and result.scores.max() <= 1
+        assert result.ranking.tolist() == [1, 2, 0]
+    assert carto.extras["cartography_confidence"] == pytest.approx([0.8125, 0.1, 0.45])
     assert carto.extras["cartography_variability"][1] == pytest.approx(0.0)
-    assert carto.extras["cartography_correctness"].tolist() == [1.0, 0.0]
+    assert carto.extras["cartography_correctness"].tolist() == [1.0, 0.0, 0.5]
 
 
 def test_all_names_every_detector_and_evidence_is_asked_for_once() -> None:

@@ -12,9 +12,14 @@ epoch, the probability of the given label and the assigned-logit margin.
   confidence, low variability) is where mislabeled samples gather; confidence
   alone orders samples along it, and variability separates only the
   "ambiguous" ones, which are not evidence of a wrong label.
-- flagged: confidence < 0.5, i.e. score > 0.5: averaged over training, the
-  model gave less than half its probability to the given label, so most of its
-  belief went to other classes; the estimated noise rate is the flagged share.
+- flagged: correctness < 0.5: in most epochs the model predicted another
+  class than the given one, though it was trained towards the given one (a
+  majority vote of the epochs' predictions against the label). On the digits
+  demo (20% symmetric noise, 12 epochs) this flags 307 samples at F1 0.968,
+  where confidence < 0.5 flags 454 at F1 0.776: early epochs, when nothing is
+  learned yet, pull every sample's mean confidence down, but they vote for no
+  class in particular. The flagged set is therefore not a cut of the score;
+  it is ranked first, by score. The estimated noise rate is the flagged share.
 - suggested label: the class with the highest probability averaged over the epochs.
 - extras (for the app's map; rows in the order of the audited samples):
   ``cartography_confidence``, ``cartography_variability``,
@@ -39,10 +44,10 @@ def cartography_measures(given_prob: np.ndarray, margin: np.ndarray) -> tuple[np
 
 
 def detect(inputs: DetectorInputs) -> DetectorResult:
-    """Cartography scores (1 - confidence), suggestions and the flagged set (confidence < 0.5)."""
+    """Cartography scores (1 - confidence), suggestions and the flagged set (correctness < 0.5)."""
     confidence, variability, correctness = cartography_measures(inputs.arrays["given_prob"], inputs.arrays["margin"])
     scores = np.clip(1.0 - confidence, 0.0, 1.0)
-    flagged = confidence < 0.5
+    flagged = correctness < 0.5
     flagged_ids = np.flatnonzero(flagged)
     flagged_ids = flagged_ids[np.argsort(-scores[flagged_ids], kind="stable")]
     suggested = np.asarray(inputs.arrays["mean_probs"]).argmax(axis=1).astype(np.int64)
@@ -61,6 +66,6 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
             "n_flagged": int(flagged.sum()),
             "flagged_rate": float(flagged.mean()) if n else 0.0,
             "estimated_noise_rate": float(flagged.mean()) if n else 0.0,
-            "threshold": "confidence < 0.5",
+            "threshold": "correctness < 0.5",
         },
     )

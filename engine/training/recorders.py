@@ -12,7 +12,7 @@ every epoch end and every checkpoint:
   the logit of the label trained on minus the largest other logit;
 - ``probs.npy`` (n, K, E): softmax probabilities of every class, while training
   runs; replaced at the end by
-- ``td.npy`` (n, W, E) and ``td_classes.npy`` (n, W) int64: the seed's ``td``
+- ``td.npy`` (n, W, E) and ``td_classes.npy`` (n, W) int32: the seed's ``td``
   array (training-dynamics-lstm-detector.md): column 0 is the probability of
   the given label, columns 1..W-1 those of the W-1 other classes with the
   highest probability averaged over all epochs, strongest first. W is
@@ -181,7 +181,7 @@ class DynamicsRecorder(Callback):
         ensure_free_space(self.folder, 2 * n * w * e + 8 * n * w + 4 * n * k)
         pending = {name: self.folder / f".{name}.npy.tmp" for name in ("td", "td_classes", "mean_probs")}
         td = open_memmap(pending["td"], mode="w+", dtype=np.float16, shape=(n, w, e))
-        td_classes = open_memmap(pending["td_classes"], mode="w+", dtype=np.int64, shape=(n, w))
+        td_classes = open_memmap(pending["td_classes"], mode="w+", dtype=np.int32, shape=(n, w))
         mean_probs = open_memmap(pending["mean_probs"], mode="w+", dtype=np.float32, shape=(n, k))
         labels = self.labels
         for start in range(0, n, ROWS_PER_CHUNK):
@@ -223,7 +223,7 @@ class Dynamics:
     labels: np.ndarray  # (n,) the labels trained on
     margin: np.ndarray  # (n, E) float16
     td: np.ndarray  # (n, W, E) float16
-    td_classes: np.ndarray  # (n, W) int64
+    td_classes: np.ndarray  # (n, W) int32
     mean_probs: np.ndarray  # (n, K) float32
 
     @property
