@@ -14,7 +14,7 @@ from engine.audit import AUDITED_IDS_FILE, run_audit
 from engine.detectors import DETECTORS, DetectorInputs, parse_detectors, required_evidence
 from engine.detectors.aum import detect as aum_detect
 from engine.detectors.cartography import detect as cartography_detect
-from engine.errors import Cancelled
+from engine.errors import Cancelled, UserError
 from engine.evaluate import evaluate_run
 from engine.events import EventSink
 from engine.jobs import CancelToken
@@ -187,6 +187,9 @@ def test_all_names_every_detector_and_evidence_is_asked_for_once() -> None:
     assert required_evidence(parse_detectors("aum,cartography")) == ["dynamics"]
     assert required_evidence(parse_detectors("cl")) == ["oof_probs"]
     assert required_evidence(parse_detectors("all")) == ["oof_probs", "dynamics"]
+    with pytest.raises(UserError, match="unknown detector") as caught:
+        parse_detectors("cl,bogus")
+    assert caught.value.hint.endswith("cl, aum, cartography, or all")
 
 
 TINY_AUDIT = TrainConfig(epochs=2, batch_size=64, image_size=8, seed=0)

@@ -143,7 +143,7 @@ def get_detector(name: str) -> DetectorInfo:
     try:
         return DETECTORS[name]
     except KeyError:
-        raise UserError(f"unknown detector {name!r}", f"use one of: {', '.join(DETECTORS)}") from None
+        raise UserError(f"unknown detector {name!r}", f"use one of: {', '.join(DETECTORS)}, or all") from None
 
 
 def parse_detectors(names: str | list[str]) -> list[DetectorInfo]:
@@ -159,7 +159,7 @@ def parse_detectors(names: str | list[str]) -> list[DetectorInfo]:
         if name and all(info.name != name for info in chosen):
             chosen.append(get_detector(name))
     if not chosen:
-        raise UserError("no detector chosen", f"name at least one of: {', '.join(DETECTORS)}")
+        raise UserError("no detector chosen", f"name at least one of: {', '.join(DETECTORS)}, or all")
     return chosen
 
 
