@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine.audit import AUDITED_IDS_FILE, run_audit
+from engine.audit import AUDITED_IDS_FILE, audit_body, audit_spec, run_audit
 from engine.detectors import DETECTORS, DetectorInputs, parse_detectors, required_evidence
 from engine.detectors.aum import detect as aum_detect
 from engine.detectors.cartography import detect as cartography_detect
 from engine.errors import Cancelled, UserError
 from engine.evaluate import evaluate_run
-from engine.events import EventSink
-from engine.jobs import CancelToken
+from engine.events import EventSink, Metric
+from engine.jobs import CancelToken, run_job
 from engine.store import Project
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches, batch_chunks
@@ -231,3 +231,37 @@ def test_an_audit_trains_on_decisions_and_still_scores_removed_samples(demo_proj
         aum = project.scores(run.id, "aum")
         assert 0 < aum["score"][removed] <= 1  # still scored, from the final model's prediction
         assert run.summary["n_removed_by_decisions"] == 1 and run.summary["n_relabeled_by_decisions"] == 1
+
+
+class CancelAfterFirstEpoch(EventSink):
+    """Asks for a cancel when the first training epoch's metrics go out, as a user's Cancel would."""
+
+    def __init__(self, token: CancelToken) -> None:
+        super().__init__()
+        self.token = token
+
+    def emit(self, event: Any) -> Any:
+        if isinstance(event, Metric) and event.stage == "train":
+            self.token.request("test cancel")
+        return event
+
+
+def test_a_cancelled_dynamics_audit_resumes_to_the_same_scores(demo_project: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=3, batch_size=64, image_size=8, seed=0)
+    spec = audit_spec(config, 2, ["aum", "cartography"])
+    with Project.open(demo_project) as project:
+        straight, status = run_audit(project, config, detectors=["aum", "cartography"])
+        assert status == "ok"
+        token = CancelToken()
+        cancelled, status = run_audit(project, config, detectors=["aum", "cartography"],
+                                      events=CancelAfterFirstEpoch(token), cancel=token)
+        assert status == "cancelled" and (cancelled.folder / "checkpoint-dynamics.pt").is_file()
+        assert not (cancelled.folder / "dynamics" / "td.npy").exists()
+        resumed, status = run_job(project, "audit", spec, lambda ctx: audit_body(ctx, config, spec), EventSink(),
+                                  run=project.run(cancelled.id))
+        assert status == "ok"
+        for name in ("aum", "cartography"):
+            for key, value in project.scores(straight.id, name).items():
+                np.testing.assert_array_equal(project.scores(resumed.id, name)[key], value, err_msg=f"{name} {key}")
+        np.testing.assert_array_equal(np.load(resumed.folder / "dynamics" / "td.npy"),
+                                      np.load(straight.folder / "dynamics" / "td.npy"))
