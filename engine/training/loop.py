@@ -159,7 +159,7 @@ class TrainState:
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
-    # A last batch of one sample is dropped: BatchNorm cannot train on it.
+    # A trailing batch of one sample joins the batch before it (BatchNorm cannot train on one): no extra step.
     return n // batch_size + (1 if n % batch_size >= 2 else 0)
 
 
