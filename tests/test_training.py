@@ -366,3 +366,11 @@ def test_a_full_disk_refuses_a_checkpoint_with_a_clear_message(tmp_path: Path, m
     with pytest.raises(DiskFullError, match="the disk is full"):
         small_trainer(tmp_path / "c.pt").save_checkpoint()
     assert not list(tmp_path.iterdir())
+
+
+def test_a_run_of_very_few_steps_trains(tmp_path: Path) -> None:
+    # One epoch of one batch: the one-cycle schedule has no room for its warm-up phase.
+    config = TrainConfig(epochs=1, batch_size=128, image_size=16, seed=1)
+    trainer = Trainer(config, small_data(), np.arange(80), num_classes=3, events=EventSink())
+    state = trainer.fit()
+    assert state.step == 1 and state.epoch == 1

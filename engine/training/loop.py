@@ -222,8 +222,9 @@ class Trainer:
         self.lr = lr
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum, nesterov=True,
                                     weight_decay=config.weight_decay)
-        # One spare step: the scheduler is stepped after the last optimiser step too.
-        total_steps = config.epochs * steps_per_epoch(len(train_ids), config.batch_size) + 1
+        # One spare step: the scheduler is stepped after the last optimiser step too. OneCycleLR
+        # divides by the length of its warm-up phase, which is empty below 5 steps in all.
+        total_steps = max(config.epochs * steps_per_epoch(len(train_ids), config.batch_size) + 1, 5)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
                                                         pct_start=0.25, anneal_strategy="linear")
         generator = torch.Generator().manual_seed(config.seed * 1000 + (fold or 0))
