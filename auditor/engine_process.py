@@ -120,7 +120,7 @@ class EngineProcess(QObject):
     result = Signal(object)  # engine.events.Result
     error = Signal(object)  # engine.events.Error
     done = Signal(object)  # engine.events.Done
-    answer = Signal(object)  # the JSON document of an answer-style command (init, demo, export, status)
+    answer = Signal(object)  # the JSON document of an answer-style command (export, status)
     stderr_text = Signal(str)
     died = Signal(int, str)
     finished = Signal(str)
