@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ BUILD_INPUTS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICEN
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's wheel, built (without build isolation, so offline and in seconds) from a copy of its sources."""
+    setuptools_version = tuple(int(part) for part in version("setuptools").split(".")[:2])
+    if setuptools_version < (77, 0):  # what pyproject.toml's build-system asks for (torch brings a newer one)
+        pytest.skip(f"setuptools {version('setuptools')} here; building the wheel needs 77 or newer")
     source = tmp_path_factory.mktemp("source")
     for name in BUILD_INPUTS:
         path = REPO / name
