@@ -4,6 +4,7 @@ import dialog shows them as a real progress bar."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,22 @@ def test_import_dialog_shows_a_real_bar(qtbot: QtBot, tmp_path: Path, image_fold
     assert finished.args == ["ok"]
     assert bars and bars[-1] == (36, 36)  # a determinate bar that reached its end, not a busy spinner
     assert all(maximum == 36 for _, maximum in bars)
+
+
+def test_sigterm_cancels_an_import_and_leaves_no_half_project(tmp_path: Path) -> None:
+    """The app's Cancel sends SIGTERM: the job ends with done "cancelled", and the half-made project is gone."""
+    target = tmp_path / "demo"
+    events = []
+    with subprocess.Popen([sys.executable, "-m", "engine", "demo", str(target), "--json"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            events.append(parse_event(line))
+            if isinstance(events[-1], Progress) and events[-1].stage == "images":
+                process.send_signal(signal.SIGTERM)  # while the images are being written
+                break
+        events += [parse_event(line) for line in process.stdout if line.strip()]
+        assert process.wait(timeout=120) == 130
+    assert isinstance(events[-1], Done) and events[-1].status == "cancelled"
+    assert not target.exists() and list(tmp_path.iterdir()) == []  # no staging folder left either
