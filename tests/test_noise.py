@@ -164,7 +164,9 @@ def test_cli_inject_noise(demo_project: Path, capsys: pytest.CaptureFixture[str]
     assert "asymmetric noise, rate 0.25, seed 3" in out and "1->7" in out and "test split untouched" in out
     # --json streams events (tests/test_progress_events.py); here the summary a person reads.
     assert main(["inject-noise", str(demo_project), "--mode", "symmetric", "--rate", "0.1"]) == 0
-    changed, train = map(int, re.search(r"(\d+) of (\d+) training samples noisy", capsys.readouterr().out).groups())
+    counts = re.search(r"(\d+) of (\d+) training samples noisy", capsys.readouterr().out)
+    assert counts is not None
+    changed, train = map(int, counts.groups())
     assert changed == round(0.1 * train)
     assert main(["inject-noise", str(demo_project), "--mode", "asymmetric", "--rate", "0.2",
                  "--class-map", "1:ten"]) == 2
