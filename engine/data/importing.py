@@ -513,9 +513,9 @@ def read_csv_candidates(
                  f"has an empty path (column {path_column!r})", "fill in the image path or delete the row")
     _reject_rows(name, [r for r, lab in enumerate(labels, 1) if not lab],
                  f"has an empty label (column {label_column!r})", "fill in the class name or delete the row")
-    missing = [(r, lab) for r, lab in enumerate(labels, 1) if lab.lower() in MISSING_LABEL_TOKENS]
-    _reject_rows(name, [r for r, _ in missing],
-                 f"has a missing-value marker ({', '.join(sorted({repr(lab) for _, lab in missing}))}) as its label "
+    marker_rows = [(r, lab) for r, lab in enumerate(labels, 1) if lab.lower() in MISSING_LABEL_TOKENS]
+    _reject_rows(name, [r for r, _ in marker_rows],
+                 f"has a missing-value marker ({', '.join(sorted({repr(lab) for _, lab in marker_rows}))}) as its label "
                  f"(column {label_column!r}), as spreadsheets and pandas write an empty cell",
                  "fill in the class name or delete the row (a class really named so: rename it, e.g. 'none_of_these')")
     _reject_rows(name, [r for r, p in enumerate(paths, 1) if "\x00" in p],
