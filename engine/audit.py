@@ -10,6 +10,8 @@ Evidence is gathered once per kind, not once per detector (see
   sample with a :class:`~engine.training.recorders.DynamicsRecorder`; its
   files are in ``dynamics/`` of the run folder, its final model in
   ``checkpoint-dynamics.pt``. One model instead of K.
+- ``confident_class`` (``ocl``): recorded in that same run, into
+  ``dynamics/confident_class.npy``.
 
 Both are gathered when both are asked for. Per-sample scores go to the project
 database, one set per detector (:meth:`Project.save_scores`); each detector's
@@ -41,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.detectors import (
-    DYNAMICS,
     OOF_PROBS,
     DetectorInfo,
     DetectorInputs,
@@ -129,8 +130,12 @@ def spread_to_all_samples(result: DetectorResult, scored_ids: np.ndarray, n: int
 
 def record_dynamics(
     ctx: JobContext, config: TrainConfig, train_ids: np.ndarray, labels: np.ndarray,
+    evidence: tuple[str, ...] | list[str] = (),
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Train one model on ``train_ids`` with the dynamics recorder; the evidence of every sample.
+
+    ``evidence`` may name further kinds that a recorder of ``EVIDENCE_RECORDERS`` makes in the same
+    run (``confident_class``); each comes back as an (N, E) array of that name.
 
     Returns
     -------
@@ -142,17 +147,19 @@ def record_dynamics(
     """
     from engine.training.fit import fit_and_evaluate
     from engine.training.loop import predict_probs
-    from engine.training.recorders import DYNAMICS_FOLDER, DynamicsRecorder, load_dynamics
+    from engine.training.recorders import DYNAMICS_FOLDER, EVIDENCE_RECORDERS, DynamicsRecorder, load_dynamics
 
     project = ctx.project
     n, num_classes, epochs = project.num_samples, project.num_classes, config.epochs
     table = project.sample_table()
     recorder = DynamicsRecorder(ctx.run.folder / DYNAMICS_FOLDER, train_ids, labels[train_ids], num_classes, epochs)
+    extra_recorders = [EVIDENCE_RECORDERS[name](recorder.folder, train_ids, labels[train_ids], num_classes, epochs)
+                       for name in evidence if name in EVIDENCE_RECORDERS]
     ctx.events.log(f"dynamics: one model on {len(train_ids)} samples, recording every epoch")
     test_ids = table.test_ids
     result = fit_and_evaluate(
         ctx, config, train_ids, labels[train_ids], test_ids, table.given_label[test_ids], stage="train",
-        callbacks=[recorder], checkpoint_name=DYNAMICS_CHECKPOINT,
+        callbacks=[recorder, *extra_recorders], checkpoint_name=DYNAMICS_CHECKPOINT,
     )
     recorded = load_dynamics(recorder.folder)
     others = np.setdiff1d(np.arange(n), recorded.ids)
@@ -176,7 +183,14 @@ def record_dynamics(
         margin[others] = final_margin[:, None]
         given_prob[others] = given[:, None]
         mean_probs[others] = probs[others]
-    return {"margin": margin, "given_prob": given_prob, "mean_probs": mean_probs}, probs
+    arrays: dict[str, np.ndarray] = {"margin": margin, "given_prob": given_prob, "mean_probs": mean_probs}
+    for extra in extra_recorders:
+        spread = np.empty((n, epochs), dtype=np.int16)
+        spread[extra.ids] = extra.read()
+        if len(others):
+            spread[others] = extra.untrained(probs[others], labels[others], epochs)
+        arrays[extra.evidence] = spread
+    return arrays, probs
 
 
 def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
@@ -204,9 +218,9 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
         timings["crossval"] = round(time.perf_counter() - started, 3)
         heldout_probs, heldout_model = pred_probs, f"mean of the {folds} fold models"
         ctx.cancel.raise_if_requested()
-    if DYNAMICS in evidence:
+    if any(name != OOF_PROBS for name in evidence):  # every other kind comes from the one dynamics run
         started = time.perf_counter()
-        arrays, final_probs = record_dynamics(ctx, config, fit_ids, labels)
+        arrays, final_probs = record_dynamics(ctx, config, fit_ids, labels, evidence)
         timings["dynamics"] = round(time.perf_counter() - started, 3)
         if heldout_probs is None:
             heldout_probs, heldout_model = final_probs, "one model trained on all training samples"

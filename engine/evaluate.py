@@ -99,7 +99,9 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
         ``n_evaluated`` (train samples with known truth), ``true_noise_rate`` (over
         them; per split in ``true_noise_rate_by_split``), and ``detectors``: name ->
         metrics of :func:`detection_metrics` plus ``estimated_noise_rate`` (as the run
-        recorded it) and ``flagged_rate``.
+        recorded it; None when the detector made no estimate), ``estimated_by`` (how it
+        estimates, when it said), ``true_noise_rate`` beside it (the same for every
+        detector: over the evaluated samples), and ``flagged_rate``.
     """
     run = evaluation_run(project, run_id)
     table = project.sample_table()
@@ -119,6 +121,8 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
         saved = project.scores(run.id, name)
         metrics = detection_metrics(noisy[known], saved["score"][known], saved["flagged"][known])
         metrics["estimated_noise_rate"] = recorded.get(name, {}).get("estimated_noise_rate")
+        metrics["estimated_by"] = recorded.get(name, {}).get("estimated_by")
+        metrics["true_noise_rate"] = float(noisy[known].mean())
         metrics["flagged_rate"] = float(saved["flagged"][known].mean())
         detectors[name] = metrics
     return {
@@ -145,12 +149,14 @@ def format_evaluation(report: dict[str, Any]) -> str:
     lines += [
         f"run {report['run_id']}: {report['n_evaluated']} of {report['n_samples']} samples (train split) with known "
         f"truth, true noise rate {report['true_noise_rate']:.3f}",
-        f"{'detector':<10} {'ROC-AUC':>7} {'AP':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'flagged':>8} "
-        f"{'est.noise':>9}",
+        f"{'detector':<11} {'ROC-AUC':>7} {'AP':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'flagged':>8} "
+        f"{'est.noise':>9} {'true.noise':>10}",
     ]
     for name, m in report["detectors"].items():
+        true_rate = m.get("true_noise_rate", report["true_noise_rate"])
         lines.append(
-            f"{name:<10} {fmt(m['roc_auc']):>7} {fmt(m['average_precision'])} {fmt(m['precision'])} "
-            f"{fmt(m['recall'])} {fmt(m['f1'])} {m['n_flagged']:>8d} {fmt(m['estimated_noise_rate']):>9}"
+            f"{name:<11} {fmt(m['roc_auc']):>7} {fmt(m['average_precision'])} {fmt(m['precision'])} "
+            f"{fmt(m['recall'])} {fmt(m['f1'])} {m['n_flagged']:>8d} {fmt(m['estimated_noise_rate']):>9} "
+            f"{fmt(true_rate):>10}"
         )
     return "\n".join(lines)

@@ -186,10 +186,10 @@ def test_all_names_every_detector_and_evidence_is_asked_for_once() -> None:
     assert {"cl", "aum", "cartography"} <= set(DETECTORS)
     assert required_evidence(parse_detectors("aum,cartography")) == ["dynamics"]
     assert required_evidence(parse_detectors("cl")) == ["oof_probs"]
-    assert required_evidence(parse_detectors("all")) == ["oof_probs", "dynamics"]
+    assert required_evidence(parse_detectors("all")) == ["oof_probs", "dynamics", "confident_class"]
     with pytest.raises(UserError, match="unknown detector") as caught:
         parse_detectors("cl,bogus")
-    assert caught.value.hint.endswith("cl, aum, cartography, or all")
+    assert caught.value.hint.startswith("use one of: cl, aum, cartography") and caught.value.hint.endswith(", or all")
 
 
 TINY_AUDIT = TrainConfig(epochs=2, batch_size=64, image_size=8, seed=0)
@@ -201,7 +201,7 @@ def test_audit_all_stores_every_detector_and_evaluate_reports_each(demo_project:
         assert status == "ok", project.run(run.id).summary
         run = project.run(run.id)
         assert set(project.detectors(run.id)) == set(DETECTORS)
-        assert run.summary["evidence"] == ["oof_probs", "dynamics"]
+        assert run.summary["evidence"] == ["oof_probs", "dynamics", "confident_class"]
         assert (run.folder / "pred_probs.npy").is_file() and (run.folder / "dynamics" / "td.npy").is_file()
         audited = np.load(run.folder / AUDITED_IDS_FILE)
         assert audited.tolist() == project.sample_table().train_ids.tolist()

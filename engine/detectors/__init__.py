@@ -93,6 +93,7 @@ class DetectorInfo:
     title: str
     requires: tuple[str, ...]
     entry: str  # "module:function", imported on first use
+    combines: bool = False  # reads the results of the detectors that ran before it (DetectorInputs.earlier)
 
     def load(self) -> Detector:
         module_name, _, function_name = self.entry.partition(":")
@@ -107,7 +108,10 @@ DYNAMICS = "dynamics"  # per-epoch training dynamics of one run over all trainin
 # margin (N, E) assigned-logit margins, given_prob (N, E) probabilities of the label trained on,
 # mean_probs (N, K) each class's probability averaged over epochs.
 DYNAMICS_ARRAYS = ("margin", "given_prob", "mean_probs")
-EVIDENCE = (OOF_PROBS, DYNAMICS)
+# confident_class (N, E) int: each sample's confident class in its training batch per epoch, -1 for none
+# (online confident learning's per-batch confident joint), recorded in the same run as the dynamics.
+CONFIDENT_CLASS = "confident_class"
+EVIDENCE = (OOF_PROBS, DYNAMICS, CONFIDENT_CLASS)
 
 DETECTORS: dict[str, DetectorInfo] = {
     info.name: info
@@ -118,6 +122,10 @@ DETECTORS: dict[str, DetectorInfo] = {
                      "engine.detectors.aum:detect"),
         DetectorInfo("cartography", "Dataset cartography: confidence over training (one run)", (DYNAMICS,),
                      "engine.detectors.cartography:detect"),
+        DetectorInfo("ocl", "Online confident learning: off the per-batch confident joint (one run)",
+                     (CONFIDENT_CLASS,), "engine.detectors.ocl:detect"),
+        DetectorInfo("ensemble", "Ensemble: rank average of the other detectors of the audit", (),
+                     "engine.detectors.ensemble:detect", combines=True),
     )
 }
 
@@ -160,7 +168,11 @@ def parse_detectors(names: str | list[str]) -> list[DetectorInfo]:
             chosen.append(get_detector(name))
     if not chosen:
         raise UserError("no detector chosen", f"name at least one of: {', '.join(DETECTORS)}, or all")
-    return chosen
+    if all(info.combines for info in chosen):
+        raise UserError(f"{chosen[0].name} combines other detectors and none was chosen",
+                        f"name it with others, e.g. cl,aum,{chosen[0].name}, or all")
+    # A combining detector runs after those it combines, wherever it was named.
+    return sorted(chosen, key=lambda info: info.combines)
 
 
 def ranking_flagged_first(flagged_order: np.ndarray, scores: np.ndarray) -> np.ndarray:

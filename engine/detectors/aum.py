@@ -66,6 +66,7 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
             "n_flagged": int(flagged.sum()),
             "flagged_rate": float(flagged.mean()) if n else 0.0,
             "estimated_noise_rate": float(flagged.mean()) if n else 0.0,
+            "estimated_by": "share of samples with AUM < 0",
             "threshold": "AUM < 0",
             "epochs": int(np.asarray(inputs.arrays["margin"]).shape[1]),
         },

@@ -66,6 +66,7 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
             "n_flagged": int(flagged.sum()),
             "flagged_rate": float(flagged.mean()) if n else 0.0,
             "estimated_noise_rate": float(flagged.mean()) if n else 0.0,
+            "estimated_by": "share of samples predicted as another class in most epochs",
             "threshold": "correctness < 0.5",
         },
     )

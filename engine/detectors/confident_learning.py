@@ -119,6 +119,8 @@ def confident_learning(
             "n_flagged": int(flagged.sum()),
             "flagged_rate": float(flagged.mean()) if n else 0.0,
             "estimated_noise_rate": estimated_noise_rate,
+            # The flagged set prunes, per given class, the off-diagonal count of this same joint.
+            "estimated_by": "off-diagonal share of cleanlab's calibrated confident joint",
             "filter_by": filter_by,
             "ranked_by": "self_confidence",
             "num_classes": num_classes,

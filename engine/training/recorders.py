@@ -245,3 +245,134 @@ def load_dynamics(folder: Path) -> Dynamics:
         td_classes=np.load(folder / "td_classes.npy", mmap_mode="r"),
         mean_probs=np.load(folder / "mean_probs.npy", mmap_mode="r"),
     )
+
+
+# ------------------------------------------------------------------ per-batch confident classes (ocl)
+CONFIDENT_CLASS_FILE = "confident_class.npy"
+NO_CONFIDENT_CLASS = -1  # the sample reached no class's threshold in its batch
+UNRECORDED = -2  # the loop has not shown the sample in that epoch (yet)
+# cleanlab's constants (compute_confident_joint): thresholds are clipped from below, compared with a
+# small tolerance, and a class absent from the batch gets a threshold no probability reaches.
+_THRESHOLD_FLOOR = 2e-6
+_TOLERANCE = 1e-6
+_ABSENT_CLASS_THRESHOLD = 2.0
+
+
+def batch_confident_classes(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,) int64: each sample's confident class within its batch, -1 where it has none.
+
+    The rule of cleanlab's ``compute_confident_joint`` applied to one batch, as online confident
+    learning (../shared/seeds/ocl-mixgen-confident-learning.md) does: the threshold of class k is the
+    mean probability of k over the batch's samples labelled k; a sample's confident classes are those
+    whose threshold it reaches; its confident class is that one, or the most probable when several
+    are. The sample sits off the diagonal of the batch's confident joint when its confident class
+    exists and differs from its label (the same rule as ``engine.methods.ocl.off_diagonal_mask``).
+    """
+    num_classes = probs.shape[1]
+    one_hot = torch.nn.functional.one_hot(labels, num_classes).to(probs.dtype)
+    counts = one_hot.sum(dim=0)
+    means = (one_hot * probs).sum(dim=0) / counts.clamp(min=1)
+    thresholds = torch.where(counts > 0, means, torch.full_like(means, _ABSENT_CLASS_THRESHOLD))
+    confident = probs >= thresholds.clamp(min=_THRESHOLD_FLOOR) - _TOLERANCE
+    how_many = confident.sum(dim=1)
+    guess = torch.where(how_many > 1, probs.argmax(dim=1), confident.to(torch.uint8).argmax(dim=1))
+    return torch.where(how_many > 0, guess, torch.full_like(guess, NO_CONFIDENT_CLASS))
+
+
+class ConfidentClassRecorder(Callback):
+    """Records, per training sample and epoch, its confident class in its batch (evidence ``confident_class``).
+
+    ``confident_class.npy`` (n, E) int16 in ``folder`` (the same ``dynamics/`` folder as
+    :class:`DynamicsRecorder`, rows in sorted-id order, written through a memmap by (row, epoch), so
+    a resumed run writes what an uninterrupted one does): the class from :func:`batch_confident_classes`
+    for the batch the sample was trained in, -1 where it reached no threshold, -2 where never recorded.
+    It uses the logits of the forward pass training already does; n x E x 2 bytes on disk.
+    """
+
+    name = "confident_class"
+    evidence = "confident_class"  # the DetectorInputs.arrays name it fills
+
+    def __init__(self, folder: Path, train_ids: np.ndarray, train_labels: np.ndarray, num_classes: int,
+                 epochs: int) -> None:
+        self.folder = Path(folder)
+        self.ids = np.sort(np.asarray(train_ids, dtype=np.int64))
+        self.epochs = epochs
+        if num_classes > np.iinfo(np.int16).max:
+            raise ValueError(f"{num_classes} classes do not fit the int16 confident-class record")
+        self._classes: np.memmap | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.folder / CONFIDENT_CLASS_FILE
+
+    def on_fit_start(self, state: TrainState) -> None:
+        shape = (len(self.ids), self.epochs)
+        if self.path.is_file():
+            self._classes = open_memmap(self.path, mode="r+")
+            if self._classes.shape != shape:
+                raise UserError(f"the recorded confident classes in {self.folder} do not fit this run "
+                                f"({self._classes.shape}, not {shape})", "start a new run instead of resuming")
+            return
+        if state.epoch:
+            raise UserError(f"the confident classes recorded so far are missing from {self.folder}",
+                            "start a new run instead of resuming this one")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ensure_free_space(self.folder, 2 * shape[0] * shape[1])
+        self._classes = open_memmap(self.path, mode="w+", dtype=np.int16, shape=shape)
+        self._classes[:] = UNRECORDED
+        self._classes.flush()
+
+    def on_batch_end(self, state: TrainState, batch: Batch, output: StepOutput) -> None:
+        assert self._classes is not None, "on_fit_start opens the file"
+        ids = batch.ids.cpu().numpy()
+        rows = np.searchsorted(self.ids, ids)
+        if (rows >= len(self.ids)).any() or (self.ids[np.minimum(rows, len(self.ids) - 1)] != ids).any():
+            raise ValueError("a batch holds samples this confident-class recorder was not told about")
+        with torch.no_grad():
+            logits = output.logits.detach().float()
+            probs = torch.softmax(logits, dim=1)
+            classes = batch_confident_classes(probs, batch.y.to(logits.device)).cpu().numpy()
+        self._classes[rows, state.epoch] = classes.astype(np.int16)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        assert self._classes is not None
+        missed = int((self._classes[:, state.epoch - 1] == UNRECORDED).sum())  # state.epoch counts the one ended
+        if missed:
+            raise RuntimeError(f"the confident-class recorder saw no batch for {missed} training samples "
+                               f"in epoch {state.epoch}")
+        self._classes.flush()
+
+    def on_fit_end(self, state: TrainState) -> None:
+        if self._classes is not None:
+            self._classes.flush()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._classes is not None:
+            self._classes.flush()  # a checkpoint never points past what is on disk
+        return {"shape": [len(self.ids), self.epochs]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        shape = [int(value) for value in state["shape"]]
+        if shape != [len(self.ids), self.epochs]:
+            raise UserError(f"the checkpoint's confident-class recorder had shape {shape}", "start a new run")
+
+    def read(self) -> np.ndarray:
+        """(n, E) int16, rows in sorted-id order (``self.ids``): the finished record."""
+        return np.load(self.path, mmap_mode="r")
+
+    @staticmethod
+    def untrained(probs: np.ndarray, labels: np.ndarray, epochs: int) -> np.ndarray:
+        """(m, E) for samples not trained on: the final model's most probable class, repeated over epochs.
+
+        They were in no batch, so no batch threshold applies; the most probable class is the one
+        cleanlab makes confident whenever any class is.
+        """
+        del labels  # the prediction alone decides; kept for the common signature
+        return np.repeat(np.asarray(probs).argmax(axis=1).astype(np.int16)[:, None], epochs, axis=1)
+
+
+# Evidence recorded alongside the dynamics, in the same single training run, by the recorder that
+# makes it: requirement name (engine.detectors.EVIDENCE) -> recorder class.
+EVIDENCE_RECORDERS: dict[str, type[ConfidentClassRecorder]] = {
+    ConfidentClassRecorder.evidence: ConfidentClassRecorder,
+}

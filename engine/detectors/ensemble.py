@@ -1,0 +1,98 @@
+"""The ensemble: one ranking from the other detectors that ran in the same audit.
+
+Evidence: the results of the detectors that ran before it (``DetectorInputs.earlier``);
+it runs last (``combines``), over every other detector the audit was asked for.
+
+- score: the mean over detectors of each sample's rank, scaled to [0, 1]
+  (0 = least suspect, 1 = most; tied scores share their average rank). Ranks,
+  not raw scores, because the detectors' scores live on unrelated scales (a
+  probability, a sigmoid of a margin, a share of epochs) and an average of raw
+  scores would let the one with the widest spread decide; a rank average asks
+  each detector only for its order, the one thing all of them are judged by.
+- estimated noise rate: the median of the detectors' own estimates. The median
+  rather than the mean because one detector's estimate is often far off (K-fold
+  confident learning with a weak model takes the model's own errors for label
+  errors and overestimates), and the median ignores one outlier of three.
+- flagged: that many samples, the highest ensemble scores first (ties: the
+  more detectors flagging it first), so the flagged share is the estimate.
+- suggested label: the suggestion most of the detectors make (those without
+  one left out; a tie goes to the detector that ran first).
+- extras: ``ensemble_agreement`` (n,) int16, how many detectors flag each sample.
+- summary: ``members``, the detectors combined, and the counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+
+
+def rank_average(scores: list[np.ndarray]) -> np.ndarray:
+    """(n,) float64 in [0, 1]: the mean of each score array's ranks scaled to [0, 1], ties sharing their average."""
+    from scipy.stats import rankdata
+
+    n = len(scores[0])
+    if n < 2:
+        return np.zeros(n)
+    scaled = [(rankdata(np.asarray(member, dtype=np.float64), method="average") - 1.0) / (n - 1) for member in scores]
+    return np.clip(np.mean(scaled, axis=0), 0.0, 1.0)
+
+
+def agreement(results: Mapping[str, DetectorResult]) -> np.ndarray:
+    """(n,) int16: how many of ``results`` flag each sample."""
+    return np.sum([result.flagged.astype(np.int16) for result in results.values()], axis=0).astype(np.int16)
+
+
+def vote_suggestion(results: Mapping[str, DetectorResult], num_classes: int) -> np.ndarray:
+    """(n,) int64: the most suggested class per sample, -1 where no detector suggests one; ties go to the first."""
+    members = list(results.values())
+    n = len(members[0].scores)
+    votes = np.zeros((n, num_classes), dtype=np.float64)
+    rows = np.arange(n)
+    for index, result in enumerate(members):
+        suggested = np.asarray(result.suggested, dtype=np.int64)
+        has = (suggested >= 0) & (suggested < num_classes)
+        # A vote weighs 1, plus a fraction too small to outvote anyone that favours earlier detectors in a tie.
+        votes[rows[has], suggested[has]] += 1.0 + (len(members) - index) / (len(members) + 1) ** 2
+    return np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), -1).astype(np.int64)
+
+
+def detect(inputs: DetectorInputs) -> DetectorResult:
+    """The rank average of the earlier detectors, flagged by the median of their noise estimates."""
+    members = {name: result for name, result in inputs.earlier.items() if name != "ensemble"}
+    if not members:
+        raise ValueError("the ensemble needs the results of at least one other detector of the audit")
+    n = len(inputs.labels)
+    scores = rank_average([result.scores for result in members.values()])
+    agree = agreement(members)
+    estimates = [
+        float(result.summary["estimated_noise_rate"]) if result.summary.get("estimated_noise_rate") is not None
+        else float(result.flagged.mean()) if n else 0.0
+        for result in members.values()
+    ]
+    estimate = float(np.median(estimates)) if estimates else 0.0
+    n_flagged = int(round(estimate * n))
+    order = np.lexsort((-agree, -scores))  # by score, then by agreement
+    flagged_ids = order[:n_flagged]
+    flagged = np.zeros(n, dtype=bool)
+    flagged[flagged_ids] = True
+    return DetectorResult(
+        scores=scores,
+        suggested=vote_suggestion(members, inputs.num_classes),
+        flagged=flagged,
+        ranking=ranking_flagged_first(flagged_ids, scores),
+        extras={"ensemble_agreement": agree},
+        summary={
+            "members": list(members),
+            "member_estimates": dict(zip(members, estimates, strict=True)),
+            "n_flagged": n_flagged,
+            "flagged_rate": n_flagged / n if n else 0.0,
+            "estimated_noise_rate": estimate,
+            "estimated_by": "median of the members' estimates",
+            "n_flagged_by_all": int((agree == len(members)).sum()),
+            "n_flagged_by_any": int((agree > 0).sum()),
+        },
+    )
