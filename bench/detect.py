@@ -2,12 +2,18 @@
 
     python bench/detect.py PATH_TO_CSV_OR_FOLDER [--path-column path --label-column label --truth-column T]
         [--image-root DIR] [--per-class-limit N --limit-by COLUMN] [--folds 3 --epochs 12 --model small_cnn
-        --image-size 32 ...] [--inject-noise symmetric --noise-rate 0.2] [--keep-project DIR] [--json]
+        --image-size 32 ...] [--inject-noise symmetric --noise-rate 0.2] [--detectors cl,aum,...|all]
+        [--repeat S] [--keep-project DIR] [--json]
 
 The dataset is imported into a temporary project (``import_csv`` / ``import_folder``),
 the images are decoded into the cache, the audit runs (K-fold probabilities, then each
 detector), and each detector is scored against the truth: ROC-AUC, average precision,
 precision/recall/F1 of its flagged set. Wall time is printed end to end and per stage.
+Any set of detectors runs in ONE audit (``--detectors cl,aum,ocl,ensemble`` or ``all``),
+and the table has a row per detector: ROC-AUC, AP, precision, recall, F1, flagged,
+estimated noise rate (beside the true one) and seconds (the evidence it needs, K-fold
+and/or the dynamics run, plus its own). ``--repeat S`` runs the whole thing at seeds
+``--seed``, ``--seed``+1, ... and prints each figure's mean and standard deviation.
 
 The reference (CIFAR-10N, labels from ``worse_label``, truth ``clean_label``, the first
 1,000 rows of each class by ``clean_label``, 3 folds, 12 epochs, small CNN on CPU):
@@ -60,7 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--noise-rate", type=float, default=0.2)
     add_train_options(parser)
     add_fold_option(parser)
-    parser.add_argument("--detectors", default="cl", help="comma-separated detectors (default cl)")
+    parser.add_argument("--detectors", default="cl", help="comma-separated detectors, or all (default cl)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="S",
+                        help="run at S seeds (--seed, --seed+1, ...) and print the mean and spread")
     parser.add_argument("--keep-project", type=Path, default=None, metavar="DIR",
                         help="build the project here and keep it (default: a temporary folder, deleted)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -143,8 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timings["cache"] = time.perf_counter() - started
 
             started = time.perf_counter()
-            audit, status = run_audit(project, config, folds=args.folds, detectors=args.detectors.split(","),
-                                      events=events)
+            audit, status = run_audit(project, config, folds=args.folds, detectors=args.detectors.split(","), events=events)
             timings["audit"] = time.perf_counter() - started
             if status != "ok":
                 raise UserError(f"the audit ended with status {status}", "see the messages above")
@@ -156,6 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report = evaluate_run(project, audit.id)
             timings["evaluate"] = time.perf_counter() - started
             timings["end_to_end"] = time.perf_counter() - started_all
+            for name, seconds in detector_seconds(audit.summary).items():
+                report["detectors"][name]["seconds"] = seconds
             return {
                 **out_of_fold_figures(project, audit.folder, config),
                 "dataset": str(args.dataset),
@@ -169,24 +178,87 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
 
 
+def detector_seconds(summary: dict[str, Any]) -> dict[str, float]:
+    """Seconds each detector of an audit cost: the evidence it needs plus its own; a combiner pays for all."""
+    from engine.detectors import OOF_PROBS, get_detector
+
+    timings = summary.get("timings_s", {})
+    stage_of = {"crossval": {OOF_PROBS}, "dynamics": set(summary.get("evidence", [])) - {OOF_PROBS}}
+    seconds: dict[str, float] = {}
+    for name, facts in summary.get("detectors", {}).items():
+        info = get_detector(name)
+        needs = set(summary.get("evidence", [])) if info.combines else set(info.requires)
+        evidence = sum(float(timings.get(stage, 0.0)) for stage, kinds in stage_of.items() if needs & kinds)
+        seconds[name] = round(evidence + float(facts.get("seconds", 0.0)), 2)
+    return seconds
+
+
 def out_of_fold_figures(project: Any, run_folder: Path, config: Any) -> dict[str, Any]:
-    """Out-of-fold accuracy (against the truth and the given labels) and the training rate of the folds."""
+    """Out-of-fold accuracy (against the truth and the given labels) and the training rate of the models.
+
+    The accuracies need K-fold probabilities (``cl``); without them they are None.
+    """
     import numpy as np
 
     from engine.events import Metric, read_events
 
+    rates = [event.values["images_per_s"] for event in read_events(run_folder / "events.jsonl")
+             if isinstance(event, Metric) and "images_per_s" in event.values]
+    figures: dict[str, Any] = {"oof_accuracy_truth": None, "oof_accuracy_given": None,
+                               "train_images_per_s": float(np.median(rates)) if rates else None}
+    if not (run_folder / "pred_probs.npy").is_file():
+        return figures
     table = project.sample_table()
     probs = np.load(run_folder / "pred_probs.npy")
     train = table.train_ids
     predicted = probs[train].argmax(1)
     known = table.true_label[train] >= 0
-    rates = [event.values["images_per_s"] for event in read_events(run_folder / "events.jsonl")
-             if isinstance(event, Metric) and "images_per_s" in event.values]
-    return {
-        "oof_accuracy_truth": float((predicted[known] == table.true_label[train][known]).mean()) if known.any() else None,
-        "oof_accuracy_given": float((predicted == table.label[train]).mean()),
-        "train_images_per_s": float(np.median(rates)) if rates else None,
-    }
+    figures["oof_accuracy_truth"] = (float((predicted[known] == table.true_label[train][known]).mean())
+                                     if known.any() else None)
+    figures["oof_accuracy_given"] = float((predicted == table.label[train]).mean())
+    return figures
+
+
+TABLE_COLUMNS = (("roc_auc", "ROC-AUC"), ("average_precision", "AP"), ("precision", "prec"), ("recall", "recall"),
+                 ("f1", "F1"), ("n_flagged", "flagged"), ("estimated_noise_rate", "est.noise"),
+                 ("seconds", "seconds"))
+
+
+def summarise_repeats(results: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float | None, float | None]]]:
+    """detector -> column -> (mean, sample standard deviation; None with one seed) over the seeds' results."""
+    import numpy as np
+
+    table: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+    for name in results[0]["detectors"]:
+        row: dict[str, tuple[float | None, float | None]] = {}
+        for key, _ in TABLE_COLUMNS:
+            values = [result["detectors"][name].get(key) for result in results]
+            known = np.array([value for value in values if value is not None], dtype=np.float64)
+            row[key] = (float(known.mean()) if len(known) else None,
+                        float(known.std(ddof=1)) if len(known) > 1 else None)
+        table[name] = row
+    return table
+
+
+def print_detector_table(results: list[dict[str, Any]]) -> None:
+    """One row per detector; with several seeds every cell is mean ± standard deviation."""
+    rows = summarise_repeats(results)
+    true_rates = [result["true_noise_rate"] for result in results]
+    several = len(results) > 1
+    width = 15 if several else 9
+    print(f"{'detector':<11}" + "".join(f" {title:>{width}}" for _, title in TABLE_COLUMNS))
+    for name, row in rows.items():
+        cells = []
+        for key, _ in TABLE_COLUMNS:
+            mean, spread = row[key]
+            digits = 0 if key == "n_flagged" else 1 if key == "seconds" else 3
+            cell = "n/a" if mean is None else f"{mean:.{digits}f}"
+            if several and spread is not None:
+                cell += f" ± {spread:.{digits}f}"
+            cells.append(f" {cell:>{width}}")
+        print(f"{name:<11}" + "".join(cells))
+    mean_true = sum(true_rates) / len(true_rates)
+    print(f"true noise rate {mean_true:.3f}" + (f" (mean of {len(results)} seeds)" if several else ""))
 
 
 def print_report(result: dict[str, Any], dataset: Path) -> None:
@@ -198,16 +270,12 @@ def print_report(result: dict[str, Any], dataset: Path) -> None:
           f"{config['folds']} folds x {config['epochs']} epochs, {config['model']} at {config['image_size']}px "
           f"on {config['device']}")
     heldout = result["heldout_accuracy"]
-    print(f"true noise rate {result['true_noise_rate']:.3f}; held-out accuracy of the fold models "
+    print(f"true noise rate {result['true_noise_rate']:.3f}; held-out accuracy "
           f"{fmt(heldout)}")
     print(f"out-of-fold accuracy: {fmt(result['oof_accuracy_truth'])} against the truth, "
           f"{fmt(result['oof_accuracy_given'])} against the given labels; training "
           f"{fmt(result['train_images_per_s'])} images/s (median epoch)")
-    print(f"{'detector':<10} {'ROC-AUC':>7} {'AP':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'flagged':>8} "
-          f"{'est.noise':>9}")
-    for name, m in result["detectors"].items():
-        print(f"{name:<10} {fmt(m['roc_auc']):>7} {fmt(m['average_precision']):>6} {fmt(m['precision']):>6} "
-              f"{fmt(m['recall']):>6} {fmt(m['f1']):>6} {m['n_flagged']:>8d} {fmt(m['estimated_noise_rate']):>9}")
+    print_detector_table([result])
     print("wall time (s): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in result["timings_s"].items()))
     if "cifar10n" in dataset.name.lower():
         print(f"reference (CIFAR-10N worse_label, 1000/class, 3 folds, 12 epochs, small CNN, CPU): "
@@ -217,17 +285,31 @@ def print_report(result: dict[str, Any], dataset: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.repeat < 1:
+        print("error: --repeat must be at least 1", file=sys.stderr)
+        return 2
+    if args.repeat > 1 and args.keep_project:
+        print("error: --keep-project keeps one project; use it without --repeat", file=sys.stderr)
+        return 2
+    results: list[dict[str, Any]] = []
     try:
-        result = run(args)
+        for offset in range(args.repeat):
+            seed_args = argparse.Namespace(**{**vars(args), "seed": args.seed + offset})
+            results.append(run(seed_args))
+            if args.repeat > 1 and not args.json:
+                print(f"--- seed {seed_args.seed}", file=sys.stderr)
     except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  fix: {exc.hint}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(results[0] if args.repeat == 1 else {"seeds": results}, indent=2))
+    elif args.repeat == 1:
+        print_report(results[0], args.dataset)
     else:
-        print_report(result, args.dataset)
+        print(f"{args.dataset}: {args.repeat} seeds from {args.seed}; mean ± standard deviation")
+        print_detector_table(results)
     return 0
 
 
