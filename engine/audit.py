@@ -145,6 +145,7 @@ def record_dynamics(
     probs : np.ndarray of shape (N, K)
         The final model's probabilities of the samples it did not train on (zeros for the others).
     """
+    from engine.detectors.td_lstm import td_of_every_sample
     from engine.training.fit import fit_and_evaluate
     from engine.training.loop import predict_probs
     from engine.training.recorders import DYNAMICS_FOLDER, EVIDENCE_RECORDERS, DynamicsRecorder, load_dynamics
@@ -184,6 +185,7 @@ def record_dynamics(
         given_prob[others] = given[:, None]
         mean_probs[others] = probs[others]
     arrays: dict[str, np.ndarray] = {"margin": margin, "given_prob": given_prob, "mean_probs": mean_probs}
+    arrays["td"] = td_of_every_sample(recorded.ids, np.asarray(recorded.td), probs, labels)  # for td_lstm
     for extra in extra_recorders:
         spread = np.empty((n, epochs), dtype=np.int16)
         spread[extra.ids] = extra.read()

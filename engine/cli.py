@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "compare",
     "export",
     "status",
+    "train_detector",
 )
 
 

@@ -122,6 +122,8 @@ DETECTORS: dict[str, DetectorInfo] = {
                      "engine.detectors.aum:detect"),
         DetectorInfo("cartography", "Dataset cartography: confidence over training (one run)", (DYNAMICS,),
                      "engine.detectors.cartography:detect"),
+        DetectorInfo("td_lstm", "LSTM over training dynamics, pretrained on synthesized noise (one run)",
+                     (DYNAMICS,), "engine.detectors.td_lstm:detect"),
         DetectorInfo("ocl", "Online confident learning: off the per-batch confident joint (one run)",
                      (CONFIDENT_CLASS,), "engine.detectors.ocl:detect"),
         DetectorInfo("ensemble", "Ensemble: rank average of the other detectors of the audit", (),
