@@ -8,6 +8,8 @@ import os
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -374,10 +376,15 @@ def test_cli_init_folder_and_csv(image_folder: Path, tmp_path: Path, capsys: pyt
 
     lines = ["path,label,extra"] + [f"{p},{lab},x" for p, lab in csv_rows(image_folder)]
     csv_file = write_csv(tmp_path / "labels.csv", "\n".join(lines))
-    code = main(["init", str(tmp_path / "p2"), "--csv", str(csv_file), "--image-root", str(image_folder),
-                 "--json", "--test-fraction", "0.25"])
-    assert code == 0
-    summary = json.loads(capsys.readouterr().out)
+    # --json takes over the process's stdout for events, as the app's engine process does: run it as one.
+    done = subprocess.run([sys.executable, "-u", "-m", "engine", "init", str(tmp_path / "p2"), "--csv", str(csv_file),
+                           "--image-root", str(image_folder), "--json", "--test-fraction", "0.25"],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    # The import summary is the result event, and done comes last.
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[-1]["type"] == "done" and events[-1]["status"] == "ok"
+    summary = next(event["data"] for event in events if event["type"] == "result")
     assert summary["samples"] == 36 and summary["test"] == 9
     assert [c["name"] for c in summary["classes"]] == ["circle", "cross", "stripes"]
     assert summary["source"]["columns"] == ["path", "label", "extra"]
