@@ -14,11 +14,14 @@ CSV injection, unless it is a plain number (``-1``, ``+.5``, ``1e-3``), which a
 spreadsheet reads as that number and a training pipeline must get back unchanged.
 
 An export writes its files as one set (:class:`ExportSet`): each is first
-written beside its target under a unique ``.<name>.tmp-<pid>-*`` name (a
-file made with O_EXCL, or a folder), and only when all are complete are they
-renamed into place, one right after the other. A failure, Ctrl-C or full disk
-leaves the previous export as it was; the staging of an export that was killed
-is removed by the next export to the same place. An export never writes into
+written to a staging area, and only when all are complete are they renamed into
+place, one right after the other. The staging area is the project's own
+``staging/export-<pid>-*`` folder when the target is on the project's file
+system (a rename needs one), so a killed export leaves nothing in the user's
+folders; otherwise it is a uniquely named ``.<name>.tmp-<pid>-*`` file (O_EXCL)
+or folder beside the target. A failure, Ctrl-C or full disk leaves the previous
+export as it was; the staging of an export that was killed is removed by the
+next export. An export never writes into
 the project's store, over the CSV the project was imported from, or over one
 of its images.
 """
@@ -61,7 +64,8 @@ PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)
 CLEANLAB_FILES = ("pred_probs.npy", "noise_matrix.npy", "confident_joint.npy", "labels.npy", "final_labels.npy",
                   "classes.txt")
 # Folders the project writes itself (beside project.db): an export inside them could destroy the project.
-STORE_FOLDERS = ("runs", "cache", "openset")
+PROJECT_STAGING = "staging"  # in a project: where exports are staged (see ExportSet)
+STORE_FOLDERS = ("runs", "cache", "openset", PROJECT_STAGING)
 MAX_NAME_BYTES = 255  # one file or folder name, on nearly every file system
 CLASS_FOLDER_BYTES = 200  # a class folder name, leaving room for a "_N" suffix that keeps it unique
 STALE_AFTER_S = 24 * 3600  # staging older than this is a leftover even if its pid was reused
@@ -287,16 +291,41 @@ def clean_stale_staging(parent: Path, name: str) -> list[Path]:
     return stale
 
 
+def clean_project_staging(project_root: Path) -> list[Path]:
+    """Remove the ``staging/export-<pid>-*`` folders of exports that were killed."""
+    base = project_root / PROJECT_STAGING
+    try:
+        entries = [entry for entry in base.iterdir() if entry.name.startswith("export-")]
+    except OSError:
+        return []
+    stale = [entry for entry in entries if not _writer_alive(entry.name[len("export-"):], entry)]
+    for entry in stale:
+        _remove(entry)
+    return stale
+
+
+def _device(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
+
+
 class ExportSet:
-    """The files of one export, staged beside their targets and moved into place together by :meth:`commit`.
+    """The files of one export, staged and then moved into place together by :meth:`commit`.
 
     Use as a context manager: leaving it without a commit (an error, Ctrl-C)
     removes every staged file and folder, and the targets keep their old content.
+    ``project_root``: stage in the project's ``staging/`` folder where a target shares its file system.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, project_root: Path | None = None) -> None:
         self._staged: list[Path] = []
         self._moves: list[Callable[[], None]] = []
+        self._project_root = project_root
+        self._private: Path | None = None
+        if project_root is not None:
+            clean_project_staging(project_root)
 
     def __enter__(self) -> ExportSet:
         return self
@@ -305,12 +334,30 @@ class ExportSet:
                  traceback: TracebackType | None) -> None:
         for path in self._staged:
             _remove(path)  # after a commit, only emptied staging folders remain
+        if self._private is not None:
+            _remove(self._private)
+
+    def _private_area(self, target: Path) -> Path | None:
+        """The project's staging folder for this export, when ``target`` can be renamed into from there."""
+        if self._project_root is None:
+            return None
+        if _device(target.parent) is None or _device(target.parent) != _device(self._project_root):
+            return None
+        if self._private is None:
+            base = self._project_root / PROJECT_STAGING
+            base.mkdir(exist_ok=True)
+            self._private = Path(tempfile.mkdtemp(prefix=f"export-{os.getpid()}-", dir=base))
+        return self._private
 
     def stage_file(self, target: Path, data: bytes) -> None:
-        """``data`` staged for ``target``, in a synced, uniquely named file beside it."""
+        """``data`` staged for ``target``, in a synced, uniquely named file (in the project, or beside it)."""
         clean_stale_staging(target.parent, target.name)
-        ensure_free_space(target.parent, len(data), reserve_bytes=0)
-        temp = write_temp_beside(target, data)
+        private = self._private_area(target)
+        ensure_free_space(private or target.parent, len(data), reserve_bytes=0)
+        if private is None:
+            temp = write_temp_beside(target, data)
+        else:
+            temp = write_temp_beside(Path(tempfile.mkdtemp(dir=private)) / target.name, data)
         self._staged.append(temp)
 
         def move() -> None:
@@ -320,9 +367,12 @@ class ExportSet:
         self._moves.append(move)
 
     def staging_folder(self, target: Path) -> Path:
-        """A new folder beside ``target`` to build it in; the caller adds the move with :meth:`on_commit`."""
+        """A new folder to build ``target`` in (in the project, or beside it); the caller adds the move with
+        :meth:`on_commit`."""
         clean_stale_staging(target.parent, target.name)
-        folder = Path(tempfile.mkdtemp(prefix=f"{temp_name_prefix(target.name)}{os.getpid()}-", dir=target.parent))
+        private = self._private_area(target)
+        folder = Path(tempfile.mkdtemp(prefix=f"{temp_name_prefix(target.name)}{os.getpid()}-",
+                                       dir=private or target.parent))
         self._staged.append(folder)
         os.chmod(folder, default_mode(folder=True))  # mkdtemp makes it 0700; the export is the user's folder
         return folder
@@ -523,7 +573,7 @@ def export_set(project: Project, *, out: Path | str | None = None, folder: Path 
     report: dict[str, Any] = {}
     target = next(path for path in (out, folder, cleanlab, Path.cwd()) if path is not None)
     try:
-        with ExportSet() as staged:
+        with ExportSet(project.root) as staged:
             if out is not None:
                 report["csv"] = _stage_csv(project, staged, out, run_id, detector)
             if cleanlab is not None:

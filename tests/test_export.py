@@ -23,12 +23,14 @@ from engine.data.importing import import_csv, import_folder
 from engine.errors import UserError
 from engine.export import (
     ADDED_COLUMNS,
+    ExportSet,
     csv_bytes,
     escape_cell,
     export_cleanlab,
     export_csv,
     export_image_folder,
     export_rows,
+    export_set,
 )
 from engine.store import Project, atomic_write_bytes
 
@@ -445,3 +447,30 @@ def test_long_class_names_get_short_unique_folders(tmp_path: Path, capsys: pytes
     assert main(["export", str(tmp_path / "project"), "--out", str(tmp_path / "x.csv"), "--folder",
                  str(tmp_path / "again")]) == 0
     assert "is in folder" in capsys.readouterr().out
+
+
+def test_a_set_is_staged_in_the_project_so_a_killed_export_leaves_nothing_beside_it(
+        csv_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = csv_project
+    fake_audit(project)
+    out = tmp_path / "out"
+    out.mkdir()
+    seen: dict[str, list[str]] = {}
+    commit = ExportSet.commit
+
+    def look_then_commit(self: ExportSet) -> None:
+        # The moment a SIGKILL would leave the most behind: everything written, nothing moved yet.
+        seen["beside"] = sorted(p.name for p in out.iterdir())
+        seen["staged"] = sorted(p.name for p in (project.root / "staging").iterdir())
+        commit(self)
+
+    monkeypatch.setattr(ExportSet, "commit", look_then_commit)
+    export_set(project, out=out / "out.csv", folder=out / "clean", cleanlab=out / "cl")
+    assert seen["beside"] == [] and len(seen["staged"]) == 1 and seen["staged"][0].startswith("export-")
+    assert sorted(p.name for p in out.iterdir()) == ["cl", "clean", "out.csv"]
+    assert not any((project.root / "staging").iterdir())  # the staging area is emptied again
+
+    killed = project.root / "staging" / f"export-{dead_pid()}-abc123"  # a killed export's staging
+    (killed / "x").mkdir(parents=True)
+    export_set(project, out=out / "out.csv")
+    assert not killed.exists()
