@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import shutil
 import struct
 import subprocess
@@ -575,7 +574,8 @@ def test_train_and_val_and_test_folders_all_count_and_a_lone_train_folder_gets_a
 
 
 @pytest.mark.parametrize("token", ["NaN", "NA", "N/A", "None", "null", "#N/A", "<NA>"])
-def test_a_missing_value_marker_as_a_label_is_refused_naming_it(tmp_path: Path, token: str) -> None:
+def test_a_missing_value_marker_as_a_class_is_imported_with_a_warning_naming_it(tmp_path: Path, token: str) -> None:
+    # 'nan' may be a real class name; where it stands for an empty cell, the person is told which rows.
     root = tmp_path / "images"
     root.mkdir()
     rows = ["path,label"]
@@ -583,6 +583,10 @@ def test_a_missing_value_marker_as_a_label_is_refused_naming_it(tmp_path: Path, 
         Image.new("RGB", (8, 8), (index * 20, 0, 0)).save(root / f"{index}.png")
         rows.append(f"{index}.png,{token if index < 6 else 'b'}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    with pytest.raises(UserError, match=f"missing-value marker .*{re.escape(token)}") as caught:
-        import_csv(tmp_path / "project", tmp_path / "labels.csv", root, path_column="path", label_column="label")
-    assert "data rows 1, 2" in caught.value.message and not (tmp_path / "project").exists()
+    sink = RecordingSink()
+    project = import_csv(tmp_path / "project", tmp_path / "labels.csv", root, path_column="path",
+                         label_column="label", events=sink)
+    assert sorted(project.class_names()) == sorted(["b", token])
+    project.close()
+    warnings = [e.message for e in sink.events if getattr(e, "level", "") == "warning" and token in e.message]
+    assert len(warnings) == 1 and "data rows 1, 2, 3, 4, 5 and 1 more" in warnings[0]

@@ -125,6 +125,8 @@ def import_csv(
                         "pass the folder that the CSV's paths are relative to with --image-root")
     candidates, columns = read_csv_candidates(csv_file, image_root, path_column=path_column,
                                               label_column=label_column, truth_column=truth_column)
+    events = events or EventSink()
+    _warn_of_missing_value_labels(candidates, label_column, events)
     source = {
         "kind": "csv",
         "image_root": str(image_root),
@@ -513,11 +515,6 @@ def read_csv_candidates(
                  f"has an empty path (column {path_column!r})", "fill in the image path or delete the row")
     _reject_rows(name, [r for r, lab in enumerate(labels, 1) if not lab],
                  f"has an empty label (column {label_column!r})", "fill in the class name or delete the row")
-    marker_rows = [(r, lab) for r, lab in enumerate(labels, 1) if lab.lower() in MISSING_LABEL_TOKENS]
-    _reject_rows(name, [r for r, _ in marker_rows],
-                 f"has a missing-value marker ({', '.join(sorted({repr(lab) for _, lab in marker_rows}))}) as its label "
-                 f"(column {label_column!r}), as spreadsheets and pandas write an empty cell",
-                 "fill in the class name or delete the row (a class really named so: rename it, e.g. 'none_of_these')")
     _reject_rows(name, [r for r, p in enumerate(paths, 1) if "\x00" in p],
                  f"has a NUL character in its path (column {path_column!r}); no file name can hold one",
                  "correct the path (the file was probably damaged by the program that wrote it) or delete the row")
@@ -544,6 +541,18 @@ def read_csv_candidates(
 
 # What pandas and spreadsheets write for an empty cell; as a label it is a missing value, not a class.
 MISSING_LABEL_TOKENS = frozenset({"nan", "na", "n/a", "none", "null", "#n/a", "<na>", "-nan", "#na"})
+
+
+def _warn_of_missing_value_labels(candidates: Sequence[Candidate], label_column: str, events: EventSink) -> None:
+    # 'nan' or 'NULL' may be a real class name, so it is imported; but where a spreadsheet or pandas wrote an
+    # empty cell so, the person should know before auditing a class of unlabeled images.
+    markers = sorted({c.label for c in candidates if c.label.lower() in MISSING_LABEL_TOKENS})
+    for marker in markers:
+        rows = [c.source_row for c in candidates if c.label == marker]
+        shown = ", ".join(str(row) for row in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+        events.log(f"class {marker!r} (column {label_column!r}, data rows {shown}) is how spreadsheets and pandas "
+                   "write an empty cell: if these images have no label, fill the labels in or delete the rows "
+                   "and import again", "warning")
 
 
 def _row_name(csv_name: str, row: int) -> str:
