@@ -703,7 +703,11 @@ class ReviewView(QWidget):
             )
             for name, scores in audit.per_detector.items():
                 self._score_labels[name].setText(f"{float(scores[sample]):.3f}")
-            self._score_labels["rank"].setText(f"{int(audit.rank[sample]) + 1:,} of {len(audit.rank):,}")
+            # Held-out samples are ranked last but never audited: count only the samples that were.
+            audited = int(audit.run.summary.get("n_audited") or len(audit.rank))
+            position = int(audit.rank[sample]) + 1
+            self._score_labels["rank"].setText(f"{position:,} of {audited:,} audited" if position <= audited
+                                               else "not audited (held-out sample)")
         decision = self.session.decision(sample)
         if decision is None:
             self.decision_label.setText("Not reviewed yet")

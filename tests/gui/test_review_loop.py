@@ -381,3 +381,4 @@ def test_a_new_browse_filter_starts_at_the_top(qtbot: QtBot, open_review: Callab
     bar.setValue(bar.maximum())
     view.refresh()
     assert bar.value() == 0
+
