@@ -27,6 +27,7 @@ from auditor.session import STALE_SUGGESTIONS, ProjectSession
 from auditor.views.audit_dialog import AuditDialog, TrainOptions
 from auditor.views.csv_dialog import CsvDialog
 from auditor.views.project_page import ProjectPage
+from auditor.views.retrain_dialog import RetrainDialog, RetrainOptions
 from auditor.views.start_page import StartPage
 from engine.errors import UserError
 from engine.store import RunInfo, is_project
@@ -328,16 +329,20 @@ class MainWindow(QMainWindow):
             self.start_audit(self.train_options)
 
     def choose_retrain(self) -> None:
-        dialog = AuditDialog(self.train_options, retrain=True, parent=self)
+        if self.session is None:
+            return
+        dialog = RetrainDialog(self.session.project, self.train_options, parent=self)
         if dialog.exec():
-            self.train_options = dialog.options()
-            self.start_retrain(self.train_options)
+            chosen = dialog.options()
+            self.train_options = chosen.train
+            self.start_retrain(chosen)
 
     def start_audit(self, options: TrainOptions) -> EngineProcess | None:
         return self._start_job("audit", options.audit_args())
 
-    def start_retrain(self, options: TrainOptions) -> EngineProcess | None:
-        return self._start_job("retrain", options.train_args())
+    def start_retrain(self, options: TrainOptions | RetrainOptions) -> EngineProcess | None:
+        return self._start_job("retrain", options.args() if isinstance(options, RetrainOptions)
+                               else options.train_args())
 
     def choose_export_csv(self) -> None:
         if self.session is None:

@@ -30,6 +30,53 @@ def known_detectors() -> dict[str, str]:
         return {"cl": "Confident learning (cleanlab, K-fold probabilities)"}
 
 
+@dataclass(frozen=True)
+class DetectorGroup:
+    """Detectors that share one kind of evidence, and what that evidence costs to gather."""
+
+    title: str
+    cost: str
+    names: list[str]
+
+
+def detector_groups() -> list[DetectorGroup]:
+    """The registry's detectors grouped by the evidence they need: the audit trains once per group, not per detector."""
+    try:
+        from engine.detectors import DETECTORS, OOF_PROBS
+    except Exception:  # noqa: BLE001 - as known_detectors
+        return [DetectorGroup("K-fold cross-validation", "K models", ["cl"])]
+    kfold = [name for name, info in DETECTORS.items() if OOF_PROBS in info.requires]
+    combining = [name for name, info in DETECTORS.items() if info.combines]
+    one_run = [name for name in DETECTORS if name not in kfold and name not in combining]
+    groups = [DetectorGroup("K-fold cross-validation", "trains K models (the Folds below)", kfold),
+              DetectorGroup("One training run", "trains 1 model, shared by all of these", one_run),
+              DetectorGroup("Ensemble", "no training of its own: combines the others chosen", combining)]
+    return [group for group in groups if group.names]
+
+
+WEIGHTS_STATE_WORDS = {
+    "cached": "ImageNet weights are cached on this computer",
+    "downloadable": "ImageNet weights will be downloaded on first use (needs the network)",
+    "unavailable": "this model has no pretrained weights",
+}
+
+
+def pretrained_weights_state(model: str) -> str:
+    """"cached", "downloadable" or "unavailable" (see engine.models.weights_state).
+
+    The small CNN never has pretrained weights, so asking about it needs no torch import;
+    for a ResNet the engine's answer loads torch, once, when the person picks that model.
+    """
+    if model not in MODELS[1:]:
+        return "unavailable"
+    try:
+        from engine.models import weights_state
+
+        return str(weights_state(model))
+    except Exception:  # noqa: BLE001 - no torch here: a run would say so; the dialog must open
+        return "unavailable"
+
+
 @dataclass
 class TrainOptions:
     model: str = "small_cnn"
@@ -39,13 +86,14 @@ class TrainOptions:
     device: str = "auto"
     seed: int = 0
     detectors: list[str] = field(default_factory=lambda: ["cl"])
+    pretrained: bool = False
 
     def audit_args(self) -> list[str]:
         return [*self.train_args(), "--folds", str(self.folds), "--detectors", ",".join(self.detectors)]
 
     def train_args(self) -> list[str]:
         return ["--model", self.model, "--epochs", str(self.epochs), "--image-size", str(self.image_size),
-                "--device", self.device, "--seed", str(self.seed)]
+                "--device", self.device, "--seed", str(self.seed), *(["--pretrained"] if self.pretrained else [])]
 
 
 class AuditDialog(QDialog):
@@ -75,24 +123,43 @@ class AuditDialog(QDialog):
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(options.seed)
         self.detector_boxes: dict[str, QCheckBox] = {}
+        self.pretrained = QCheckBox("Start from pretrained (ImageNet) weights")
+        self.pretrained.setChecked(options.pretrained)
+        self.weights_state = QLabel()
+        self.weights_state.setObjectName("muted")
+        self.weights_state.setWordWrap(True)
+        self.model.currentTextChanged.connect(self._show_weights_state)
+        self._show_weights_state(self.model.currentText())
 
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.setHorizontalSpacing(14)
         form.setVerticalSpacing(8)
         form.addRow("Model", self.model)
+        form.addRow("", self.pretrained)
+        form.addRow("", self.weights_state)
         form.addRow("Epochs", self.epochs)
         if not retrain:
             form.addRow("Folds", self.folds)
         form.addRow("Image size", self.image_size)
         form.addRow("Device", self.device)
         form.addRow("Seed", self.seed)
+        self.all_detectors = QCheckBox("all — every detector below (one K-fold audit plus one training run)")
         if not retrain:
-            for name, description in known_detectors().items():
-                box = QCheckBox(f"{name} — {description}")
-                box.setChecked(name in options.detectors)
-                form.addRow("" if self.detector_boxes else "Detectors", box)
-                self.detector_boxes[name] = box
+            titles = known_detectors()
+            form.addRow("Detectors", self.all_detectors)
+            for group in detector_groups():
+                heading = QLabel(f"<b>{group.title}</b> — {group.cost}")
+                form.addRow("", heading)
+                for name in group.names:
+                    box = QCheckBox(f"{name} — {titles.get(name, name)}")
+                    box.setChecked(name in options.detectors or "all" in options.detectors)
+                    box.toggled.connect(self._sync_all)
+                    form.addRow("", box)
+                    self.detector_boxes[name] = box
+            self.all_detectors.setChecked(bool(self.detector_boxes)
+                                          and all(box.isChecked() for box in self.detector_boxes.values()))
+            self.all_detectors.clicked.connect(self._choose_all)
 
         intro = QLabel(
             "Trains on every sample once it is held out of one fold, then scores every sample."
@@ -113,7 +180,25 @@ class AuditDialog(QDialog):
         layout.addWidget(buttons)
         self.setMinimumWidth(420)
 
+    def _show_weights_state(self, model: str) -> None:
+        state = pretrained_weights_state(model)
+        self.weights_state.setText(f"{model}: {WEIGHTS_STATE_WORDS.get(state, state)}")
+        self.pretrained.setEnabled(state != "unavailable")
+        if state == "unavailable":
+            self.pretrained.setChecked(False)
+
+    def _choose_all(self, checked: bool) -> None:
+        for box in self.detector_boxes.values():
+            box.blockSignals(True)
+            box.setChecked(checked)
+            box.blockSignals(False)
+
+    def _sync_all(self) -> None:
+        self.all_detectors.setChecked(all(box.isChecked() for box in self.detector_boxes.values()))
+
     def options(self) -> TrainOptions:
-        detectors = [name for name, box in self.detector_boxes.items() if box.isChecked()] or ["cl"]
+        chosen = [name for name, box in self.detector_boxes.items() if box.isChecked()]
+        detectors = ["all"] if self.detector_boxes and len(chosen) == len(self.detector_boxes) else chosen or ["cl"]
         return TrainOptions(self.model.currentText(), self.epochs.value(), self.folds.value(),
-                            self.image_size.value(), self.device.currentText(), self.seed.value(), detectors)
+                            self.image_size.value(), self.device.currentText(), self.seed.value(), detectors,
+                            self.pretrained.isChecked() and self.pretrained.isEnabled())

@@ -1,0 +1,117 @@
+"""The audit dialog's detectors and pretrained option, the retrain dialog's method, options and trusted set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QCheckBox, QLineEdit
+from pytestqt.qtbot import QtBot
+
+from auditor.views.audit_dialog import AuditDialog, TrainOptions
+from auditor.views.retrain_dialog import RetrainDialog
+from engine.store import Project
+
+
+def test_audit_dialog_groups_detectors_by_evidence_and_offers_all(qtbot: QtBot) -> None:
+    dialog = AuditDialog(TrainOptions())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    headings = [label.text() for label in dialog.findChildren(type(dialog.weights_state)) if "<b>" in label.text()]
+    assert any("K-fold" in text and "K models" in text for text in headings)
+    assert any("One training run" in text and "1 model" in text for text in headings)
+    assert set(dialog.detector_boxes) >= {"cl", "aum", "cartography", "ocl", "td_lstm", "ensemble"}
+    # A first audit: confident learning only, the small CNN without pretrained weights.
+    assert dialog.options().detectors == ["cl"] and not dialog.all_detectors.isChecked()
+
+    qtbot.mouseClick(dialog.all_detectors, Qt.MouseButton.LeftButton)
+    assert all(box.isChecked() for box in dialog.detector_boxes.values())
+    assert dialog.options().audit_args()[-2:] == ["--detectors", "all"]
+    qtbot.mouseClick(dialog.detector_boxes["aum"], Qt.MouseButton.LeftButton)  # one off: no longer "all"
+    assert not dialog.all_detectors.isChecked()
+    assert "aum" not in dialog.options().detectors and "ocl" in dialog.options().detectors
+
+
+def test_audit_dialog_shows_the_pretrained_weights_state(qtbot: QtBot, monkeypatch: object) -> None:
+    import engine.models
+
+    monkeypatch.setattr(engine.models, "weights_state", lambda model: "downloadable")  # type: ignore[attr-defined]
+    dialog = AuditDialog(TrainOptions(pretrained=True))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert not dialog.pretrained.isEnabled() and "no pretrained weights" in dialog.weights_state.text()
+    assert "--pretrained" not in dialog.options().train_args()
+    dialog.model.setCurrentText("resnet18")
+    assert dialog.pretrained.isEnabled() and "downloaded on first use" in dialog.weights_state.text()
+    qtbot.mouseClick(dialog.pretrained, Qt.MouseButton.LeftButton)
+    assert "--pretrained" in dialog.options().train_args()
+
+
+def _keep_one_train_sample_of(project: Project, classes: list[int]) -> None:
+    table = project.sample_table()
+    for k in classes:
+        sample_id = next(i for i in range(len(table.label)) if table.label[i] == k and table.split[i] == "train")
+        project.decide(sample_id, "keep")
+
+
+def test_retrain_dialog_says_why_a_meta_method_cannot_run(qtbot: QtBot, image_project: Path) -> None:
+    project = Project.open(image_project)
+    _keep_one_train_sample_of(project, [0, 1])  # the third class has no trusted sample
+    dialog = RetrainDialog(project)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.start_button.isEnabled()  # plain cross-entropy needs no trusted set
+    assert "2 reviewed samples, none of fox" in dialog.trusted_label.text()
+    dialog.method.setCurrentIndex(dialog.method.findData("mlc"))
+    assert not dialog.start_button.isEnabled() and "fox" in dialog.problem.text()
+    # The truth is known here, so a per-class trusted set from it lets the method run.
+    dialog.per_class.setValue(2)
+    assert dialog.start_button.isEnabled() and "2 per class" in dialog.trusted_label.text()
+    assert dialog.options().args()[-2:] == ["--trusted-per-class", "2"]
+
+    _keep_one_train_sample_of(project, [2])
+    every = RetrainDialog(project)
+    qtbot.addWidget(every)
+    every.method.setCurrentIndex(every.method.findData("mlc"))
+    assert every.start_button.isEnabled() and "3 reviewed samples, every class covered" in every.trusted_label.text()
+    project.close()
+
+
+def test_retrain_dialog_edits_typed_options_and_seeds(qtbot: QtBot, image_project: Path) -> None:
+    project = Project.open(image_project)
+    dialog = RetrainDialog(project)
+    qtbot.addWidget(dialog)
+    dialog.method.setCurrentIndex(dialog.method.findData("sln"))
+    sigma = dialog.editors["sigma"][1]
+    assert isinstance(sigma, QLineEdit) and sigma.text() == "none"  # the method's own default rule
+    assert dialog.options().options == {}  # nothing changed: the engine's defaults apply
+    sigma.selectAll()
+    qtbot.keyClicks(sigma, "0.5")
+    dialog.seeds.setValue(2)
+    args = dialog.options().args()
+    assert args[args.index("--method") + 1] == "sln" and args[args.index("--seeds") + 1] == "2"
+    assert args[args.index("--option") + 1] == "sigma=0.5"
+    dialog.method.setCurrentIndex(dialog.method.findData("mlc"))
+    assert isinstance(dialog.editors["mix_trusted"][1], QCheckBox) and "sigma" not in dialog.editors
+    project.close()
+
+
+def test_retrain_from_the_menu_starts_the_chosen_method(qtbot: QtBot, window: object, image_project: Path,
+                                                        monkeypatch: object) -> None:
+    from auditor.main_window import MainWindow
+
+    assert isinstance(window, MainWindow)
+    assert window.open_project(image_project)
+    started: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(window, "_start_job",  # type: ignore[attr-defined]
+                        lambda command, options: started.append((command, options)))
+
+    def choose_sln() -> None:
+        dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, RetrainDialog) and w.isVisible())
+        dialog.method.setCurrentIndex(dialog.method.findData("sln"))
+        qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(0, choose_sln)
+    window.retrain_action.trigger()
+    assert started and started[0][0] == "retrain"
+    assert "--method" in started[0][1] and started[0][1][started[0][1].index("--method") + 1] == "sln"
