@@ -25,6 +25,7 @@ from auditor.jobs import JobController
 from auditor.project_maker import ProjectMaker
 from auditor.session import STALE_SUGGESTIONS, ProjectSession
 from auditor.views.audit_dialog import AuditDialog, TrainOptions
+from auditor.views.compare_view import CompareDialog, CompareOptions
 from auditor.views.csv_dialog import CsvDialog
 from auditor.views.project_page import ProjectPage
 from auditor.views.retrain_dialog import RetrainDialog, RetrainOptions
@@ -133,8 +134,9 @@ class MainWindow(QMainWindow):
         run_menu = self.menuBar().addMenu("&Run")
         self.audit_action = self._action("Audit…", self.choose_audit, "Ctrl+R")
         self.retrain_action = self._action("Retrain with decisions applied…", self.choose_retrain, "Ctrl+T")
+        self.compare_action = self._action("Compare methods…", self.choose_compare)
         self.cancel_action = self._action("Cancel job", self.jobs.cancel)
-        for action in (self.audit_action, self.retrain_action, self.cancel_action):
+        for action in (self.audit_action, self.retrain_action, self.compare_action, self.cancel_action):
             run_menu.addAction(action)
 
     def _update_actions(self) -> None:
@@ -145,6 +147,7 @@ class MainWindow(QMainWindow):
             action.setEnabled(has_project and not busy)
         self.audit_action.setEnabled(has_project and writable and not busy)
         self.retrain_action.setEnabled(has_project and writable and not busy)
+        self.compare_action.setEnabled(has_project and writable and not busy)
         self.cancel_action.setEnabled(busy)
         self.undo_action.setEnabled(has_project and self.session is not None and self.session.can_undo())
         self.redo_action.setEnabled(has_project and self.session is not None and self.session.can_redo())
@@ -198,6 +201,7 @@ class MainWindow(QMainWindow):
         self.page.audit.audit_requested.connect(self.choose_audit)
         self.page.audit.retrain_requested.connect(self.choose_retrain)
         self.page.results.retrain_requested.connect(self.choose_retrain)
+        self.page.results.compare_requested.connect(self.choose_compare)
         self.page.results.export_csv_requested.connect(self.choose_export_csv)
         self.page.results.export_folder_requested.connect(self.choose_export_folder)
         session.decision_changed.connect(self._update_actions)
@@ -344,6 +348,24 @@ class MainWindow(QMainWindow):
         return self._start_job("retrain", options.args() if isinstance(options, RetrainOptions)
                                else options.train_args())
 
+    def choose_compare(self) -> None:
+        if self.session is None:
+            return
+        dialog = CompareDialog(self.session.project, self.train_options, parent=self)
+        if dialog.exec():
+            self.start_compare(dialog.options())
+
+    def start_compare(self, options: CompareOptions) -> EngineProcess | None:
+        """One `compare` job; its progress shows like a retrain's, its result as a table under Results."""
+        process = self._start_job("compare", options.args())
+        if process is not None:
+            process.result.connect(self._on_result)
+        return process
+
+    def _on_result(self, event: object) -> None:
+        if self.page is not None and getattr(event, "kind", "") == "compare":
+            self.page.results.show_compare(getattr(event, "data", {}))
+
     def choose_export_csv(self) -> None:
         if self.session is None:
             return
@@ -378,7 +400,7 @@ class MainWindow(QMainWindow):
 
     def _on_job_started(self, command: str, process: EngineProcess) -> None:
         self.job_label.setText(f"  {command} running…  ")
-        if self.page is not None and command in ("audit", "retrain", "crossval"):
+        if self.page is not None and command in ("audit", "retrain", "crossval", "compare"):
             self.page.audit.follow(command, process)
             self.page.setCurrentWidget(self.page.audit)
         elif self.page is not None:
@@ -395,7 +417,7 @@ class MainWindow(QMainWindow):
                 self.page.show_review()
             else:
                 self.session.runs_changed.emit()
-            if command == "retrain" and status == "ok":
+            if command in ("retrain", "compare") and status == "ok":
                 self.page.setCurrentWidget(self.page.results)
             if command == "export":
                 if status == "ok":

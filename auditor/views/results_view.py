@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from auditor.session import ProjectSession
+from auditor.views.compare_view import CompareTable
 from engine.stats import NO_MEASURABLE_CHANGE, difference_from_dict, points
 from engine.store import RunInfo
 
@@ -83,6 +84,7 @@ class ResultsView(QWidget):
     retrain_requested = Signal()
     export_csv_requested = Signal()
     export_folder_requested = Signal()
+    compare_requested = Signal()
 
     def __init__(self, session: ProjectSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -129,6 +131,15 @@ class ResultsView(QWidget):
         header = self.runs_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
+        # A `compare` job's table (auditor.views.compare_view), shown once one has finished this session.
+        self.compare_button = QPushButton("Compare methods…")
+        self.compare_button.clicked.connect(self.compare_requested)
+        actions.insertWidget(1, self.compare_button)
+        self.compare_title = QLabel("Compared methods: held-out accuracy over paired seeds")
+        self.compare_title.setObjectName("sectionTitle")
+        self.compare_table = CompareTable()
+        self.compare_title.hide()
+        self.compare_table.hide()
         self.export_status = QLabel()
         self.export_status.setObjectName("muted")
         self.export_status.setWordWrap(True)
@@ -145,6 +156,8 @@ class ResultsView(QWidget):
         layout.addWidget(accuracy_title)
         layout.addLayout(cards)
         layout.addWidget(self.accuracy_note)
+        layout.addWidget(self.compare_title)
+        layout.addWidget(self.compare_table)
         layout.addSpacing(8)
         layout.addWidget(runs_title)
         layout.addWidget(self.runs_table, 1)
@@ -228,6 +241,11 @@ class ResultsView(QWidget):
                      text]
             for column, value in enumerate(cells):
                 self.runs_table.setItem(row, column, QTableWidgetItem(value))
+
+    def show_compare(self, data: dict[str, Any]) -> None:
+        self.compare_table.show_result(data)
+        self.compare_title.show()
+        self.compare_table.show()
 
     def show_export(self, text: str) -> None:
         self.export_status.setText(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QCheckBox, QLineEdit
+from PySide6.QtWidgets import QApplication, QCheckBox, QLineEdit, QTableWidget, QTableWidgetItem
 from pytestqt.qtbot import QtBot
 
 from auditor.views.audit_dialog import AuditDialog, TrainOptions
@@ -45,6 +45,12 @@ def test_audit_dialog_shows_the_pretrained_weights_state(qtbot: QtBot, monkeypat
     assert dialog.pretrained.isEnabled() and "downloaded on first use" in dialog.weights_state.text()
     qtbot.mouseClick(dialog.pretrained, Qt.MouseButton.LeftButton)
     assert "--pretrained" in dialog.options().train_args()
+
+
+def _cell(table: QTableWidget, row: int, column: int) -> QTableWidgetItem:
+    item = table.item(row, column)
+    assert item is not None
+    return item
 
 
 def _keep_one_train_sample_of(project: Project, classes: list[int]) -> None:
@@ -115,3 +121,68 @@ def test_retrain_from_the_menu_starts_the_chosen_method(qtbot: QtBot, window: ob
     window.retrain_action.trigger()
     assert started and started[0][0] == "retrain"
     assert "--method" in started[0][1] and started[0][1][started[0][1].index("--method") + 1] == "sln"
+
+
+def test_compare_table_never_colours_a_gain_green_and_greys_no_change(qtbot: QtBot) -> None:
+    from auditor.views.compare_view import LOSS, NEUTRAL, CompareTable
+
+    table = CompareTable()
+    qtbot.addWidget(table)
+    figures = {"accuracy_mean": 0.8, "accuracy_std": 0.01, "accuracy_per_seed": [0.79, 0.81]}
+    table.show_result({
+        "baseline": "ce",
+        "methods": {"ce": figures, "sln": figures, "mixgen": figures, "ocl": figures},
+        "differences": {
+            "sln": {"mean": 0.03, "measurable": True, "verdict": "gain", "text": "+3.0 pts (95% interval ...)"},
+            "mixgen": {"mean": 0.004, "measurable": False, "verdict": "no measurable change",
+                       "text": "no measurable change (+0.4 pts, ...)"},
+            "ocl": {"mean": -0.05, "measurable": True, "verdict": "loss", "text": "-5.0 pts (...)"},
+        },
+    })
+    rows = {_cell(table, row, 0).text(): row for row in range(table.rowCount())}
+    assert _cell(table, rows["ce"], 1).text() == "80.0% ± 1.0" and _cell(table, rows["ce"], 3).text() == "baseline"
+    gain = _cell(table, rows["sln"], 3)
+    assert gain.text().startswith("+3.0 pts") and gain.foreground().color().green() <= gain.foreground().color().red()
+    unchanged = _cell(table, rows["mixgen"], 3)
+    assert unchanged.foreground().color() == NEUTRAL and unchanged.font().italic()
+    assert _cell(table, rows["ocl"], 3).foreground().color() == LOSS
+
+
+def test_compare_two_methods_from_the_app_on_the_real_engine(qtbot: QtBot, window: object,
+                                                             image_project: Path) -> None:
+    from auditor.main_window import MainWindow
+    from auditor.views.compare_view import CompareDialog
+
+    assert isinstance(window, MainWindow)
+    assert window.open_project(image_project)
+    window.train_options = TrainOptions(epochs=1, image_size=16, device="cpu")
+    assert window.page is not None and window.page.results.compare_table.isHidden()
+
+    problems: list[str] = []
+
+    def choose_sln() -> None:
+        dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, CompareDialog) and w.isVisible())
+        try:
+            check_and_start(dialog)
+        except AssertionError as exc:  # close the modal dialog, or the test waits forever
+            problems.append(repr(exc))
+            dialog.reject()
+
+    def check_and_start(dialog: CompareDialog) -> None:
+        assert not dialog.method_boxes["mlc"].isEnabled()  # no trusted set: says why instead of failing later
+        assert not dialog.start_button.isEnabled()  # the baseline alone compares nothing
+        dialog.method_boxes["sln"].click()
+        dialog.seeds.setValue(2)
+        assert dialog.cost.text() == "4 models to train"
+        qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(0, choose_sln)
+    with qtbot.waitSignal(window.job_finished, timeout=240_000) as finished:
+        window.page.results.compare_button.click()
+        assert not problems, problems
+    assert finished.args == ["compare", "ok"]
+    table = window.page.results.compare_table
+    assert not table.isHidden() and window.page.currentWidget() is window.page.results
+    rows = {_cell(table, row, 0).text(): row for row in range(table.rowCount())}
+    assert set(rows) == {"ce", "sln"} and _cell(table, rows["ce"], 3).text() == "baseline"
+    assert "%" in _cell(table, rows["sln"], 1).text() and "pts" in _cell(table, rows["sln"], 3).text()

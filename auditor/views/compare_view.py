@@ -1,0 +1,168 @@
+"""Compare robust-training methods: pick several, run them as one `compare` job, read the held-out accuracies."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHeaderView,
+    QLabel,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from auditor.views.audit_dialog import TrainOptions
+from auditor.views.retrain_dialog import review_trusted_summary
+from engine.methods import METHODS
+from engine.store import Project
+
+BASELINE = "ce"
+NEUTRAL = QColor("#6b7280")  # "no measurable change": grey, never the colour of a gain
+LOSS = QColor("#9a3412")  # a measurable loss: dark orange (tells apart from grey without relying on red/green)
+
+
+@dataclasses.dataclass
+class CompareOptions:
+    train: TrainOptions
+    methods: list[str]
+    seeds: int = 3
+
+    def args(self) -> list[str]:
+        return [*self.train.train_args(), "--methods", ",".join(self.methods), "--seeds", str(self.seeds)]
+
+
+class CompareDialog(QDialog):
+    """Methods as checkboxes (plain cross-entropy, the baseline, always runs), seeds, epochs."""
+
+    def __init__(self, project: Project, options: TrainOptions | None = None, *,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Compare training methods")
+        self.train = options or TrainOptions()
+        trusted = review_trusted_summary(project)
+        truth_known = project.sample_table().truth_known
+        self.method_boxes: dict[str, QCheckBox] = {}
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        for name, info in METHODS.items():
+            box = QCheckBox(f"{name} — {info.summary}")
+            why_not = ""
+            if info.needs_trusted and not trusted.usable:
+                why_not = f"needs a trusted set of every class; the review gives {trusted.describe()}"
+            elif info.needs_truth and not truth_known:
+                why_not = "trains on the true labels, which this project does not know"
+            if name == BASELINE:
+                box.setChecked(True)
+                box.setEnabled(False)  # every difference is measured against it
+                box.setText(f"{name} — {info.summary} (the baseline, always run)")
+            elif why_not:
+                box.setEnabled(False)
+                box.setText(f"{name} — cannot run: {why_not}")
+            box.setToolTip(info.summary)
+            form.addRow("Methods" if not self.method_boxes else "", box)
+            self.method_boxes[name] = box
+        self.seeds = QSpinBox()
+        self.seeds.setRange(2, 20)  # one seed has no interval: a paired difference needs two
+        self.seeds.setValue(3)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 500)
+        self.epochs.setValue(self.train.epochs)
+        form.addRow("Seeds", self.seeds)
+        form.addRow("Epochs", self.epochs)
+        self.cost = QLabel()
+        self.cost.setObjectName("muted")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.start_button = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.start_button.setText("Start comparison")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        intro = QLabel("Each method trains once per seed with the same seeds, on the cleaned training split; "
+                       "the held-out accuracies are compared with plain cross-entropy, paired by seed.")
+        intro.setWordWrap(True)
+        intro.setObjectName("muted")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(18, 16, 18, 14)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(self.cost)
+        layout.addWidget(buttons)
+        for box in self.method_boxes.values():
+            box.toggled.connect(self._update)
+        self.seeds.valueChanged.connect(self._update)
+        self._update()
+
+    def chosen(self) -> list[str]:
+        return [name for name, box in self.method_boxes.items() if box.isChecked()]
+
+    def _update(self) -> None:
+        methods = self.chosen()
+        self.start_button.setEnabled(len(methods) >= 2)
+        self.cost.setText(f"{len(methods) * self.seeds.value()} models to train" if len(methods) >= 2
+                          else "choose at least one method to compare with cross-entropy")
+
+    def options(self) -> CompareOptions:
+        train = dataclasses.replace(self.train, epochs=self.epochs.value())
+        return CompareOptions(train, self.chosen(), self.seeds.value())
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+class CompareTable(QTableWidget):
+    """The `compare` result: accuracy mean ± std per method, and its paired difference to the baseline."""
+
+    COLUMNS = ("Method", "Held-out accuracy (mean ± std)", "Per seed", "Difference to the baseline")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, len(self.COLUMNS), parent)
+        self.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+
+    def show_result(self, data: dict[str, Any]) -> None:
+        methods: dict[str, dict[str, Any]] = data.get("methods") or {}
+        differences: dict[str, dict[str, Any]] = data.get("differences") or {}
+        baseline = str(data.get("baseline", BASELINE))
+        self.setRowCount(len(methods))
+        for row, (name, figures) in enumerate(methods.items()):
+            mean, std = figures.get("accuracy_mean"), figures.get("accuracy_std")
+            accuracy = "—" if mean is None else f"{_percent(mean)} ± {100 * (std or 0.0):.1f}"
+            per_seed = ", ".join(_percent(value) for value in figures.get("accuracy_per_seed", []) if value is not None)
+            difference = differences.get(name)
+            colour: QColor | None
+            if name == baseline:
+                text, colour, italic = "baseline", NEUTRAL, False
+            elif difference is None:
+                text, colour, italic = "—", NEUTRAL, False
+            elif not difference.get("measurable"):
+                text, colour, italic = str(difference.get("text", "no measurable change")), NEUTRAL, True
+            else:
+                loss = (difference.get("mean") or 0.0) < 0
+                text, colour, italic = str(difference.get("text", "")), LOSS if loss else None, False
+            for column, value in enumerate((name, accuracy, per_seed, text)):
+                item = QTableWidgetItem(value)
+                if column == 3:
+                    if colour is not None:
+                        item.setForeground(QBrush(colour))
+                    if italic:
+                        font = QFont(item.font())
+                        font.setItalic(True)
+                        item.setFont(font)
+                    item.setData(Qt.ItemDataRole.UserRole, (difference or {}).get("verdict", "baseline"))
+                self.setItem(row, column, item)
