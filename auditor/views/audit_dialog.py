@@ -178,7 +178,7 @@ class AuditDialog(QDialog):
         layout.addWidget(intro)
         layout.addLayout(form)
         layout.addWidget(buttons)
-        self.setMinimumWidth(420)
+        self.setMinimumWidth(420 if retrain else 680)  # the detectors' titles read in full
 
     def _show_weights_state(self, model: str) -> None:
         state = pretrained_weights_state(model)
