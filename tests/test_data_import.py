@@ -590,3 +590,12 @@ def test_a_missing_value_marker_as_a_class_is_imported_with_a_warning_naming_it(
     project.close()
     warnings = [e.message for e in sink.events if getattr(e, "level", "") == "warning" and token in e.message]
     assert len(warnings) == 1 and "data rows 1, 2, 3, 4, 5 and 1 more" in warnings[0]
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**40)])
+def test_a_seed_out_of_range_is_refused_naming_the_option(image_folder: Path, tmp_path: Path, seed: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", str(tmp_path / "p"), "--images", str(image_folder), "--seed", seed]) == 2
+    err = capsys.readouterr().err
+    assert f"--seed {seed} is outside" in err and "fix:" in err
+    assert not (tmp_path / "p").exists()

@@ -88,7 +88,7 @@ def import_folder(
     Class ids follow the class names in natural order (``2`` before ``10``).
     """
     images_dir = Path(images_dir).absolute()
-    _check_options(test_fraction, folds)
+    _check_options(test_fraction, folds, seed)
     candidates, layout = scan_folder(images_dir, events)
     source = {"kind": "folder", "image_root": str(images_dir), "layout": layout}
     return build_project(
@@ -119,7 +119,7 @@ def import_csv(
     """
     csv_file = Path(csv_file).absolute()
     image_root = Path(image_root).absolute()
-    _check_options(test_fraction, folds)
+    _check_options(test_fraction, folds, seed)
     if not image_root.is_dir():
         raise UserError(f"image root {image_root} is not a folder",
                         "pass the folder that the CSV's paths are relative to with --image-root")
@@ -610,7 +610,7 @@ def populate(
 ) -> None:
     """Probe the candidates, split, validate class sizes, and write classes, samples and meta."""
     events = events or EventSink()
-    _check_options(test_fraction, folds)
+    _check_options(test_fraction, folds, seed)
     real_root = os.path.realpath(source["image_root"]) if Path(source["image_root"]).is_absolute() else None
     infos = _probe_all(candidates, events, real_root)
     good = [(c, info) for c, info in zip(candidates, infos) if isinstance(info, ImageInfo)]
@@ -776,7 +776,12 @@ def _check_class_sizes(class_names: list[str], labels: np.ndarray, split: np.nda
         )
 
 
-def _check_options(test_fraction: float, folds: int) -> None:
+MAX_SEED = 2**32 - 1  # what NumPy's and scikit-learn's seeded generators take
+
+
+def _check_options(test_fraction: float, folds: int, seed: int = 0) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed {seed} is outside 0..{MAX_SEED}", "use a seed such as --seed 0 (the default)")
     if not 0 <= test_fraction < 1:
         raise UserError(f"test fraction {test_fraction} is outside [0, 1)",
                         "use e.g. --test-fraction 0.2 to hold out 20% (0 for no test split)")
