@@ -43,8 +43,14 @@ class AuditScores:
     flagged: np.ndarray  # the engine's own flagged set
     rank: np.ndarray
     per_detector: dict[str, np.ndarray] = field(default_factory=dict)
+    per_detector_flagged: dict[str, np.ndarray] = field(default_factory=dict)  # each detector's own flagged set
     noise_matrix: np.ndarray | None = None  # (K, K): estimated P(given i, true j) columns/rows as saved
     confident_joint: np.ndarray | None = None  # (K, K) counts
+
+    def agreement(self, sample_id: int) -> tuple[int, int]:
+        """(k, n): k of the audit's n detectors flagged the sample ("why this sample")."""
+        flags = [bool(flagged[sample_id]) for flagged in self.per_detector_flagged.values()]
+        return sum(flags), len(flags)
 
     @property
     def engine_threshold(self) -> float:
@@ -76,12 +82,15 @@ def load_audit(project: Project, run: RunInfo) -> AuditScores | None:
     primary = next((name for name in PRIMARY_DETECTORS if name in detectors), detectors[0])
     main = project.scores(run.id, primary)
     per_detector = {primary: main["score"]}
+    per_detector_flagged = {primary: main["flagged"]}
     for name in detectors:
         if name != primary:
-            per_detector[name] = project.scores(run.id, name)["score"]
+            scores = project.scores(run.id, name)
+            per_detector[name] = scores["score"]
+            per_detector_flagged[name] = scores["flagged"]
     return AuditScores(
         run=run, detector=primary, score=main["score"], suggested=main["suggested"], flagged=main["flagged"],
-        rank=main["rank"], per_detector=per_detector,
+        rank=main["rank"], per_detector=per_detector, per_detector_flagged=per_detector_flagged,
         noise_matrix=_load_array(run.folder, "noise_matrix.npy"),
         confident_joint=_load_array(run.folder, "confident_joint.npy"),
     )

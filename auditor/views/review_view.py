@@ -670,15 +670,15 @@ class ReviewView(QWidget):
         audit = self.session.audit
         if audit is None:
             return
-        for name in [*audit.per_detector, "rank"]:
+        for name in [*audit.per_detector, "agreement", "rank"]:
             label = QLabel()
             self._score_labels[name] = label
-            self.scores_form.addRow("rank" if name == "rank" else f"{name} score", label)
+            self.scores_form.addRow(name if name in ("rank", "agreement") else f"{name} score", label)
 
     def _show_current(self) -> None:
         sample = self.current_sample()
         audit = self.session.audit
-        if audit is not None and set(self._score_labels) != {*audit.per_detector, "rank"}:
+        if audit is not None and set(self._score_labels) != {*audit.per_detector, "agreement", "rank"}:
             self._rebuild_score_rows()
         if sample is None:
             self.image.show_image(None)
@@ -701,8 +701,14 @@ class ReviewView(QWidget):
             self.suggested.setText(
                 f"Suggested:  <b>{self.session.class_name(suggested)}</b>" + ("  (agrees)" if same else "")
             )
+            # Why this sample: each detector's score and its own verdict, and how many detectors agree.
             for name, scores in audit.per_detector.items():
-                self._score_labels[name].setText(f"{float(scores[sample]):.3f}")
+                flagged = audit.per_detector_flagged.get(name)
+                verdict = "" if flagged is None else ("  ·  flagged" if flagged[sample] else "  ·  not flagged")
+                self._score_labels[name].setText(f"{float(scores[sample]):.3f}{verdict}")
+            agree, detectors = audit.agreement(sample)
+            self._score_labels["agreement"].setText(
+                f"{agree} of {detectors} detector{'s' if detectors != 1 else ''} flag it")
             # Held-out samples are ranked last but never audited: count only the samples that were.
             audited = int(audit.run.summary.get("n_audited") or len(audit.rank))
             position = int(audit.rank[sample]) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QCheckBox, QLineEdit, QTableWidget, QTableWidgetItem
@@ -186,3 +187,32 @@ def test_compare_two_methods_from_the_app_on_the_real_engine(qtbot: QtBot, windo
     rows = {_cell(table, row, 0).text(): row for row in range(table.rowCount())}
     assert set(rows) == {"ce", "sln"} and _cell(table, rows["ce"], 3).text() == "baseline"
     assert "%" in _cell(table, rows["sln"], 1).text() and "pts" in _cell(table, rows["sln"], 3).text()
+
+
+def test_review_says_each_detectors_verdict_and_how_many_agree(qtbot: QtBot, window: object, tmp_path: Path,
+                                                               make_project: Any) -> None:
+    import numpy as np
+
+    from auditor.main_window import MainWindow
+
+    assert isinstance(window, MainWindow)
+    folder = make_project(tmp_path, scored=False)
+    project = Project.open(folder)
+    n = len(project.sample_table().label)
+    score = np.linspace(0.9, 0.1, n)  # sample 0 is the most suspect for both
+    run = project.new_run("audit", {"detectors": ["cl", "aum"], "epochs": 1})
+    cl_flags = np.arange(n) < 4
+    project.save_scores(run.id, "cl", score, np.full(n, -1), cl_flags)
+    project.save_scores(run.id, "aum", score[::-1].copy(), np.full(n, -1), np.arange(n) >= n - 4)
+    project.finish_run(run.id, "ok", {"flagged": 4})
+    project.close()
+    assert window.open_project(folder)
+    assert window.page is not None
+    review = window.page.review
+    review.set_current_row(0)
+    sample = review.current_sample()
+    assert sample == 0
+    labels = review._score_labels
+    assert labels["cl"].text() == "0.900  ·  flagged"
+    assert labels["aum"].text() == "0.100  ·  not flagged"
+    assert labels["agreement"].text() == "1 of 2 detectors flag it"
