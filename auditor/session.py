@@ -25,6 +25,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from engine.errors import DamagedProjectError, UserError, user_error_from_exception
 from engine.store import Decision, Project, RunInfo
 
+AGREEMENT = "agreement"  # a review order: samples most detectors flag first
 PRIMARY_DETECTORS = ("ensemble", "cl")  # preferred ranking detector, first found wins
 WATCH_INTERVAL_MS = 1000  # how often an open project is checked for changes made elsewhere
 STALE_SUGGESTIONS = "these suggestions were computed on labels that have since changed: run a new audit"
@@ -134,6 +135,7 @@ class ProjectSession(QObject):
         self.stale_accept_confirmed = False  # the person chose to accept suggestions of this stale audit
         self.threshold: float | None = None
         self.pair_filter: tuple[int, int] | None = None
+        self.queue_order: str | None = None  # None: the ranking detector; a detector's name; or AGREEMENT
         self._watch = QTimer(self)
         self._watch.setInterval(WATCH_INTERVAL_MS)
         self._watch.timeout.connect(self.reload_if_changed)
@@ -278,6 +280,7 @@ class ProjectSession(QObject):
         self.audit = load_audit(self.project, run) if run is not None else None
         self.threshold = None  # None: the engine's own flagged set
         self.pair_filter = None
+        self.queue_order = None
         self._queue = None
         self.audit_stale = self.project.stale_reason(run) if run is not None else None
         self.stale_accept_confirmed = False
@@ -316,6 +319,14 @@ class ProjectSession(QObject):
             self._queue = None
             self.review_filter_changed.emit()
 
+    def set_queue_order(self, order: str | None) -> None:
+        """Review the samples one detector flagged, by its score; or, with AGREEMENT, every sample any
+        detector flagged, those most detectors flag first."""
+        if order != self.queue_order:
+            self.queue_order = order
+            self._queue = None
+            self.review_filter_changed.emit()
+
     def flagged_mask(self) -> np.ndarray:
         """The flagged set under the current threshold: (N,) bool."""
         if self.audit is None:
@@ -338,6 +349,20 @@ class ProjectSession(QObject):
             given, suggested = self.pair_filter
             # A cell of the noise matrix names a pair regardless of the threshold.
             mask = (self.labels == given) & (self.audit.suggested == suggested)
+        order = self.queue_order
+        if order == AGREEMENT and self.audit.per_detector_flagged:
+            flags = np.array(list(self.audit.per_detector_flagged.values()))
+            if self.pair_filter is None:
+                mask = np.asarray(flags.any(axis=0))
+            ids = np.flatnonzero(mask)
+            agree = flags[:, ids].sum(axis=0)
+            return ids[np.lexsort((self.audit.rank[ids], -agree))]  # most agreeing first, then by rank
+        if order in self.audit.per_detector:
+            scores = self.audit.per_detector[order]
+            if self.pair_filter is None and order in self.audit.per_detector_flagged:
+                mask = self.audit.per_detector_flagged[order]
+            ids = np.flatnonzero(mask)
+            return ids[np.argsort(-scores[ids], kind="stable")]
         ids = np.flatnonzero(mask)
         return ids[np.argsort(self.audit.rank[ids], kind="stable")]
 

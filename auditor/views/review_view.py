@@ -33,6 +33,7 @@ from PySide6.QtGui import (
     QResizeEvent,
 )
 from PySide6.QtWidgets import (
+    QComboBox,
     QCompleter,
     QFormLayout,
     QFrame,
@@ -49,7 +50,7 @@ from PySide6.QtWidgets import (
 )
 
 from auditor.sample_model import SampleListModel
-from auditor.session import STALE_SUGGESTIONS, ProjectSession
+from auditor.session import AGREEMENT, STALE_SUGGESTIONS, ProjectSession
 from auditor.style import ACTION_TEXT
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.bulk_dialog import BulkDialog
@@ -184,10 +185,18 @@ class ReviewView(QWidget):
         for button in (self.clear_filter_button, self.bulk_button):
             # Keys belong to the review panel: a clicked button must not keep (or pass on) the focus.
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        # Why this sample: review one detector's flagged set by its score, or those most detectors agree on.
+        self.order_box = QComboBox()
+        self.order_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.order_box.setToolTip("Which suspects to review, in which order")
+        self._fill_order_box()
+        self.order_box.activated.connect(lambda _: session.set_queue_order(self.order_box.currentData()))
+        session.audit_changed.connect(self._fill_order_box)
         header = QHBoxLayout()
         header.setSpacing(10)
         header.addWidget(self.counter)
         header.addWidget(self.filter_label, 1)
+        header.addWidget(self.order_box)
         header.addWidget(self.clear_filter_button)
         header.addWidget(self.bulk_button)
 
@@ -654,6 +663,10 @@ class ReviewView(QWidget):
         elif pair is not None:
             given, suggested = (self.session.class_name(i) for i in pair)
             self.filter_label.setText(f"Showing given “{given}” suggested “{suggested}”")
+        elif self.session.audit is not None and self.session.queue_order == AGREEMENT:
+            self.filter_label.setText("flagged by any detector · most detectors agree first")
+        elif self.session.audit is not None and self.session.queue_order:
+            self.filter_label.setText(f"flagged by {self.session.queue_order} · by its score")
         elif self.session.audit is not None and self.session.threshold is not None:
             self.filter_label.setText(f"score ≥ {self.session.threshold:.3f} · ranked by {self.session.audit.detector}")
         elif self.session.audit is not None:
@@ -661,6 +674,21 @@ class ReviewView(QWidget):
         else:
             self.filter_label.setText("")
         self.clear_filter_button.setVisible(pair is not None or self._opened is not None)
+
+    def _fill_order_box(self) -> None:
+        self.order_box.clear()
+        audit = self.session.audit
+        if audit is None:
+            self.order_box.hide()
+            return
+        self.order_box.addItem(f"Ranked by {audit.detector}", None)
+        for name in audit.per_detector:
+            if name != audit.detector:
+                self.order_box.addItem(f"Flagged by {name}, by its score", name)
+        if len(audit.per_detector_flagged) > 1:
+            self.order_box.addItem("Most detectors agree first", AGREEMENT)
+        self.order_box.setCurrentIndex(max(0, self.order_box.findData(self.session.queue_order)))
+        self.order_box.setVisible(self.order_box.count() > 1)
 
     def _rebuild_score_rows(self) -> None:
         """One row per detector, made when the audit changes; key presses only set texts."""

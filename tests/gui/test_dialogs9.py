@@ -44,7 +44,7 @@ def test_audit_dialog_shows_the_pretrained_weights_state(qtbot: QtBot, monkeypat
     assert "--pretrained" not in dialog.options().train_args()
     dialog.model.setCurrentText("resnet18")
     assert dialog.pretrained.isEnabled() and "downloaded on first use" in dialog.weights_state.text()
-    qtbot.mouseClick(dialog.pretrained, Qt.MouseButton.LeftButton)
+    dialog.pretrained.click()
     assert "--pretrained" in dialog.options().train_args()
 
 
@@ -203,7 +203,7 @@ def test_review_says_each_detectors_verdict_and_how_many_agree(qtbot: QtBot, win
     run = project.new_run("audit", {"detectors": ["cl", "aum"], "epochs": 1})
     cl_flags = np.arange(n) < 4
     project.save_scores(run.id, "cl", score, np.full(n, -1), cl_flags)
-    project.save_scores(run.id, "aum", score[::-1].copy(), np.full(n, -1), np.arange(n) >= n - 4)
+    project.save_scores(run.id, "aum", score[::-1].copy(), np.full(n, -1), (np.arange(n) >= n - 4) | (np.arange(n) == 2))
     project.finish_run(run.id, "ok", {"flagged": 4})
     project.close()
     assert window.open_project(folder)
@@ -216,3 +216,17 @@ def test_review_says_each_detectors_verdict_and_how_many_agree(qtbot: QtBot, win
     assert labels["cl"].text() == "0.900  ·  flagged"
     assert labels["aum"].text() == "0.100  ·  not flagged"
     assert labels["agreement"].text() == "1 of 2 detectors flag it"
+    # The queue by one detector, or by agreement, from the combo box in the review header.
+    box = review.order_box
+    assert box.isVisible() and box.count() == 3
+    box.setCurrentIndex(box.findData("aum"))
+    box.activated.emit(box.currentIndex())
+    assert list(review.model.ids()) == [n - 1, n - 2, n - 3, n - 4, 2]  # aum's flagged set, highest score first
+    assert "flagged by aum" in review.filter_label.text()
+    box.setCurrentIndex(box.findData("agreement"))
+    box.activated.emit(box.currentIndex())
+    assert list(review.model.ids())[0] == 2  # the one both detectors flag
+    assert sorted(review.model.ids()) == [0, 1, 2, 3, n - 4, n - 3, n - 2, n - 1]
+    box.setCurrentIndex(0)
+    box.activated.emit(0)
+    assert list(review.model.ids()) == [0, 1, 2, 3]
