@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "decide",
     "retrain",
     "compare",
+    "tune",
     "export",
     "status",
     "train_detector",

@@ -306,6 +306,22 @@ def run_retrain(
     **options: Any,
 ) -> tuple[RunInfo, str]:
     """Retrain as a recorded run; ``options`` are those of :func:`retrain_spec`. Returns (run, status)."""
+    if options.get("options"):  # ``sigma="best"``: the latest finished tune's winner
+        options["options"] = resolve_best_options(project, options.get("method", BASELINE_METHOD), options["options"])
     spec = {"train": config.to_dict(), **retrain_spec(**options)}
     return run_job(project, RETRAIN_KIND, spec, lambda ctx: retrain_body(ctx, config, spec),
                    events or EventSink(), cancel=cancel)
+
+
+def resolve_best_options(project: Project | Path, method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``--option sigma=best``: each ``best`` replaced by that option's winner in the project's latest finished
+    tune of ``method`` (see engine.tune); UserError when there is none."""
+    from engine.tune import BEST
+    from engine.tune import resolve_best_options as from_tune
+
+    if not any(isinstance(value, str) and value.strip().lower() == BEST for value in options.values()):
+        return options
+    if isinstance(project, Project):
+        return from_tune(project, method, options)
+    with Project.open(project) as opened:
+        return from_tune(opened, method, options)

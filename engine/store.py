@@ -169,7 +169,7 @@ class SampleTable:
 
 UNKNOWN_TRUTH = -2
 # Run kinds whose results depend on the decisions too (not only on the labels): see Project.stale_reason.
-DECISION_DEPENDENT_KINDS = frozenset({"retrain", "compare"})  # they train on the decisions
+DECISION_DEPENDENT_KINDS = frozenset({"retrain", "compare", "tune"})  # they train on the decisions
 
 
 def this_process() -> dict[str, Any]:

@@ -118,13 +118,14 @@ def add_parser(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from engine.methods import split_option_args
-    from engine.retrain import RETRAIN_KIND, retrain_body, retrain_spec
+    from engine.retrain import RETRAIN_KIND, resolve_best_options, retrain_body, retrain_spec
     from engine.trusted import trusted_spec
 
     def spec() -> dict[str, Any]:
         trusted = trusted_spec(args.trusted_per_class, args.trusted_csv)
         made = retrain_spec(**auto_spec(args), baseline=not args.no_baseline, method=args.method,
-                            options=split_option_args(args.option), seeds=args.seeds, trusted=trusted)
+                            options=resolve_best_options(args.project, args.method, split_option_args(args.option)),
+                            seeds=args.seeds, trusted=trusted)
         check_trusted(args, trusted, [args.method])
         return made
 
