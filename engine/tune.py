@@ -59,7 +59,7 @@ def import_optuna() -> Any:
         import optuna
     except ImportError:
         raise UserError("hyperparameter search needs Optuna, which is not installed", INSTALL_HINT) from None
-    optuna.logging.set_verbosity(logging.WARNING)
+    optuna.logging.set_verbosity(logging.ERROR)  # our own events say what happened to each trial
     return optuna
 
 
@@ -222,9 +222,22 @@ def requeue_abandoned_trials(study: optuna.Study, events: EventSink) -> None:
             continue
         # The storage's own call: Study.tell would run the sampler's end-of-trial hook, outside an optimize loop.
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        study.enqueue_trial(dict(trial.params) or trial.system_attrs.get("fixed_params", {}),
-                            user_attrs={"redo_of": trial.number})
+        requeue(study, trial)
         events.log(f"trial {trial.number} ({describe_params(trial.params)}) was stopped by a killed worker: queued again")
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue ``trial``'s grid point again (its params fixed), as the same grid point.
+
+    The grid sampler counts the failed trial's point as visited; the queued one carries its grid id
+    so the sampler sees that point running, not a trial from nowhere (which it cannot handle).
+    """
+    params = dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {}))
+    study.enqueue_trial(params, user_attrs={"redo_of": trial.number})
+    queued = max(study.get_trials(deepcopy=False), key=lambda each: each.number)
+    for key in ("grid_id", "search_space"):
+        if key in trial.system_attrs:
+            study._storage.set_trial_system_attr(queued._trial_id, key, trial.system_attrs[key])
 
 
 def describe_params(params: Mapping[str, Any]) -> str:
@@ -240,6 +253,11 @@ def checkpoint_name(params: Mapping[str, Any]) -> str:
 def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     return {"number": trial.number, "params": dict(trial.params), "state": trial.state.name.lower(),
             "value": trial.value, "epochs_reported": len(trial.intermediate_values)}
+
+
+def ended_since(trial: optuna.trial.FrozenTrial, finished_before: Mapping[int, bool]) -> bool:
+    """Finished now and not before: a new trial, or a queued redo that has just run."""
+    return trial.state.is_finished() and not finished_before.get(trial.number, False)
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -296,17 +314,17 @@ def tune_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dic
         if len(_finished(study)) + len(running) >= target:
             ctx.events.log(f"{len(running)} trial(s) still run in other workers: this worker's share is done")
             break
-        before = {trial.number for trial in study.get_trials(deepcopy=False)}
+        finished_before = {trial.number: trial.state.is_finished() for trial in study.get_trials(deepcopy=False)}
         try:
             study.optimize(objective, n_trials=1, catch=())
         except Cancelled:
             # Optuna marked the trial failed; queue its point again so a resume redoes it from its checkpoint.
             for trial in study.get_trials(deepcopy=False):
-                if trial.number not in before and trial.state == hpo.trial.TrialState.FAIL:
-                    study.enqueue_trial(dict(trial.params), user_attrs={"redo_of": trial.number})
+                if ended_since(trial, finished_before) and trial.state == hpo.trial.TrialState.FAIL:
+                    requeue(study, trial)
             raise
         for trial in study.get_trials(deepcopy=False):
-            if trial.number not in before and trial.state.is_finished():
+            if ended_since(trial, finished_before):
                 record = trial_record(trial)
                 ctx.events.result("tune_trial", record)
                 if trial.state == hpo.trial.TrialState.PRUNED:
