@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -189,3 +190,46 @@ def test_bad_params_are_refused_with_the_fix() -> None:
     with pytest.raises(UserError, match="trusted set"):
         tune_spec(method="mlc", params=["sigma=0.1"])
     assert tune_spec(method="sln", params=["sigma=0.1,0.5"], trials=9)["trials"] == 2  # at most the grid
+
+
+def test_a_tune_killed_with_sigkill_resumes_and_finishes_its_trials(image_folder: Path, tmp_path: Path) -> None:
+    root = tiny_project(tmp_path / "p", image_folder)
+    command = [sys.executable, "-m", "engine", "tune", str(root), "--param", "sigma=0.1,0.5,1.0", "--epochs", "20",
+               "--image-size", "16", "--batch-size", "8", "--device", "cpu", "--val-fraction", "0.2", "--json"]
+    worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert worker.stdout is not None
+    for line in worker.stdout:  # kill it inside trial 1's training, after trial 0 finished
+        if '"type": "metric"' in line and '"stage": "trial 1"' in line:
+            worker.kill()
+            break
+    worker.wait(timeout=60)
+    worker.stdout.close()
+    with Project.open(root) as project:
+        (stopped,) = project.runs("tune")
+        assert stopped.status == "interrupted"
+        assert len(finished_trials(project, stopped.id)) == 1
+    assert main(["tune", str(root), "--resume", stopped.id]) == 0
+    with Project.open(root) as project:
+        trials = finished_trials(project, stopped.id)
+        assert project.run(stopped.id).status == "ok"
+        lines = (stopped.folder / "events.jsonl").read_text().splitlines()
+        messages = [json.loads(line).get("message", "") for line in lines]
+    assert sorted(trial.params["sigma"] for trial in trials) == [0.1, 0.5, 1.0]
+    assert any("killed worker: queued again" in message for message in messages)
+
+
+def test_workers_sharing_one_storage_run_one_study_together(image_folder: Path, tmp_path: Path) -> None:
+    root = tiny_project(tmp_path / "p", image_folder)
+    shared = {**SEARCH, "storage": f"sqlite:///{tmp_path / 'shared.db'}"}
+    cancel = CancelToken()
+    with Project.open(root) as project:
+        first, status = run_tune(project, CONFIG, events=Recorder(cancel, {"number": 0, "state": "complete"}),
+                                 cancel=cancel, **shared)
+        assert status == "cancelled"
+        second, status = run_tune(project, CONFIG, events=Recorder(), **shared)  # another worker, the same study
+        assert status == "ok"
+        summary = project.run(second.id).summary
+    assert first.spec["study_name"] == second.spec["study_name"]
+    assert not (second.folder / STUDY_FILE).exists()
+    assert sorted(trial["params"]["sigma"] for trial in summary["trials"]) == [0.1, 0.5, 1.0]
+    assert summary["n_complete"] + summary["n_pruned"] == 3
