@@ -13,6 +13,7 @@ import optuna  # the hpo extra; the dev extra installs it
 import pytest
 
 from engine.cli import main
+from engine.commands.status import run_status
 from engine.data.importing import import_folder
 from engine.errors import UserError
 from engine.events import Event, EventSink, Result
@@ -207,6 +208,7 @@ def test_a_tune_killed_with_sigkill_resumes_and_finishes_its_trials(image_folder
     with Project.open(root) as project:
         (stopped,) = project.runs("tune")
         assert stopped.status == "interrupted"
+        assert f"tune {root} --resume {stopped.id}" in str(run_status(project, stopped)["resume"])
         assert len(finished_trials(project, stopped.id)) == 1
     assert main(["tune", str(root), "--resume", stopped.id]) == 0
     with Project.open(root) as project:

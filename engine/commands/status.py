@@ -26,7 +26,7 @@ def run_status(project: Project, run: RunInfo) -> dict[str, Any]:
     """One run as status shows it: ``stale`` says why its results no longer describe the labels (or None);
     ``resume`` is the command that continues an unfinished run (or None)."""
     resume = None
-    if run.status in RESUMABLE and run.kind in ("audit", "crossval", "retrain", "compare"):
+    if run.status in RESUMABLE and run.kind in ("audit", "crossval", "retrain", "compare", "tune"):
         resume = f"python -m engine {run.kind} {shlex.quote(str(project.root))} --resume {run.id}"
         model = str(run.spec.get("train", {}).get("model", ""))
         if ":" in model:  # resume imports no code the user did not name: the user adds it, knowingly
