@@ -1,7 +1,7 @@
 """The noise detector of the td_lstm detector: a 2-layer LSTM (hidden 64) over training dynamics.
 
 After "Learning from Training Dynamics: Identifying Mislabeled Data Beyond Manually
-Designed Features" (../shared/seeds/training-dynamics-lstm-detector.md): the input is
+Designed Features" (seeds/training-dynamics-lstm-detector.md): the input is
 the seed's ``td`` sequence of a sample, per epoch the probability of its given label
 and of the strongest other classes; the output is the probability that the sample is
 mislabeled. It is trained supervised on the dynamics of data with synthesized noise

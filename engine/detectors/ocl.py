@@ -1,4 +1,4 @@
-"""Online confident learning as a detector (../shared/seeds/ocl-mixgen-confident-learning.md).
+"""Online confident learning as a detector (seeds/ocl-mixgen-confident-learning.md).
 
 Evidence: ``confident_class`` (N, E), recorded in the one dynamics run by
 :class:`engine.training.recorders.ConfidentClassRecorder` from the forward pass

@@ -1,6 +1,6 @@
 """td_lstm: a pretrained LSTM reads each sample's training dynamics and says how likely it is mislabeled.
 
-The seed's detector (../shared/seeds/training-dynamics-lstm-detector.md; the model is in
+The seed's detector (seeds/training-dynamics-lstm-detector.md; the model is in
 :mod:`engine.detectors.lstm_model`): a 2-layer LSTM, hidden 64, trained supervised on
 the dynamics of data with *synthesized* noise (symmetric, asymmetric and
 instance-dependent, several rates) and shipped in ``resources/td_lstm.pt`` with its

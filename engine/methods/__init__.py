@@ -11,6 +11,9 @@ what it may know about the data beyond its training batches (the trusted set for
 meta-learning methods, the truth for the upper bound). This package imports only the
 standard library and numpy, so the GUI can list methods and their options cheaply;
 a method's module (and torch) loads when the method is built.
+
+``seeds/<name>.md`` in the docstrings names the design document (beside the project, never
+needed to run it) that specifies a method.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``alternating``: the seed's proposal, reweighting and mixup labels on alternate steps.
 
-../shared/seeds/isic-reweight-mixup-labels.md ("Proposal"): a look-ahead for example weights and
+seeds/isic-reweight-mixup-labels.md ("Proposal"): a look-ahead for example weights and
 one for mixup coefficients, updated alternately. Here, by the trainer's global step count (so a
 resumed run keeps the rhythm): even steps are a learning-to-reweight step (weights from the
 trusted meta-gradient, the given labels), odd steps a meta-mixup step (mixed labels, equal

@@ -1,4 +1,4 @@
-"""``l2rw``: learning to reweight examples (Ren et al. 2018), as ../shared/seeds/isic-reweight-mixup-labels.md runs it.
+"""``l2rw``: learning to reweight examples (Ren et al. 2018), as seeds/isic-reweight-mixup-labels.md runs it.
 
 Each step: a virtual step of a functional copy of the model on the batch, each sample's loss
 scaled by a weight eps_i = 0; the gradient of a trusted batch's loss after that step w.r.t. eps

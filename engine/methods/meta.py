@@ -1,6 +1,6 @@
 """What the meta-learning methods share (``l2rw``, ``meta_mixup``, ``alternating``; the step of ``upper_bound``).
 
-From ../shared/seeds/isic-reweight-mixup-labels.md (learning to reweight examples, Ren et al. 2018,
+From seeds/isic-reweight-mixup-labels.md (learning to reweight examples, Ren et al. 2018,
 and its mixup-label variants):
 
 * :class:`TrustedBatches` draws trusted batches (the clean set the meta-gradient is measured on)

@@ -1,4 +1,4 @@
-"""``meta_mixup``: learning to produce mixup labels (../shared/seeds/isic-reweight-mixup-labels.md).
+"""``meta_mixup``: learning to produce mixup labels (seeds/isic-reweight-mixup-labels.md).
 
 Each step takes the look-ahead of learning to reweight (a virtual step on sum(eps_i * loss_i),
 the trusted loss's gradient g w.r.t. eps) and turns it into a per-sample mixing coefficient

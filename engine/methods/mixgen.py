@@ -1,6 +1,6 @@
 """``mixgen``: mixes images within a batch and keeps every image's own label.
 
-From the seed ../shared/seeds/ocl-mixgen-confident-learning.md. MixGen was made for image-text
+From the seed seeds/ocl-mixgen-confident-learning.md. MixGen was made for image-text
 pairs: it replaces the first quarter of a batch by ``lam * x[i] + (1 - lam) * x[j]``, ``j`` a random
 permutation of that quarter, and concatenates the two texts. It mixes inputs, never labels.
 

@@ -1,4 +1,4 @@
-"""``mlc``: meta label correction (../shared/seeds/meta-label-correction.md, Zheng et al., AAAI 2021).
+"""``mlc``: meta label correction (seeds/meta-label-correction.md, Zheng et al., AAAI 2021).
 
 A small label-correction network (the *meta-net*) reads the main model's penultimate features
 of a sample (gradient-stopped) and its given label, and outputs a corrected soft label. The main

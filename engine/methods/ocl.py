@@ -1,6 +1,6 @@
 """``ocl``: online confident learning, a loss that learns each class's soft target while training.
 
-From the seed ../shared/seeds/ocl-mixgen-confident-learning.md. The loss is
+From the seed seeds/ocl-mixgen-confident-learning.md. The loss is
 ``alpha * CE(logits, y) + (1 - alpha) * soft(logits, y)``, where the soft part is the cross-entropy
 against column ``y`` of a K x K *supervision matrix* S: the target for a sample labelled ``y`` is
 ``S[:, y]``. S starts as label smoothing (``1 - smoothing`` on the diagonal, ``smoothing / (K - 1)``

@@ -1,4 +1,4 @@
-"""``prune``: data debugging by a detector's ranking (../shared/seeds/training-dynamics-lstm-detector.md).
+"""``prune``: data debugging by a detector's ranking (seeds/training-dynamics-lstm-detector.md).
 
 The seed ranks the training samples by how suspect a noise detector finds them, takes the
 ``remove_ratio`` most suspect, and either trains a new model without them or replaces their

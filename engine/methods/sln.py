@@ -1,6 +1,6 @@
 """``sln``, ``sln_mo``, ``sln_mo_lc``: stochastic label noise, with a momentum model, with label correction.
 
-From the seed ../shared/seeds/stochastic-label-noise.md (Chen et al., "Noise against noise", ICLR 2021):
+From the seed seeds/stochastic-label-noise.md (Chen et al., "Noise against noise", ICLR 2021):
 
 * **SLN**: every step trains on ``one_hot(y) + sigma * N(0, 1)`` (independent noise per sample and
   class) with the soft cross-entropy ``-sum(target * log_softmax(logits))``. The noise makes SGD

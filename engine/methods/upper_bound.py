@@ -1,6 +1,6 @@
 """``upper_bound``: training on the true labels, where they are known (benchmarks).
 
-../shared/seeds/isic-reweight-mixup-labels.md's upper bound replaces every noisy label by the
+seeds/isic-reweight-mixup-labels.md's upper bound replaces every noisy label by the
 prediction of a network trained on the clean data and keeps the clean ones: an approximation of
 the truth. Where the truth is known it is used directly: the best any label-cleaning method could
 do with this model and budget. Samples whose truth is outside the label set (open-set images)

@@ -262,7 +262,7 @@ def batch_confident_classes(probs: torch.Tensor, labels: torch.Tensor) -> torch.
     """(B,) int64: each sample's confident class within its batch, -1 where it has none.
 
     The rule of cleanlab's ``compute_confident_joint`` applied to one batch, as online confident
-    learning (../shared/seeds/ocl-mixgen-confident-learning.md) does: the threshold of class k is the
+    learning (seeds/ocl-mixgen-confident-learning.md) does: the threshold of class k is the
     mean probability of k over the batch's samples labelled k; a sample's confident classes are those
     whose threshold it reaches; its confident class is that one, or the most probable when several
     are. The sample sits off the diagonal of the batch's confident joint when its confident class
