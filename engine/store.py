@@ -1085,40 +1085,33 @@ class Project:
 
     def undo_step(self) -> list[Decision]:
         """Take back the latest decision, or every decision of its batch; the states after, latest first."""
-        states: list[Decision] = []
-        with self.transaction() as conn:
-            latest = conn.execute(
-                "SELECT id, batch FROM decision_history WHERE state = 'active' ORDER BY id DESC LIMIT 1").fetchone()
-            if latest is None:
-                return []
-            history_id, batch = latest
-            rows = conn.execute(
-                "SELECT id, sample_id, prev_action, prev_label FROM decision_history"
-                " WHERE state = 'active' AND (id = ? OR (batch IS NOT NULL AND batch = ?)) ORDER BY id DESC",
-                (history_id, batch)).fetchall()
-            for row_id, sample_id, prev_action, prev_label in rows:
-                conn.execute("UPDATE decision_history SET state = 'undone' WHERE id = ?", (row_id,))
-                self._set_current(conn, sample_id, prev_action, prev_label, row_id)
-                states.append(Decision(sample_id, prev_action or "unreviewed", prev_label))
-        return states
+        return self._history_step(undo=True)
 
     def redo_step(self) -> list[Decision]:
         """Re-apply the oldest undone decision, or every decision of its batch; the states after, in order."""
+        return self._history_step(undo=False)
+
+    def _history_step(self, *, undo: bool) -> list[Decision]:
+        # Undo walks active entries newest first back to their previous state; redo walks undone ones
+        # oldest first forward to their own. A bulk batch moves as one step.
+        source, target, order = ("active", "undone", "DESC") if undo else ("undone", "active", "ASC")
+        state_columns = "prev_action, prev_label" if undo else "action, new_label"
         states: list[Decision] = []
         with self.transaction() as conn:
-            oldest = conn.execute(
-                "SELECT id, batch FROM decision_history WHERE state = 'undone' ORDER BY id ASC LIMIT 1").fetchone()
-            if oldest is None:
+            first = conn.execute(
+                f"SELECT id, batch FROM decision_history WHERE state = ? ORDER BY id {order} LIMIT 1",
+                (source,)).fetchone()
+            if first is None:
                 return []
-            history_id, batch = oldest
+            history_id, batch = first
             rows = conn.execute(
-                "SELECT id, sample_id, action, new_label FROM decision_history"
-                " WHERE state = 'undone' AND (id = ? OR (batch IS NOT NULL AND batch = ?)) ORDER BY id ASC",
-                (history_id, batch)).fetchall()
+                f"SELECT id, sample_id, {state_columns} FROM decision_history"
+                f" WHERE state = ? AND (id = ? OR (batch IS NOT NULL AND batch = ?)) ORDER BY id {order}",
+                (source, history_id, batch)).fetchall()
             for row_id, sample_id, action, label in rows:
-                conn.execute("UPDATE decision_history SET state = 'active' WHERE id = ?", (row_id,))
+                conn.execute("UPDATE decision_history SET state = ? WHERE id = ?", (target, row_id))
                 self._set_current(conn, sample_id, action, label, row_id)
-                states.append(Decision(sample_id, action, label))
+                states.append(Decision(sample_id, action or "unreviewed", label))
         return states
 
     # ---------------------------------------------------------------- query
