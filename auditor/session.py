@@ -421,11 +421,7 @@ class ProjectSession(QObject):
         elsewhere (the CLI), nothing is undone and ``notice`` says to undo it there: undoing ours
         past it could bring back a state that the other decision replaced.
         """
-        self.reload_if_changed()
-        self.history_refusal = ""
-        if self.read_only:
-            self.history_refusal = self.read_only_reason
-            self.write_failed.emit(self.read_only_reason, "decisions cannot be changed in a project opened for viewing")
+        if not self._may_change_history():
             return None
         latest = self._latest_active()
         if latest is None:
@@ -445,11 +441,7 @@ class ProjectSession(QObject):
 
     def redo(self) -> Decision | None:
         """Redo what this session undid (a bulk batch is one step); the latest decision's state after."""
-        self.reload_if_changed()
-        self.history_refusal = ""
-        if self.read_only:
-            self.history_refusal = self.read_only_reason
-            self.write_failed.emit(self.read_only_reason, "decisions cannot be changed in a project opened for viewing")
+        if not self._may_change_history():
             return None
         oldest = self._oldest_undone()
         if oldest is None:
@@ -465,6 +457,16 @@ class ProjectSession(QObject):
             return None
         self._undone_here &= self._undone_ids()
         return states[-1] if states else None
+
+    def _may_change_history(self) -> bool:
+        """Fresh from the store, and writable; a read-only project says why not."""
+        self.reload_if_changed()
+        self.history_refusal = ""
+        if self.read_only:
+            self.history_refusal = self.read_only_reason
+            self.write_failed.emit(self.read_only_reason, "decisions cannot be changed in a project opened for viewing")
+            return False
+        return True
 
     def _apply_history(self, states: list[Decision]) -> list[Decision]:
         for state in states:
