@@ -26,6 +26,7 @@ from engine.errors import DamagedProjectError, UserError, user_error_from_except
 from engine.store import Decision, Project, RunInfo
 
 AGREEMENT = "agreement"  # a review order: samples most detectors flag first
+BY_PAIR = "class pair"  # a review order: grouped by (given, suggested) pair, the commonest pair first
 PRIMARY_DETECTORS = ("ensemble", "cl")  # preferred ranking detector, first found wins
 WATCH_INTERVAL_MS = 1000  # how often an open project is checked for changes made elsewhere
 STALE_SUGGESTIONS = "these suggestions were computed on labels that have since changed: run a new audit"
@@ -135,7 +136,8 @@ class ProjectSession(QObject):
         self.stale_accept_confirmed = False  # the person chose to accept suggestions of this stale audit
         self.threshold: float | None = None
         self.pair_filter: tuple[int, int] | None = None
-        self.queue_order: str | None = None  # None: the ranking detector; a detector's name; or AGREEMENT
+        self.queue_order: str | None = None  # None: the ranking detector; a detector's name; AGREEMENT; BY_PAIR
+        self.id_filter: np.ndarray | None = None  # samples chosen on the data map: the queue is exactly these
         self._watch = QTimer(self)
         self._watch.setInterval(WATCH_INTERVAL_MS)
         self._watch.timeout.connect(self.reload_if_changed)
@@ -281,6 +283,7 @@ class ProjectSession(QObject):
         self.threshold = None  # None: the engine's own flagged set
         self.pair_filter = None
         self.queue_order = None
+        self.id_filter = None
         self._queue = None
         self.audit_stale = self.project.stale_reason(run) if run is not None else None
         self.stale_accept_confirmed = False
@@ -314,8 +317,9 @@ class ProjectSession(QObject):
         return self.threshold if self.threshold is not None else self.audit.engine_threshold
 
     def set_pair_filter(self, pair: tuple[int, int] | None) -> None:
-        if pair != self.pair_filter:
+        if pair != self.pair_filter or self.id_filter is not None:
             self.pair_filter = pair
+            self.id_filter = None  # a class pair replaces samples chosen on the data map
             self._queue = None
             self.review_filter_changed.emit()
 
@@ -344,6 +348,8 @@ class ProjectSession(QObject):
     def _make_queue(self) -> np.ndarray:
         if self.audit is None:
             return np.zeros(0, dtype=np.int64)
+        if self.id_filter is not None:
+            return self._chosen_queue(self.id_filter)
         mask = self.flagged_mask()
         if self.pair_filter is not None:
             given, suggested = self.pair_filter
@@ -357,6 +363,8 @@ class ProjectSession(QObject):
             ids = np.flatnonzero(mask)
             agree = flags[:, ids].sum(axis=0)
             return ids[np.lexsort((self.audit.rank[ids], -agree))]  # most agreeing first, then by rank
+        if order == BY_PAIR:
+            return self._queue_by_pair(np.flatnonzero(mask))
         if order in self.audit.per_detector:
             scores = self.audit.per_detector[order]
             if self.pair_filter is None and order in self.audit.per_detector_flagged:
@@ -365,6 +373,49 @@ class ProjectSession(QObject):
             return ids[np.argsort(-scores[ids], kind="stable")]
         ids = np.flatnonzero(mask)
         return ids[np.argsort(self.audit.rank[ids], kind="stable")]
+
+    # ------------------------------- chosen samples and class pairs (the data map, helper "datamap")
+    def set_id_filter(self, ids: np.ndarray | list[int] | None) -> None:
+        """Review exactly these samples (chosen on the data map), most suspect first; None: the flagged set.
+
+        Choosing samples replaces a class-pair filter; a new audit, or "Show all flagged", clears it.
+        """
+        chosen = None if ids is None else np.unique(np.asarray(ids, dtype=np.int64))
+        if chosen is not None and len(chosen) and (chosen[0] < 0 or chosen[-1] >= self.num_samples):
+            raise ValueError(f"sample ids must be in 0..{self.num_samples - 1}")
+        self.id_filter = chosen
+        self.pair_filter = None
+        self._queue = None
+        self.review_filter_changed.emit()
+
+    def _chosen_queue(self, ids: np.ndarray) -> np.ndarray:
+        if self.audit is None:
+            return ids.copy()
+        return ids[np.argsort(self.audit.rank[ids], kind="stable")]
+
+    def class_pairs(self) -> list[tuple[int, int, int]]:
+        """(given, suggested, count) of every pair the class-pair filter can show, the commonest first.
+
+        Counted as the filter selects: samples whose given label is ``given`` and whose suggestion
+        is another class ``suggested``, flagged or not (as a cell of the noise matrix).
+        """
+        if self.audit is None:
+            return []
+        k = max(len(self.class_names), 1)
+        suggested = self.audit.suggested
+        differs = (suggested >= 0) & (suggested != self.labels)
+        keys, counts = np.unique(self.labels[differs] * k + suggested[differs], return_counts=True)
+        order = np.lexsort((keys, -counts))
+        return [(int(keys[i] // k), int(keys[i] % k), int(counts[i])) for i in order]
+
+    def _queue_by_pair(self, ids: np.ndarray) -> np.ndarray:
+        """``ids`` grouped by (given, suggested) pair, the pair with most of them first, each pair by rank."""
+        assert self.audit is not None
+        k = max(len(self.class_names), 1) + 1  # suggestions of -1 (none) become their own group, last
+        keys = self.labels[ids] * k + (self.audit.suggested[ids] + 1)
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        agrees = self.audit.suggested[ids] == self.labels[ids]  # no pair to review: after every real pair
+        return ids[np.lexsort((self.audit.rank[ids], keys, -counts[inverse], agrees))]
 
     # -------------------------------------------------------------- decisions
     def decision(self, sample_id: int) -> Decision | None:

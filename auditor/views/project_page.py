@@ -8,7 +8,11 @@ from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.audit_view import AuditView
 from auditor.views.browse_view import BrowseView
+from auditor.views.data_map import DataMapView
+from auditor.views.detector_curves import DetectorCurvesView
 from auditor.views.insights_view import InsightsView
+from auditor.views.noisy_grid import NoisyGridView
+from auditor.views.prob_histograms import ProbHistogramsView
 from auditor.views.results_view import ResultsView
 from auditor.views.review_view import ReviewView
 
@@ -29,6 +33,17 @@ class ProjectPage(QTabWidget):
         self.addTab(self.audit, "Audit")
         self.addTab(self.review, "Review")
         self.addTab(self.insights, "Plots")
+        self.data_map = DataMapView(session)  # click or lasso samples, review exactly those (helper "datamap")
+        self.addTab(self.data_map, "Data map")
+        self.data_map.review_requested.connect(self._review_chosen)
+        # Detectors against the truth, p(given label) histograms, the noisy-data grid (helper "curves").
+        self.curves = DetectorCurvesView(session)
+        self.histograms = ProbHistogramsView(session)
+        self.noisy = NoisyGridView(session, self.thumbnails)
+        self.addTab(self.curves, "Detector curves")
+        self.addTab(self.histograms, "Probabilities")
+        self.addTab(self.noisy, "Noisy data")
+        self.noisy.sample_activated.connect(self._review_sample)
         self.addTab(self.results, "Retrain && export")
         self.insights.pair_chosen.connect(lambda *_: self.show_review())
         self.browse.sample_activated.connect(self._review_sample)
@@ -42,6 +57,10 @@ class ProjectPage(QTabWidget):
     def _review_sample(self, sample_id: int) -> None:
         # Any sample, flagged or not, opens large in the review, decided by the same keys.
         self.review.open_sample(sample_id)
+        self.show_review()
+
+    def _review_chosen(self, ids: object) -> None:
+        self.session.set_id_filter(ids)  # type: ignore[arg-type]
         self.show_review()
 
     def _on_tab_changed(self, index: int) -> None:

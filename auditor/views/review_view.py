@@ -50,10 +50,11 @@ from PySide6.QtWidgets import (
 )
 
 from auditor.sample_model import SampleListModel
-from auditor.session import AGREEMENT, STALE_SUGGESTIONS, ProjectSession
+from auditor.session import AGREEMENT, BY_PAIR, STALE_SUGGESTIONS, ProjectSession
 from auditor.style import ACTION_TEXT
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.bulk_dialog import BulkDialog
+from auditor.views.dynamics_plot import DynamicsPlot
 from auditor.views.sample_grid import SampleGrid
 from engine.store import Decision
 
@@ -196,7 +197,6 @@ class ReviewView(QWidget):
         header.setSpacing(10)
         header.addWidget(self.counter)
         header.addWidget(self.filter_label, 1)
-        header.addWidget(self.order_box)
         header.addWidget(self.clear_filter_button)
         header.addWidget(self.bulk_button)
 
@@ -205,6 +205,7 @@ class ReviewView(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.setSpacing(8)
         left_layout.addLayout(header)
+        left_layout.addLayout(self._build_pair_row())
         left_layout.addWidget(self.grid, 1)
 
         self.image = ImagePane()
@@ -276,6 +277,8 @@ class ReviewView(QWidget):
         info_layout.addWidget(self.suggested)
         info_layout.addWidget(self.decision_label)
         info_layout.addLayout(self.scores_form)
+        self.dynamics = DynamicsPlot(session)  # why this sample, over time (helper "datamap")
+        info_layout.addWidget(self.dynamics)
         info_layout.addWidget(self.path_label)
         info_layout.addWidget(self.feedback)
 
@@ -340,7 +343,7 @@ class ReviewView(QWidget):
 
     def show_all_flagged(self) -> None:
         self._opened = None
-        if self.session.pair_filter is not None:
+        if self.session.pair_filter is not None or self.session.id_filter is not None:
             self.session.set_pair_filter(None)  # reloads through review_filter_changed
         else:
             self.reload_queue()
@@ -660,9 +663,14 @@ class ReviewView(QWidget):
         pair = self.session.pair_filter
         if self._opened is not None:
             self.filter_label.setText("opened from Browse · not flagged by the audit")
+        elif self.session.id_filter is not None:
+            self.filter_label.setText(f"{len(self.session.id_filter):,} samples chosen on the data map · "
+                                      "most suspect first")
         elif pair is not None:
             given, suggested = (self.session.class_name(i) for i in pair)
             self.filter_label.setText(f"Showing given “{given}” suggested “{suggested}”")
+        elif self.session.audit is not None and self.session.queue_order == BY_PAIR:
+            self.filter_label.setText("flagged · grouped by class pair, the commonest pair first")
         elif self.session.audit is not None and self.session.queue_order == AGREEMENT:
             self.filter_label.setText("flagged by any detector · most detectors agree first")
         elif self.session.audit is not None and self.session.queue_order:
@@ -673,7 +681,9 @@ class ReviewView(QWidget):
             self.filter_label.setText(f"flagged by {self.session.audit.detector} · most suspect first")
         else:
             self.filter_label.setText("")
-        self.clear_filter_button.setVisible(pair is not None or self._opened is not None)
+        self.clear_filter_button.setVisible(pair is not None or self._opened is not None
+                                            or self.session.id_filter is not None)
+        self._sync_pair_box()
 
     def _fill_order_box(self) -> None:
         self.order_box.clear()
@@ -687,8 +697,50 @@ class ReviewView(QWidget):
                 self.order_box.addItem(f"Flagged by {name}, by its score", name)
         if len(audit.per_detector_flagged) > 1:
             self.order_box.addItem("Most detectors agree first", AGREEMENT)
+        self.order_box.addItem("Grouped by class pair (given → suggested)", BY_PAIR)
         self.order_box.setCurrentIndex(max(0, self.order_box.findData(self.session.queue_order)))
         self.order_box.setVisible(self.order_box.count() > 1)
+
+    # ------------------------------------------- class-pair filter (helper "datamap", issue 9 item 2)
+    def _build_pair_row(self) -> QHBoxLayout:
+        """The queue's order and the class-pair filter, under the header."""
+        self.pair_box = QComboBox()
+        self.pair_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys belong to the review panel
+        self.pair_box.setToolTip("Review one class pair: samples given one class that the audit suggests is another")
+        self.pair_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self._pairs: list[tuple[int, int]] = []  # the box's rows after "All class pairs"
+        self.pair_box.activated.connect(self._on_pair_chosen)
+        self.session.audit_changed.connect(self._fill_pair_box)
+        self.session.samples_changed.connect(self._fill_pair_box)
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        row.addWidget(self.order_box)
+        row.addWidget(self.pair_box)
+        row.addStretch(1)
+        self._fill_pair_box()
+        return row
+
+    def _fill_pair_box(self) -> None:
+        self.pair_box.clear()
+        pairs = self.session.class_pairs()
+        self._pairs = [(given, suggested) for given, suggested, _ in pairs]
+        self.pair_box.addItem("All class pairs")
+        for given, suggested, count in pairs:
+            self.pair_box.addItem(f"{self.session.class_name(given)} → {self.session.class_name(suggested)}"
+                                  f"  ({count:,})")
+        self.pair_box.setVisible(bool(pairs))
+        self._sync_pair_box()
+
+    def _sync_pair_box(self) -> None:
+        """Show the pair the queue is filtered by, however it was chosen (here or on the noise matrix)."""
+        if not hasattr(self, "pair_box"):
+            return
+        pair = self.session.pair_filter
+        self.pair_box.setCurrentIndex(self._pairs.index(pair) + 1 if pair in self._pairs else 0)
+
+    def _on_pair_chosen(self, index: int) -> None:
+        self.session.set_pair_filter(self._pairs[index - 1] if 0 < index <= len(self._pairs) else None)
+        self.setFocus()
 
     def _rebuild_score_rows(self) -> None:
         """One row per detector, made when the audit changes; key presses only set texts."""
@@ -705,6 +757,7 @@ class ReviewView(QWidget):
 
     def _show_current(self) -> None:
         sample = self.current_sample()
+        self.dynamics.show_sample(sample)
         audit = self.session.audit
         if audit is not None and set(self._score_labels) != {*audit.per_detector, "agreement", "rank"}:
             self._rebuild_score_rows()
