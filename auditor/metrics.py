@@ -1,0 +1,155 @@
+"""Detector quality against the known truth, with numpy only (the app never imports scikit-learn).
+
+The figures are those of ``python -m engine evaluate`` (:func:`engine.evaluate.evaluate_run`,
+which uses scikit-learn): ROC-AUC and average precision of each detector's scores,
+precision/recall/F1 of its flagged set, over the train samples whose truth is known.
+The curves are computed on every sample; :func:`decimate` picks the few thousand
+vertices a plot needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.store import UNKNOWN_TRUTH, Project, RunInfo
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What the project knows about its labels, every array (N,) indexed by sample id."""
+
+    label: np.ndarray  # int64, the observed (possibly noisy) label
+    true_label: np.ndarray  # int64, UNKNOWN_TRUTH where unknown, -1 outside the label set
+    train: np.ndarray  # bool, the train split (the only one an audit scores)
+
+    @property
+    def known(self) -> np.ndarray:
+        return self.true_label != UNKNOWN_TRUTH
+
+    @property
+    def mislabeled(self) -> np.ndarray:
+        """Known and wrong; an open-set sample (true label -1) is always wrong (as in engine.evaluate)."""
+        return self.known & (self.true_label != self.label)
+
+    @property
+    def evaluated(self) -> np.ndarray:
+        """The samples `evaluate` scores: train split with a known truth."""
+        return self.known & self.train
+
+    @property
+    def any_known(self) -> bool:
+        return bool(self.evaluated.any())
+
+
+def read_truth(project: Project) -> Truth:
+    """One query for labels, truth and split (cheaper than the full sample table at 100,000 samples)."""
+    rows = project.execute("SELECT label, true_label, split FROM samples ORDER BY id")
+    return Truth(
+        label=np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
+        true_label=np.fromiter((UNKNOWN_TRUTH if row[1] is None else row[1] for row in rows), dtype=np.int64,
+                               count=len(rows)),
+        train=np.fromiter((row[2] == "train" for row in rows), dtype=bool, count=len(rows)),
+    )
+
+
+def _cumulative_counts(is_noisy: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false positives, true positives, thresholds) at each distinct score, highest score first.
+
+    The same points as scikit-learn's ``_binary_clf_curve``: tied scores are one point.
+    """
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    sorted_scores = np.asarray(scores, dtype=np.float64)[order]
+    sorted_truth = np.asarray(is_noisy, dtype=bool)[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
+    true_positives = np.cumsum(sorted_truth, dtype=np.int64)[last_of_tie]
+    false_positives = 1 + last_of_tie - true_positives
+    return false_positives, true_positives, sorted_scores[last_of_tie]
+
+
+def roc_curve(is_noisy: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) from (0, 0) to (1, 1), one point per distinct score.
+
+    scikit-learn's ``roc_curve(..., drop_intermediate=False)`` without its thresholds.
+    Both classes must be present.
+    """
+    false_positives, true_positives, _ = _cumulative_counts(is_noisy, scores)
+    fpr = np.r_[0.0, false_positives / false_positives[-1]]
+    tpr = np.r_[0.0, true_positives / true_positives[-1]]
+    return fpr, tpr
+
+
+def precision_recall_curve(is_noisy: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision), highest threshold first, one point per distinct score; some sample must be noisy."""
+    false_positives, true_positives, _ = _cumulative_counts(is_noisy, scores)
+    precision = true_positives / (true_positives + false_positives)
+    recall = true_positives / true_positives[-1]
+    return recall, precision
+
+
+def roc_auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    return float(np.trapezoid(tpr, fpr))
+
+
+def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
+    """scikit-learn's: the sum of precision times the recall gained at each threshold (no interpolation)."""
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def decimate(x: np.ndarray, y: np.ndarray, max_points: int = 2000) -> np.ndarray:
+    """Indices of at most ``max_points`` vertices spread evenly along the curve's length.
+
+    The first and last vertex are always kept. A curve of 100,000 vertices on a plot a
+    few hundred pixels wide looks the same drawn through these; the figures (AUC) are
+    computed on every vertex, never on these.
+    """
+    n = len(x)
+    if n <= max_points:
+        return np.arange(n)
+    length = np.r_[0.0, np.cumsum(np.hypot(np.diff(x), np.diff(y)))]
+    targets = np.linspace(0.0, length[-1], max_points)
+    indices = np.unique(np.clip(np.searchsorted(length, targets), 0, n - 1))
+    return np.unique(np.r_[0, indices, n - 1])
+
+
+def detection_metrics(is_noisy: np.ndarray, scores: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
+    """The figures of :func:`engine.evaluate.detection_metrics` (same keys, same values), with numpy."""
+    is_noisy = np.asarray(is_noisy, dtype=bool)
+    flagged = np.asarray(flagged, dtype=bool)
+    n_noisy, n_flagged = int(is_noisy.sum()), int(flagged.sum())
+    hits = int((is_noisy & flagged).sum())
+    precision = hits / n_flagged if n_flagged else 0.0
+    recall = hits / n_noisy if n_noisy else 0.0
+    f1 = 2 * hits / (n_flagged + n_noisy) if n_flagged + n_noisy else 0.0
+    roc = roc_auc(*roc_curve(is_noisy, scores)) if 0 < n_noisy < len(is_noisy) else None
+    ap = average_precision(*precision_recall_curve(is_noisy, scores)) if n_noisy else None
+    return {
+        "roc_auc": roc, "average_precision": ap, "precision": precision, "recall": recall, "f1": f1,
+        "n": int(len(is_noisy)), "n_noisy": n_noisy, "n_flagged": n_flagged, "n_true_positives": hits,
+    }
+
+
+def evaluation_report(truth: Truth, run: RunInfo, scores: dict[str, np.ndarray],
+                      flagged: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What ``evaluate --json`` reports per detector, from scores already in memory.
+
+    Returns ``n_evaluated``, ``true_noise_rate`` and ``detectors``: name -> the figures of
+    :func:`detection_metrics` plus ``estimated_noise_rate`` (as the run recorded it, or
+    None), ``true_noise_rate`` and ``flagged_rate``. The truth must be known somewhere.
+    """
+    evaluated = truth.evaluated
+    noisy = truth.mislabeled[evaluated]
+    true_rate = float(noisy.mean())
+    recorded = run.summary.get("detectors", {})
+    detectors: dict[str, Any] = {}
+    for name, score in scores.items():
+        metrics = detection_metrics(noisy, score[evaluated], flagged[name][evaluated])
+        entry = recorded.get(name, {}) if isinstance(recorded, dict) else {}
+        metrics["estimated_noise_rate"] = entry.get("estimated_noise_rate") if isinstance(entry, dict) else None
+        metrics["true_noise_rate"] = true_rate
+        metrics["flagged_rate"] = float(flagged[name][evaluated].mean())
+        detectors[name] = metrics
+    return {"run_id": run.id, "n_evaluated": int(evaluated.sum()), "true_noise_rate": true_rate,
+            "detectors": detectors}
