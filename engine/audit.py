@@ -88,7 +88,7 @@ def run_detectors(
         inputs = DetectorInputs(
             inputs.labels[scored_ids], inputs.num_classes,
             None if inputs.pred_probs is None else inputs.pred_probs[scored_ids],
-            {name: array[scored_ids] for name, array in inputs.arrays.items()},
+            {name: array[scored_ids] for name, array in inputs.arrays.items()}, settings=inputs.settings,
         )
     results: dict[str, DetectorResult] = {}
     for index, info in enumerate(detectors):
@@ -101,7 +101,8 @@ def run_detectors(
         if missing:
             raise ValueError(f"detector {info.name} needs {', '.join(missing)}, which this audit did not record")
         started = time.perf_counter()
-        step_inputs = DetectorInputs(inputs.labels, inputs.num_classes, inputs.pred_probs, inputs.arrays, dict(results))
+        step_inputs = DetectorInputs(inputs.labels, inputs.num_classes, inputs.pred_probs, inputs.arrays, dict(results),
+                                     inputs.settings)
         result = info.load()(step_inputs)
         stored = result if scored_ids is None else spread_to_all_samples(result, scored_ids, n)
         project.save_scores(run.id, info.name, stored.scores, stored.suggested, stored.flagged, stored.ranking)
@@ -229,7 +230,10 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
         ctx.cancel.raise_if_requested()
     assert heldout_probs is not None, "every detector requires oof_probs or dynamics"
 
-    inputs = DetectorInputs(labels=labels, num_classes=project.num_classes, pred_probs=pred_probs, arrays=arrays)
+    from engine.detectors.td_lstm import detector_settings  # the project's fine-tuned weights, or the shipped ones
+
+    inputs = DetectorInputs(labels=labels, num_classes=project.num_classes, pred_probs=pred_probs, arrays=arrays,
+                            settings=detector_settings(project.root, spec.get("td_lstm_weights", "project")))
     started = time.perf_counter()
     save_array(ctx.run.folder / AUDITED_IDS_FILE, audited_ids)
     results = run_detectors(project, ctx.run, detectors, inputs, ctx.events, ctx.cancel, scored_ids=audited_ids)

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "export",
     "status",
     "train_detector",
+    "finetune_detector",
 )
 
 

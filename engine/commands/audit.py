@@ -30,6 +30,9 @@ def add_parser(subparsers: Any) -> None:
     add_fold_option(parser)
     parser.add_argument("--detectors", default="cl", metavar="NAMES",
                         help=f"comma-separated detectors to run, or all (default cl); known: {', '.join(DETECTORS)}")
+    parser.add_argument("--td-weights", choices=("project", "shipped"), default="project",
+                        help="td_lstm's weights: project (default) = the ones finetune-detector fine-tuned on your "
+                        "reviews when the project has them, else the shipped ones; shipped = always the shipped ones")
     add_resume_option(parser)
     add_json_option(parser)
     parser.set_defaults(func=handle)
@@ -40,6 +43,6 @@ def handle(args: argparse.Namespace) -> int:
 
     def spec() -> dict[str, Any]:
         detectors = [info.name for info in parse_detectors(args.detectors)]  # an unknown name fails here, clearly
-        return {"folds": args.folds, "detectors": detectors}
+        return {"folds": args.folds, "detectors": detectors, "td_lstm_weights": args.td_weights}
 
     return run_training_command(args, AUDIT_KIND, spec, audit_body)

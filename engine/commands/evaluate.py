@@ -22,13 +22,19 @@ def add_parser(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from engine.evaluate import evaluate_run, format_evaluation
+    from engine.commands.status import run_td_lstm_weights
+    from engine.evaluate import evaluate_run, evaluation_run, format_evaluation
     from engine.store import Project
 
     with Project.open(args.project) as project:
         report = evaluate_run(project, args.run)
+        weights = run_td_lstm_weights(evaluation_run(project, args.run))
+    if weights:
+        report["td_lstm_weights"] = weights
     if args.json:
         print_json(report)
     else:
         print(format_evaluation(report))
+        if weights:
+            print(f"td_lstm weights: {weights}")
     return 0

@@ -26,7 +26,9 @@ def run_status(project: Project, run: RunInfo) -> dict[str, Any]:
     """One run as status shows it: ``stale`` says why its results no longer describe the labels (or None);
     ``resume`` is the command that continues an unfinished run (or None)."""
     resume = None
-    if run.status in RESUMABLE and run.kind in ("audit", "crossval", "retrain", "compare", "tune"):
+    if run.status in RESUMABLE and run.spec.get("rescored_from"):  # a finetune-detector run: it trains nothing
+        resume = f"python -m engine finetune-detector {shlex.quote(str(project.root))}"
+    elif run.status in RESUMABLE and run.kind in ("audit", "crossval", "retrain", "compare", "tune"):
         resume = f"python -m engine {run.kind} {shlex.quote(str(project.root))} --resume {run.id}"
         model = str(run.spec.get("train", {}).get("model", ""))
         if ":" in model:  # resume imports no code the user did not name: the user adds it, knowingly
@@ -34,7 +36,22 @@ def run_status(project: Project, run: RunInfo) -> dict[str, Any]:
     return {"id": run.id, "kind": run.kind, "status": run.status,
             "duration_s": (run.finished - run.created) if run.finished else None, "summary": run.summary,
             "stale": project.stale_reason(run) if run.status == "ok" else None, "resume": resume,
-            "methods": run_methods(run)}
+            "methods": run_methods(run), "td_lstm_weights": run_td_lstm_weights(run)}
+
+
+# --- td_lstm weights (helper "finetune"): which weights scored an audit, and which the project holds now
+def run_td_lstm_weights(run: RunInfo) -> str | None:
+    """The weights td_lstm read in an audit run, as its summary says (None: td_lstm did not run)."""
+    detectors = run.summary.get("detectors") if isinstance(run.summary, dict) else None
+    td_lstm = detectors.get("td_lstm") if isinstance(detectors, dict) else None
+    return str(td_lstm.get("weights")) if isinstance(td_lstm, dict) and td_lstm.get("weights") else None
+
+
+def project_td_lstm_weights(project: Project) -> str:
+    """The weights the next audit's td_lstm reads (unless --td-weights shipped)."""
+    from engine.detectors.td_lstm import weights_in_effect
+
+    return weights_in_effect(project.root, "project")[1]
 
 
 def run_methods(run: RunInfo) -> list[dict[str, Any]]:
@@ -72,6 +89,7 @@ def project_status(project: Project) -> dict[str, Any]:
         "skipped_images": len(project.meta("skipped", []) or []),
         "runs": [run_status(project, run) for run in project.runs()],
         "decisions": {"relabel": decisions["relabel"], "remove": decisions["remove"], "keep": decisions["keep"]},
+        "td_lstm_weights": project_td_lstm_weights(project),
     }
 
 
@@ -103,6 +121,8 @@ def handle(args: argparse.Namespace) -> int:
         difference = run["summary"].get("difference") if run["kind"] == "retrain" else None
         if isinstance(difference, dict) and difference.get("text"):
             print(f"  cleaned - original: {difference['text']}")
+        if run.get("td_lstm_weights"):
+            print(f"  td_lstm weights: {run['td_lstm_weights']}")
         if run["stale"]:
             print(f"  stale: {run['stale']}")
         if run["status"] == "interrupted":
@@ -111,4 +131,5 @@ def handle(args: argparse.Namespace) -> int:
             print(f"  resume it with: {run['resume']}")
     counts = status["decisions"]
     print(f"decisions: {counts['relabel']} relabeled, {counts['remove']} removed, {counts['keep']} kept")
+    print(f"td_lstm weights for the next audit: {status['td_lstm_weights']}")
     return 0

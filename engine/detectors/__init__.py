@@ -49,6 +49,8 @@ class DetectorInputs:
         Further per-sample evidence by name (training dynamics, ...).
     earlier : mapping of str to DetectorResult
         Results of the detectors that ran before this one (for ensembles).
+    settings : mapping of str to Any
+        Choices the audit made for its detectors (``td_lstm_weights``: the weights file to read).
     """
 
     labels: np.ndarray
@@ -56,6 +58,7 @@ class DetectorInputs:
     pred_probs: np.ndarray | None = None
     arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
     earlier: Mapping[str, DetectorResult] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -23,21 +23,30 @@ other classes.
 - extras: ``td_lstm`` (n,) float32, the score itself, rows in the order of the audited samples.
 
 Fine-tuning on a person's reviewed samples (relabeled or removed = mislabeled, kept =
-correct): :func:`fine_tune_on_reviews`, used by ``python -m engine train-detector
---fine-tune PROJECT``.
+correct): ``python -m engine finetune-detector PROJECT`` keeps the fine-tuned weights in
+the project (``PROJECT/detectors/td_lstm.pt`` and its card ``td_lstm.json``), and every
+later audit of that project reads them (:func:`weights_in_effect`) unless it is asked for
+the shipped ones (``audit --td-weights shipped``). ``train-detector --fine-tune`` writes
+weights to a file of your choice instead.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+from engine.errors import UserError
 
 WEIGHTS_FILE = "td_lstm.pt"
 MODEL_CARD_FILE = "td_lstm.md"
+PROJECT_WEIGHTS_FOLDER = "detectors"  # in the project folder: fine-tuned weights belong to the project
+WEIGHTS_CHOICES = ("project", "shipped")  # project: its fine-tuned weights when it has them, else the shipped ones
+SHIPPED_DESCRIPTION = f"shipped ({WEIGHTS_FILE}, trained on synthesized noise)"
 
 
 def shipped_weights_path() -> Path:
@@ -45,6 +54,52 @@ def shipped_weights_path() -> Path:
     from engine import resources_dir
 
     return resources_dir() / WEIGHTS_FILE
+
+
+def project_weights_path(project_root: Path) -> Path:
+    """Where a project keeps its fine-tuned weights: ``PROJECT/detectors/td_lstm.pt`` (card: ``.json`` beside)."""
+    return Path(project_root) / PROJECT_WEIGHTS_FOLDER / WEIGHTS_FILE
+
+
+def project_weights_card(project_root: Path) -> dict[str, Any] | None:
+    """The card of a project's fine-tuned weights (see finetune-detector), or None without weights."""
+    weights = project_weights_path(project_root)
+    if not weights.is_file():
+        return None
+    try:
+        card = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        card = {}
+    return card if isinstance(card, dict) else {}
+
+
+def describe_project_weights(card: Mapping[str, Any]) -> str:
+    """``fine-tuned on 24 reviewed samples (9 mislabeled) on 2026-11-25, from the shipped weights``."""
+    reviewed, mislabeled = card.get("n_reviewed", "?"), card.get("n_mislabeled", "?")
+    date = str(card.get("date", ""))[:10]
+    return (f"fine-tuned on {reviewed} reviewed samples ({mislabeled} mislabeled)" + (f" on {date}" if date else "")
+            + f", from the {card.get('base_weights', 'shipped')} weights")
+
+
+def weights_in_effect(project_root: Path | None, choice: str = "project") -> tuple[Path, str]:
+    """(weights file, description for people) an audit of the project reads.
+
+    ``project``: the project's fine-tuned weights when it has them, else the shipped ones;
+    ``shipped``: always the shipped ones.
+    """
+    if choice not in WEIGHTS_CHOICES:
+        raise UserError(f"unknown td_lstm weights {choice!r}", f"use one of: {', '.join(WEIGHTS_CHOICES)}")
+    if choice == "project" and project_root is not None:
+        card = project_weights_card(project_root)
+        if card is not None:
+            return project_weights_path(project_root), describe_project_weights(card)
+    return shipped_weights_path(), SHIPPED_DESCRIPTION
+
+
+def detector_settings(project_root: Path | None, choice: str = "project") -> dict[str, str]:
+    """The ``DetectorInputs.settings`` that name td_lstm's weights for an audit of the project."""
+    weights, described = weights_in_effect(project_root, choice)
+    return {"td_lstm_weights": str(weights), "td_lstm_weights_described": described}
 
 
 def flag_estimated_count(scores: np.ndarray) -> np.ndarray:
@@ -74,14 +129,24 @@ def score_td(td: np.ndarray, weights: Path | None = None) -> np.ndarray:
 def detect(inputs: DetectorInputs) -> DetectorResult:
     """LSTM scores, the strongest other class as suggestion, the estimated count flagged."""
     td = np.asarray(inputs.arrays["td"])
-    scores = score_td(td)
+    weights = inputs.settings.get("td_lstm_weights")
+    scores = score_td(td, Path(weights) if weights else None)
+    suggested = strongest_other_class(np.asarray(inputs.arrays["mean_probs"]), inputs.labels)
+    described = str(inputs.settings.get("td_lstm_weights_described", SHIPPED_DESCRIPTION))
+    return result_from_scores(scores, suggested, int(td.shape[2]), described,
+                              Path(weights).name if weights else WEIGHTS_FILE)
+
+
+def result_from_scores(scores: np.ndarray, suggested: np.ndarray, epochs: int, weights_described: str,
+                       weights_file: str) -> DetectorResult:
+    """The detector's result from its scores: the estimated count flagged, most suspect first."""
     flagged = flag_estimated_count(scores)
     flagged_ids = np.flatnonzero(flagged)
     flagged_ids = flagged_ids[np.argsort(-scores[flagged_ids], kind="stable")]
     n = len(scores)
     return DetectorResult(
         scores=scores,
-        suggested=strongest_other_class(np.asarray(inputs.arrays["mean_probs"]), inputs.labels),
+        suggested=suggested,
         flagged=flagged,
         ranking=ranking_flagged_first(flagged_ids, scores),
         extras={"td_lstm": scores.astype(np.float32)},
@@ -90,8 +155,9 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
             "flagged_rate": float(flagged.mean()) if n else 0.0,
             "estimated_noise_rate": float(scores.mean()) if n else 0.0,
             "threshold": "the round(sum of scores) highest scores (the estimated count)",
-            "epochs": int(td.shape[2]),
-            "weights": str(shipped_weights_path().name),
+            "epochs": epochs,
+            "weights": weights_described,
+            "weights_file": weights_file,
         },
     )
 
