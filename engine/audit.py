@@ -147,6 +147,7 @@ def record_dynamics(
         The final model's probabilities of the samples it did not train on (zeros for the others).
     """
     from engine.detectors.td_lstm import td_of_every_sample
+    from engine.training import distributed
     from engine.training.fit import fit_and_evaluate
     from engine.training.loop import predict_probs
     from engine.training.recorders import DYNAMICS_FOLDER, EVIDENCE_RECORDERS, DynamicsRecorder, load_dynamics
@@ -163,11 +164,13 @@ def record_dynamics(
         ctx, config, train_ids, labels[train_ids], test_ids, table.given_label[test_ids], stage="train",
         callbacks=[recorder, *extra_recorders], checkpoint_name=DYNAMICS_CHECKPOINT,
     )
-    recorded = load_dynamics(recorder.folder)
-    others = np.setdiff1d(np.arange(n), recorded.ids)
+    others = np.setdiff1d(np.arange(n), recorder.ids)
     probs = np.zeros((n, num_classes), dtype=np.float32)
-    if len(others):
+    if len(others):  # under torchrun every rank scores its share of them
         probs[others] = predict_probs(result.model, result.data, others, result.state.amp)
+    if not distributed.is_main():
+        return {}, probs  # rank 0 alone has the recorded files and runs the detectors
+    recorded = load_dynamics(recorder.folder)
     margin = np.empty((n, epochs), dtype=np.float32)
     given_prob = np.empty((n, epochs), dtype=np.float32)
     mean_probs = np.empty((n, num_classes), dtype=np.float32)
@@ -229,6 +232,10 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
             heldout_probs, heldout_model = final_probs, "one model trained on all training samples"
         ctx.cancel.raise_if_requested()
     assert heldout_probs is not None, "every detector requires oof_probs or dynamics"
+    from engine.training import distributed
+
+    if not distributed.is_main():
+        return {}  # under torchrun the evidence is gathered; rank 0 alone detects and writes
 
     from engine.detectors.td_lstm import detector_settings  # the project's fine-tuned weights, or the shipped ones
 

@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         try:
+            if "WORLD_SIZE" in os.environ:  # started by torchrun: join its process group (one of N workers)
+                from engine.training import distributed
+
+                distributed.start(args.command, getattr(args, "device", "auto") or "auto")
             return int(args.func(args) or 0)
         except BrokenPipeError:
             raise
@@ -89,6 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("  this is a bug in Label Auditor: please report it with the traceback above", file=sys.stderr)
         return 1
+    finally:
+        if "WORLD_SIZE" in os.environ:
+            from engine.training import distributed
+
+            distributed.stop()
 
 
 def _project_folder(args: argparse.Namespace) -> Path:

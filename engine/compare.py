@@ -108,7 +108,9 @@ def trusted_for_run(ctx: JobContext, spec: Mapping[str, Any], methods: Sequence[
     names = ctx.project.class_names()
     if needing:
         trusted_module.require_every_class(chosen, names, needing)
-    if saved is None:
+    from engine.training.distributed import is_main
+
+    if saved is None and is_main():  # under torchrun, rank 0 alone writes (the choice is seeded: alike on all)
         trusted_module.save(ctx.run.folder, chosen)
     ctx.events.log(chosen.describe(names) + "; kept out of the held-out evaluation (all are training samples)")
     return chosen
@@ -164,18 +166,20 @@ def train_models(
     curves carry its own stage name ("sln seed 1"). ``on_model`` runs after a model is trained,
     before its result is recorded (so what it saves exists whenever the result does).
     """
+    from engine.training import distributed
     from engine.training.fit import StageProgress, fit_and_evaluate
     from engine.training.loop import steps_per_epoch
 
     folder = ctx.run.folder / RESULTS_FOLDER
-    folder.mkdir(exist_ok=True)
+    if distributed.is_main():  # under torchrun, rank 0 alone writes
+        folder.mkdir(exist_ok=True)
     sizes = [config.epochs * steps_per_epoch(len(plan.train_ids), config.batch_size) for plan in plans]
     progress = StageProgress(ctx.events, stage, sum(sizes))
     records: dict[str, dict[str, Any]] = {}
     offset = 0
     for number, (plan, size) in enumerate(zip(plans, sizes, strict=True), start=1):
         result_file = folder / f"{plan.key}.json"
-        if result_file.is_file():
+        if distributed.broadcast_object(result_file.is_file()):
             records[plan.key] = json.loads(result_file.read_text())
             ctx.events.log(f"{plan.arm}, seed {plan.seed}: finished before the resume "
                            f"(accuracy {records[plan.key]['accuracy']:.4f})")
@@ -195,8 +199,9 @@ def train_models(
         record = {"arm": plan.arm, "method": plan.method, "options": plan.options, "seed": plan.seed,
                   "accuracy": fit.accuracy, "seconds": round(time.perf_counter() - started, 3),
                   "n_train": int(len(plan.train_ids))}
-        atomic_write_bytes(result_file, json.dumps(record, indent=2).encode())
-        (ctx.run.folder / checkpoint).unlink(missing_ok=True)
+        if distributed.is_main():
+            atomic_write_bytes(result_file, json.dumps(record, indent=2).encode())
+            (ctx.run.folder / checkpoint).unlink(missing_ok=True)
         records[plan.key] = record
         offset += size
     return records

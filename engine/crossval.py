@@ -16,6 +16,7 @@ import numpy as np
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.store import UNKNOWN_TRUTH, SampleTable, atomic_write_bytes
+from engine.training import distributed
 from engine.training.config import TrainConfig
 from engine.training.fit import StageProgress, fit_and_evaluate
 from engine.training.loop import predict_probs, steps_per_epoch
@@ -89,7 +90,7 @@ def crossval_pred_probs(
     for fold in range(folds):
         fit_ids, held_out = train_ids[fold_of != fold], train_ids[fold_of == fold]
         fold_file = ctx.run.folder / f"fold{fold}.npz"
-        if fold_file.is_file():  # finished before a cancel: keep it
+        if distributed.broadcast_object(fold_file.is_file()):  # finished before a cancel: keep it
             with np.load(fold_file) as saved:
                 probs[held_out], other_probs = saved["held_out"], saved["other"]
         else:
@@ -102,8 +103,9 @@ def crossval_pred_probs(
             model, data, amp = result.model, result.data, result.state.amp
             probs[held_out] = predict_probs(model, data, held_out, amp)
             other_probs = predict_probs(model, data, other_ids, amp) if len(other_ids) else np.zeros((0, num_classes))
-            _save_fold(fold_file, probs[held_out], other_probs)
-            (ctx.run.folder / f"checkpoint-fold{fold}.pt").unlink(missing_ok=True)
+            if distributed.is_main():  # under torchrun, rank 0 alone writes
+                _save_fold(fold_file, probs[held_out], other_probs)
+                (ctx.run.folder / f"checkpoint-fold{fold}.pt").unlink(missing_ok=True)
             values = {"oof_acc": float((probs[held_out].argmax(1) == labels[held_out]).mean())}
             test_rows = np.searchsorted(other_ids, test_ids)
             if len(test_ids):
@@ -115,8 +117,9 @@ def crossval_pred_probs(
         probs[other_ids] = (other_sum / folds).astype(np.float32)
     fold_of_sample = np.full(n, -1, dtype=np.int64)
     fold_of_sample[train_ids] = fold_of
-    save_array(ctx.run.folder / PRED_PROBS_FILE, probs)
-    save_array(ctx.run.folder / FOLDS_FILE, fold_of_sample)
+    if distributed.is_main():
+        save_array(ctx.run.folder / PRED_PROBS_FILE, probs)
+        save_array(ctx.run.folder / FOLDS_FILE, fold_of_sample)
     return probs
 
 

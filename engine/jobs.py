@@ -114,12 +114,30 @@ def run_job(
     is refused (UserError, before anything runs) when the run finished, still runs in
     another process, or its labels/decisions changed since it started.
     Errors do not escape: they become an ``error`` event and status ``error``.
+
+    Under torchrun (see engine.training.distributed) rank 0 makes or claims the run and the other
+    ranks run ``body`` in it too, writing nothing: their project is read-only, their events silent.
     """
+    from engine.training import distributed
+
+    if distributed.active():
+        return _run_job_distributed(project, kind, spec, body, events, cancel, run)
     if run is None:
         run = project.new_run(kind, spec)
     else:
         refuse_resume_if_label_state_changed(project, run)
         run = project.claim_run_for_resume(run.id)  # refuses a finished run, or one still running elsewhere
+    return _run_body(project, run, kind, body, events, cancel)
+
+
+def _run_body(
+    project: Project,
+    run: RunInfo,
+    kind: str,
+    body: Callable[[JobContext], dict[str, Any]],
+    events: EventSink,
+    cancel: CancelToken | None,
+) -> tuple[RunInfo, str]:
     events.set_log_path(run.id, run.folder / "events.jsonl")
     token = cancel or CancelToken()
     ctx = JobContext(project, run, events, token)
@@ -141,7 +159,10 @@ def run_job(
             summary = {"reason": "interrupted"}
         except Exception as exc:  # noqa: BLE001 - anything else is a bug; report it, keep the project intact
             status = "error"
-            known = user_error_from_exception(exc, project.root)  # a full or read-only disk, a damaged store
+            from engine.training import distributed
+
+            # Under torchrun: another rank stopped; else a full or read-only disk, a damaged store.
+            known = distributed.peer_failure(exc) or user_error_from_exception(exc, project.root)
             if known is not None:
                 events.error(known.message, known.hint)
                 summary = {"error": known.message}
@@ -165,3 +186,56 @@ def run_job(
     events.done(status, message)  # type: ignore[arg-type]
     events.close()  # the run's events.jsonl is complete
     return run, status
+
+
+def _run_job_distributed(
+    project: Project,
+    kind: str,
+    spec: dict[str, Any],
+    body: Callable[[JobContext], dict[str, Any]],
+    events: EventSink,
+    cancel: CancelToken | None,
+    run: RunInfo | None,
+) -> tuple[RunInfo, str]:
+    """:func:`run_job` on one of several torchrun ranks: rank 0 records the run; the others only compute."""
+    from engine.training import distributed
+
+    if distributed.is_main():
+        made: RunInfo | None = None
+        try:
+            if run is None:
+                made = project.new_run(kind, spec)
+            else:
+                refuse_resume_if_label_state_changed(project, run)
+                made = project.claim_run_for_resume(run.id)
+        finally:  # the other ranks wait for the run; None tells them it was refused (rank 0 says why)
+            distributed.broadcast_object(None if made is None else
+                                         (made.id, made.kind, made.created, made.spec, project.fingerprint()))
+        return _run_body(project, made, kind, body, events, cancel)
+    shared = distributed.broadcast_object(None)
+    if shared is None:
+        raise UserError("rank 0 could not start the run", "see rank 0's error")
+    run_id, run_kind, created, run_spec, main_fingerprint = shared
+    if main_fingerprint != project.fingerprint():
+        message = (f"rank {distributed.rank()} reads other labels or decisions in {project.root} than rank 0")
+        distributed.record_failure(message)
+        raise UserError(message, "every rank must read the same project: put it on storage all nodes share, "
+                        "at the same path, and change nothing while the job runs")
+    info = RunInfo(run_id, run_kind, "running", created, None, run_spec, {}, project.runs_dir / run_id)
+    token = cancel or CancelToken()
+    ctx = JobContext(project, info, events, token)
+    status = "ok"
+    with install_cancel_signals(token):
+        try:
+            body(ctx)
+        except Cancelled:
+            status = "cancelled"
+        except KeyboardInterrupt:
+            status = "cancelled"
+        except UserError as exc:
+            status = "error"
+            distributed.record_failure(exc.message)
+        except Exception as exc:
+            distributed.record_failure(f"{type(exc).__name__}: {exc}")
+            raise  # its traceback on this rank's stderr; torchrun ends the group
+    return info, status

@@ -210,8 +210,11 @@ def retrain_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> 
         detector=spec.get("detector", "cl"),
     )
     eval_ids, eval_labels, against = heldout_targets(project, training)
-    save_array(ctx.run.folder / "labels.npy", training.labels)
-    save_array(ctx.run.folder / "keep.npy", training.keep)
+    from engine.training.distributed import is_main
+
+    if is_main():  # under torchrun, rank 0 alone writes
+        save_array(ctx.run.folder / "labels.npy", training.labels)
+        save_array(ctx.run.folder / "keep.npy", training.keep)
     trusted = trusted_for_run(ctx, spec.get("trusted") or {}, [method], config.seed)
     ctx.events.log(
         f"cleaned training set: {len(training.train_ids)} samples ({training.n_removed} removed, "
@@ -226,7 +229,7 @@ def retrain_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> 
             plans.append(ModelPlan("original", method, options, seed, table.train_ids, table.label[table.train_ids]))
 
     def keep_first_cleaned(plan: ModelPlan, fit: FitResult) -> None:
-        if plan.arm == "cleaned" and plan.seed == seeds[0]:
+        if plan.arm == "cleaned" and plan.seed == seeds[0] and is_main():
             _save_model(ctx.run.folder, fit, config, project, plan)
 
     records = train_models(ctx, config, plans, eval_ids, eval_labels, stage="retrain", trusted=trusted,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -59,7 +60,12 @@ def add_fold_option(parser: argparse.ArgumentParser) -> None:
 
 
 def make_sink(args: argparse.Namespace) -> EventSink:
-    """Events to a live JSON channel with --json, else a progress bar on the terminal."""
+    """Events to a live JSON channel with --json, else a progress bar on the terminal; none on torchrun ranks > 0."""
+    if "WORLD_SIZE" in os.environ:
+        from engine.training import distributed
+
+        if not distributed.is_main():
+            return distributed.SilentSink()
     if getattr(args, "json", False):
         return EventSink(live=claim_stdout_for_events())
     return EventSink(console=ConsoleRenderer(sys.stderr))
@@ -118,7 +124,10 @@ def run_training_command(
 
     sink = make_sink(args)
     try:
-        with Project.open(args.project) as project:
+        from engine.training import distributed
+
+        # Under torchrun only rank 0 writes the store; the other ranks read it.
+        with Project.open(args.project, read_only=not distributed.is_main()) as project:
             run = None
             if getattr(args, "resume", None):
                 run = project.run(args.resume)

@@ -53,10 +53,13 @@ def resolve_augment(config: TrainConfig, project: Project) -> str:
 def open_training_data(ctx: JobContext, config: TrainConfig, labels: np.ndarray) -> ImageBatches:
     """The decoded-image cache (built on first use) behind a batch server on the chosen device."""
     from engine.data.cache import ensure_cache
+    from engine.training import distributed
 
-    device = resolve_device(config.device)
-    images = ensure_cache(ctx.project, config.image_size, events=ctx.events, workers=config.workers,
-                          cancel=ctx.cancel)
+    device = distributed.device_for(resolve_device(config.device))
+    # Under torchrun rank 0 builds the cache (a write); the other ranks then open it.
+    images = distributed.main_first(
+        lambda: ensure_cache(ctx.project, config.image_size, events=ctx.events, workers=config.workers,
+                             cancel=ctx.cancel), "the image cache")
     ctx.events.log(f"training on {device.type}" + (" with mixed precision" if device.type == "cuda" else ""))
     return ImageBatches(images, labels, device, channels_last=True)
 

@@ -34,6 +34,7 @@ from engine.errors import Cancelled, UserError, ensure_free_space
 from engine.events import EventSink
 from engine.jobs import CancelToken
 from engine.models import build_model, default_learning_rate
+from engine.training import distributed
 from engine.training.config import TrainConfig
 from engine.training.data import ImageBatches
 from engine.training.device import amp_dtype
@@ -211,6 +212,7 @@ class Trainer:
         self.augment = augment
         self._resume_at: EpochPosition | None = None
         self.eval_ids, self.eval_labels = self._eval_subset(eval_ids, eval_labels, config)
+        distributed.check_trainable(self.method, config.batch_size)
         device = data.device
         # Seed before building: initial weights are part of a repeatable run.
         torch.manual_seed(config.seed * 1000 + (fold or 0))
@@ -228,6 +230,8 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
                                                         pct_start=0.25, anneal_strategy="linear")
         generator = torch.Generator().manual_seed(config.seed * 1000 + (fold or 0))
+        # Under torchrun: every step averages the gradients of all ranks' parts of the batch.
+        self._averager = distributed.GradientAverager(optimizer) if distributed.active() else None
         amp = amp_dtype(device)
         self.state = TrainState(
             config=config, model=model, optimizer=optimizer, scheduler=scheduler, device=device,
@@ -258,7 +262,7 @@ class Trainer:
         Written to a unique temporary file in the same folder, then renamed over the old
         checkpoint, and the folder synced: a kill leaves either checkpoint whole.
         """
-        if self.checkpoint_path is None:
+        if self.checkpoint_path is None or not distributed.is_main():
             return
         state = self.state
         ids = torch.from_numpy(np.ascontiguousarray(state.train_ids, dtype=np.int64))
@@ -376,10 +380,11 @@ class Trainer:
         if self.load_checkpoint():
             within = f", batch {self._resume_at.next_batch + 1}" if self._resume_at else ""
             self.events.log(f"{self.stage}: resumed at epoch {state.epoch + 1} of {self.config.epochs}{within}")
+        distributed.broadcast_model(state.model)
         self.method.setup(state)
         for callback in self.callbacks:
             callback.on_fit_start(state)
-        per_epoch = steps_per_epoch(len(state.train_ids), self.config.batch_size)
+        per_epoch = distributed.steps_in_epoch(len(state.train_ids), self.config.batch_size)
         total = per_epoch * self.config.epochs
         while state.epoch < self.config.epochs:
             self._train_one_epoch(per_epoch, total)
@@ -390,13 +395,16 @@ class Trainer:
     def _train_one_epoch(self, per_epoch: int, total: int) -> None:
         state = self.state
         # Asked to stop between epochs: the last epoch's checkpoint is on disk already.
-        self.cancel.raise_if_requested()
+        if self._stop_requested():
+            raise Cancelled(self.cancel.reason or "stopped on another rank")
         position, self._resume_at = self._resume_at, None
         if position is None:
             for callback in self.callbacks:
                 callback.on_epoch_start(state)
             order = torch.from_numpy(state.train_ids)[torch.randperm(len(state.train_ids), generator=state.generator)]
-            position = EpochPosition(order, 0, 0.0, 0, 0)
+            position = EpochPosition(distributed.broadcast_tensor(order), 0, 0.0, 0, 0)
+        elif not distributed.is_main():
+            position = EpochPosition(position.order, position.next_batch, 0.0, 0, 0)  # rank 0 holds the sums so far
         state.model.train()
         loss_sum = torch.full((), position.loss_sum, device=state.device)
         correct = torch.full((), position.correct, device=state.device, dtype=torch.long)
@@ -404,8 +412,12 @@ class Trainer:
         started = time.perf_counter()
         last_report = 0.0
         remaining = position.order[position.next_batch * self.config.batch_size:].numpy()
-        batches = state.data.batches(remaining, self.config.batch_size, augment=self.augment,
-                                     generator=state.generator, drop_last=True)
+        if self._averager is not None:
+            batches = distributed.sharded_batches(state.data, remaining, self.config.batch_size, augment=self.augment,
+                                                  generator=state.generator, averager=self._averager)
+        else:
+            batches = state.data.batches(remaining, self.config.batch_size, augment=self.augment,
+                                         generator=state.generator, drop_last=True)
         for index, batch in enumerate(batches, start=position.next_batch):
             output = self._optimise(batch)
             loss_sum += output.loss.detach() * len(batch.y)
@@ -416,18 +428,27 @@ class Trainer:
             now = time.perf_counter()
             if now - last_report > 0.25 or index + 1 == per_epoch:
                 last_report = now
-                # Reading the sum waits for the device: only as often as progress is reported.
-                if not math.isfinite(float(loss_sum)):
+                # Reading the sum waits for the device: only as often as progress is reported. Ranks
+                # (whose sums differ) stop alike: they learn of a divergence at the epoch end.
+                if not distributed.active() and not math.isfinite(float(loss_sum)):
                     break  # diverged: reported below, with this epoch's metrics
                 if self.on_progress:
                     self.on_progress(state.epoch * per_epoch + index + 1, total)
-            if self.cancel.requested and index + 1 < per_epoch:
-                if not math.isfinite(float(loss_sum)):
+            if index + 1 < per_epoch and self._stop_requested():
+                total_loss, total_correct, total_seen = distributed.sum_over_ranks(float(loss_sum), int(correct), seen)
+                if not math.isfinite(total_loss):
                     break  # never checkpoint a diverged model
                 # Checked after a batch, before the next one draws its random augmentation: the
                 # checkpoint then holds the exact point to continue from, and no work is lost.
-                self.save_checkpoint(EpochPosition(position.order, index + 1, float(loss_sum), int(correct), seen))
-                raise Cancelled(self.cancel.reason)
+                distributed.average_buffers(state.model)
+                self.save_checkpoint(EpochPosition(position.order, index + 1, total_loss, int(total_correct),
+                                                   int(total_seen)))
+                raise Cancelled(self.cancel.reason or "stopped on another rank")
+        if distributed.active():  # the epoch's figures over every rank's part, the same model on every rank
+            loss_total, correct_total, seen_total = distributed.sum_over_ranks(float(loss_sum), int(correct), seen)
+            loss_sum, correct = torch.tensor(loss_total), torch.tensor(int(correct_total))
+            seen = int(seen_total)
+            distributed.average_buffers(state.model)
         elapsed = time.perf_counter() - started
         values = {
             "loss": float(loss_sum) / max(seen, 1),
@@ -450,6 +471,10 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_epoch_end(state)
         self.save_checkpoint()
+
+    def _stop_requested(self) -> bool:
+        """A cancel was asked for (on any rank: all ranks stop at the same batch)."""
+        return distributed.any_rank(self.cancel.requested)
 
     def _non_finite_weight(self) -> float | None:
         """NaN or inf when some model weight is so (NaN first), else None; one device sync."""
@@ -495,7 +520,18 @@ def _fsync_folder(folder: Path) -> None:
 @torch.no_grad()
 def predict_probs(model: nn.Module, data: ImageBatches, ids: np.ndarray, amp: torch.dtype | None = None,
                   batch_size: int = 512) -> np.ndarray:
-    """Softmax probabilities, (len(ids), K) float32, in the order of ``ids``; no augmentation."""
+    """Softmax probabilities, (len(ids), K) float32, in the order of ``ids``; no augmentation.
+
+    Under torchrun every rank must call it with the same ids: each scores its shard, all get the whole.
+    """
+    if distributed.active():
+        return distributed.gather_rows(_predict_probs(model, data, distributed.shard(np.asarray(ids)), amp,
+                                                      batch_size)).astype(np.float32)
+    return _predict_probs(model, data, ids, amp, batch_size)
+
+
+def _predict_probs(model: nn.Module, data: ImageBatches, ids: np.ndarray, amp: torch.dtype | None,
+                   batch_size: int) -> np.ndarray:
     was_training = model.training
     model.eval()
     chunks = []

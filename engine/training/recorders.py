@@ -22,7 +22,9 @@ every epoch end and every checkpoint:
 
 Writes are by (row, epoch), so they are idempotent: a run resumed from a
 checkpoint, at an epoch end or inside an epoch, rewrites exactly what an
-uninterrupted run writes, and nothing else. Disk use while training is
+uninterrupted run writes, and nothing else. Under torchrun every batch's ids,
+labels and logits are gathered from all ranks (the batch one process trains
+on) and rank 0 alone writes; the other ranks keep no files. Disk use while training is
 n x K x E x 2 bytes (1,000,000 samples x 10 classes x 50 epochs: 1 GB).
 """
 
@@ -39,6 +41,7 @@ import torch
 from numpy.lib.format import open_memmap
 
 from engine.errors import UserError, ensure_free_space
+from engine.training import distributed
 from engine.training.hooks import Callback, StepOutput
 
 if TYPE_CHECKING:
@@ -123,7 +126,7 @@ class DynamicsRecorder(Callback):
 
     # ----------------------------------------------------------------- hooks
     def on_fit_start(self, state: TrainState) -> None:
-        if self.finished:
+        if self.finished or not distributed.is_main():
             return
         self._open(state.epoch)
 
@@ -131,14 +134,16 @@ class DynamicsRecorder(Callback):
         self.visits[:] = 0
 
     def on_batch_end(self, state: TrainState, batch: Batch, output: StepOutput) -> None:
+        ids, batch_labels, batch_logits = distributed.gather_batch(batch, output.logits)
+        if not distributed.is_main():
+            return
         assert self._probs is not None and self._margin is not None, "on_fit_start opens the files"
-        ids = batch.ids.cpu().numpy()
         rows = np.searchsorted(self.ids, ids)
         if (rows >= len(self.ids)).any() or (self.ids[np.minimum(rows, len(self.ids) - 1)] != ids).any():
             raise ValueError("a batch holds samples this dynamics recorder was not told about")
         with torch.no_grad():
-            logits = output.logits.detach().float()
-            labels = batch.y.to(logits.device).view(-1, 1)
+            logits = batch_logits.detach().float()
+            labels = batch_labels.to(logits.device).view(-1, 1)
             assigned = logits.gather(1, labels).squeeze(1)
             largest_other = logits.scatter(1, labels, float("-inf")).max(dim=1).values
             margin = (assigned - largest_other).cpu().numpy()
@@ -149,6 +154,8 @@ class DynamicsRecorder(Callback):
         np.add.at(self.visits, rows, 1)
 
     def on_epoch_end(self, state: TrainState) -> None:
+        if not distributed.is_main():
+            return
         # state.epoch already counts the epoch that just ended.
         wrong = np.flatnonzero(self.visits != 1)
         if len(wrong):
@@ -158,7 +165,7 @@ class DynamicsRecorder(Callback):
         self._flush()
 
     def on_fit_end(self, state: TrainState) -> None:
-        if self.finished:
+        if self.finished or not distributed.is_main():
             return
         self._flush()
         self._build_td()
@@ -306,6 +313,8 @@ class ConfidentClassRecorder(Callback):
         return self.folder / CONFIDENT_CLASS_FILE
 
     def on_fit_start(self, state: TrainState) -> None:
+        if not distributed.is_main():
+            return
         shape = (len(self.ids), self.epochs)
         if self.path.is_file():
             self._classes = open_memmap(self.path, mode="r+")
@@ -323,18 +332,23 @@ class ConfidentClassRecorder(Callback):
         self._classes.flush()
 
     def on_batch_end(self, state: TrainState, batch: Batch, output: StepOutput) -> None:
+        # The thresholds are those of the whole batch: every rank's part of it, gathered.
+        ids, batch_labels, batch_logits = distributed.gather_batch(batch, output.logits)
+        if not distributed.is_main():
+            return
         assert self._classes is not None, "on_fit_start opens the file"
-        ids = batch.ids.cpu().numpy()
         rows = np.searchsorted(self.ids, ids)
         if (rows >= len(self.ids)).any() or (self.ids[np.minimum(rows, len(self.ids) - 1)] != ids).any():
             raise ValueError("a batch holds samples this confident-class recorder was not told about")
         with torch.no_grad():
-            logits = output.logits.detach().float()
+            logits = batch_logits.detach().float()
             probs = torch.softmax(logits, dim=1)
-            classes = batch_confident_classes(probs, batch.y.to(logits.device)).cpu().numpy()
+            classes = batch_confident_classes(probs, batch_labels.to(logits.device)).cpu().numpy()
         self._classes[rows, state.epoch] = classes.astype(np.int16)
 
     def on_epoch_end(self, state: TrainState) -> None:
+        if not distributed.is_main():
+            return
         assert self._classes is not None
         missed = int((self._classes[:, state.epoch - 1] == UNRECORDED).sum())  # state.epoch counts the one ended
         if missed:

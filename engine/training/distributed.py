@@ -1,0 +1,500 @@
+"""Data-parallel jobs under torchrun: one process per device, rank 0 the only one that writes.
+
+``torchrun --nproc-per-node N -m engine audit|retrain|compare|crossval PROJECT ...`` starts N
+copies of the engine. torchrun sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``;
+:func:`start` reads them and joins the process group once (gloo on the CPU, NCCL with
+``cuda:LOCAL_RANK`` on GPUs); :func:`stop` leaves it at exit. Without them (or with one
+process) every helper here is a no-op and the engine runs as it always does.
+
+What each rank does:
+
+- every rank runs the same job, reading the project (read-only on ranks other than 0) and
+  the image cache (built by rank 0 first, see :func:`main_first`);
+- training: every global batch (the configured ``--batch-size``, the same batches a single
+  process trains on) is split into one contiguous part per rank; each rank computes the
+  gradient of its part and :class:`GradientAverager` all-reduces them before each optimiser
+  step, weighted by each part's share of the batch, so the step is that of the whole batch.
+  Augmentation draws its random numbers for the whole batch on every rank (same seed, same
+  generator), so a rank's part is augmented as in one process. Floating-point buffers
+  (BatchNorm running statistics) are averaged over the ranks at every epoch end;
+- prediction: each rank scores its contiguous shard of the ids and the shards are gathered
+  in rank order: every sample once, in the order asked for (no sampler padding, nothing doubled);
+- recorders gather each batch's ids, labels and logits from every rank and rank 0 writes them;
+- rank 0 alone emits events, writes the run folder, checkpoints and the store; the other
+  ranks' events go nowhere (:class:`SilentSink`) and their stdout goes to stderr, so a
+  ``--json`` stream holds rank 0's events only.
+
+A rank that stops (an error, a kill) ends the job on every rank: the others fail in their
+next collective (or after ``LABEL_AUDITOR_DIST_TIMEOUT`` seconds, default 300, when a rank
+hangs), and torchrun stops the group. Rank 0 reports "rank R stopped: ..." as the run's error
+(:func:`peer_failure`); a rank that failed with an exception leaves its message in the
+process group's store for that. If rank 0 itself dies, its run reads as interrupted (the
+store's dead-owner check) and can be resumed.
+
+This module imports torch only inside its functions: importing it costs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.events import Event, EventSink
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from engine.training.data import Batch, ImageBatches
+    from engine.training.hooks import Method
+
+TIMEOUT_ENV = "LABEL_AUDITOR_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 300.0
+# The jobs that train; every other command runs in one process.
+COMMANDS = ("audit", "retrain", "compare", "crossval")
+_KEY = "label_auditor"
+_WAIT_FOR_MAIN_S = 7 * 24 * 3600.0  # building the image cache may take hours; torchrun ends the wait if rank 0 dies
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistContext:
+    world_size: int
+    rank: int
+    local_rank: int
+    backend: str = "gloo"
+
+
+_context: DistContext | None = None
+_main_first_calls = 0
+
+
+def from_environment() -> DistContext | None:
+    """The torchrun worker this process is (WORLD_SIZE, RANK, LOCAL_RANK), or None outside torchrun / alone."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError as exc:
+        raise UserError(f"WORLD_SIZE, RANK or LOCAL_RANK is not a whole number ({exc})",
+                        "start the engine with torchrun, which sets them, or unset them") from exc
+    if world <= 1:
+        return None
+    return DistContext(world, rank, local)
+
+
+def timeout_s() -> float:
+    text = os.environ.get(TIMEOUT_ENV, "")
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UserError(f"{TIMEOUT_ENV}={text!r} is not a positive number of seconds",
+                        f"set it to e.g. {int(DEFAULT_TIMEOUT_S)}, or unset it")
+    return value
+
+
+def active() -> bool:
+    return _context is not None
+
+
+def rank() -> int:
+    return 0 if _context is None else _context.rank
+
+
+def world_size() -> int:
+    return 1 if _context is None else _context.world_size
+
+
+def is_main() -> bool:
+    """True in a single process and on rank 0: the one process that writes and speaks."""
+    return rank() == 0
+
+
+def start(command: str, device: str = "auto") -> DistContext | None:
+    """Join torchrun's process group when this process is one of several workers; None otherwise.
+
+    Refuses (UserError) a command that does not train, which N copies would only repeat.
+    """
+    global _context
+    found = from_environment()
+    if found is None or _context is not None:
+        return _context
+    if command not in COMMANDS:
+        raise UserError(f"`{command}` does not run under torchrun (only {', '.join(COMMANDS)} do)",
+                        f"run it as `python -m engine {command} ...`, in one process")
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if device != "cpu" and torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(found.local_rank)
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s()))
+    _context = DistContext(found.world_size, found.rank, found.local_rank, backend)
+    store = _store()
+    if store is not None:
+        store.set(f"{_KEY}/process/{found.rank}", f"{os.getpid()}@{socket.gethostname()}")
+    if found.rank != 0:
+        os.dup2(2, 1)  # whatever a library prints on this rank must not land in rank 0's event stream
+    return _context
+
+
+def stop() -> None:
+    """Leave the process group (at exit)."""
+    global _context
+    if _context is None:
+        return
+    _context = None
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        with contextlib.suppress(Exception):  # a peer already gone: nothing left to say goodbye to
+            dist.destroy_process_group()
+
+
+def device_for(device: torch.device) -> torch.device:
+    """This rank's own GPU (cuda:LOCAL_RANK) where the job runs on CUDA."""
+    if _context is not None and device.type == "cuda":
+        import torch
+
+        return torch.device("cuda", _context.local_rank)
+    return device
+
+
+def _comm_device() -> torch.device:
+    import torch
+
+    assert _context is not None
+    return torch.device("cuda", _context.local_rank) if _context.backend == "nccl" else torch.device("cpu")
+
+
+def _store() -> Any:
+    import torch.distributed as dist
+
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except (RuntimeError, AttributeError, ValueError):
+        return None
+
+
+# ------------------------------------------------------------------ collectives
+def broadcast_object(value: T) -> T:
+    """Rank 0's ``value`` on every rank (a decision every rank must take alike)."""
+    if _context is None:
+        return value
+    import torch.distributed as dist
+
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0, device=_comm_device())
+    return holder[0]
+
+
+def broadcast_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    if _context is None:
+        return tensor
+    import torch.distributed as dist
+
+    moved = tensor.to(_comm_device()).contiguous()
+    dist.broadcast(moved, src=0)
+    return moved.to(tensor.device)
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is True on some rank (one tiny all-reduce)."""
+    if _context is None:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=_comm_device())
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def sum_over_ranks(*values: float) -> list[float]:
+    """Each value summed over the ranks (float64)."""
+    if _context is None:
+        return list(values)
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+    dist.all_reduce(tensor)
+    return [float(value) for value in tensor.cpu()]
+
+
+def gather_rows(local: np.ndarray) -> np.ndarray:
+    """Every rank's rows, concatenated in rank order, on every rank; ranks may hold different counts (or none)."""
+    if _context is None:
+        return local
+    import torch
+    import torch.distributed as dist
+
+    shapes: list[Any] = [None] * _context.world_size
+    dist.all_gather_object(shapes, (local.shape, local.dtype.str))
+    counts = [shape[0] for shape, _ in shapes]
+    filled = [(shape, dtype) for shape, dtype in shapes if shape[0]] or shapes
+    trailing, dtype = tuple(filled[0][0][1:]), np.dtype(filled[0][1])
+    padded = np.zeros((max(max(counts), 1), *trailing), dtype=dtype)
+    if len(local):
+        padded[: len(local)] = local
+    tensor = torch.from_numpy(padded).to(_comm_device())
+    parts = [torch.empty_like(tensor) for _ in range(_context.world_size)]
+    dist.all_gather(parts, tensor)
+    return np.concatenate([part[:count].cpu().numpy() for part, count in zip(parts, counts, strict=True)])
+
+
+def shard(ids: np.ndarray) -> np.ndarray:
+    """This rank's contiguous share of ``ids`` (gathered back in rank order, the shards are ``ids``)."""
+    if _context is None:
+        return ids
+    return np.array_split(np.asarray(ids), _context.world_size)[_context.rank]
+
+
+def gather_batch(batch: Batch, logits: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """(ids, labels, logits) of the whole global batch, every rank's part in order, on every rank.
+
+    One process: the batch's own. What a recorder sees is then the batch one process trains on.
+    """
+    ids = batch.ids.cpu().numpy()
+    if _context is None:
+        return ids, batch.y, logits
+    import torch
+
+    packed = np.concatenate([ids[:, None].astype(np.float64), batch.y.cpu().numpy()[:, None].astype(np.float64),
+                             logits.detach().float().cpu().numpy().astype(np.float64)], axis=1)
+    whole = gather_rows(packed)
+    return (whole[:, 0].astype(np.int64), torch.from_numpy(whole[:, 1].astype(np.int64)),
+            torch.from_numpy(whole[:, 2:].astype(np.float32)))
+
+
+# ------------------------------------------------------------------ training
+def check_trainable(method: Method, batch_size: int) -> None:
+    """Refuse what cannot train data-parallel: a method that owns its step, or too small a batch."""
+    if _context is None:
+        return
+    from engine.training.hooks import Method as PlainMethod
+
+    if type(method).optimise is not PlainMethod.optimise:
+        raise UserError(f"method {method.name!r} takes its own optimisation steps (a look-ahead or meta step), "
+                        f"which do not run data-parallel ({_context.world_size} torchrun processes)",
+                        f"run it in one process: python -m engine ... --method {method.name} (without torchrun)")
+    if batch_size < 2 * _context.world_size:
+        raise UserError(f"--batch-size {batch_size} is too small for {_context.world_size} processes: each needs "
+                        "at least 2 samples of every batch", f"use --batch-size {2 * _context.world_size} or more")
+
+
+def train_chunks(ids: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """The global batches of an epoch, as one process makes them; a tail too small to split joins the batch before.
+
+    One process: the tail must hold 2 samples (BatchNorm); N processes: 2 per process.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    chunks = [ids[start:start + batch_size] for start in range(0, len(ids), batch_size)]
+    if len(chunks) > 1 and len(chunks[-1]) < 2 * world_size():
+        chunks[-2:] = [np.concatenate(chunks[-2:])]
+    return chunks
+
+
+def steps_in_epoch(n: int, batch_size: int) -> int:
+    return len(train_chunks(np.arange(n), batch_size))
+
+
+class GradientAverager:
+    """Before each optimiser step, the gradients of the whole global batch on every rank.
+
+    Each rank's gradient is the mean over its part of the batch; weighted by the part's share
+    (``weight``, set for every batch) and summed over the ranks, it is the mean over the batch.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.weight = 1.0 / world_size()
+        self.handle = optimizer.register_step_pre_hook(self._before_step)
+
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        import torch
+        import torch.distributed as dist
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+        grads = [parameter.grad for group in optimizer.param_groups for parameter in group["params"]
+                 if parameter.grad is not None]
+        if not grads:
+            return
+        device = _comm_device()
+        flat = _flatten_dense_tensors([grad.to(device, torch.float32) for grad in grads]) * self.weight
+        dist.all_reduce(flat)
+        for grad, reduced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+            grad.copy_(reduced.to(grad.device, grad.dtype))
+
+
+def sharded_batches(data: ImageBatches, ids: np.ndarray, batch_size: int, *, augment: str,
+                    generator: torch.Generator, averager: GradientAverager) -> Iterator[Batch]:
+    """This rank's part of every global batch of ``ids``, augmented as the whole batch is in one process."""
+    import torch
+
+    from engine.training.data import Batch, augment_batch
+
+    assert _context is not None
+    for chunk in train_chunks(ids, batch_size):
+        bounds = np.cumsum([0] + [len(part) for part in np.array_split(chunk, _context.world_size)])
+        start, stop = int(bounds[_context.rank]), int(bounds[_context.rank + 1])
+        local = chunk[start:stop]
+        if augment != "none":
+            # The random crops and flips are drawn for the whole batch, as one process draws them.
+            whole = torch.zeros((len(chunk), *data.images.shape[1:]), dtype=torch.uint8, device=data.device)
+            raw = whole.permute(0, 3, 1, 2)
+            raw[start:stop] = data.gather(local)
+            raw = augment_batch(raw, augment, generator)[start:stop]
+        else:
+            raw = data.gather(local)
+        averager.weight = len(local) / len(chunk)
+        ids_tensor = torch.from_numpy(local)
+        yield Batch(data.normalise(raw), data.labels[ids_tensor].to(data.device), ids_tensor)
+
+
+def broadcast_model(model: nn.Module) -> None:
+    """Rank 0's weights and buffers on every rank (the same seed makes them alike; this makes them equal)."""
+    if _context is None:
+        return
+    for tensor in [*model.parameters(), *model.buffers()]:
+        tensor.data.copy_(broadcast_tensor(tensor.data))
+
+
+def average_buffers(model: nn.Module) -> None:
+    """Floating-point buffers (BatchNorm running statistics) averaged over the ranks."""
+    if _context is None:
+        return
+    import torch.distributed as dist
+
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            moved = buffer.data.to(_comm_device())
+            dist.all_reduce(moved)
+            buffer.data.copy_((moved / _context.world_size).to(buffer.device))
+
+
+# ------------------------------------------------------------------ rank 0 first, failures
+def main_first(work: Callable[[], T], what: str) -> T:
+    """Rank 0 does ``work`` (which may write, e.g. build the image cache), then the others do it (and find it done).
+
+    The others wait on the process group's store, not a collective, so a long build is no timeout.
+    """
+    global _main_first_calls
+    if _context is None:
+        return work()
+    _main_first_calls += 1
+    key = f"{_KEY}/main_first/{_main_first_calls}"
+    store = _store()
+    if store is None:  # no store to wait on: a barrier (bounded by the process-group timeout)
+        import torch.distributed as dist
+
+        result = work() if is_main() else None
+        dist.barrier()
+        return work() if not is_main() else result  # type: ignore[return-value]
+    if is_main():
+        try:
+            result = work()
+        except BaseException:
+            store.set(key, "failed")
+            raise
+        store.set(key, "ok")
+        return result
+    store.wait([key], timedelta(seconds=_WAIT_FOR_MAIN_S))
+    if store.get(key) != b"ok":
+        raise UserError(f"rank 0 could not prepare {what}", "see rank 0's error")
+    return work()
+
+
+def record_failure(message: str) -> None:
+    """Leave this rank's error where rank 0 finds it (:func:`peer_failure`)."""
+    if _context is None:
+        return
+    store = _store()
+    if store is not None:
+        with contextlib.suppress(Exception):
+            store.set(f"{_KEY}/failed/{_context.rank}", message)
+
+
+def _is_collective_failure(exc: BaseException) -> bool:
+    import torch.distributed as dist
+
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        mark in text for mark in ("gloo", "Gloo", "NCCL", "Connection closed", "Connection reset", "timed out",
+                                  "Timed out", "Socket Timeout"))
+
+
+def peer_failure(exc: BaseException) -> UserError | None:
+    """On rank 0: a collective that failed because another rank stopped, as "rank R stopped: ..."; else None."""
+    if _context is None or not is_main() or not _is_collective_failure(exc):
+        return None
+    time.sleep(0.5)  # a failing rank writes its message as it goes; give it the moment
+    store = _store()
+    stopped: list[str] = []
+    for other in range(1, _context.world_size):
+        message = _store_get(store, f"{_KEY}/failed/{other}")
+        if message is not None:
+            stopped.append(f"rank {other} stopped: {message}")
+        elif _process_gone(_store_get(store, f"{_KEY}/process/{other}")):
+            stopped.append(f"rank {other} stopped: its process ended (killed, or it crashed) before the job finished")
+    if not stopped:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        stopped.append(f"another rank stopped or stopped answering within {timeout_s():g} s ({first})")
+    return UserError("; ".join(stopped),
+                     "fix what stopped it (its output is above), then resume the run with --resume RUN_ID under "
+                     f"torchrun; a rank that is only slow needs a longer {TIMEOUT_ENV}")
+
+
+def _store_get(store: Any, key: str) -> str | None:
+    if store is None:
+        return None
+    try:
+        if not store.check([key]):
+            return None
+        return bytes(store.get(key)).decode(errors="replace")
+    except Exception:  # noqa: BLE001 - the store went away with the group: nothing to learn from it
+        return None
+
+
+def _process_gone(record: str | None) -> bool:
+    """The rank's process (``pid@host``, recorded at start) has ended; only answerable on this host."""
+    if record is None or "@" not in record:
+        return False
+    pid_text, host = record.split("@", 1)
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    # A killed child of torchrun stays a zombie until torchrun reaps it.
+    with contextlib.suppress(OSError):
+        return open(f"/proc/{pid_text}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    return False
+
+
+class SilentSink(EventSink):
+    """The events of a rank other than 0: stamped for the code that reads them back, written nowhere."""
+
+    def set_log_path(self, run_id: str, log_path: Any) -> None:
+        self.run_id = run_id
+
+    def emit(self, event: Event) -> Event:
+        return event
