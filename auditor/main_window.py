@@ -204,6 +204,8 @@ class MainWindow(QMainWindow):
         self.page.results.compare_requested.connect(self.choose_compare)
         self.page.results.export_csv_requested.connect(self.choose_export_csv)
         self.page.results.export_folder_requested.connect(self.choose_export_folder)
+        # Resume a run from its checkpoint; teach the detector from the reviews (finetune-detector).
+        self.page.results.job_requested.connect(lambda command, options: self._start_job(command, list(options)))
         session.decision_changed.connect(self._update_actions)
         session.decisions_reset.connect(self._update_actions)  # a bulk action or its undo
         self.page.review.status_message.connect(lambda text: self.statusBar().showMessage(text, 10000))
@@ -412,7 +414,7 @@ class MainWindow(QMainWindow):
         if status == "died" and run_id and self.session is not None:
             self._mark_dead_run(run_id)
         if self.session is not None and self.page is not None:
-            if command == "audit" and status == "ok":
+            if command in ("audit", "finetune-detector") and status == "ok":  # its new audit becomes current
                 self.session.reload_audit()
                 self.page.show_review()
             else:

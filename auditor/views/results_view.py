@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -63,6 +64,134 @@ def _change(summary: dict[str, Any]) -> tuple[str, str, str]:
     return f"{points(difference.mean)} pts", "up" if difference.mean > 0 else "down", interval
 
 
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
+def _figure(value: Any) -> str:
+    return f"{float(value):.3f}" if isinstance(value, (int, float)) else "—"
+
+
+def _audit_line(run: RunInfo) -> str:
+    """``aum, td_lstm, ensemble · flagged aum 18, td_lstm 13 of 36 · 3 epochs``."""
+    summary, spec = run.summary, run.spec
+    flagged = summary.get("n_flagged")
+    names = list(flagged) if isinstance(flagged, dict) else list(spec.get("detectors") or [])
+    parts = [", ".join(map(str, names)) or "audit"]
+    if isinstance(flagged, dict):
+        parts.append("flagged " + ", ".join(f"{name} {_count(count)}" for name, count in flagged.items())
+                     + f" of {_count(summary.get('n_audited'))}")
+    elif "flagged" in summary:
+        parts.append(f"flagged {_count(summary.get('flagged'))}")
+    epochs = (spec.get("train") or {}).get("epochs") if isinstance(spec.get("train"), dict) else spec.get("epochs")
+    if epochs is not None:
+        parts.append(f"{epochs} epoch{'s' if epochs != 1 else ''}")
+    finetune = summary.get("finetune")
+    if spec.get("rescored_from") and isinstance(finetune, dict):
+        crossed = finetune.get("after_cross_validated") or {}
+        parts.append(f"td_lstm fine-tuned on {_count(finetune.get('n_reviewed'))} reviews, re-scored from "
+                     f"{spec['rescored_from']} (agreement {_figure((finetune.get('before') or {}).get('roc_auc'))} → "
+                     f"{_figure(crossed.get('roc_auc'))})")
+    return " · ".join(parts)
+
+
+def _retrain_line(run: RunInfo) -> str:
+    """``sln (sigma=0.5) · 3 seeds · accuracy 80.0% → 82.0% ± 0.4 pts (no measurable change over 3 seeds)``."""
+    summary = run.summary
+    method = summary.get("method")
+    name = method.get("name") if isinstance(method, dict) else run.spec.get("method", "ce")
+    options = run.spec.get("options") or {}
+    seeds = len(summary.get("seeds") or [None])
+    text = (f"{name}" + (" (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")" if options else "")
+            + f" · {seeds} seed{'s' if seeds != 1 else ''} · accuracy {_percent(summary.get('accuracy_original'))} → "
+            f"{_percent(summary.get('accuracy_cleaned'))}")
+    std = summary.get("accuracy_cleaned_std")
+    if isinstance(std, (int, float)) and seeds > 1:
+        text += f" ± {100 * float(std):.1f} pts"
+    if summary.get("verdict"):
+        text += f" ({summary['verdict']} over {seeds} seeds)"
+    return text
+
+
+def _compare_line(run: RunInfo) -> str:
+    methods = run.summary.get("methods")
+    names = list(methods) if isinstance(methods, dict) else [
+        str(m.get("name")) for m in run.spec.get("methods", []) if isinstance(m, dict)]
+    seeds = len(run.summary.get("seeds") or run.spec.get("seeds") or [])
+    line = f"methods {', '.join(names)}" + (f" · {seeds} seeds" if seeds else "")
+    lines = run.summary.get("lines")
+    return line + (" · " + "; ".join(map(str, lines)) if lines else "")
+
+
+def _tune_line(run: RunInfo) -> str:
+    summary = run.summary
+    trials = f"{_count(summary.get('n_complete'))} trials ({_count(summary.get('n_pruned'))} pruned)"
+    best = summary.get("best_params")
+    if isinstance(best, dict):
+        found = ", ".join(f"{k}={v}" for k, v in best.items())
+        return (f"{summary.get('method', '?')} · {trials} · best {found} (validation accuracy "
+                f"{_percent(summary.get('best_value'))})")
+    return f"{summary.get('method', '?')} · {trials} · no trial finished"
+
+
+SUMMARY_LINES = {"audit": _audit_line, "retrain": _retrain_line, "compare": _compare_line, "tune": _tune_line}
+
+
+def run_summary_line(run: RunInfo) -> str:
+    """A readable one-line summary of a finished run, by kind (never raw ``key: value`` text)."""
+    describe = SUMMARY_LINES.get(run.kind)
+    if describe is not None:
+        try:
+            return describe(run)
+        except (TypeError, ValueError, AttributeError):
+            pass  # an older or foreign summary: fall through to the plain figures
+    figures = [f"{key.replace('_', ' ')} {value:.3g}" if isinstance(value, float) else f"{key.replace('_', ' ')} {value}"
+               for key, value in run.summary.items() if isinstance(value, (int, float, str))]
+    return " · ".join(figures)[:200]
+
+
+def teach_readiness(session: ProjectSession) -> tuple[bool, str]:
+    """Whether the td_lstm detector can be fine-tuned on the reviews now, and a sentence saying why (not)."""
+    from engine.commands.finetune_detector import MIN_REVIEWED
+
+    audits = [run for run in session.runs()
+              if run.kind == "audit" and run.status == "ok" and (run.folder / "dynamics" / "td.npy").is_file()]
+    if not audits:
+        return False, ("Needs an audit with training dynamics (any detector but cl, e.g. all) and your reviews of "
+                       "its suggestions.")
+    try:
+        recorded = set(np.load(audits[-1].folder / "dynamics" / "ids.npy", allow_pickle=False).tolist())
+    except (OSError, ValueError):
+        recorded = set()
+    decisions = [d for sample, d in session.decisions().items() if sample in recorded]
+    mislabeled = sum(d.action in ("relabel", "remove") for d in decisions)
+    kept = sum(d.action == "keep" for d in decisions)
+    counts = f"you have {mislabeled + kept} ({mislabeled} relabelled or removed, {kept} kept)"
+    if mislabeled + kept < MIN_REVIEWED or not mislabeled or not kept:
+        return False, (f"Needs at least {MIN_REVIEWED} reviewed samples of the latest audit with training dynamics, "
+                       f"at least one relabelled or removed and one kept: {counts}.")
+    return True, (f"Fine-tune the LSTM detector on your {mislabeled + kept} reviews ({mislabeled} relabelled or "
+                  "removed, kept ones as correct) and re-score the project from the latest audit's dynamics, "
+                  "without training again")
+
+
+def resume_command(run: RunInfo) -> tuple[str, list[str]] | None:
+    """The engine command and options that continue ``run`` from its checkpoint, or None when it cannot."""
+    from engine.commands.status import RESUMABLE
+    from engine.models import MODEL_CHOICES
+
+    if run.status not in RESUMABLE:
+        return None
+    if run.spec.get("rescored_from"):
+        return "finetune-detector", []  # it trains nothing: running it again is the resume
+    if run.kind not in ("audit", "crossval", "retrain", "compare", "tune"):
+        return None
+    model = str((run.spec.get("train") or {}).get("model", "small_cnn"))
+    if model not in MODEL_CHOICES:
+        return None  # custom code named in a project folder: the person resumes it knowingly, from the CLI
+    return run.kind, ["--resume", run.id]
+
+
 class AccuracyCard(QFrame):
     def __init__(self, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -85,6 +214,7 @@ class ResultsView(QWidget):
     export_csv_requested = Signal()
     export_folder_requested = Signal()
     compare_requested = Signal()
+    job_requested = Signal(str, list)  # an engine command and its options: a resume, the detector's fine-tuning
 
     def __init__(self, session: ProjectSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -138,6 +268,18 @@ class ResultsView(QWidget):
         self.compare_button = QPushButton("Compare methods…")
         self.compare_button.clicked.connect(self.compare_requested)
         actions.insertWidget(1, self.compare_button)
+        # The review teaches the detector (finetune-detector): enabled once there are enough reviews.
+        self.teach_button = QPushButton("Teach the detector")
+        self.teach_button.clicked.connect(lambda: self.job_requested.emit("finetune-detector", []))
+        actions.insertWidget(2, self.teach_button)
+        self.teach_result = QLabel()
+        self.teach_result.setObjectName("muted")
+        self.teach_result.setWordWrap(True)
+        self.teach_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.clicked.connect(self._resume_selected)
+        self._row_runs: list[RunInfo] = []
+        self.runs_table.itemSelectionChanged.connect(self._update_resume)
         self.compare_title = QLabel("Compared methods: held-out accuracy over paired seeds")
         self.compare_title.setObjectName("sectionTitle")
         self.compare_table = CompareTable()
@@ -155,6 +297,7 @@ class ResultsView(QWidget):
         layout.addWidget(self.decision_counts)
         layout.addLayout(actions)
         layout.addWidget(self.export_status)
+        layout.addWidget(self.teach_result)
         layout.addSpacing(8)
         layout.addWidget(accuracy_title)
         layout.addLayout(cards)
@@ -162,12 +305,18 @@ class ResultsView(QWidget):
         layout.addWidget(self.compare_title)
         layout.addWidget(self.compare_table)
         layout.addSpacing(8)
-        layout.addWidget(runs_title)
+        runs_header = QHBoxLayout()
+        runs_header.addWidget(runs_title)
+        runs_header.addStretch(1)
+        runs_header.addWidget(self.resume_button)
+        layout.addLayout(runs_header)
         layout.addWidget(self.runs_table, 1)
 
         session.runs_changed.connect(self.refresh)
         session.decision_changed.connect(self._update_counts)
         session.decisions_reset.connect(self._update_counts)  # a bulk action, or its undo
+        session.decision_changed.connect(self._update_teach)
+        session.decisions_reset.connect(self._update_teach)
         self.refresh()
 
     def refresh(self) -> None:
@@ -176,6 +325,8 @@ class ResultsView(QWidget):
         self._show_runs(runs)
         retrains = [run for run in runs if run.kind == "retrain" and run.status == "ok"]
         self._show_accuracy(retrains[-1] if retrains else None)
+        self._update_teach()
+        self._show_teach_result(runs)
 
     def _update_counts(self, *_: object) -> None:
         counts = self.session.action_counts()
@@ -221,29 +372,63 @@ class ResultsView(QWidget):
             "its fold models each saw only part of the training split.")
 
     def _show_runs(self, runs: list[RunInfo]) -> None:
+        selected = self.selected_run()
+        self._row_runs = list(reversed(runs))
         self.runs_table.setRowCount(len(runs))
-        for row, run in enumerate(reversed(runs)):
+        for row, run in enumerate(self._row_runs):
             summary = run.summary
-            if run.kind == "retrain" and "accuracy_cleaned" in summary:
-                text = f"accuracy {_percent(summary.get('accuracy_original'))} → " \
-                       f"{_percent(summary.get('accuracy_cleaned'))}"
-                if summary.get("verdict"):
-                    text += f" ({summary['verdict']} over {len(summary.get('seeds') or [])} seeds)"
-            elif run.kind == "compare" and summary.get("lines"):
-                text = "; ".join(map(str, summary["lines"]))
-            elif "error" in summary:
+            if "error" in summary:
                 text = str(summary["error"])
             elif run.status == "interrupted":
                 text = self.session.run_note(run)  # why, and the command that resumes it (helper "app")
             elif "reason" in summary:
                 text = str(summary["reason"])
             else:
-                text = ", ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}"
-                                 for k, v in summary.items() if isinstance(v, (int, float, str)))[:200]
+                text = run_summary_line(run)
             cells = [run.kind, run.status, time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)), run.id,
                      text]
             for column, value in enumerate(cells):
                 self.runs_table.setItem(row, column, QTableWidgetItem(value))
+        if selected is not None:
+            for row, run in enumerate(self._row_runs):
+                if run.id == selected.id:
+                    self.runs_table.selectRow(row)
+        self._update_resume()
+
+    # ------------------------------------------------------------------ resume
+    def selected_run(self) -> RunInfo | None:
+        rows = {index.row() for index in self.runs_table.selectedIndexes()}
+        return self._row_runs[min(rows)] if rows and min(rows) < len(self._row_runs) else None
+
+    def _resumable_run(self) -> RunInfo | None:
+        """The selected run, or else the latest one, when it can be resumed from the app."""
+        selected = self.selected_run()
+        candidates = [selected] if selected is not None else self._row_runs[:1]
+        return next((run for run in candidates if resume_command(run) is not None), None)
+
+    def _update_resume(self) -> None:
+        run = self._resumable_run()
+        self.resume_button.setEnabled(run is not None and not self.session.read_only)
+        self.resume_button.setToolTip(
+            f"Continue {run.kind} run {run.id} from its last checkpoint" if run is not None
+            else "Select an interrupted, cancelled or failed run to continue it from its last checkpoint")
+
+    def _resume_selected(self) -> None:
+        run = self._resumable_run()
+        command = resume_command(run) if run is not None else None
+        if command is not None:
+            self.job_requested.emit(command[0], command[1])
+
+    # ------------------------------------------------- the review teaches the detector
+    def _update_teach(self, *_: object) -> None:
+        ready, why = teach_readiness(self.session)
+        self.teach_button.setEnabled(ready and not self.session.read_only)
+        self.teach_button.setToolTip(why)
+
+    def _show_teach_result(self, runs: list[RunInfo]) -> None:
+        """The detector's agreement with the person, before and after, from the latest fine-tuning."""
+        tuned = [run for run in runs if run.status == "ok" and isinstance(run.summary.get("finetune"), dict)]
+        self.teach_result.setText(finetune_text(tuned[-1].summary["finetune"]) if tuned else "")
 
     def show_compare(self, data: dict[str, Any]) -> None:
         self.compare_table.show_result(data)
@@ -252,3 +437,16 @@ class ResultsView(QWidget):
 
     def show_export(self, text: str) -> None:
         self.export_status.setText(text)
+
+
+def finetune_text(agreement: dict[str, Any]) -> str:
+    """The agreement of td_lstm with the person's reviews, as shown after fine-tuning."""
+    crossed = agreement.get("after_cross_validated") or {}
+    folds = crossed.get("folds") or 0
+    after = (f"<b>{_figure(crossed.get('roc_auc'))}</b> ({folds}-fold cross-validated over your reviews)" if folds
+             else f"— ({crossed.get('note', 'too few reviews of each kind to cross-validate')})")
+    return (f"Detector agreement with your {agreement.get('n_reviewed')} reviews ({agreement.get('n_mislabeled')} "
+            f"relabelled or removed, {agreement.get('n_correct')} kept), ROC-AUC: before "
+            f"<b>{_figure((agreement.get('before') or {}).get('roc_auc'))}</b> → after {after}; "
+            f"{_figure((agreement.get('after_in_sample') or {}).get('roc_auc'))} on the reviews it learned from "
+            "(optimistic). The re-scored audit is now the current one.")
