@@ -7,8 +7,11 @@ Prints, with the targets beside them:
   decide   key press → committed row → view updated, median and worst       (target < 50 ms worst)
   scroll   time per page when jumping through the whole browse grid
   memory   the GUI process's peak resident memory (getrusage)                 (target < 1 GB)
+  data map data map tab shown → every audited point drawn                   (target < 1 s)
+  lasso    a free-hand lasso around half the map → the selected ids
 The project is made fast: a few distinct tiny PNGs written many times, one bulk insert,
-and fake "cl" scores saved in a fake audit run.
+and a fake audit run with scores from every registered detector, the cartography extras
+(the data map) and a small fake dynamics recording (the review's dynamics plot, read on every key).
 """
 
 from __future__ import annotations
@@ -63,13 +66,48 @@ def make_project(root: Path, samples: int) -> Path:
     project.add_classes(CLASSES)
     project.add_samples(rows)
     project.set_meta("source", {"kind": "folder", "image_root": str(images)})
-    run = project.new_run("audit", {"detectors": ["cl"], "model": "fake", "epochs": 0, "folds": 0})
-    scores = rng.beta(1, 8, samples)
-    suggested = np.where(scores > 0.3, (labels + 1) % len(CLASSES), labels)
-    project.save_scores(run.id, "cl", scores, suggested, scores > 0.3)
+    from engine.detectors import DETECTORS
+
+    run = project.new_run("audit", {"detectors": list(DETECTORS), "model": "fake", "epochs": FAKE_EPOCHS,
+                                    "folds": 0})
+    noisy = rng.random(samples) < 0.2
+    for name in DETECTORS:  # every detector: scores that mostly agree on the noisy samples
+        scores = np.clip(np.where(noisy, rng.beta(6, 3, samples), rng.beta(1, 8, samples)), 0.0, 1.0)
+        suggested = np.where(scores > 0.5, (labels + 1) % len(CLASSES), labels)
+        project.save_scores(run.id, name, scores, suggested, scores > 0.5)
+    save_fake_dynamics(run.folder, np.flatnonzero(np.array([row["split"] == "train" for row in rows])), labels,
+                       noisy, rng)
     project.finish_run(run.id, "ok", {"fake": True})
     project.close()
     return root / "project"
+
+
+FAKE_EPOCHS = 6
+FAKE_TD_WIDTH = 4
+
+
+def save_fake_dynamics(folder: Path, train_ids: np.ndarray, labels: np.ndarray, noisy: np.ndarray,
+                       rng: np.random.Generator) -> None:
+    """The cartography extras of the audited (train) samples, and a small dynamics recording of them."""
+    n = len(train_ids)
+    curve = np.linspace(0.2, 1.0, FAKE_EPOCHS)  # the given label learned over the epochs, unless noisy
+    given = np.where(noisy[train_ids, None], 0.6 - 0.5 * curve, curve) + rng.normal(0, 0.08, (n, FAKE_EPOCHS))
+    given = np.clip(given, 0.0, 1.0)
+    np.save(folder / "audited_ids.npy", train_ids)
+    np.save(folder / "cartography_confidence.npy", given.mean(axis=1).astype(np.float32))
+    np.save(folder / "cartography_variability.npy", given.std(axis=1).astype(np.float32))
+    np.save(folder / "cartography_correctness.npy", (given > 0.5).mean(axis=1).astype(np.float32))
+    dynamics = folder / "dynamics"
+    dynamics.mkdir()
+    np.save(dynamics / "ids.npy", train_ids)
+    np.save(dynamics / "labels.npy", labels[train_ids])
+    td = np.empty((n, FAKE_TD_WIDTH, FAKE_EPOCHS), dtype=np.float16)
+    td[:, 0] = given
+    rest = (1.0 - given)[:, None, :] * np.array([0.6, 0.25, 0.1])[None, :, None]
+    td[:, 1:] = rest
+    classes = (labels[train_ids, None] + np.arange(FAKE_TD_WIDTH)[None]) % len(CLASSES)
+    np.save(dynamics / "td_classes.npy", classes.astype(np.int32))
+    np.save(dynamics / "td.npy", td)  # last, as the recorder does: its presence says the set is complete
 
 
 def main() -> int:
@@ -124,6 +162,27 @@ def main() -> int:
     per_page = (time.perf_counter() - start) / stops
     page.thumbnails.wait_idle(60_000)
 
+    # The data map: every audited sample drawn (a fresh view, as on the first visit to the tab).
+    start = time.perf_counter()
+    page.setCurrentWidget(page.data_map)
+    window.repaint()
+    app.processEvents()
+    map_draw = time.perf_counter() - start
+    data_map = page.data_map
+    assert data_map.data is not None, "the fake audit's cartography extras did not load"
+    mapped = len(data_map.data.ids)
+    drawn = sum(len(scatter.getData()[0]) for scatter in data_map.scatters)
+    # A lasso around the lower half of the map: the selection searches every point, not only those drawn.
+    angles = np.linspace(0, 2 * np.pi, 200, endpoint=False)
+    high = float(data_map.data.variability.max())
+    lasso = np.column_stack([high / 2 + high * 0.6 * np.cos(angles), 0.25 + 0.3 * np.sin(angles)])
+    start = time.perf_counter()
+    data_map.select_polygon(lasso)
+    app.processEvents()
+    lasso_time = time.perf_counter() - start
+    lassoed = len(data_map.selected)
+    data_map.select(np.zeros(0, dtype=np.int64))
+
     page.show_review()
     review = page.review
     review.setFocus()
@@ -147,7 +206,7 @@ def main() -> int:
         finally:
             commit_times.append(time.perf_counter() - begin)
 
-    session.project.decide = timed_decide  # type: ignore[method-assign]
+    session.project.decide = timed_decide  # type: ignore[method-assign,assignment]
     for index in range(args.decisions):
         key = keys[index % len(keys)]
         before = session.reviewed_count
@@ -178,6 +237,9 @@ def main() -> int:
     print(f"          p95 {p95_ms:.1f} ms; of which the SQLite commit (fsync): median {commit_median:.1f} ms, "
           f"worst {commit_worst:.1f} ms")
     print(f"memory    peak {peak_mb:.0f} MiB   target < 1024 MiB   {verdict(peak_mb < 1024)}")
+    print(f"data map draw {map_draw:6.3f} s for {mapped:,} audited samples ({drawn:,} drawn, one per pixel)"
+          f"   target < 1 s   {verdict(map_draw < 1)}")
+    print(f"lasso     {lasso_time * 1000:6.1f} ms to select {lassoed:,} samples inside a 200-vertex lasso")
     window.close()
     return 0
 

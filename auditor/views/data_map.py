@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
+from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
@@ -119,13 +120,12 @@ def one_per_pixel(x: np.ndarray, y: np.ndarray, x_range: tuple[float, float], y_
 
 
 class LassoViewBox(pg.ViewBox):
-    """A view box where a left drag draws a lasso (Shift: a rectangle) and a left click picks a point.
+    """A view box where a left drag draws a lasso (Shift: a rectangle).
 
     The wheel zooms, a right drag zooms an axis, a middle drag pans (pyqtgraph's own handling).
     """
 
     lasso_finished = Signal(object)  # (m, 2) polygon in data coordinates
-    clicked_at = Signal(float, float)  # data coordinates
 
     def __init__(self) -> None:
         super().__init__(enableMenu=False)
@@ -135,14 +135,6 @@ class LassoViewBox(pg.ViewBox):
         self._vertices: list[tuple[float, float]] = []
         self._last_scene: QPointF | None = None
         self._rectangle = False
-
-    def mouseClickEvent(self, ev: object) -> None:  # noqa: N802 - pyqtgraph's name
-        if ev.button() == Qt.MouseButton.LeftButton:  # type: ignore[attr-defined]
-            ev.accept()  # type: ignore[attr-defined]
-            point = self.mapSceneToView(ev.scenePos())  # type: ignore[attr-defined]
-            self.clicked_at.emit(point.x(), point.y())
-            return
-        super().mouseClickEvent(ev)
 
     def mouseDragEvent(self, ev: object, axis: int | None = None) -> None:  # noqa: N802 - pyqtgraph's name
         if ev.button() != Qt.MouseButton.LeftButton or axis is not None:  # type: ignore[attr-defined]
@@ -257,7 +249,8 @@ class DataMapView(QWidget):
         self._redraw_timer.setInterval(REDRAW_DELAY_MS)
         self._redraw_timer.timeout.connect(self.draw)
         self.view_box.sigRangeChanged.connect(lambda *_: self._redraw_timer.start())
-        self.view_box.clicked_at.connect(self.click_at)
+        # Clicks are taken from the scene: a scatter item accepts a click on its own points before the view box.
+        self.plot.scene().sigMouseClicked.connect(self._on_scene_click)
         self.view_box.lasso_finished.connect(self.select_polygon)
         session.audit_changed.connect(self._on_audit_changed)
         for signal in (session.decision_changed, session.decisions_reset, session.review_filter_changed):
@@ -366,6 +359,15 @@ class DataMapView(QWidget):
         distance = dx * dx + dy * dy
         nearest = int(np.argmin(distance))
         return int(self.data.ids[nearest]) if distance[nearest] <= radius_px * radius_px else None
+
+    def _on_scene_click(self, ev: MouseClickEvent) -> None:
+        position = ev.scenePos()
+        if ev.button() != Qt.MouseButton.LeftButton or self.data is None \
+                or not self.view_box.sceneBoundingRect().contains(position) \
+                or self.legend.sceneBoundingRect().contains(position):
+            return
+        point = self.view_box.mapSceneToView(position)
+        self.click_at(point.x(), point.y())
 
     def click_at(self, x: float, y: float) -> None:
         """A click on a point reviews that sample; a click on nothing clears the selection."""
