@@ -18,6 +18,7 @@ from engine.errors import Cancelled, UserError
 from engine.events import EventSink
 from engine.jobs import CancelToken
 from engine.methods import MethodContext, build_method, parse_options
+from engine.methods.meta import example_gradients
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches
 from engine.training.hooks import Callback, Method, StepOutput
@@ -107,6 +108,97 @@ def test_l2rw_without_a_trusted_set_or_with_bad_options_is_a_clear_error() -> No
         parse_options("meta_mixup", {"max_grad_norm": "0"})
     with pytest.raises(UserError, match="variant='medium'"):
         parse_options("alternating", {"variant": "medium"})
+
+
+def higher_look_ahead(state: TrainState, x: torch.Tensor, targets: torch.Tensor,
+                      trusted_x: torch.Tensor, trusted_y: torch.Tensor) -> torch.Tensor:
+    """The look-ahead as the seed takes it with ``higher``: a differentiable step, a second-order backward."""
+    import higher
+
+    with higher.innerloop_ctx(state.model, state.optimizer, copy_initial_weights=True) as (fmodel, diffopt):
+        cost = torch.nn.functional.cross_entropy(fmodel(x).float(), targets, reduction="none")
+        eps = torch.zeros_like(cost, requires_grad=True)
+        diffopt.step(torch.sum(cost * eps))
+        trusted_loss = torch.nn.functional.cross_entropy(fmodel(trusted_x).float(), trusted_y)
+        (gradient,) = torch.autograd.grad(trusted_loss, eps)
+    return gradient.detach()
+
+
+def conv_state(seed: int = 0) -> tuple[TrainState, MethodContext]:
+    """The real small_cnn (BatchNorm, pooling) at 16 px, the trainer's SGD (momentum, Nesterov, weight decay)."""
+    images, labels, truth = tiny_images()
+    data = ImageBatches(images, labels, CPU, channels_last=True)
+    trainer = Trainer(TrainConfig(epochs=2, batch_size=16, image_size=16, seed=seed), data, np.arange(80),
+                      num_classes=3, events=EventSink(), augment="flip-crop")
+    context = MethodContext(num_classes=3, train_ids=np.arange(80), labels=labels, data=data, seed=seed,
+                            trusted_ids=np.arange(80, 96), trusted_labels=truth[80:96])
+    return trainer.state, context
+
+
+def test_the_look_ahead_equals_higher_s_on_a_batchnorm_model_with_momentum() -> None:
+    state, context = conv_state()
+    method = build_method("l2rw", {}, context)
+    buffers = {name: buffer.clone() for name, buffer in state.model.named_buffers()}
+    for step in range(3):  # the first step (no momentum buffer yet) and two after it
+        batch = next(iter(state.data.batches(np.arange(16 * step, 16 * step + 16), 16)))
+        trusted_x, trusted_y = method.trusted.next(state, 16)  # type: ignore[attr-defined]
+        expected = higher_look_ahead(state, batch.x, batch.y, trusted_x, trusted_y)
+        for name, buffer in state.model.named_buffers():  # the look-ahead leaves BatchNorm statistics alone
+            torch.testing.assert_close(buffer, buffers[name], rtol=0, atol=0)
+        gradient = example_gradients(state, batch.x, batch.y, trusted_x, trusted_y)
+        torch.testing.assert_close(gradient, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+        assert float(expected.abs().max()) > 1e-3  # not a vacuous comparison of zeros
+        method.optimise(state, batch)
+        state.scheduler.step()
+        buffers = {name: buffer.clone() for name, buffer in state.model.named_buffers()}
+
+
+def test_an_l2rw_step_gives_the_same_weights_as_with_higher_s_look_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.methods.l2rw as l2rw
+
+    weights = []
+    for look_ahead in (example_gradients, higher_look_ahead):
+        monkeypatch.setattr(l2rw, "example_gradients", look_ahead)
+        state, context = conv_state(seed=3)
+        method = build_method("l2rw", {}, context)
+        for step in range(3):
+            method.optimise(state, next(iter(state.data.batches(np.arange(16 * step, 16 * step + 16), 16))))
+            state.scheduler.step()
+        weights.append(state.model.state_dict())
+    for name, value in weights[1].items():
+        torch.testing.assert_close(weights[0][name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+class FirstOrderOnly(torch.autograd.Function):
+    """Doubles its input; its backward cannot itself be differentiated, its forward-mode derivative exists."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * 2
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
+        return tangent * 2
+
+
+def test_the_look_ahead_takes_no_second_order_backward() -> None:
+    """A second-order backward (BatchNorm's took 60% of a step) is what made the look-ahead slow."""
+    state, labels, trusted = contradicting_case()
+    state.model = nn.Sequential(*state.model.children(), FirstOrderLayer())
+    state.optimizer = torch.optim.SGD(state.model.parameters(), lr=0.5)
+    method = build_method("l2rw", {"weighting": "clamp", "max_grad_norm": "none"}, context_of(state, labels, trusted))
+    gradient = method.optimise(state, first_batch(state, [0, 1])).extras["meta_gradient"]
+    assert gradient[0] < 0 < gradient[1]
+
+
+class FirstOrderLayer(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return FirstOrderOnly.apply(x)
 
 
 # ------------------------------------------------------------ meta_mixup
