@@ -218,7 +218,7 @@ def test_review_says_each_detectors_verdict_and_how_many_agree(qtbot: QtBot, win
     assert labels["agreement"].text() == "1 of 2 detectors flag it"
     # The queue by one detector, or by agreement, from the combo box in the review header.
     box = review.order_box
-    assert box.isVisible() and box.count() == 3
+    assert box.isVisible() and box.count() == 4  # ranked, aum, agreement, by class pair
     box.setCurrentIndex(box.findData("aum"))
     box.activated.emit(box.currentIndex())
     assert list(review.model.ids()) == [n - 1, n - 2, n - 3, n - 4, 2]  # aum's flagged set, highest score first
