@@ -249,6 +249,13 @@ class DataMapView(QWidget):
         self._redraw_timer.setInterval(REDRAW_DELAY_MS)
         self._redraw_timer.timeout.connect(self.draw)
         self.view_box.sigRangeChanged.connect(lambda *_: self._redraw_timer.start())
+        self.view_box.sigResized.connect(lambda *_: self._redraw_timer.start())  # pixels per cell changed
+        # Changes are applied once the event loop is back, and only while the map is on screen: a click
+        # that sends samples to the review switches tabs first, so the map is not redrawn for nothing.
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self._refresh_if_shown)
         # Clicks are taken from the scene: a scatter item accepts a click on its own points before the view box.
         self.plot.scene().sigMouseClicked.connect(self._on_scene_click)
         self.view_box.lasso_finished.connect(self.select_polygon)
@@ -260,14 +267,17 @@ class DataMapView(QWidget):
     # ----------------------------------------------------------------- state
     def _on_audit_changed(self) -> None:
         self._data_dirty = True
-        self.select(np.zeros(0, dtype=np.int64))
-        if self.isVisible():
-            self.refresh()
+        self.selected = np.zeros(0, dtype=np.int64)
+        self._update_selection_widgets()
+        self._refresh_timer.start()
 
     def _on_colours_changed(self, *_: object) -> None:
         # Decisions arrive on every review key: recolour only when the map is on screen (or next shown).
         self._colours_dirty = True
-        if self.isVisible():
+        self._refresh_timer.start()
+
+    def _refresh_if_shown(self) -> None:
+        if self.isVisible() and (self._data_dirty or self._colours_dirty):
             self.refresh()
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name

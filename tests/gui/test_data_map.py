@@ -164,6 +164,7 @@ def test_points_are_coloured_by_flagged_and_by_decision(qtbot: QtBot, session: P
     relabelled, removed = int(data.ids[0]), int(data.ids[1])
     session.decide(relabelled, "relabel", (int(session.labels[relabelled]) + 1) % 3)
     session.decide(removed, "remove")
+    qtbot.waitUntil(lambda: not view._colours_dirty, timeout=2000)  # recoloured once the event loop runs
     assert view.category[0] == CATEGORY_INDEX["relabel"] and view.category[1] == CATEGORY_INDEX["remove"]
     # What is drawn: the relabelled point is in the "relabelled" scatter, at its place.
     drawn_x, drawn_y = view.scatters[CATEGORY_INDEX["relabel"]].getData()
