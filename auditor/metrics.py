@@ -69,33 +69,45 @@ def _cumulative_counts(is_noisy: np.ndarray, scores: np.ndarray) -> tuple[np.nda
     return false_positives, true_positives, sorted_scores[last_of_tie]
 
 
-def roc_curve(is_noisy: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(false positive rate, true positive rate) from (0, 0) to (1, 1), one point per distinct score.
+@dataclass(frozen=True)
+class Curves:
+    """A detector's ROC and precision-recall curves, one vertex per distinct score (from one sort).
 
-    scikit-learn's ``roc_curve(..., drop_intermediate=False)`` without its thresholds.
-    Both classes must be present.
+    ``fpr``/``tpr`` run from (0, 0) to (1, 1): scikit-learn's ``roc_curve(..., drop_intermediate=False)``;
+    empty when the truth has one class only. ``recall``/``precision`` start at the highest
+    threshold: scikit-learn's ``precision_recall_curve`` reversed, without its final (0, 1);
+    empty when no sample is noisy.
     """
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    recall: np.ndarray
+    precision: np.ndarray
+
+    @property
+    def roc_auc(self) -> float | None:
+        return float(np.trapezoid(self.tpr, self.fpr)) if len(self.fpr) else None
+
+    @property
+    def average_precision(self) -> float | None:
+        """scikit-learn's: the sum of precision times the recall gained at each threshold (no interpolation)."""
+        return float(np.sum(np.diff(np.r_[0.0, self.recall]) * self.precision)) if len(self.recall) else None
+
+
+def curves(is_noisy: np.ndarray, scores: np.ndarray) -> Curves:
+    """Both curves of one detector's ``scores`` against the truth ``is_noisy``."""
+    empty = np.zeros(0)
+    if not len(is_noisy):
+        return Curves(empty, empty, empty, empty)
     false_positives, true_positives, _ = _cumulative_counts(is_noisy, scores)
-    fpr = np.r_[0.0, false_positives / false_positives[-1]]
-    tpr = np.r_[0.0, true_positives / true_positives[-1]]
-    return fpr, tpr
-
-
-def precision_recall_curve(is_noisy: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(recall, precision), highest threshold first, one point per distinct score; some sample must be noisy."""
-    false_positives, true_positives, _ = _cumulative_counts(is_noisy, scores)
-    precision = true_positives / (true_positives + false_positives)
-    recall = true_positives / true_positives[-1]
-    return recall, precision
-
-
-def roc_auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    return float(np.trapezoid(tpr, fpr))
-
-
-def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
-    """scikit-learn's: the sum of precision times the recall gained at each threshold (no interpolation)."""
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    fpr = tpr = recall = precision = empty
+    if true_positives[-1] > 0:
+        recall = true_positives / true_positives[-1]
+        precision = true_positives / (true_positives + false_positives)
+        if false_positives[-1] > 0:
+            fpr = np.r_[0.0, false_positives / false_positives[-1]]
+            tpr = np.r_[0.0, recall]
+    return Curves(fpr, tpr, recall, precision)
 
 
 def decimate(x: np.ndarray, y: np.ndarray, max_points: int = 2000) -> np.ndarray:
@@ -114,8 +126,12 @@ def decimate(x: np.ndarray, y: np.ndarray, max_points: int = 2000) -> np.ndarray
     return np.unique(np.r_[0, indices, n - 1])
 
 
-def detection_metrics(is_noisy: np.ndarray, scores: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
-    """The figures of :func:`engine.evaluate.detection_metrics` (same keys, same values), with numpy."""
+def detection_metrics(is_noisy: np.ndarray, scores: np.ndarray, flagged: np.ndarray,
+                      detector_curves: Curves | None = None) -> dict[str, Any]:
+    """The figures of :func:`engine.evaluate.detection_metrics` (same keys, same values), with numpy.
+
+    ``detector_curves``: :func:`curves` of these scores, when already computed.
+    """
     is_noisy = np.asarray(is_noisy, dtype=bool)
     flagged = np.asarray(flagged, dtype=bool)
     n_noisy, n_flagged = int(is_noisy.sum()), int(flagged.sum())
@@ -123,21 +139,22 @@ def detection_metrics(is_noisy: np.ndarray, scores: np.ndarray, flagged: np.ndar
     precision = hits / n_flagged if n_flagged else 0.0
     recall = hits / n_noisy if n_noisy else 0.0
     f1 = 2 * hits / (n_flagged + n_noisy) if n_flagged + n_noisy else 0.0
-    roc = roc_auc(*roc_curve(is_noisy, scores)) if 0 < n_noisy < len(is_noisy) else None
-    ap = average_precision(*precision_recall_curve(is_noisy, scores)) if n_noisy else None
+    found = detector_curves if detector_curves is not None else curves(is_noisy, scores)
     return {
-        "roc_auc": roc, "average_precision": ap, "precision": precision, "recall": recall, "f1": f1,
+        "roc_auc": found.roc_auc, "average_precision": found.average_precision,
+        "precision": precision, "recall": recall, "f1": f1,
         "n": int(len(is_noisy)), "n_noisy": n_noisy, "n_flagged": n_flagged, "n_true_positives": hits,
     }
 
 
-def evaluation_report(truth: Truth, run: RunInfo, scores: dict[str, np.ndarray],
-                      flagged: dict[str, np.ndarray]) -> dict[str, Any]:
+def evaluation_report(truth: Truth, run: RunInfo, scores: dict[str, np.ndarray], flagged: dict[str, np.ndarray],
+                      found: dict[str, Curves] | None = None) -> dict[str, Any]:
     """What ``evaluate --json`` reports per detector, from scores already in memory.
 
     Returns ``n_evaluated``, ``true_noise_rate`` and ``detectors``: name -> the figures of
     :func:`detection_metrics` plus ``estimated_noise_rate`` (as the run recorded it, or
     None), ``true_noise_rate`` and ``flagged_rate``. The truth must be known somewhere.
+    Each detector's :class:`Curves` go into ``found`` when given (one sort per detector in all).
     """
     evaluated = truth.evaluated
     noisy = truth.mislabeled[evaluated]
@@ -145,7 +162,10 @@ def evaluation_report(truth: Truth, run: RunInfo, scores: dict[str, np.ndarray],
     recorded = run.summary.get("detectors", {})
     detectors: dict[str, Any] = {}
     for name, score in scores.items():
-        metrics = detection_metrics(noisy, score[evaluated], flagged[name][evaluated])
+        detector_curves = curves(noisy, score[evaluated])
+        if found is not None:
+            found[name] = detector_curves
+        metrics = detection_metrics(noisy, score[evaluated], flagged[name][evaluated], detector_curves)
         entry = recorded.get(name, {}) if isinstance(recorded, dict) else {}
         metrics["estimated_noise_rate"] = entry.get("estimated_noise_rate") if isinstance(entry, dict) else None
         metrics["true_noise_rate"] = true_rate

@@ -4,7 +4,8 @@ usage: python packaging/screenshots.py [OUT_DIR]      (default docs/screenshots)
 
 Runs offscreen with its own settings and data folder: makes the demo project through
 the engine, runs a small real audit (captured mid-run), reviews a few samples from the
-keyboard, retrains, and saves start, browse, audit, review, plots and results views.
+keyboard, retrains, and saves start, browse, audit, review, plots and results views; then audits
+with every detector and saves the detector curves, probability histograms and noisy-data grid.
 """
 
 from __future__ import annotations
@@ -106,6 +107,14 @@ def main(argv: list[str]) -> int:
     wait_until(app, lambda: bool(finished), 900, "the retrain")
     page.setCurrentWidget(page.results)
     shot("06-results")
+
+    # Every detector against the demo's known truth: curves, p(given label) histograms, the noisy grid.
+    finished.clear()
+    window.start_audit(TrainOptions(epochs=3, folds=2, image_size=16, device="cpu", detectors=["all"]))
+    wait_until(app, lambda: bool(finished), 900, "the audit with every detector")
+    for view, name in ((page.curves, "09-curves"), (page.histograms, "09-histograms"), (page.noisy, "09-noisy-grid")):
+        page.setCurrentWidget(view)
+        shot(name)
     window.close()
     return 0
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,14 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 import auditor.plotting  # noqa: F401 - plot settings
-from auditor.metrics import (
-    Truth,
-    decimate,
-    evaluation_report,
-    precision_recall_curve,
-    read_truth,
-    roc_curve,
-)
+from auditor.metrics import Curves, decimate, evaluation_report, read_truth
 from auditor.session import ProjectSession
 
 MAX_VERTICES = 2000
@@ -66,12 +59,9 @@ def _fmt(value: float | None) -> str:
 class DetectorCurve:
     """One detector's curves: every vertex (for the figures) and the indices drawn."""
 
-    fpr: np.ndarray
-    tpr: np.ndarray
-    recall: np.ndarray
-    precision: np.ndarray
-    roc_drawn: np.ndarray  # indices into fpr/tpr
-    pr_drawn: np.ndarray  # indices into recall/precision
+    full: Curves
+    roc_drawn: np.ndarray  # indices into full.fpr/tpr
+    pr_drawn: np.ndarray  # indices into full.recall/precision
 
 
 def _new_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
@@ -146,7 +136,11 @@ class DetectorCurvesView(QWidget):
     # Computed when shown, not on every audit change: opening a project of 100,000 samples stays quick.
     def _changed(self) -> None:
         self._dirty = True
-        if self.isVisible():
+        if self.isVisible():  # once, after the burst of signals a new audit or reload sends
+            QTimer.singleShot(0, self, self._refresh_if_dirty)
+
+    def _refresh_if_dirty(self) -> None:
+        if self._dirty:
             self.refresh()
 
     def showEvent(self, event: QShowEvent) -> None:
@@ -183,7 +177,8 @@ class DetectorCurvesView(QWidget):
             self._say(NO_TRUTH)
             return
         self._say("")
-        report = evaluation_report(truth, audit.run, audit.per_detector, audit.per_detector_flagged)
+        found: dict[str, Curves] = {}
+        report = evaluation_report(truth, audit.run, audit.per_detector, audit.per_detector_flagged, found)
         self.report = report
         stale = self.session.audit_stale
         self.caption.setText(
@@ -193,7 +188,7 @@ class DetectorCurvesView(QWidget):
             "grey line guesses.")
         self._draw_references(report["true_noise_rate"])
         for index, name in enumerate(report["detectors"]):
-            self._draw_detector(index, name, truth, audit.per_detector[name], report["detectors"][name])
+            self._draw_detector(index, name, found[name], report["detectors"][name])
         self._fill_table(report)
 
     def _draw_references(self, noise_rate: float) -> None:
@@ -201,28 +196,19 @@ class DetectorCurvesView(QWidget):
         self.roc_plot.getPlotItem().plot([0, 1], [0, 1], pen=chance)
         self.pr_plot.getPlotItem().plot([0, 1], [noise_rate, noise_rate], pen=chance)
 
-    def _draw_detector(self, index: int, name: str, truth: Truth, scores: np.ndarray,
-                       metrics: dict[str, Any]) -> None:
-        evaluated = truth.evaluated
-        noisy = truth.mislabeled[evaluated]
-        score = scores[evaluated]
-        if not noisy.any():
-            return  # no error to find: no curve (the table says n/a)
-        recall, precision = precision_recall_curve(noisy, score)
-        if noisy.all():
-            fpr = tpr = np.zeros(0)
-        else:
-            fpr, tpr = roc_curve(noisy, score)
-        curve = DetectorCurve(fpr, tpr, recall, precision, decimate(fpr, tpr, MAX_VERTICES),
-                              decimate(recall, precision, MAX_VERTICES))
+    def _draw_detector(self, index: int, name: str, full: Curves, metrics: dict[str, Any]) -> None:
+        curve = DetectorCurve(full, decimate(full.fpr, full.tpr, MAX_VERTICES),
+                              decimate(full.recall, full.precision, MAX_VERTICES))
         self.curves[name] = curve
         pen = detector_pen(index)
-        if len(fpr):
+        if len(full.fpr):  # undefined when every evaluated sample is mislabeled (the table says n/a)
             self.roc_items[name] = self.roc_plot.getPlotItem().plot(
-                fpr[curve.roc_drawn], tpr[curve.roc_drawn], pen=pen, name=f"{name}  AUC {_fmt(metrics['roc_auc'])}")
-        self.pr_items[name] = self.pr_plot.getPlotItem().plot(
-            recall[curve.pr_drawn], precision[curve.pr_drawn], pen=pen,
-            name=f"{name}  AP {_fmt(metrics['average_precision'])}")
+                full.fpr[curve.roc_drawn], full.tpr[curve.roc_drawn], pen=pen,
+                name=f"{name}  AUC {_fmt(metrics['roc_auc'])}")
+        if len(full.recall):  # undefined when no evaluated sample is mislabeled
+            self.pr_items[name] = self.pr_plot.getPlotItem().plot(
+                full.recall[curve.pr_drawn], full.precision[curve.pr_drawn], pen=pen,
+                name=f"{name}  AP {_fmt(metrics['average_precision'])}")
 
     def _fill_table(self, report: dict[str, Any]) -> None:
         self.table.setRowCount(len(report["detectors"]))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -189,7 +189,11 @@ class NoisyGridView(QWidget):
 
     def _changed(self) -> None:
         self._dirty = True
-        if self.isVisible():
+        if self.isVisible():  # once, after the burst of signals a new audit or reload sends
+            QTimer.singleShot(0, self, self._refresh_if_dirty)
+
+    def _refresh_if_dirty(self) -> None:
+        if self._dirty:
             self.refresh()
 
     def showEvent(self, event: QShowEvent) -> None:

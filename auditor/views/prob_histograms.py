@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -115,7 +115,11 @@ class ProbHistogramsView(QWidget):
 
     def _changed(self) -> None:
         self._dirty = True
-        if self.isVisible():
+        if self.isVisible():  # once, after the burst of signals a new audit or reload sends
+            QTimer.singleShot(0, self, self._refresh_if_dirty)
+
+    def _refresh_if_dirty(self) -> None:
+        if self._dirty:
             self.refresh()
 
     def _on_filter_changed(self) -> None:

@@ -230,3 +230,28 @@ def test_the_tabs_are_in_the_project_page_and_a_tile_opens_the_review(qtbot: QtB
     assert page.currentWidget() is page.review
     assert page.review.current_sample() == tile.info.sample_id
     page.shutdown()
+
+
+def test_labels_changed_elsewhere_redraw_the_visible_views(qtbot: QtBot, session: ProjectSession) -> None:
+    """Noise injected by the CLI while the app is open: the grid and the table follow the new labels."""
+    cache = ThumbnailCache(session.root)
+    grid = NoisyGridView(session, cache)
+    curves = DetectorCurvesView(session)
+    for view in (grid, curves):
+        qtbot.addWidget(view)
+        view.show()
+    qtbot.waitUntil(lambda: bool(grid.tiles) and curves.report is not None)
+    train = session.project.sample_table().split == "train"
+    clean = next(tile.info.sample_id for tile in grid.tiles if not tile.info.mismatch and train[tile.info.sample_id])
+    before = curves.report["true_noise_rate"]  # type: ignore[index]
+    new_label = (int(session.labels[clean]) + 1) % len(session.class_names)
+    with sqlite3.connect(session.root / DB_NAME) as db:
+        db.execute("UPDATE samples SET label = ? WHERE id = ?", (new_label, clean))
+    assert session.reload_if_changed()
+    qtbot.waitUntil(lambda: clean in grid.mismatched_ids() or clean not in
+                    {tile.info.sample_id for tile in grid.tiles})
+    wrong = {tile.info.sample_id for tile in grid.tiles if tile.info.mismatch}
+    table = session.project.sample_table()
+    assert wrong == {int(i) for ids in grid.chosen.values() for i in ids if table.true_label[i] != table.label[i]}
+    qtbot.waitUntil(lambda: curves.report is not None and curves.report["true_noise_rate"] != before)
+    cache.shutdown()
