@@ -1,0 +1,210 @@
+"""torchrun: 2 gloo ranks on the CPU do the jobs of one process (engine/training/distributed.py).
+
+The 2-rank runs are real ``python -m torch.distributed.run`` processes on a tiny generated project
+(33 images of 16 px, 25 of them training samples: an odd count, so shards and batches are uneven).
+Their model has no BatchNorm (``tiny_model`` below), whose per-rank batch statistics would differ
+from one process's; with it, 2 ranks train the same steps as 1 process up to float rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch import nn
+
+from engine.events import Done, Error, parse_event, read_events
+from engine.store import Project
+from engine.training import distributed
+
+TESTS = Path(__file__).resolve().parent
+MODEL = "test_distributed:tiny_model"
+TRAIN = ["--epochs", "2", "--batch-size", "4", "--image-size", "16", "--device", "cpu", "--model", MODEL]
+
+
+def tiny_model(num_classes: int) -> nn.Module:
+    """A convolution and a linear head, no BatchNorm: data-parallel steps equal one process's."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                         nn.Linear(16, num_classes))
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import make_image_folder
+
+    from engine.data.importing import import_folder
+
+    base = tmp_path_factory.mktemp("ddp")
+    images = make_image_folder(base / "images", per_class=11)
+    import_folder(base / "project", images, test_fraction=0.25, folds=2).close()
+    return base / "project"
+
+
+def copy_project(template: Path, target: Path) -> Path:
+    shutil.copytree(template, target)
+    return target
+
+
+def torchrun_env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+           distributed.TIMEOUT_ENV: "30", "OMP_NUM_THREADS": "1"}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    return env
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-u", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "engine", *args]
+
+
+def only_run(project: Path) -> Path:
+    with Project.open(project) as opened:
+        runs = opened.runs()
+    assert len(runs) == 1, [run.id for run in runs]
+    return runs[0].folder
+
+
+def test_two_gloo_ranks_match_one_process(tiny_project: Path, tmp_path: Path) -> None:
+    one = copy_project(tiny_project, tmp_path / "one")
+    two = copy_project(tiny_project, tmp_path / "two")
+    from engine.audit import run_audit
+    from engine.training.config import TrainConfig
+
+    # The reference: one process, in this one (the same job as `python -m engine audit`).
+    config = TrainConfig(epochs=2, batch_size=4, image_size=16, device="cpu", model=MODEL)
+    with Project.open(one) as opened:
+        assert run_audit(opened, config, folds=2, detectors=["cl", "aum", "ocl"])[1] == "ok"
+    result = subprocess.run(torchrun("audit", str(two), "--folds", "2", "--detectors", "cl,aum,ocl", *TRAIN, "--json"),
+                            env=torchrun_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # One events stream (rank 0's): every stdout line an event, numbered once, ending in one done.
+    events = [parse_event(line) for line in result.stdout.splitlines()]
+    assert [event.seq for event in events] == list(range(1, len(events) + 1))
+    assert [type(event) for event in events].count(Done) == 1 and isinstance(events[-1], Done)
+    assert events[-1].status == "ok"
+    folder_one, folder_two = only_run(one), only_run(two)  # one run row, none from rank 1
+    assert [event.seq for event in read_events(folder_two / "events.jsonl")] == [event.seq for event in events]
+
+    with Project.open(two) as project:
+        n, train_ids = project.num_samples, project.sample_table().train_ids
+    probs_one, probs_two = np.load(folder_one / "pred_probs.npy"), np.load(folder_two / "pred_probs.npy")
+    assert probs_two.shape == (n, 3) and np.allclose(probs_two.sum(axis=1), 1, atol=1e-5)  # every sample, once
+    np.testing.assert_allclose(probs_two, probs_one, atol=1e-5)
+    dynamics_one, dynamics_two = folder_one / "dynamics", folder_two / "dynamics"
+    np.testing.assert_array_equal(np.load(dynamics_two / "ids.npy"), np.sort(train_ids))
+    for name in ("margin.npy", "td.npy", "mean_probs.npy"):
+        recorded = np.load(dynamics_two / name).astype(np.float32)
+        assert not np.isnan(recorded).any(), name  # NaN marks a sample no rank recorded
+        np.testing.assert_allclose(recorded, np.load(dynamics_one / name).astype(np.float32), atol=2e-3)
+    confident = np.load(dynamics_two / "confident_class.npy")
+    assert (confident >= -1).all()  # -2: never recorded
+    np.testing.assert_array_equal(confident, np.load(dynamics_one / "confident_class.npy"))
+    assert json.loads((folder_two / "summary.json").read_text())["n_flagged"] == \
+        json.loads((folder_one / "summary.json").read_text())["n_flagged"]
+
+
+def rank_pid(parent: int, rank: int, deadline: float) -> int:
+    """The pid of torchrun worker ``rank`` among ``parent``'s children (Linux /proc)."""
+    while time.monotonic() < deadline:
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                try:
+                    environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if f"RANK={rank}".encode() in environ:
+                    return int(child)
+        time.sleep(0.2)
+    raise AssertionError(f"no rank {rank} worker under process {parent}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker through /proc")
+def test_a_killed_rank_ends_the_job_with_an_error_and_the_project_opens(tiny_project: Path, tmp_path: Path) -> None:
+    project = copy_project(tiny_project, tmp_path / "killed")
+    command = torchrun("audit", str(project), "--folds", "2", *TRAIN, "--epochs", "300", "--json")
+    process = subprocess.Popen(command, env=torchrun_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:  # training is under way once a training metric arrives
+            lines.append(line)
+            if '"type": "metric"' in line:
+                break
+        os.kill(rank_pid(process.pid, 1, time.monotonic() + 30), signal.SIGKILL)
+        rest, stderr = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    events = [parse_event(line) for line in (lines + rest.splitlines()) if line.strip()]
+    assert process.returncode != 0, stderr[-2000:]
+    errors = [event for event in events if isinstance(event, Error)]
+    assert errors and "rank 1 stopped" in errors[-1].message, stderr[-2000:]
+    assert isinstance(events[-1], Done) and events[-1].status == "error"
+    with Project.open(project) as opened:  # the store is whole; the run reads as failed, not running
+        (run,) = opened.runs()
+        assert run.status == "error"
+        assert opened.sample_table().train_ids.size == 25
+
+
+def test_retrain_under_torchrun_records_its_method(tiny_project: Path, tmp_path: Path) -> None:
+    project = copy_project(tiny_project, tmp_path / "retrain")
+    result = subprocess.run(torchrun("retrain", str(project), "--method", "sln", "--no-baseline", "--seeds", "1",
+                                     *TRAIN, "--json"),
+                            env=torchrun_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = only_run(project)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["method"]["name"] == "sln"
+    assert json.loads((folder / "model.json").read_text())["method"] == "sln"
+    assert 0.0 <= summary["accuracy_cleaned"] <= 1.0
+    assert sum(1 for line in result.stdout.splitlines() if '"type": "done"' in line) == 1
+
+
+@pytest.fixture
+def two_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 1 of 2, without a process group: for the checks that need no collective."""
+    monkeypatch.setattr(distributed, "_context", distributed.DistContext(2, 1, 1))
+
+
+def test_methods_that_own_their_step_and_tiny_batches_are_refused(two_ranks: None) -> None:
+    from engine.errors import UserError
+    from engine.methods.l2rw import LearningToReweight
+    from engine.training.hooks import Method
+
+    with pytest.raises(UserError, match="one process") as refused:
+        distributed.check_trainable(LearningToReweight.__new__(LearningToReweight), 128)
+    assert "l2rw" in refused.value.message.lower()
+    with pytest.raises(UserError, match="--batch-size 4"):
+        distributed.check_trainable(Method(), 3)
+    distributed.check_trainable(Method(), 4)
+
+
+def test_global_batches_split_whole_and_uneven(two_ranks: None) -> None:
+    chunks = distributed.train_chunks(np.arange(13), 4)
+    assert [len(chunk) for chunk in chunks] == [4, 4, 5]  # a tail of 1 joins the batch before, as in one process
+    assert [len(chunk) for chunk in distributed.train_chunks(np.arange(11), 4)] == [4, 7]  # 3 < 2 per rank
+    assert [part.tolist() for part in np.array_split(chunks[-1], 2)] == [[8, 9, 10], [11, 12]]
+    assert distributed.shard(np.arange(5)).tolist() == [3, 4]  # rank 1's contiguous share
+
+
+def test_commands_that_do_not_train_are_refused_under_torchrun(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                tiny_project: Path) -> None:
+    from engine.cli import main
+
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    assert main(["status", str(tiny_project)]) != 0
+    assert "does not run under torchrun" in capsys.readouterr().err
+    assert not distributed.active()
