@@ -5,7 +5,8 @@ usage: python packaging/screenshots.py [OUT_DIR]      (default docs/screenshots)
 Runs offscreen with its own settings and data folder: makes the demo project through
 the engine, runs a small real audit (captured mid-run), reviews a few samples from the
 keyboard, retrains, and saves start, browse, audit, review, plots and results views; then audits
-with every detector and saves the detector curves, probability histograms and noisy-data grid.
+with every detector and saves the detector curves, probability histograms, noisy-data grid,
+the data map and the review's training-dynamics plot.
 """
 
 from __future__ import annotations
@@ -115,6 +116,19 @@ def main(argv: list[str]) -> int:
     for view, name in ((page.curves, "09-curves"), (page.histograms, "09-histograms"), (page.noisy, "09-noisy-grid")):
         page.setCurrentWidget(view)
         shot(name)
+
+    # That audit's data map, with a lasso around its hard-to-learn corner, and the review's dynamics plot.
+    import numpy as np
+
+    page.setCurrentWidget(page.data_map)
+    pump(0.3)
+    data_map = page.data_map
+    if data_map.data is not None:
+        high = float(data_map.data.variability.max())
+        data_map.select_polygon(np.array([[0.0, 0.0], [high * 0.35, 0.0], [high * 0.35, 0.3], [0.0, 0.3]]))
+    shot("08-data-map")
+    page.show_review()
+    shot("08-dynamics")
     window.close()
     return 0
 

@@ -199,14 +199,15 @@ class DataMapView(QWidget):
                                          size=category.size, pxMode=True, hoverable=False, name=category.label)
             item.addItem(scatter)
             self.scatters.append(scatter)
-        self.selection_ring = pg.ScatterPlotItem(pen=pg.mkPen("#111827", width=1.5), brush=None, symbol="o",
-                                                 size=12, pxMode=True, hoverable=False)
+        self.selection_ring = pg.ScatterPlotItem(pen=pg.mkPen("#111827", width=1), brush=None, symbol="o",
+                                                 size=11, pxMode=True, hoverable=False)
         self.selection_ring.setZValue(50)
         item.addItem(self.selection_ring)
-        self.region_labels = [pg.TextItem(text, color="#6b7280", anchor=anchor)
+        self.region_labels = [pg.TextItem(text, color="#4b5563", anchor=anchor, fill=pg.mkBrush(255, 255, 255, 210))
                               for text, anchor in (("easy to learn", (0, 0)), ("hard to learn", (0, 1)),
                                                    ("ambiguous", (1, 0.5)))]
         for label in self.region_labels:
+            label.setZValue(60)  # readable above the points and the selection
             item.addItem(label, ignoreBounds=True)
 
         title = QLabel("Data map — how confidently and how steadily each sample's label was learned")
