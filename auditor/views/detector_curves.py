@@ -32,11 +32,10 @@ from auditor.session import ProjectSession
 
 MAX_VERTICES = 2000
 # Okabe & Ito's palette, which people with any common colour-vision deficiency tell apart (its yellow
-# is left out: too faint on white); every detector also gets its own line style, so no pair differs by
-# colour alone.
-SAFE_COLORS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000"]
-LINE_STYLES = [Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DashDotLine, Qt.PenStyle.DotLine,
-               Qt.PenStyle.DashDotDotLine]
+# is left out: too faint on white); each of the first seven detectors also gets its own dash pattern
+# (in pen widths; None = solid), so no two curves differ by colour alone.
+SAFE_COLORS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#000000", "#56B4E9"]
+DASH_PATTERNS: list[list[float] | None] = [None, [5, 3], [1, 2], [6, 2, 1, 2], [10, 3], [6, 2, 1, 2, 1, 2], [2, 2]]
 NO_AUDIT = "No audit yet: run an audit to see how well its detectors find the label errors."
 NO_TRUTH = ("The true labels of this project are not known, so its detectors cannot be scored against them: "
             "ROC and precision-recall curves need the truth. Inject noise into a clean dataset "
@@ -47,8 +46,10 @@ COLUMNS = ["Detector", "ROC-AUC", "PR-AUC (AP)", "Precision", "Recall", "F1", "F
 
 
 def detector_pen(index: int, width: float = 2.0) -> Any:
-    """The pen of the index-th detector: a colour and a line style (7 x 5 distinct pairs)."""
-    return pg.mkPen(SAFE_COLORS[index % len(SAFE_COLORS)], width=width, style=LINE_STYLES[index % len(LINE_STYLES)])
+    """The pen of the index-th detector: a colour and a dash pattern (7 x 7 distinct pairs)."""
+    colour = SAFE_COLORS[index % len(SAFE_COLORS)]
+    dash = DASH_PATTERNS[(index + index // len(SAFE_COLORS)) % len(DASH_PATTERNS)]
+    return pg.mkPen(colour, width=width) if dash is None else pg.mkPen(colour, width=width, dash=dash)
 
 
 def _fmt(value: float | None) -> str:
@@ -99,7 +100,8 @@ class DetectorCurvesView(QWidget):
                                  "precision (share of flagged that are errors)")
         self.roc_plot.getPlotItem().addLegend(offset=(-8, -8), labelTextSize="8pt",
                                               brush=pg.mkBrush(255, 255, 255, 225))
-        self.pr_plot.getPlotItem().addLegend(offset=(-8, 8), labelTextSize="8pt",
+        # Bottom left: precision-recall curves keep to the top and the right edge.
+        self.pr_plot.getPlotItem().addLegend(offset=(8, -8), labelTextSize="8pt",
                                              brush=pg.mkBrush(255, 255, 255, 225))
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -108,7 +110,8 @@ class DetectorCurvesView(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setMinimumHeight(120)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # every row shows (below)
         plots = QHBoxLayout()
         plots.setSpacing(12)
         plots.addWidget(self.roc_plot, 1)
@@ -116,8 +119,8 @@ class DetectorCurvesView(QWidget):
         self.body = QWidget()
         body = QVBoxLayout(self.body)
         body.setContentsMargins(0, 0, 0, 0)
-        body.addLayout(plots, 3)
-        body.addWidget(self.table, 1)
+        body.addLayout(plots, 1)
+        body.addWidget(self.table)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 12, 12, 12)
         layout.addWidget(self.title)
@@ -221,6 +224,10 @@ class DetectorCurvesView(QWidget):
                 if column:
                     cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, column, cell)
+        # As tall as its rows: one row per detector, none hidden behind a scroll bar.
+        rows = sum(self.table.rowHeight(row) for row in range(self.table.rowCount()))
+        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + rows
+                                  + 2 * self.table.frameWidth() + 2)
 
     def legend_labels(self, plot: pg.PlotWidget) -> list[str]:
         """The legend's texts, in order (what a person reads next to each curve)."""

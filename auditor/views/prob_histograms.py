@@ -76,8 +76,8 @@ class ProbHistogramsView(QWidget):
         self.title.setObjectName("sectionTitle")
         self.title.setWordWrap(True)
         self.source_picker = QComboBox()
-        self.share = QCheckBox("as a share of each group")
-        self.share.setToolTip("Each group's bars sum to 1, so a small group (the errors) is as visible as a large one")
+        self.share = QCheckBox("as % of each group")
+        self.share.setToolTip("Each group's bars sum to 100%, so a small group (the errors) is as visible as a large one")
         self.share.setChecked(True)
         self.caption = QLabel()
         self.caption.setObjectName("muted")
@@ -89,7 +89,9 @@ class ProbHistogramsView(QWidget):
         item.setMenuEnabled(False)
         item.showGrid(x=False, y=True, alpha=0.15)
         item.setLabel("bottom", "predicted probability of the sample's given label")
-        item.addLegend(offset=(8, 8), labelTextSize="9pt", brush=pg.mkBrush(255, 255, 255, 225))
+        item.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)" beside a share
+        # Top right: the mislabeled pile up at the left, the clean spread thinly to the right.
+        item.addLegend(offset=(-8, 8), labelTextSize="9pt", brush=pg.mkBrush(255, 255, 255, 225))
         top = QHBoxLayout()
         top.addWidget(QLabel("Probabilities from"))
         top.addWidget(self.source_picker, 1)
@@ -182,13 +184,13 @@ class ProbHistogramsView(QWidget):
             self.groups = {"flagged": np.flatnonzero(recorded & flagged),
                            "not flagged": np.flatnonzero(recorded & ~flagged)}
         share = self.share.isChecked()
-        item.setLabel("left", "share of the group" if share else "samples")
+        item.setLabel("left", "% of the group" if share else "samples")
         # Clean (or not flagged) first, underneath; the errors drawn over it.
         for position, name in enumerate(reversed(list(self.groups))):
             ids = self.groups[name]
             counts, _ = np.histogram(values[ids], bins=self.edges)
             self.counts[name] = counts
-            heights = counts / max(len(ids), 1) if share else counts.astype(float)
+            heights = 100.0 * counts / max(len(ids), 1) if share else counts.astype(float)
             colour, style = GROUP_STYLES[position]
             fill = pg.mkColor(colour)
             fill.setAlpha(70)

@@ -164,7 +164,7 @@ def test_histograms_count_mislabeled_against_clean(qtbot: QtBot, session: Projec
         expected, _ = np.histogram(given[mask], bins=BINS, range=(0.0, 1.0))
         assert np.array_equal(view.counts[name], expected)
         _, heights = view.items[name].getData()
-        assert np.allclose(heights, expected / mask.sum())  # drawn as a share of the group
+        assert np.allclose(heights, 100 * expected / mask.sum())  # drawn as a % of the group
     view.share.setChecked(False)
     assert np.array_equal(view.items["clean"].getData()[1], view.counts["clean"])
 
