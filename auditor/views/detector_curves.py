@@ -155,6 +155,10 @@ class DetectorCurvesView(QWidget):
         self.message.setText(text)
         self.message.setVisible(bool(text))
         self.body.setVisible(not text)
+        # The sentence takes the room the plots leave, its text at the top (not spread down the page).
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.setStretchFactor(self.message, 1 if text else 0)
 
     def _clear(self) -> None:
         for plot in (self.roc_plot, self.pr_plot):
