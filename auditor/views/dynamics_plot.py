@@ -102,12 +102,16 @@ class DynamicsPlot(QWidget):
         item.setYRange(0, 1, padding=0.05)
         item.getAxis("left").setTicks([[(0.0, "0"), (0.5, "0.5"), (1.0, "1")]])
         item.getAxis("left").setStyle(hideOverlappingLabels=False)  # 0 and 1 sit at the edges of a small plot
-        self.curves: list[pg.PlotDataItem] = []
+        # A line and its epoch markers per class, as two light items: a PlotDataItem costs 5x more per key.
+        self.curves: list[pg.PlotCurveItem] = []
+        self.markers: list[pg.ScatterPlotItem] = []
         for (colour, style, width), symbol in zip(LINE_STYLES, SYMBOLS, strict=True):
-            curve = pg.PlotDataItem(pen=pg.mkPen(colour, width=width, style=style), symbol=symbol, symbolSize=6,
-                                    symbolBrush=pg.mkBrush(colour), symbolPen=None)
+            curve = pg.PlotCurveItem(pen=pg.mkPen(colour, width=width, style=style))
+            marker = pg.ScatterPlotItem(symbol=symbol, size=6, pen=None, brush=pg.mkBrush(colour), hoverable=False)
             item.addItem(curve)
+            item.addItem(marker)
             self.curves.append(curve)
+            self.markers.append(marker)
         self._names: list[str] = []  # the legend's entries, one per drawn curve
         self.blank = pg.TextItem(NOT_TRAINED, color="#6b7280", anchor=(0.5, 0.5))
         self.blank.setPos(0.5, 0.5)
@@ -158,12 +162,15 @@ class DynamicsPlot(QWidget):
         if self.blank.isVisible() and self.recording is not None:
             self.blank.setPos((1 + max(2, self.recording.epochs)) / 2, 0.5)
         names: list[str] = []
-        for index, curve in enumerate(self.curves):
+        for index, (curve, marker) in enumerate(zip(self.curves, self.markers, strict=True)):
             if dynamics is None or index >= len(dynamics.classes):
                 curve.setData([], [])
+                marker.setData(x=[], y=[])
                 continue
             probs = dynamics.probs[index]
-            curve.setData(np.arange(1, len(probs) + 1), probs)
+            epochs = np.arange(1, len(probs) + 1)
+            curve.setData(epochs, probs)
+            marker.setData(x=epochs, y=probs)
             name = self.session.class_name(int(dynamics.classes[index]))
             if index == 0:
                 given = sample_id is not None and int(self.session.labels[int(sample_id)]) == int(dynamics.classes[0])

@@ -203,6 +203,7 @@ def test_dynamics_plot_draws_the_samples_own_row(qtbot: QtBot, session: ProjectS
             x, y = plot.curves[index].getData()
             assert list(x) == list(range(1, td.shape[2] + 1))
             np.testing.assert_array_equal(y, np.asarray(td[row, index], dtype=np.float32))
+            np.testing.assert_array_equal(plot.markers[index].getData()[1], y)  # the epoch markers too
         names = [session.class_name(int(k)) for k in td_classes[row, :width]]
         assert [name.split(" (")[0] for name in plot.legend_names()] == names
         assert plot.legend_names()[0].endswith("(given)")
