@@ -311,9 +311,15 @@ class Trainer:
         """
         if self.checkpoint_path is None:
             return False
-        _remove_stale_temporaries(self.checkpoint_path)
-        if not self.checkpoint_path.is_file():
+        if distributed.is_main():
+            _remove_stale_temporaries(self.checkpoint_path)
+        # Under torchrun rank 0's checkpoint decides, and every rank must read that same file.
+        if not distributed.broadcast_object(self.checkpoint_path.is_file()):
             return False
+        if not self.checkpoint_path.is_file():
+            raise UserError(f"torchrun rank {distributed.rank()} cannot see the checkpoint {self.checkpoint_path} "
+                            "that rank 0 resumes from",
+                            "put the project folder on storage every node shares, at the same path")
         payload = torch.load(self.checkpoint_path, map_location=self.state.device, weights_only=True)
         if payload.get("format") == CHECKPOINT_FORMAT:
             self._check_samples(payload["samples"])
