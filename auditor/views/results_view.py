@@ -178,10 +178,10 @@ def teach_readiness(session: ProjectSession) -> tuple[bool, str]:
 def resume_command(run: RunInfo) -> tuple[str, list[str]] | None:
     """The engine command and options that continue ``run`` from its checkpoint, or None when it cannot."""
     from engine.commands.status import RESUMABLE
-    from engine.models import MODEL_CHOICES
 
     if run.status not in RESUMABLE:
         return None
+    from engine.models import MODEL_CHOICES  # imports torch: only for a run that can be resumed
     if run.spec.get("rescored_from"):
         return "finetune-detector", []  # it trains nothing: running it again is the resume
     if run.kind not in ("audit", "crossval", "retrain", "compare", "tune"):
