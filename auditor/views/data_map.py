@@ -34,6 +34,7 @@ from auditor.session import ProjectSession
 
 AUDITED_IDS_FILE = "audited_ids.npy"  # engine.audit.AUDITED_IDS_FILE (engine.audit is not imported: it is heavy)
 CONFIDENCE_FILE = "cartography_confidence.npy"
+DYNAMICS_FOLDER = "dynamics"  # engine.training.recorders.DYNAMICS_FOLDER (not imported: it imports torch)
 VARIABILITY_FILE = "cartography_variability.npy"
 CLICK_RADIUS_PX = 8  # how near a click must land to a point to choose it
 LASSO_STEP_PX = 3  # a lasso vertex every few pixels of mouse travel: enough for a smooth outline
@@ -58,7 +59,7 @@ CATEGORIES = (
     Category("remove", "removed", "#D55E00", "x", 9),
 )
 CATEGORY_INDEX = {category.key: index for index, category in enumerate(CATEGORIES)}
-NO_MAP = ("The data map needs the cartography detector. Run an audit with cartography (or all) to see every "
+NO_MAP = ("The data map needs training dynamics. Run an audit with cartography (or aum, or all) to see every "
           "sample by how confidently and how steadily the model learned its label.")
 
 
@@ -72,12 +73,12 @@ class DataMapData:
 
 
 def load_data_map(run_folder: Path) -> DataMapData | None:
-    """The cartography extras of an audit run; None when it has none (or they do not fit together)."""
+    """The cartography extras of an audit run, else its recorded dynamics; None when it has neither."""
     arrays = []
     for name in (AUDITED_IDS_FILE, VARIABILITY_FILE, CONFIDENCE_FILE):
         path = Path(run_folder) / name
         if not path.is_file():
-            return None
+            return map_from_dynamics(Path(run_folder) / DYNAMICS_FOLDER)
         try:
             arrays.append(np.load(path, allow_pickle=False))
         except (OSError, ValueError):
@@ -86,6 +87,22 @@ def load_data_map(run_folder: Path) -> DataMapData | None:
     if not (ids.ndim == variability.ndim == confidence.ndim == 1 and len(ids) == len(variability) == len(confidence)):
         return None
     return DataMapData(ids.astype(np.int64), variability.astype(np.float64), confidence.astype(np.float64))
+
+
+def map_from_dynamics(folder: Path) -> DataMapData | None:
+    """Cartography's two measures computed from a dynamics recording (an audit without the cartography
+    detector): the mean and the standard deviation over epochs of the probability of the trained label."""
+    if not (folder / "td.npy").is_file():
+        return None
+    try:
+        ids = np.load(folder / "ids.npy", allow_pickle=False)
+        td = np.load(folder / "td.npy", mmap_mode="r", allow_pickle=False)
+        if td.ndim != 3 or len(td) != len(ids):
+            return None
+        given = np.asarray(td[:, 0, :], dtype=np.float64)  # (n, E): column 0 is the label trained on
+    except (OSError, ValueError):
+        return None
+    return DataMapData(ids.astype(np.int64), given.std(axis=1), given.mean(axis=1))
 
 
 def points_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.ndarray:

@@ -182,6 +182,22 @@ def test_data_map_arrays_are_the_cartography_extras(session: ProjectSession) -> 
     np.testing.assert_allclose(1.0 - data.confidence, audit.per_detector["cartography"][data.ids], atol=1e-6)
 
 
+def test_without_cartography_the_map_comes_from_the_dynamics(audited: Path) -> None:
+    with Project.open(audited) as project:
+        run = project.runs("audit")[-1]
+    with_extras = load_data_map(run.folder)
+    for name in ("cartography_confidence.npy", "cartography_variability.npy"):
+        (run.folder / name).unlink()  # as an audit with aum alone leaves it
+    from_dynamics = load_data_map(run.folder)
+    assert with_extras is not None and from_dynamics is not None
+    # The same samples (nothing removed before this audit), the same measures up to float16 storage.
+    np.testing.assert_array_equal(from_dynamics.ids, with_extras.ids)
+    np.testing.assert_allclose(from_dynamics.confidence, with_extras.confidence, atol=1e-3)
+    np.testing.assert_allclose(from_dynamics.variability, with_extras.variability, atol=1e-3)
+    shutil.rmtree(run.folder / "dynamics")
+    assert load_data_map(run.folder) is None
+
+
 def test_dynamics_plot_draws_the_samples_own_row(qtbot: QtBot, session: ProjectSession) -> None:
     review = ReviewView(session, ThumbnailCache(session.root))
     qtbot.addWidget(review)
