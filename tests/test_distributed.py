@@ -208,3 +208,29 @@ def test_commands_that_do_not_train_are_refused_under_torchrun(monkeypatch: pyte
     assert main(["status", str(tiny_project)]) != 0
     assert "does not run under torchrun" in capsys.readouterr().err
     assert not distributed.active()
+
+
+class FakeStore:
+    """The process group's key-value store, as a dict."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def check(self, keys: list[str]) -> bool:
+        return all(key in self.values for key in keys)
+
+    def get(self, key: str) -> bytes:
+        return self.values[key].encode()
+
+
+def test_rank_zero_names_the_rank_that_failed_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(distributed, "_context", distributed.DistContext(3, 0, 0))
+    alive = f"{os.getpid()}@{__import__('socket').gethostname()}"
+    store = FakeStore({"label_auditor/failed/2": "ValueError: boom", "label_auditor/process/1": alive})
+    monkeypatch.setattr(distributed, "_store", lambda: store)
+    failure = distributed.peer_failure(RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:1234"))
+    assert failure is not None and failure.message == "rank 2 stopped: ValueError: boom"  # rank 1 is alive
+    assert "--resume" in failure.hint
+    assert distributed.peer_failure(ValueError("not a collective")) is None
+    monkeypatch.setattr(distributed, "_context", distributed.DistContext(3, 1, 1))
+    assert distributed.peer_failure(RuntimeError("Connection closed by peer")) is None  # only rank 0 reports

@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -485,9 +486,11 @@ def _process_gone(record: str | None) -> bool:
     except OSError:
         return False
     # A killed child of torchrun stays a zombie until torchrun reaps it.
-    with contextlib.suppress(OSError):
-        return open(f"/proc/{pid_text}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
-    return False
+    try:
+        stat = Path(f"/proc/{pid_text}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 class SilentSink(EventSink):
