@@ -271,7 +271,6 @@ class ResultsView(QWidget):
         # The review teaches the detector (finetune-detector): enabled once there are enough reviews.
         self.teach_button = QPushButton("Teach the detector")
         self.teach_button.clicked.connect(lambda: self.job_requested.emit("finetune-detector", []))
-        actions.insertWidget(2, self.teach_button)
         self.teach_result = QLabel()
         self.teach_result.setObjectName("muted")
         self.teach_result.setWordWrap(True)
@@ -297,7 +296,10 @@ class ResultsView(QWidget):
         layout.addWidget(self.decision_counts)
         layout.addLayout(actions)
         layout.addWidget(self.export_status)
-        layout.addWidget(self.teach_result)
+        teach_row = QHBoxLayout()  # its own row: the actions above still fit an 800-px screen
+        teach_row.addWidget(self.teach_button, 0, Qt.AlignmentFlag.AlignTop)
+        teach_row.addWidget(self.teach_result, 1)
+        layout.addLayout(teach_row)
         layout.addSpacing(8)
         layout.addWidget(accuracy_title)
         layout.addLayout(cards)
