@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from torch.func import functional_call
 
 from engine.errors import Cancelled, UserError
 from engine.events import EventSink
 from engine.jobs import CancelToken
 from engine.methods import MethodContext, build_method, parse_options
-from engine.methods.mlc import MetaLabelCorrection, sgd_lookahead
+from engine.methods.mlc import MetaLabelCorrection, sgd_lookahead, soft_cross_entropy
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches
 from engine.training.hooks import Callback, StepOutput
@@ -97,6 +99,95 @@ def test_the_look_ahead_is_the_step_the_optimiser_takes() -> None:
         for param, imagined in zip(params, ahead, strict=True):
             torch.testing.assert_close(param.detach(), imagined, rtol=0, atol=1e-7)
         assert step_scale == pytest.approx(0.1 * 1.9)  # Nesterov: (1 + momentum) * eta
+
+
+def second_order_meta_gradient(method: MetaLabelCorrection, state: TrainState, batch: Batch) -> list[torch.Tensor]:
+    """The meta-net's gradient as the seed takes it: back-propagated through the training gradient g_s.
+
+    Draws the trusted batch the next step will draw, and leaves the model, its BatchNorm statistics
+    and the trusted draws as they were.
+    """
+    assert method.corrector is not None
+    saved = (method.generator.get_state(), method.trusted_order.clone(), method.trusted_next)
+    buffers = {name: buffer.clone() for name, buffer in state.model.named_buffers()}
+    named = [(name, p) for name, p in state.model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    x_trusted, y_trusted = method._trusted_batch(state)
+    half = len(y_trusted) // 2
+    x_trusted, x_mix, y_trusted, y_mix = x_trusted[:half], x_trusted[half:], y_trusted[:half], y_trusted[half:]
+    logits = state.model(batch.x)
+    assert method._features is not None
+    targets = method.corrected(method._features.detach().float(), batch.y)
+    loss = soft_cross_entropy(logits, targets)
+    loss_mix = torch.nn.functional.cross_entropy(state.model(x_mix).float(), y_mix)
+    loss = (loss * len(batch.y) + loss_mix * len(y_mix)) / (len(batch.y) + len(y_mix))
+    grad_train = torch.autograd.grad(loss, params, create_graph=True)
+    eta = float(state.optimizer.param_groups[0]["lr"])
+    ahead, step_scale = sgd_lookahead(state.optimizer, params, [g.detach() for g in grad_train], eta)
+    ahead = [p.detach().requires_grad_(True) for p in ahead]
+    ahead_logits = functional_call(state.model, {name: p for (name, _), p in zip(named, ahead, strict=True)},
+                                   (x_trusted,))
+    grad_ahead = torch.autograd.grad(torch.nn.functional.cross_entropy(ahead_logits.float(), y_trusted), ahead)
+    proxy = -step_scale * torch.stack([(g * a).sum() for g, a in zip(grad_train, grad_ahead, strict=True)]).sum()
+    gradients = torch.autograd.grad(proxy, list(method.corrector.parameters()))
+    method.generator.set_state(saved[0])
+    method.trusted_order, method.trusted_next = saved[1], saved[2]
+    with torch.no_grad():
+        for name, buffer in state.model.named_buffers():
+            buffer.copy_(buffers[name])
+    return [gradient.detach() for gradient in gradients]
+
+
+def test_the_meta_gradient_equals_back_propagating_through_the_training_gradient() -> None:
+    context, data, _ = constructed()
+    fit, method = trainer(context, data, {"gradient_steps": "2", "trusted_batch_size": "16"}, epochs=1)
+    state = fit.state
+    method.setup(state)
+    batches = iter(data.batches(TRAIN[:64], 16))
+    for _ in range(2):  # momentum buffers, and a meta-net that has stepped once
+        method.optimise(state, next(batches))
+    batch = next(batches)
+    expected = second_order_meta_gradient(method, state, batch)
+    method.optimise(state, batch)  # the third look-ahead: its meta-gradient is kept (K = 2), not yet applied
+    assert method.meta_gradient is not None
+    for got, want in zip(method.meta_gradient, expected, strict=True):
+        assert float(want.abs().max()) > 0
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+
+
+class FirstOrderOnly(torch.autograd.Function):
+    """Doubles its input; its backward cannot itself be differentiated, its forward-mode derivative exists."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * 2
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
+        return tangent * 2
+
+
+class FirstOrderLayer(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return FirstOrderOnly.apply(x)
+
+
+def test_the_meta_gradient_takes_no_second_order_backward() -> None:
+    """A second-order backward through the model (BatchNorm's, mostly) is what made the step slow."""
+    context, data, _ = constructed()
+    fit, method = trainer(context, data, {"gradient_steps": "2"}, epochs=1)
+    state = fit.state
+    state.model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3), FirstOrderLayer())
+    state.optimizer = torch.optim.SGD(state.model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    method.setup(state)
+    method.optimise(state, next(iter(data.batches(TRAIN[:16], 16))))
+    assert method.meta_gradient is not None
+    assert any(float(gradient.abs().max()) > 0 for gradient in method.meta_gradient)
 
 
 class CountSteps(Callback):

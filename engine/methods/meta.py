@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -129,14 +129,26 @@ def example_gradients(state: TrainState, x: torch.Tensor, targets: torch.Tensor,
     trusted_logits = functional_call(model, (ahead_params, _buffer_copies(model)), (trusted_x,))
     trusted_loss = F.cross_entropy(trusted_logits.float(), trusted_y)
     gradients = torch.autograd.grad(trusted_loss, list(ahead_params.values()), allow_unused=True)
+    directions = {name: torch.zeros_like(param) if grad is None else grad * scale
+                  for (name, param), grad, scale in zip(named, gradients, scales, strict=True)}
+    return -directional_derivative(model, directions, x, lambda logits: per_sample_loss(logits, targets))
+
+
+def directional_derivative(model: torch.nn.Module, directions: dict[str, torch.Tensor], x: torch.Tensor,
+                           outputs: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """d/dt outputs(model(x) with weights w + t * direction) at t = 0: one forward-mode pass.
+
+    ``directions`` maps parameter names to tensors shaped like them; parameters not named stay
+    fixed. The model runs as it is (train mode: BatchNorm on the batch's statistics) on copies of
+    its buffers, so its running statistics are left alone. No graph is kept.
+    """
+    weights = dict(model.named_parameters())
     with torch.no_grad(), _quiet_forward_ad_start(), forward_ad.dual_level():
-        duals = {name: forward_ad.make_dual(param.detach(), torch.zeros_like(param) if grad is None else grad * scale)
-                 for (name, param), grad, scale in zip(named, gradients, scales, strict=True)}
-        cost = per_sample_loss(functional_call(model, (duals, _buffer_copies(model)), (x,)), targets)
-        derivative = forward_ad.unpack_dual(cost).tangent
-    if derivative is None:  # no parameter reaches the loss: no sample can move the trusted loss
-        return torch.zeros(len(targets), device=x.device)
-    return -derivative
+        duals = {name: forward_ad.make_dual(weights[name].detach(), direction) for name, direction in directions.items()}
+        result = outputs(functional_call(model, (duals, _buffer_copies(model)), (x,)))
+        primal, tangent = forward_ad.unpack_dual(result)
+    # No named parameter reaches the outputs: they do not move.
+    return torch.zeros_like(primal) if tangent is None else tangent
 
 
 @contextlib.contextmanager
