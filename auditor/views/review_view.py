@@ -80,6 +80,12 @@ def describe(decision: Decision | None, session: ProjectSession) -> str:
     return text
 
 
+
+def _shrinkable(box: QComboBox) -> None:
+    """Long entries ("Grouped by class pair ...") must not set the review's, and so the window's, minimum width."""
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(14)
+
 class ImagePane(QWidget):
     """The current sample, as large as fits; small images are shown pixel-sharp.
 
@@ -190,6 +196,7 @@ class ReviewView(QWidget):
         self.order_box = QComboBox()
         self.order_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.order_box.setToolTip("Which suspects to review, in which order")
+        _shrinkable(self.order_box)
         self._fill_order_box()
         self.order_box.activated.connect(lambda _: session.set_queue_order(self.order_box.currentData()))
         session.audit_changed.connect(self._fill_order_box)
@@ -707,7 +714,7 @@ class ReviewView(QWidget):
         self.pair_box = QComboBox()
         self.pair_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys belong to the review panel
         self.pair_box.setToolTip("Review one class pair: samples given one class that the audit suggests is another")
-        self.pair_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        _shrinkable(self.pair_box)
         self._pairs: list[tuple[int, int]] = []  # the box's rows after "All class pairs"
         self.pair_box.activated.connect(self._on_pair_chosen)
         self.session.audit_changed.connect(self._fill_pair_box)
