@@ -6,6 +6,9 @@ says which samples help (negative) or hurt (positive) the trusted loss. Weights:
 ("clamp", the paper: a sample whose gradient opposes the trusted batch's gets weight 0) or
 sigmoid(-g) ("sigmoid", the seed's change, its best result), normalised to sum 1. The real step
 minimises the weighted loss, with the gradient norm clipped (the seed: 0.25).
+
+The look-ahead is :func:`engine.methods.meta.example_gradients`: the seed's ``higher`` look-ahead in closed
+form (one forward-mode pass, no second-order backward), equal to it to float tolerance and about 3x faster.
 """
 
 from __future__ import annotations
