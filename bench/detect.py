@@ -39,7 +39,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.commands.common import add_fold_option, add_train_options  # noqa: E402
+from engine.commands.audit import add_audit_epoch_options  # noqa: E402
+from engine.commands.common import add_fold_option  # noqa: E402
 from engine.errors import UserError  # noqa: E402
 from engine.events import ConsoleRenderer, EventSink  # noqa: E402
 
@@ -64,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--inject-noise", default=None, metavar="MODE",
                       help="symmetric | asymmetric | instance | openset: synthesize noise with known truth")
     data.add_argument("--noise-rate", type=float, default=0.2)
-    add_train_options(parser)
+    add_audit_epoch_options(parser)  # the audit's own: --epochs for K-fold, --dynamics-epochs
     add_fold_option(parser)
     parser.add_argument("--detectors", default="cl", help="comma-separated detectors, or all (default cl)")
     parser.add_argument("--repeat", type=int, default=1, metavar="S",
@@ -110,7 +111,7 @@ def limited_folder(args: argparse.Namespace, workdir: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.audit import run_audit
+    from engine.audit import resolve_dynamics_epochs, run_audit
     from engine.data.cache import ensure_cache
     from engine.data.importing import import_csv, import_folder
     from engine.evaluate import evaluate_run
@@ -151,7 +152,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timings["cache"] = time.perf_counter() - started
 
             started = time.perf_counter()
-            audit, status = run_audit(project, config, folds=args.folds, detectors=args.detectors.split(","), events=events)
+            audit, status = run_audit(project, config, folds=args.folds, detectors=args.detectors.split(","),
+                                      events=events,
+                                      dynamics_epochs=resolve_dynamics_epochs(args.dynamics_epochs, args.epochs))
             timings["audit"] = time.perf_counter() - started
             if status != "ok":
                 raise UserError(f"the audit ended with status {status}", "see the messages above")

@@ -37,6 +37,7 @@ are 0, unflagged, with no suggestion, ranked after every train sample.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,26 @@ def spread_to_all_samples(result: DetectorResult, scored_ids: np.ndarray, n: int
     flagged[scored_ids] = result.flagged
     ranking = np.concatenate([scored_ids[result.ranking], np.setdiff1d(np.arange(n), scored_ids)])
     return DetectorResult(scores, suggested, flagged, ranking, result.extras, result.summary)
+
+
+DEFAULT_DYNAMICS_EPOCHS = 50
+"""Epochs of the one dynamics run when neither ``--dynamics-epochs`` nor ``--epochs`` is given.
+
+A sample's trajectory is the evidence: a long run separates the samples learned late (hard but
+right) from those learned only by memorising (mislabeled), and one model costs a K-fold audit's
+1/K. Measured on CIFAR-10N worse_label, 1,000 images per class, small CNN: ROC-AUC of AUM 0.849
+at 12 epochs, 0.895 at 40 (the README's detector tables).
+"""
+
+
+def resolve_dynamics_epochs(dynamics_epochs: int | None, epochs: int | None) -> int:
+    """The dynamics run's epochs: ``--dynamics-epochs``, else an explicit ``--epochs``, else the default."""
+    chosen = dynamics_epochs or epochs or DEFAULT_DYNAMICS_EPOCHS
+    if chosen < 1:
+        from engine.errors import UserError
+
+        raise UserError(f"--dynamics-epochs must be at least 1 (got {chosen})", "pass --dynamics-epochs 1 or more")
+    return int(chosen)
 
 
 def record_dynamics(
@@ -226,7 +247,9 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
         ctx.cancel.raise_if_requested()
     if any(name != OOF_PROBS for name in evidence):  # every other kind comes from the one dynamics run
         started = time.perf_counter()
-        arrays, final_probs = record_dynamics(ctx, config, fit_ids, labels, evidence)
+        # Runs from before --dynamics-epochs trained the dynamics model for --epochs.
+        dynamics_config = dataclasses.replace(config, epochs=int(spec.get("dynamics_epochs") or config.epochs))
+        arrays, final_probs = record_dynamics(ctx, dynamics_config, fit_ids, labels, evidence)
         timings["dynamics"] = round(time.perf_counter() - started, 3)
         if heldout_probs is None:
             heldout_probs, heldout_model = final_probs, "one model trained on all training samples"
@@ -283,10 +306,15 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
     return summary
 
 
-def audit_spec(config: TrainConfig, folds: int, detectors: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """The run spec of an audit (what ``--resume`` re-reads): training settings, folds, detectors."""
+def audit_spec(config: TrainConfig, folds: int, detectors: list[str] | tuple[str, ...],
+               dynamics_epochs: int | None = None) -> dict[str, Any]:
+    """The run spec of an audit (what ``--resume`` re-reads): training settings, folds, detectors.
+
+    ``dynamics_epochs``: the dynamics run's epochs (default: ``config.epochs``, as K-fold's models).
+    """
     names = [info.name for info in parse_detectors(list(detectors))]  # fails before a run is made
-    return {"train": config.to_dict(), "folds": int(folds), "detectors": names}
+    return {"train": config.to_dict(), "folds": int(folds), "detectors": names,
+            "dynamics_epochs": int(dynamics_epochs or config.epochs)}
 
 
 def run_audit(
@@ -297,12 +325,13 @@ def run_audit(
     detectors: list[str] | tuple[str, ...] = DEFAULT_DETECTORS,
     events: EventSink | None = None,
     cancel: CancelToken | None = None,
+    dynamics_epochs: int | None = None,
 ) -> tuple[RunInfo, str]:
     """Audit the project as a recorded run; returns (run, status: ok | error | cancelled).
 
     The library entry point (tests, bench, the GUI's engine process);
     ``python -m engine audit`` is the same job.
     """
-    spec = audit_spec(config, folds, detectors)
+    spec = audit_spec(config, folds, detectors, dynamics_epochs)
     return run_job(project, AUDIT_KIND, spec, lambda ctx: audit_body(ctx, config, spec),
                    events or EventSink(), cancel=cancel)

@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.audit import DEFAULT_DYNAMICS_EPOCHS  # numpy-only: no torch in the app's process
+
 MODELS = ("small_cnn", "resnet18", "resnet34", "resnet50")
 
 
@@ -81,6 +83,7 @@ def pretrained_weights_state(model: str) -> str:
 class TrainOptions:
     model: str = "small_cnn"
     epochs: int = 12
+    dynamics_epochs: int | None = None  # None: the engine's rule (--epochs, since the app always passes it)
     folds: int = 3
     image_size: int = 32
     device: str = "auto"
@@ -89,7 +92,8 @@ class TrainOptions:
     pretrained: bool = False
 
     def audit_args(self) -> list[str]:
-        return [*self.train_args(), "--folds", str(self.folds), "--detectors", ",".join(self.detectors)]
+        dynamics = ["--dynamics-epochs", str(self.dynamics_epochs)] if self.dynamics_epochs else []
+        return [*self.train_args(), "--folds", str(self.folds), *dynamics, "--detectors", ",".join(self.detectors)]
 
     def train_args(self) -> list[str]:
         return ["--model", self.model, "--epochs", str(self.epochs), "--image-size", str(self.image_size),
@@ -108,6 +112,11 @@ class AuditDialog(QDialog):
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 500)
         self.epochs.setValue(options.epochs)
+        self.dynamics_epochs = QSpinBox()
+        self.dynamics_epochs.setRange(1, 500)
+        self.dynamics_epochs.setValue(options.dynamics_epochs or DEFAULT_DYNAMICS_EPOCHS)
+        self.dynamics_epochs.setToolTip("The one model whose training dynamics aum, cartography, ocl and td_lstm read: "
+                                        "a long run tells samples learned late from samples never learned")
         self.folds = QSpinBox()
         self.folds.setRange(2, 10)
         self.folds.setValue(options.folds)
@@ -138,9 +147,12 @@ class AuditDialog(QDialog):
         form.addRow("Model", self.model)
         form.addRow("", self.pretrained)
         form.addRow("", self.weights_state)
-        form.addRow("Epochs", self.epochs)
-        if not retrain:
+        if retrain:
+            form.addRow("Epochs", self.epochs)
+        else:
+            form.addRow("Epochs (K-fold)", self.epochs)
             form.addRow("Folds", self.folds)
+            form.addRow("Epochs (dynamics)", self.dynamics_epochs)
         form.addRow("Image size", self.image_size)
         form.addRow("Device", self.device)
         form.addRow("Seed", self.seed)
@@ -199,6 +211,6 @@ class AuditDialog(QDialog):
     def options(self) -> TrainOptions:
         chosen = [name for name, box in self.detector_boxes.items() if box.isChecked()]
         detectors = ["all"] if self.detector_boxes and len(chosen) == len(self.detector_boxes) else chosen or ["cl"]
-        return TrainOptions(self.model.currentText(), self.epochs.value(), self.folds.value(),
-                            self.image_size.value(), self.device.currentText(), self.seed.value(), detectors,
-                            self.pretrained.isChecked() and self.pretrained.isEnabled())
+        return TrainOptions(self.model.currentText(), self.epochs.value(), self.dynamics_epochs.value(),
+                            self.folds.value(), self.image_size.value(), self.device.currentText(), self.seed.value(),
+                            detectors, self.pretrained.isChecked() and self.pretrained.isEnabled())

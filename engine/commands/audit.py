@@ -26,7 +26,7 @@ def add_parser(subparsers: Any) -> None:
         "are still scored). Held-out (test) samples are never audited: accuracy is measured on them.",
     )
     add_project_argument(parser)
-    add_train_options(parser)
+    add_audit_epoch_options(parser)
     add_fold_option(parser)
     parser.add_argument("--detectors", default="cl", metavar="NAMES",
                         help=f"comma-separated detectors to run, or all (default cl); known: {', '.join(DETECTORS)}")
@@ -38,11 +38,24 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=handle)
 
 
+def add_audit_epoch_options(parser: argparse.ArgumentParser) -> None:
+    """The training options, with the audit's two epoch counts: K-fold models' and the dynamics run's."""
+    from engine.audit import DEFAULT_DYNAMICS_EPOCHS
+
+    add_train_options(parser, epochs_help="epochs of each K-fold model (default 12); also of the dynamics run "
+                      "unless --dynamics-epochs is given")
+    parser.add_argument("--dynamics-epochs", type=int, default=None, metavar="N",
+                        help="epochs of the one model whose training dynamics aum, cartography, ocl and td_lstm "
+                        f"read (default {DEFAULT_DYNAMICS_EPOCHS}, or --epochs when that is given): a long run "
+                        "tells samples learned late from samples never learned")
+
+
 def handle(args: argparse.Namespace) -> int:
-    from engine.audit import AUDIT_KIND, audit_body
+    from engine.audit import AUDIT_KIND, audit_body, resolve_dynamics_epochs
 
     def spec() -> dict[str, Any]:
         detectors = [info.name for info in parse_detectors(args.detectors)]  # an unknown name fails here, clearly
-        return {"folds": args.folds, "detectors": detectors, "td_lstm_weights": args.td_weights}
+        return {"folds": args.folds, "detectors": detectors, "td_lstm_weights": args.td_weights,
+                "dynamics_epochs": resolve_dynamics_epochs(args.dynamics_epochs, args.epochs)}
 
     return run_training_command(args, AUDIT_KIND, spec, audit_body)

@@ -32,8 +32,12 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12) -> None:
-    """The options of every job that trains: crossval, audit, retrain."""
+def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epochs_help: str | None = None) -> None:
+    """The options of every job that trains: crossval, audit, retrain.
+
+    ``epochs_help`` replaces the ``--epochs`` help; it also makes ``--epochs`` default to None, so
+    that the command can tell an explicit ``--epochs`` from the default (the audit does).
+    """
     group = parser.add_argument_group("training")
     group.add_argument("--model", default=None,
                        help="small_cnn (the default, fast on CPU), resnet18, resnet34, resnet50, or module:callable "
@@ -45,7 +49,10 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12) -> N
     group.add_argument("--weights", metavar="FILE", default=None,
                        help="start from a local state dict (torch.save(model.state_dict(), FILE), or a checkpoint "
                        "holding one under 'state_dict' or 'model'); the classifier head is made new for the classes")
-    group.add_argument("--epochs", type=int, default=epochs, help=f"epochs per model (default {epochs})")
+    if epochs_help is None:
+        group.add_argument("--epochs", type=int, default=epochs, help=f"epochs per model (default {epochs})")
+    else:
+        group.add_argument("--epochs", type=int, default=None, help=epochs_help)
     group.add_argument("--batch-size", type=int, default=128)
     group.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the model's own)")
     group.add_argument("--image-size", type=int, default=32, help="training resolution in pixels (default 32)")
