@@ -180,3 +180,27 @@ def test_demo_is_made_on_first_use(qtbot: QtBot, window: MainWindow, how: str) -
     assert Path(blocker.args[0]) == demo_project_dir().resolve()
     assert window.session is not None and window.session.num_samples == 1797
     assert window.session.class_names == [str(d) for d in range(10)]
+
+
+def test_an_audit_with_every_detector_from_the_dialog(qtbot: QtBot, window: MainWindow, demo_project: Path) -> None:
+    """The audit dialog's "all" runs every registered detector; the review then reads each one's verdict."""
+    from auditor.views.audit_dialog import AuditDialog
+    from engine.detectors import DETECTORS
+
+    assert window.open_project(demo_project)
+    dialog = AuditDialog(TrainOptions(model="small_cnn", epochs=1, folds=2, image_size=16, device="cpu"))
+    qtbot.addWidget(dialog)
+    qtbot.mouseClick(dialog.all_detectors, Qt.MouseButton.LeftButton)
+    dialog.dynamics_epochs.setValue(2)
+    options = dialog.options()
+    assert options.detectors == ["all"] and options.dynamics_epochs == 2
+    assert run_job(qtbot, window, lambda: window.start_audit(options)) == "ok"
+    session = window.session
+    assert session is not None and session.audit is not None
+    assert set(session.audit.per_detector) == set(DETECTORS)  # every detector's scores reached the app
+    with Project.open(demo_project) as project:
+        run = project.run(session.audit.run.id)
+        assert run.spec["dynamics_epochs"] == 2 and run.spec["train"]["epochs"] == 1
+    first = int(session.review_queue()[0])
+    agree, total = session.audit.agreement(first)
+    assert total == len(DETECTORS) and 1 <= agree <= total
