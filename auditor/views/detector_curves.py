@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QShowEvent
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
 import auditor.plotting  # noqa: F401 - plot settings
 from auditor.metrics import Curves, decimate, evaluation_report, read_truth
 from auditor.session import ProjectSession
+from auditor.views.lazy import RefreshWhenShown
 
 MAX_VERTICES = 2000
 # Okabe & Ito's palette, which people with any common colour-vision deficiency tell apart (its yellow
@@ -79,7 +79,7 @@ def _new_plot(title: str, x_label: str, y_label: str) -> pg.PlotWidget:
     return plot
 
 
-class DetectorCurvesView(QWidget):
+class DetectorCurvesView(RefreshWhenShown):
     """ROC and precision-recall curves of every detector, and the evaluation table, of the current audit."""
 
     def __init__(self, session: ProjectSession, parent: QWidget | None = None) -> None:
@@ -137,19 +137,6 @@ class DetectorCurvesView(QWidget):
         session.stale_changed.connect(self._changed)
 
     # Computed when shown, not on every audit change: opening a project of 100,000 samples stays quick.
-    def _changed(self) -> None:
-        self._dirty = True
-        if self.isVisible():  # once, after the burst of signals a new audit or reload sends
-            QTimer.singleShot(0, self, self._refresh_if_dirty)
-
-    def _refresh_if_dirty(self) -> None:
-        if self._dirty:
-            self.refresh()
-
-    def showEvent(self, event: QShowEvent) -> None:
-        if self._dirty:
-            self.refresh()
-        super().showEvent(event)
 
     def _say(self, text: str) -> None:
         self.message.setText(text)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap, QShowEvent
+from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from auditor.metrics import Truth, read_truth
 from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
+from auditor.views.lazy import RefreshWhenShown
 from engine.errors import UserError
 from engine.store import OUTSIDE_LABEL_SET, UNKNOWN_TRUTH
 
@@ -131,7 +132,7 @@ class NoisyTile(QWidget):
         painter.end()
 
 
-class NoisyGridView(QWidget):
+class NoisyGridView(RefreshWhenShown):
     """Rows: classes (by given label); columns: random samples of that class."""
 
     sample_activated = Signal(int)
@@ -187,19 +188,6 @@ class NoisyGridView(QWidget):
         thumbnails.ready.connect(self._on_thumbnails_ready)
         session.samples_changed.connect(self._changed)  # noise injected, labels changed elsewhere
 
-    def _changed(self) -> None:
-        self._dirty = True
-        if self.isVisible():  # once, after the burst of signals a new audit or reload sends
-            QTimer.singleShot(0, self, self._refresh_if_dirty)
-
-    def _refresh_if_dirty(self) -> None:
-        if self._dirty:
-            self.refresh()
-
-    def showEvent(self, event: QShowEvent) -> None:
-        if self._dirty:
-            self.refresh()
-        super().showEvent(event)
 
     def reshuffle(self) -> None:
         self.seed += 1

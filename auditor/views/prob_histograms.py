@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QShowEvent
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 import auditor.plotting  # noqa: F401 - plot settings
 from auditor.metrics import read_truth
 from auditor.session import ProjectSession
+from auditor.views.lazy import RefreshWhenShown
 
 BINS = 40
 PRED_PROBS_FILE = "pred_probs.npy"  # engine.crossval.PRED_PROBS_FILE (not imported: it imports torch)
@@ -66,7 +66,7 @@ def given_label_probability(run_folder: Path, source: str, labels: np.ndarray) -
         return None
 
 
-class ProbHistogramsView(QWidget):
+class ProbHistogramsView(RefreshWhenShown):
     """Histograms of p(given label): mislabeled against clean (or flagged against not flagged)."""
 
     def __init__(self, session: ProjectSession, parent: QWidget | None = None) -> None:
@@ -115,23 +115,11 @@ class ProbHistogramsView(QWidget):
         session.samples_changed.connect(self._changed)
         session.review_filter_changed.connect(self._on_filter_changed)  # the flagged set moved
 
-    def _changed(self) -> None:
-        self._dirty = True
-        if self.isVisible():  # once, after the burst of signals a new audit or reload sends
-            QTimer.singleShot(0, self, self._refresh_if_dirty)
-
-    def _refresh_if_dirty(self) -> None:
-        if self._dirty:
-            self.refresh()
 
     def _on_filter_changed(self) -> None:
         if not self.truth_known:  # the groups are flagged / not flagged: the threshold moves them
             self._changed()
 
-    def showEvent(self, event: QShowEvent) -> None:
-        if self._dirty:
-            self.refresh()
-        super().showEvent(event)
 
     def refresh(self) -> None:
         """Re-read which probabilities this audit kept, then draw."""
