@@ -167,6 +167,7 @@ def record_dynamics(
     probs : np.ndarray of shape (N, K)
         The final model's probabilities of the samples it did not train on (zeros for the others).
     """
+    from engine.detectors.early_learning import class_probs_from_td, early_learning_window
     from engine.detectors.td_lstm import td_of_every_sample
     from engine.training import distributed
     from engine.training.fit import fit_and_evaluate
@@ -209,7 +210,13 @@ def record_dynamics(
         margin[others] = final_margin[:, None]
         given_prob[others] = given[:, None]
         mean_probs[others] = probs[others]
-    arrays: dict[str, np.ndarray] = {"margin": margin, "given_prob": given_prob, "mean_probs": mean_probs}
+    early_probs = np.empty((n, num_classes), dtype=np.float32)  # how many are mislabeled: early_learning.py
+    early_probs[recorded.ids] = class_probs_from_td(recorded.td, recorded.td_classes, num_classes,
+                                                    early_learning_window(epochs))
+    if len(others):
+        early_probs[others] = probs[others]
+    arrays: dict[str, np.ndarray] = {"margin": margin, "given_prob": given_prob, "mean_probs": mean_probs,
+                                     "early_probs": early_probs}
     arrays["td"] = td_of_every_sample(recorded.ids, np.asarray(recorded.td), probs, labels)  # for td_lstm
     for extra in extra_recorders:
         spread = np.empty((n, epochs), dtype=np.int16)

@@ -109,8 +109,9 @@ OOF_PROBS = "oof_probs"  # out-of-fold probabilities from K-fold cross-validatio
 DYNAMICS = "dynamics"  # per-epoch training dynamics of one run over all training samples (recorders.py)
 # The arrays (indexed by sample id) that carry the dynamics evidence in DetectorInputs.arrays:
 # margin (N, E) assigned-logit margins, given_prob (N, E) probabilities of the label trained on,
-# mean_probs (N, K) each class's probability averaged over epochs.
-DYNAMICS_ARRAYS = ("margin", "given_prob", "mean_probs")
+# mean_probs (N, K) each class's probability averaged over epochs, early_probs (N, K) averaged over the
+# second quarter of training (how many are mislabeled: early_learning.py).
+DYNAMICS_ARRAYS = ("margin", "given_prob", "mean_probs", "early_probs")
 # confident_class (N, E) int: each sample's confident class in its training batch per epoch, -1 for none
 # (online confident learning's per-batch confident joint), recorded in the same run as the dynamics.
 CONFIDENT_CLASS = "confident_class"

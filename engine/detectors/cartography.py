@@ -12,14 +12,16 @@ epoch, the probability of the given label and the assigned-logit margin.
   confidence, low variability) is where mislabeled samples gather; confidence
   alone orders samples along it, and variability separates only the
   "ambiguous" ones, which are not evidence of a wrong label.
-- flagged: correctness < 0.5: in most epochs the model predicted another
+- flagged: as many of the lowest confidences as the early-learning estimate
+  (engine/detectors/early_learning.py) says are mislabeled. Its own line, kept
+  in the summary (``n_own_rule``) and used for runs recorded without the
+  early-learning probabilities: correctness < 0.5: in most epochs the model predicted another
   class than the given one, though it was trained towards the given one (a
   majority vote of the epochs' predictions against the label). On the digits
   demo (20% symmetric noise, 12 epochs) this flags 307 samples at F1 0.968,
   where confidence < 0.5 flags 454 at F1 0.776: early epochs, when nothing is
   learned yet, pull every sample's mean confidence down, but they vote for no
-  class in particular. The flagged set is therefore not a cut of the score;
-  it is ranked first, by score. The estimated noise rate is the flagged share.
+  class in particular (that rule's set is not a cut of the score).
 - suggested label: the class with the highest probability averaged over the epochs.
 - extras (for the app's map; rows in the order of the audited samples):
   ``cartography_confidence``, ``cartography_variability``,
@@ -31,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+from engine.detectors.early_learning import flag_estimated_count
 
 
 def cartography_measures(given_prob: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -47,7 +50,8 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
     """Cartography scores (1 - confidence), suggestions and the flagged set (correctness < 0.5)."""
     confidence, variability, correctness = cartography_measures(inputs.arrays["given_prob"], inputs.arrays["margin"])
     scores = np.clip(1.0 - confidence, 0.0, 1.0)
-    flagged = correctness < 0.5
+    flagged, estimate = flag_estimated_count(inputs.arrays, inputs.labels, scores, correctness < 0.5,
+                                             "correctness < 0.5")
     flagged_ids = np.flatnonzero(flagged)
     flagged_ids = flagged_ids[np.argsort(-scores[flagged_ids], kind="stable")]
     suggested = np.asarray(inputs.arrays["mean_probs"]).argmax(axis=1).astype(np.int64)
@@ -65,8 +69,7 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
         summary={
             "n_flagged": int(flagged.sum()),
             "flagged_rate": float(flagged.mean()) if n else 0.0,
-            "estimated_noise_rate": float(flagged.mean()) if n else 0.0,
-            "estimated_by": "share of samples predicted as another class in most epochs",
-            "threshold": "correctness < 0.5",
+            **estimate,
+            "threshold": "the estimated count of the lowest confidences",
         },
     )
