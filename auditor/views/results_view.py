@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -150,6 +151,15 @@ def run_summary_line(run: RunInfo) -> str:
     return " · ".join(figures)[:200]
 
 
+@functools.lru_cache(maxsize=4)
+def _recorded_ids(path: str) -> frozenset[int]:
+    """The sample ids a finished dynamics recording holds (read once per run: a run's files never change)."""
+    try:
+        return frozenset(np.load(path, allow_pickle=False).tolist())
+    except (OSError, ValueError):
+        return frozenset()
+
+
 def teach_readiness(session: ProjectSession) -> tuple[bool, str]:
     """Whether the td_lstm detector can be fine-tuned on the reviews now, and a sentence saying why (not)."""
     from engine.commands.finetune_detector import MIN_REVIEWED
@@ -159,10 +169,7 @@ def teach_readiness(session: ProjectSession) -> tuple[bool, str]:
     if not audits:
         return False, ("Needs an audit with training dynamics (any detector but cl, e.g. all) and your reviews of "
                        "its suggestions.")
-    try:
-        recorded = set(np.load(audits[-1].folder / "dynamics" / "ids.npy", allow_pickle=False).tolist())
-    except (OSError, ValueError):
-        recorded = set()
+    recorded = _recorded_ids(str(audits[-1].folder / "dynamics" / "ids.npy"))
     decisions = [d for sample, d in session.decisions().items() if sample in recorded]
     mislabeled = sum(d.action in ("relabel", "remove") for d in decisions)
     kept = sum(d.action == "keep" for d in decisions)
@@ -317,8 +324,13 @@ class ResultsView(QWidget):
         session.runs_changed.connect(self.refresh)
         session.decision_changed.connect(self._update_counts)
         session.decisions_reset.connect(self._update_counts)  # a bulk action, or its undo
-        session.decision_changed.connect(self._update_teach)
-        session.decisions_reset.connect(self._update_teach)
+        # Off the key press's path: a burst of decisions updates the button once, after it.
+        self._teach_timer = QTimer(self)
+        self._teach_timer.setSingleShot(True)
+        self._teach_timer.setInterval(150)
+        self._teach_timer.timeout.connect(self._update_teach)
+        session.decision_changed.connect(self._teach_timer.start)
+        session.decisions_reset.connect(self._teach_timer.start)
         self.refresh()
 
     def refresh(self) -> None:

@@ -61,7 +61,7 @@ def test_teach_the_detector_from_my_reviews_rescores_and_shows_the_agreement(
     assert not results.teach_button.isEnabled()
     assert "at least 10" in results.teach_button.toolTip() and "you have 9" in results.teach_button.toolTip()
     window.session.decide(another_clean, "keep")  # the tenth review, made in the app
-    assert results.teach_button.isEnabled()
+    qtbot.waitUntil(results.teach_button.isEnabled, timeout=2000)  # updated just after the decision
 
     status, events = run_job(qtbot, window, results.teach_button.click)
     assert status == "ok"
