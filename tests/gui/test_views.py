@@ -246,9 +246,10 @@ def test_audit_dialog_builds_engine_arguments(qtbot: QtBot) -> None:
     dialog.folds.setValue(2)
     dialog.image_size.setValue(16)
     dialog.device.setCurrentText("cpu")
+    dialog.dynamics_epochs.setValue(4)
     args = dialog.options().audit_args()
     assert args == ["--model", "small_cnn", "--epochs", "1", "--image-size", "16", "--device", "cpu", "--seed", "0",
-                    "--folds", "2", "--detectors", "cl"]
+                    "--folds", "2", "--dynamics-epochs", "4", "--detectors", "cl"]
     retrain = AuditDialog(TrainOptions(), retrain=True)
     qtbot.addWidget(retrain)
     assert not retrain.detector_boxes and "--folds" not in retrain.options().train_args()
