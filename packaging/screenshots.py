@@ -129,6 +129,30 @@ def main(argv: list[str]) -> int:
     shot("08-data-map")
     page.show_review()
     shot("08-dynamics")
+
+    # The dialogs: audit (every detector by evidence), retrain (method, options, trusted set), compare.
+    from auditor.views.audit_dialog import AuditDialog
+    from auditor.views.compare_view import CompareDialog, CompareOptions
+    from auditor.views.retrain_dialog import RetrainDialog
+
+    session = window.session
+    assert session is not None
+    retrain_dialog = RetrainDialog(session.project, TrainOptions(), parent=window)
+    compare_dialog = CompareDialog(session.project, TrainOptions(), parent=window)
+    for dialog, name in ((AuditDialog(TrainOptions(), parent=window), "07-audit-dialog"),
+                         (retrain_dialog, "07-retrain-dialog"), (compare_dialog, "07-compare-dialog")):
+        dialog.show()
+        pump(0.3)
+        dialog.grab().save(str(out / f"{name}.png"))
+        print(f"wrote {out / f'{name}.png'}")
+        dialog.close()
+
+    # A comparison run as one job: the table and the plot of paired differences under Results.
+    finished.clear()
+    window.start_compare(CompareOptions(TrainOptions(epochs=2, image_size=16, device="cpu"), ["ce", "sln", "mixgen"], 2))
+    wait_until(app, lambda: bool(finished), 900, "the comparison")
+    page.setCurrentWidget(page.results)
+    shot("07-compare-results")
     window.close()
     return 0
 

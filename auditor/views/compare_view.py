@@ -166,3 +166,67 @@ class CompareTable(QTableWidget):
                         item.setFont(font)
                     item.setData(Qt.ItemDataRole.UserRole, (difference or {}).get("verdict", "baseline"))
                 self.setItem(row, column, item)
+
+
+GAIN = QColor("#0072b2")  # a measurable gain: blue (Okabe-Ito), never green-versus-red alone
+
+
+class ComparePlot(QWidget):
+    """The same result as a picture: each method's paired difference to the baseline, with its 95% interval.
+
+    One row per method, a dot at the mean difference (points) and a bar across its interval, a
+    vertical line at 0. A method whose interval holds 0 is drawn hollow and grey ("no measurable
+    change"); a gain is blue and a loss dark orange, and the marker shape differs too (square,
+    triangle), so neither depends on colour alone.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        import pyqtgraph as pg
+
+        import auditor.plotting  # noqa: F401 - plot settings
+
+        super().__init__(parent)
+        self.plot = pg.PlotWidget()
+        self.plot.setMinimumHeight(140)
+        item = self.plot.getPlotItem()
+        item.setMenuEnabled(False)
+        item.showGrid(x=True, y=False, alpha=0.15)
+        item.setLabel("bottom", "difference to the baseline's held-out accuracy (points, 95% interval)")
+        item.hideButtons()
+        self.plot.setMouseEnabled(x=False, y=False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        self.rows: list[tuple[str, float, float | None, float | None, str]] = []  # name, mean, low, high, verdict
+
+    def show_result(self, data: dict[str, Any]) -> None:
+        import pyqtgraph as pg
+
+        differences: dict[str, dict[str, Any]] = data.get("differences") or {}
+        baseline = str(data.get("baseline", BASELINE))
+        self.rows = []
+        for name in data.get("methods") or {}:
+            difference = differences.get(name)
+            if name == baseline or difference is None or difference.get("mean") is None:
+                continue
+            verdict = "no measurable change" if not difference.get("measurable") else (
+                "gain" if difference["mean"] > 0 else "loss")
+            low, high = difference.get("low"), difference.get("high")
+            self.rows.append((name, 100 * float(difference["mean"]),
+                              None if low is None else 100 * float(low), None if high is None else 100 * float(high),
+                              verdict))
+        item = self.plot.getPlotItem()
+        item.clear()
+        item.addItem(pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen(NEUTRAL, width=1, style=Qt.PenStyle.DashLine)))
+        for row, (_, mean, low, high, verdict) in enumerate(self.rows):
+            colour = {"gain": GAIN, "loss": LOSS}.get(verdict, NEUTRAL)
+            if low is not None and high is not None:
+                item.addItem(pg.PlotDataItem([low, high], [row, row], pen=pg.mkPen(colour, width=2)))
+            symbol = {"gain": "s", "loss": "t"}.get(verdict, "o")
+            brush = pg.mkBrush(colour) if verdict != "no measurable change" else pg.mkBrush(255, 255, 255)
+            item.addItem(pg.ScatterPlotItem([mean], [row], symbol=symbol, size=11, brush=brush,
+                                            pen=pg.mkPen(colour, width=2)))
+        axis = item.getAxis("left")
+        axis.setTicks([[(row, f"{name} vs {baseline}") for row, (name, *_) in enumerate(self.rows)]])
+        item.setYRange(-0.6, max(len(self.rows) - 0.4, 0.4), padding=0)
+        self.plot.setMinimumHeight(70 + 28 * len(self.rows))

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from auditor.session import ProjectSession
-from auditor.views.compare_view import CompareTable
+from auditor.views.compare_view import ComparePlot, CompareTable
 from engine.stats import NO_MEASURABLE_CHANGE, difference_from_dict, points
 from engine.store import RunInfo
 
@@ -289,8 +289,10 @@ class ResultsView(QWidget):
         self.compare_title = QLabel("Compared methods: held-out accuracy over paired seeds")
         self.compare_title.setObjectName("sectionTitle")
         self.compare_table = CompareTable()
+        self.compare_plot = ComparePlot()
         self.compare_title.hide()
         self.compare_table.hide()
+        self.compare_plot.hide()
         self.export_status = QLabel()
         self.export_status.setObjectName("muted")
         self.export_status.setWordWrap(True)
@@ -313,6 +315,7 @@ class ResultsView(QWidget):
         layout.addWidget(self.accuracy_note)
         layout.addWidget(self.compare_title)
         layout.addWidget(self.compare_table)
+        layout.addWidget(self.compare_plot)
         layout.addSpacing(8)
         runs_header = QHBoxLayout()
         runs_header.addWidget(runs_title)
@@ -446,8 +449,10 @@ class ResultsView(QWidget):
 
     def show_compare(self, data: dict[str, Any]) -> None:
         self.compare_table.show_result(data)
+        self.compare_plot.show_result(data)
         self.compare_title.show()
         self.compare_table.show()
+        self.compare_plot.show()
 
     def show_export(self, text: str) -> None:
         self.export_status.setText(text)

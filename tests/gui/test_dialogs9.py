@@ -187,6 +187,31 @@ def test_compare_two_methods_from_the_app_on_the_real_engine(qtbot: QtBot, windo
     rows = {_cell(table, row, 0).text(): row for row in range(table.rowCount())}
     assert set(rows) == {"ce", "sln"} and _cell(table, rows["ce"], 3).text() == "baseline"
     assert "%" in _cell(table, rows["sln"], 1).text() and "pts" in _cell(table, rows["sln"], 3).text()
+    plot = window.page.results.compare_plot
+    assert not plot.isHidden() and [row[0] for row in plot.rows] == ["sln"]  # the plot shows the same result
+
+
+def test_compare_plot_draws_each_difference_with_its_interval(qtbot: QtBot) -> None:
+    from auditor.views.compare_view import GAIN, NEUTRAL, ComparePlot
+
+    plot = ComparePlot()
+    qtbot.addWidget(plot)
+    figures = {"accuracy_mean": 0.8}
+    plot.show_result({
+        "baseline": "ce",
+        "methods": {"ce": figures, "sln": figures, "mixgen": figures},
+        "differences": {
+            "sln": {"mean": 0.03, "low": 0.01, "high": 0.05, "measurable": True, "verdict": "gain"},
+            "mixgen": {"mean": 0.004, "low": -0.02, "high": 0.028, "measurable": False},
+        },
+    })
+    assert plot.rows == [("sln", 3.0, 1.0, 5.0, "gain"), ("mixgen", 0.4, -2.0, 2.8000000000000003, "no measurable change")]
+    items = plot.plot.getPlotItem().listDataItems()
+    bars = [item for item in items if type(item).__name__ == "PlotDataItem"]
+    assert [list(bar.getData()[0]) for bar in bars] == [[1.0, 5.0], [-2.0, 2.8000000000000003]]
+    assert bars[0].opts["pen"].color() == GAIN and bars[1].opts["pen"].color() == NEUTRAL
+    dots = [item for item in items if type(item).__name__ == "ScatterPlotItem"]
+    assert dots[1].points()[0].brush().color().getRgb()[:3] == (255, 255, 255)  # hollow: no measurable change
 
 
 def test_review_says_each_detectors_verdict_and_how_many_agree(qtbot: QtBot, window: object, tmp_path: Path,
