@@ -166,6 +166,10 @@ class CompareTable(QTableWidget):
                         item.setFont(font)
                     item.setData(Qt.ItemDataRole.UserRole, (difference or {}).get("verdict", "baseline"))
                 self.setItem(row, column, item)
+        # Every method's row in view: a comparison is a handful of rows, never worth a scroll bar.
+        self.resizeRowsToContents()
+        rows = sum(self.rowHeight(row) for row in range(self.rowCount()))
+        self.setMinimumHeight(self.horizontalHeader().height() + rows + 2 * self.frameWidth() + 2)
 
 
 GAIN = QColor("#0072b2")  # a measurable gain: blue (Okabe-Ito), never green-versus-red alone
