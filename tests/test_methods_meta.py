@@ -23,6 +23,7 @@ from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches
 from engine.training.hooks import Callback, Method, StepOutput
 from engine.training.loop import Trainer, TrainState
+from tests.first_order import FirstOrderLayer
 
 CPU = torch.device("cpu")
 SIZE = 4  # pixels: the linear cases need no more
@@ -169,23 +170,6 @@ def test_an_l2rw_step_gives_the_same_weights_as_with_higher_s_look_ahead(monkeyp
         torch.testing.assert_close(weights[0][name], value, rtol=1e-4, atol=1e-6, msg=name)
 
 
-class FirstOrderOnly(torch.autograd.Function):
-    """Doubles its input; its backward cannot itself be differentiated, its forward-mode derivative exists."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return x * 2
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad * 2
-
-    @staticmethod
-    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
-        return tangent * 2
-
-
 def test_the_look_ahead_takes_no_second_order_backward() -> None:
     """A second-order backward (BatchNorm's took 60% of a step) is what made the look-ahead slow."""
     state, labels, trusted = contradicting_case()
@@ -194,11 +178,6 @@ def test_the_look_ahead_takes_no_second_order_backward() -> None:
     method = build_method("l2rw", {"weighting": "clamp", "max_grad_norm": "none"}, context_of(state, labels, trusted))
     gradient = method.optimise(state, first_batch(state, [0, 1])).extras["meta_gradient"]
     assert gradient[0] < 0 < gradient[1]
-
-
-class FirstOrderLayer(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return FirstOrderOnly.apply(x)
 
 
 # ------------------------------------------------------------ meta_mixup

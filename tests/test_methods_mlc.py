@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches
 from engine.training.hooks import Callback, StepOutput
 from engine.training.loop import Trainer, TrainState
+from tests.first_order import FirstOrderLayer
 
 N = 150
 TRAIN = np.arange(120)
@@ -153,28 +153,6 @@ def test_the_meta_gradient_equals_back_propagating_through_the_training_gradient
     for got, want in zip(method.meta_gradient, expected, strict=True):
         assert float(want.abs().max()) > 0
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
-
-
-class FirstOrderOnly(torch.autograd.Function):
-    """Doubles its input; its backward cannot itself be differentiated, its forward-mode derivative exists."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return x * 2
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad * 2
-
-    @staticmethod
-    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
-        return tangent * 2
-
-
-class FirstOrderLayer(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return FirstOrderOnly.apply(x)
 
 
 def test_the_meta_gradient_takes_no_second_order_backward() -> None:
