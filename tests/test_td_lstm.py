@@ -26,7 +26,7 @@ from engine.detectors.lstm_model import (
 )
 from engine.detectors.td_lstm import (
     detect,
-    flag_estimated_count,
+    flag_expected_count,
     reviewed_targets,
     shipped_weights_path,
     td_of_every_sample,
@@ -113,7 +113,7 @@ def test_detector_scores_suggests_the_strongest_other_class_and_flags_the_estima
     assert result.num_flagged == round(float(result.scores.sum()))
     assert result.summary["estimated_noise_rate"] == pytest.approx(result.scores.mean())
     assert sorted(result.ranking.tolist()) == list(range(40))
-    assert flag_estimated_count(np.array([0.9, 0.8, 0.1, 0.4])).tolist() == [True, True, False, False]
+    assert flag_expected_count(np.array([0.9, 0.8, 0.1, 0.4])).tolist() == [True, True, False, False]
 
 
 def test_samples_left_out_of_training_get_the_final_prediction_as_their_td() -> None:

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         return fine_tune_command(args)
     from engine.detectors.aum import area_under_margin, suspicion_from_aum
     from engine.detectors.lstm_model import predict_mislabeled, prepare_sequences, save_weights, train_lstm
-    from engine.detectors.td_lstm import flag_estimated_count
+    from engine.detectors.td_lstm import flag_expected_count
     from engine.evaluate import detection_metrics
 
     if not args.project:
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     for setting, rec, h in zip(settings, recordings, held):
         truth = rec["is_noisy"][h].astype(bool)
         scores = predict_mislabeled(model, prepare_sequences(rec["td"][h]))
-        lstm = detection_metrics(truth, scores, flag_estimated_count(scores))
+        lstm = detection_metrics(truth, scores, flag_expected_count(scores))
         aum_values = area_under_margin(rec["margin"][h])
         aum = detection_metrics(truth, suspicion_from_aum(aum_values), aum_values < 0)
         figures.append({

@@ -102,13 +102,11 @@ def detector_settings(project_root: Path | None, choice: str = "project") -> dic
     return {"td_lstm_weights": str(weights), "td_lstm_weights_described": described}
 
 
-def flag_estimated_count(scores: np.ndarray) -> np.ndarray:
+def flag_expected_count(scores: np.ndarray) -> np.ndarray:
     """(n,) bool: the round(sum of scores) highest scores (ties by id), the expected number mislabeled."""
-    scores = np.asarray(scores, dtype=np.float64)
-    count = int(round(float(scores.sum())))
-    flagged = np.zeros(len(scores), dtype=bool)
-    flagged[np.argsort(-scores, kind="stable")[:count]] = True
-    return flagged
+    from engine.detectors.early_learning import top_scores
+
+    return top_scores(scores, int(round(float(np.sum(scores, dtype=np.float64)))))
 
 
 def strongest_other_class(mean_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -140,7 +138,7 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
 def result_from_scores(scores: np.ndarray, suggested: np.ndarray, epochs: int, weights_described: str,
                        weights_file: str) -> DetectorResult:
     """The detector's result from its scores: the estimated count flagged, most suspect first."""
-    flagged = flag_estimated_count(scores)
+    flagged = flag_expected_count(scores)
     flagged_ids = np.flatnonzero(flagged)
     flagged_ids = flagged_ids[np.argsort(-scores[flagged_ids], kind="stable")]
     n = len(scores)
