@@ -1,7 +1,8 @@
 """Robust-training methods on a dataset with known truth: every method, S paired seeds, the same epoch budget.
 
     python bench/robust.py /work/shared/data [--per-class 1000] [--noise symmetric:0.4 | --label-column worse_label]
-        [--methods ce,sln,...] [--seeds 2] [--epochs E] [--trusted-per-class 5,125] [--test-per-class 1000]
+        [--methods ce,sln,...] [--seeds 2] [--epochs E] [--trusted-per-class 5,125]
+        [--smaller-trusted-methods l2rw] [--test-per-class 1000]
         [--keep-project DIR] [--json]
 
 PATH holds ``cifar10n-train.csv`` and ``cifar10/`` (see /work/shared/data/README.md). The
@@ -59,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trusted-per-class", default="125", metavar="N[,N...]",
                         help="trusted samples per class for the meta methods, from the truth (default 125; "
                         "e.g. 5,125: one row per size)")
+    parser.add_argument("--smaller-trusted-methods", default=None, metavar="M[,M...]",
+                        help="the methods also run at the smaller --trusted-per-class sizes (default: every "
+                        "method that needs a trusted set; e.g. l2rw, for the seed's 5-against-125 comparison alone)")
     parser.add_argument("--audit-folds", type=int, default=3, help="folds of the audit that prune ranks by")
     parser.add_argument("--keep-project", type=Path, default=None, metavar="DIR",
                         help="build the project here and keep it (default: a temporary folder, deleted)")
@@ -107,6 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names = parse_method_list(args.methods or ",".join(METHODS))
     if "ce" not in names:
         names = ["ce", *names]  # every difference is to ce
+    smaller = None if args.smaller_trusted_methods is None else set(parse_method_list(args.smaller_trusted_methods))
     sizes = sorted({int(size) for size in args.trusted_per_class.split(",") if size.strip()})
     noise = None if args.label_column else (args.noise or "symmetric:0.4")
     started_all = time.perf_counter()
@@ -130,7 +135,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows: list[dict[str, Any]] = []
             ce_by_seed: list[float] = []
             for index, size in enumerate(reversed(sizes)):  # the largest trusted set with every method
-                wanted = names if index == 0 else [n for n in names if method_info(n).needs_trusted]
+                wanted = names if index == 0 else [n for n in names if method_info(n).needs_trusted
+                                                   and (smaller is None or n in smaller)]
                 if not wanted:
                     continue
                 compare, status = run_compare(project, config, methods=options_for_methods(wanted, args.option),

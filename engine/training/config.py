@@ -29,6 +29,7 @@ class TrainConfig:
     image_size: int = 32  # pixels, square
     augment: str = "auto"  # flip-crop | crop | none | auto (crop for digits-like data, else flip-crop)
     device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | fp32 | bf16: autocast dtype (engine.training.device.amp_dtype)
     seed: int = 0
     workers: int | None = None  # decoding threads for the image cache
     eval_limit: int = 1000  # samples of held-out data scored each epoch for the live curve
@@ -42,6 +43,8 @@ class TrainConfig:
             raise UserError(f"--image-size {self.image_size} is out of range", "use 8 to 1024 pixels (32 for CIFAR-sized data)")
         if self.augment not in ("auto", "flip-crop", "crop", "none"):
             raise UserError(f"unknown augmentation {self.augment!r}", "use flip-crop, crop, none or auto")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise UserError(f"unknown precision {self.precision!r}", "use auto, fp32 or bf16")
         if (self.pretrained or self.weights is not None) and self.weights_sha256 is None:
             from engine.models import identify_starting_weights
 

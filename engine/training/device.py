@@ -20,8 +20,33 @@ def resolve_device(requested: str) -> torch.device:
     raise UserError(f"unknown device {requested!r}", "use auto, cpu or cuda")
 
 
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA (bf16 where supported: no loss scaling needed); none on the CPU."""
-    if device.type != "cuda":
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """The CPU multiplies bf16 matrices in hardware (AMX tiles): there bf16 trains about 2x faster.
+
+    Without AMX, oneDNN emulates bf16 and it is slower than float32, so ``auto`` keeps float32.
+    """
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
+def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of a run, or None for plain float32.
+
+    ``auto``: bf16 on CUDA where supported (no loss scaling needed), else float16; bf16 on a CPU
+    that does it in hardware; float32 elsewhere. ``fp32`` never autocasts; ``bf16`` always does.
+    Outputs a person sees (probabilities, dynamics) are computed from float32 logits either way.
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}", "use auto, fp32 or bf16")
+    if precision == "fp32":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        if precision == "bf16" or torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16
+    if precision == "bf16" or cpu_has_native_bf16():
+        return torch.bfloat16
+    return None

@@ -16,7 +16,7 @@ from engine.jobs import JobContext
 from engine.store import Project
 from engine.training.config import TrainConfig
 from engine.training.data import ImageBatches
-from engine.training.device import resolve_device
+from engine.training.device import amp_dtype, resolve_device
 from engine.training.hooks import Callback, Method
 from engine.training.loop import ProgressFn, Trainer, TrainState, predict_probs, steps_per_epoch
 
@@ -60,7 +60,8 @@ def open_training_data(ctx: JobContext, config: TrainConfig, labels: np.ndarray)
     images = distributed.main_first(
         lambda: ensure_cache(ctx.project, config.image_size, events=ctx.events, workers=config.workers,
                              cancel=ctx.cancel), "the image cache")
-    ctx.events.log(f"training on {device.type}" + (" with mixed precision" if device.type == "cuda" else ""))
+    amp = amp_dtype(device, config.precision)
+    ctx.events.log(f"training on {device.type}" + (f" with {str(amp).removeprefix('torch.')} mixed precision" if amp else ""))
     return ImageBatches(images, labels, device, channels_last=True)
 
 

@@ -232,7 +232,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(config.seed * 1000 + (fold or 0))
         # Under torchrun: every step averages the gradients of all ranks' parts of the batch.
         self._averager = distributed.GradientAverager(optimizer) if distributed.active() else None
-        amp = amp_dtype(device)
+        amp = amp_dtype(device, config.precision)
         self.state = TrainState(
             config=config, model=model, optimizer=optimizer, scheduler=scheduler, device=device,
             generator=generator, num_classes=num_classes, train_ids=np.asarray(train_ids), data=data,
