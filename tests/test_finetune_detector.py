@@ -119,7 +119,7 @@ def test_fine_tunes_keeps_the_weights_in_the_project_and_rescores_a_new_audit(
         np.testing.assert_array_equal(project.scores(new.id, "aum")["rank"], source_aum["rank"])
         dynamics = load_dynamics(new.folder / DYNAMICS_FOLDER)
         new_td = project.scores(new.id, "td_lstm")
-        np.testing.assert_allclose(new_td["score"][dynamics.ids], score_td(np.asarray(dynamics.td), weights))
+        np.testing.assert_allclose(new_td["score"][dynamics.ids], score_td(np.asarray(dynamics.td), weights), rtol=1e-5)
         assert not np.allclose(new_td["score"], source_td["score"])
         assert set(project.detectors(new.id)) == {"aum", "td_lstm", "ensemble"}
         assert new.summary["detectors"]["ensemble"]["members"] == ["aum", "td_lstm"]
@@ -148,6 +148,8 @@ def test_fine_tunes_keeps_the_weights_in_the_project_and_rescores_a_new_audit(
 
 
 def test_audits_read_the_projects_weights_unless_asked_for_the_shipped_ones(audited: Path) -> None:
+    # rtol 1e-5, not 1e-7: a float32 LSTM's sums may round differently from one call to another (seen once in
+    # 33 scores under load: a relative 5e-7).
     review(audited, mislabeled=5, correct=7)
     assert main(["finetune-detector", str(audited)]) == 0
     assert main(["audit", str(audited), "--detectors", "td_lstm", *AUDIT]) == 0
@@ -156,7 +158,7 @@ def test_audits_read_the_projects_weights_unless_asked_for_the_shipped_ones(audi
         assert run.summary["detectors"]["td_lstm"]["weights"].startswith("fine-tuned on 12")
         dynamics = load_dynamics(run.folder / DYNAMICS_FOLDER)
         np.testing.assert_allclose(project.scores(run.id, "td_lstm")["score"][dynamics.ids],
-                                   score_td(np.asarray(dynamics.td), project_weights_path(audited)))
+                                   score_td(np.asarray(dynamics.td), project_weights_path(audited)), rtol=1e-5)
     assert main(["audit", str(audited), "--detectors", "td_lstm", "--td-weights", "shipped", *AUDIT]) == 0
     with Project.open(audited) as project:
         run = project.run(kind="audit")
@@ -164,4 +166,4 @@ def test_audits_read_the_projects_weights_unless_asked_for_the_shipped_ones(audi
         assert run.summary["detectors"]["td_lstm"]["weights"].startswith("shipped")
         dynamics = load_dynamics(run.folder / DYNAMICS_FOLDER)
         np.testing.assert_allclose(project.scores(run.id, "td_lstm")["score"][dynamics.ids],
-                                   score_td(np.asarray(dynamics.td)))
+                                   score_td(np.asarray(dynamics.td)), rtol=1e-5)
