@@ -47,7 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     labels.add_argument("--label-column", default=None, metavar="COLUMN",
                         help="train on this column's human labels instead (e.g. worse_label)")
     add_train_options(parser, epochs=12)
-    parser.add_argument("--dynamics-epochs", type=int, default=None, help="the audit's dynamics run (default its own)")
+    parser.add_argument("--dynamics-epochs", type=int, default=None,
+                        help="the audit's dynamics run (default the audit's own, not --epochs: that is the K-fold "
+                        "models' and the retrain's)")
     parser.add_argument("--audit-folds", type=int, default=3, help="folds of the audit (default 3)")
     parser.add_argument("--detectors", default="all", help="the audit's detectors (default all)")
     parser.add_argument("--follow", default="ensemble", help="whose flagged set and suggestions to accept "
@@ -87,7 +89,7 @@ def accept_everything(project: Any, run_id: str, detector: str, action: str) -> 
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.audit import run_audit
+    from engine.audit import DEFAULT_DYNAMICS_EPOCHS, run_audit
     from engine.data.cache import ensure_cache
     from engine.noise import inject_noise
     from engine.retrain import run_retrain
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             seconds: dict[str, float] = {}
             clock = time.perf_counter()
             audit, status = run_audit(project, config, folds=args.audit_folds, detectors=args.detectors.split(","),
-                                      events=events, dynamics_epochs=args.dynamics_epochs)
+                                      events=events, dynamics_epochs=args.dynamics_epochs or DEFAULT_DYNAMICS_EPOCHS)
             if status != "ok":
                 raise UserError(f"the audit ended with status {status}", "see the messages above")
             seconds["audit"] = round(time.perf_counter() - clock, 1)
@@ -124,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             summary = project.run(retrain.id).summary
             return {
                 "dataset": str(args.data),
+                "dynamics_epochs": args.dynamics_epochs or DEFAULT_DYNAMICS_EPOCHS,
                 "labels": f"{noise} injected into clean_label" if noise else f"{args.label_column} (human)",
                 "detectors": args.detectors, "follow": args.follow, "action": args.action,
                 "config": {**config.to_dict(), "seeds": args.seeds},
@@ -143,7 +146,8 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"{result['dataset']}: {counts['train']} training samples ({result['labels']}), "
           f"{result['heldout_samples']} held-out samples scored against the truth; {config['model']}, "
           f"{config['epochs']} epochs, {config['seeds']} paired seeds, on {config['device']}")
-    print(f"audit ({result['detectors']}): {result['follow']} flagged {counts['flagged']}, of them "
+    print(f"audit ({result['detectors']}; {config['epochs']}-epoch K-fold, {result['dynamics_epochs']}-epoch dynamics): "
+          f"{result['follow']} flagged {counts['flagged']}, of them "
           f"{counts['flagged_wrong']} wrong; its suggestion is the true class for {counts['suggestion_true']}")
     print(f"accepted every suggestion ({result['action']}): wrong labels {counts['wrong_before']} of "
           f"{counts['train']} -> {counts['wrong_after']} of {counts['kept']}")
