@@ -18,35 +18,20 @@ and the retrain's accuracies with the paired difference and its 95% interval.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.robust import build_project  # noqa: E402
-from engine.commands.common import add_train_options  # noqa: E402
+from bench.robust import bench_main, dataset_parser, noisy_project  # noqa: E402
 from engine.errors import UserError  # noqa: E402
 from engine.events import ConsoleRenderer, EventSink  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("data", type=Path, help="the folder holding cifar10n-train.csv and cifar10/")
-    data = parser.add_argument_group("dataset")
-    data.add_argument("--per-class", type=int, default=1000, help="training rows per class (default 1000)")
-    data.add_argument("--test-per-class", type=int, default=1000,
-                      help="held-out images per class from cifar10/test (default 1000, all of them)")
-    labels = data.add_mutually_exclusive_group()
-    labels.add_argument("--noise", default=None, metavar="MODE:RATE",
-                        help="inject noise into the clean labels, seeded (default symmetric:0.4)")
-    labels.add_argument("--label-column", default=None, metavar="COLUMN",
-                        help="train on this column's human labels instead (e.g. worse_label)")
-    add_train_options(parser, epochs=12)
+    parser = dataset_parser(__doc__)
     parser.add_argument("--dynamics-epochs", type=int, default=None,
                         help="the audit's dynamics run (default the audit's own, not --epochs: that is the K-fold "
                         "models' and the retrain's)")
@@ -90,55 +75,42 @@ def accept_everything(project: Any, run_id: str, detector: str, action: str) -> 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from engine.audit import DEFAULT_DYNAMICS_EPOCHS, run_audit
-    from engine.data.cache import ensure_cache
-    from engine.noise import inject_noise
     from engine.retrain import run_retrain
     from engine.training.config import TrainConfig
 
     config = TrainConfig.from_args(args)
     events = EventSink(console=ConsoleRenderer(sys.stderr, quiet=args.quiet))
-    noise = None if args.label_column else (args.noise or "symmetric:0.4")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-accept-") as tmp:
-        workdir = Path(tmp)
-        root = args.keep_project or workdir / "project"
-        if args.keep_project:
-            workdir = args.keep_project.absolute().with_name(args.keep_project.name + "-inputs")
-            workdir.mkdir(parents=True, exist_ok=False)
-        with build_project(args, root, workdir, events) as project:
-            if noise:
-                mode, _, rate = noise.partition(":")
-                inject_noise(project, mode, float(rate or 0.4), args.seed, image_size=config.image_size, events=events)
-            ensure_cache(project, config.image_size, events=events, workers=config.workers)
-            seconds: dict[str, float] = {}
-            clock = time.perf_counter()
-            audit, status = run_audit(project, config, folds=args.audit_folds, detectors=args.detectors.split(","),
-                                      events=events, dynamics_epochs=args.dynamics_epochs or DEFAULT_DYNAMICS_EPOCHS)
-            if status != "ok":
-                raise UserError(f"the audit ended with status {status}", "see the messages above")
-            seconds["audit"] = round(time.perf_counter() - clock, 1)
-            counts = accept_everything(project, audit.id, args.follow, args.action)
-            clock = time.perf_counter()
-            retrain, status = run_retrain(project, config, events=events, seeds=args.seeds)
-            if status != "ok":
-                raise UserError(f"the retrain ended with status {status}", "see the messages above")
-            seconds["retrain"] = round(time.perf_counter() - clock, 1)
-            summary = project.run(retrain.id).summary
-            return {
-                "dataset": str(args.data),
-                "dynamics_epochs": args.dynamics_epochs or DEFAULT_DYNAMICS_EPOCHS,
-                "labels": f"{noise} injected into clean_label" if noise else f"{args.label_column} (human)",
-                "detectors": args.detectors, "follow": args.follow, "action": args.action,
-                "config": {**config.to_dict(), "seeds": args.seeds},
-                "counts": counts,
-                "heldout_samples": int(len(project.sample_table().test_ids)),
-                "accuracy_original": summary["accuracy_original"],
-                "accuracy_original_std": summary["accuracy_original_std"],
-                "accuracy_cleaned": summary["accuracy_cleaned"],
-                "accuracy_cleaned_std": summary["accuracy_cleaned_std"],
-                "difference": summary["difference"],
-                "seconds": {**seconds, "total": round(time.perf_counter() - started, 1)},
-            }
+    with noisy_project(args, config, events, "bench-accept-") as project:
+        seconds: dict[str, float] = {}
+        clock = time.perf_counter()
+        audit, status = run_audit(project, config, folds=args.audit_folds, detectors=args.detectors.split(","),
+                                  events=events, dynamics_epochs=args.dynamics_epochs or DEFAULT_DYNAMICS_EPOCHS)
+        if status != "ok":
+            raise UserError(f"the audit ended with status {status}", "see the messages above")
+        seconds["audit"] = round(time.perf_counter() - clock, 1)
+        counts = accept_everything(project, audit.id, args.follow, args.action)
+        clock = time.perf_counter()
+        retrain, status = run_retrain(project, config, events=events, seeds=args.seeds)
+        if status != "ok":
+            raise UserError(f"the retrain ended with status {status}", "see the messages above")
+        seconds["retrain"] = round(time.perf_counter() - clock, 1)
+        summary = project.run(retrain.id).summary
+        return {
+            "dataset": str(args.data),
+            "dynamics_epochs": args.dynamics_epochs or DEFAULT_DYNAMICS_EPOCHS,
+            "labels": args.labels_described,
+            "detectors": args.detectors, "follow": args.follow, "action": args.action,
+            "config": {**config.to_dict(), "seeds": args.seeds},
+            "counts": counts,
+            "heldout_samples": int(len(project.sample_table().test_ids)),
+            "accuracy_original": summary["accuracy_original"],
+            "accuracy_original_std": summary["accuracy_original_std"],
+            "accuracy_cleaned": summary["accuracy_cleaned"],
+            "accuracy_cleaned_std": summary["accuracy_cleaned_std"],
+            "difference": summary["difference"],
+            "seconds": {**seconds, "total": round(time.perf_counter() - started, 1)},
+        }
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -160,19 +132,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except UserError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  fix: {exc.hint}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
-    return 0
+    return bench_main(argv, parse_args, run, print_table)
 
 
 if __name__ == "__main__":

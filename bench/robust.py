@@ -20,10 +20,12 @@ class drawn from the truth (several sizes, comma-separated: one row per size), a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +41,9 @@ IMAGES = "cifar10"
 TRUTH_COLUMN = "clean_label"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawTextHelpFormatter)
+def dataset_parser(doc: str) -> argparse.ArgumentParser:
+    """A bench's parser with the dataset of :func:`build_project` (``data``, rows, labels) and the training options."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("data", type=Path, help=f"the folder holding {CSV_NAME} and {IMAGES}/")
     data = parser.add_argument_group("dataset")
     data.add_argument("--per-class", type=int, default=1000, help="training rows per class (default 1000)")
@@ -53,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     labels.add_argument("--label-column", default=None, metavar="COLUMN",
                         help="train on this column's human labels instead (e.g. worse_label)")
     add_train_options(parser, epochs=12)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = dataset_parser(__doc__)
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one)")
     parser.add_argument("--option", action="append", default=None, metavar="[METHOD.]KEY=VALUE",
                         help="a method option, as for `python -m engine compare`")
@@ -96,12 +103,55 @@ def build_project(args: argparse.Namespace, root: Path, workdir: Path, events: E
         dataset=csv_file.name))
 
 
+@contextlib.contextmanager
+def noisy_project(args: argparse.Namespace, config: Any, events: EventSink, prefix: str) -> Iterator[Any]:
+    """The bench's project (:func:`build_project`) with ``--noise`` injected and the image cache built.
+
+    In a temporary folder, deleted afterwards, unless ``--keep-project DIR`` names one (its inputs
+    are kept beside it). The labels used are recorded as ``args.labels_described``.
+    """
+    from engine.data.cache import ensure_cache
+    from engine.noise import inject_noise
+
+    noise = None if args.label_column else (args.noise or "symmetric:0.4")
+    args.labels_described = f"{noise} injected into {TRUTH_COLUMN}" if noise else f"{args.label_column} (human)"
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        workdir = Path(tmp)
+        root = args.keep_project or workdir / "project"
+        if args.keep_project:
+            workdir = args.keep_project.absolute().with_name(args.keep_project.name + "-inputs")
+            workdir.mkdir(parents=True, exist_ok=False)
+        with build_project(args, root, workdir, events) as project:
+            if noise:
+                mode, _, rate = noise.partition(":")
+                inject_noise(project, mode, float(rate or 0.4), args.seed, image_size=config.image_size, events=events)
+            ensure_cache(project, config.image_size, events=events, workers=config.workers)
+            yield project
+
+
+def bench_main(argv: list[str] | None, parse: Callable[[list[str] | None], argparse.Namespace],
+               run_bench: Callable[[argparse.Namespace], dict[str, Any]],
+               print_result: Callable[[dict[str, Any]], None]) -> int:
+    """Parse, run, print the table (or ``--json``); a UserError becomes its message, its fix and exit code 2."""
+    args = parse(argv)
+    try:
+        result = run_bench(args)
+    except UserError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  fix: {exc.hint}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_result(result)
+    return 0
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from engine.audit import run_audit
     from engine.compare import options_for_methods, parse_method_list, run_compare
-    from engine.data.cache import ensure_cache
     from engine.methods import METHODS, method_info
-    from engine.noise import inject_noise
     from engine.stats import paired_difference, spread
     from engine.training.config import TrainConfig
     from engine.trusted import trusted_spec
@@ -113,57 +163,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         names = ["ce", *names]  # every difference is to ce
     smaller = None if args.smaller_trusted_methods is None else set(parse_method_list(args.smaller_trusted_methods))
     sizes = sorted({int(size) for size in args.trusted_per_class.split(",") if size.strip()})
-    noise = None if args.label_column else (args.noise or "symmetric:0.4")
     started_all = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-robust-") as tmp:
-        workdir = Path(tmp)
-        root = args.keep_project or workdir / "project"
-        if args.keep_project:
-            workdir = args.keep_project.absolute().with_name(args.keep_project.name + "-inputs")
-            workdir.mkdir(parents=True, exist_ok=False)
-        with build_project(args, root, workdir, events) as project:
-            if noise:
-                mode, _, rate = noise.partition(":")
-                inject_noise(project, mode, float(rate or 0.4), args.seed, image_size=config.image_size, events=events)
-            ensure_cache(project, config.image_size, events=events, workers=config.workers)
-            if "prune" in names:
-                _, status = run_audit(project, config, folds=args.audit_folds, events=events)
-                if status != "ok":
-                    raise UserError(f"the audit that prune ranks by ended with status {status}", "see the messages above")
-            table = project.sample_table()
-            train = table.train_ids
-            rows: list[dict[str, Any]] = []
-            ce_by_seed: list[float] = []
-            for index, size in enumerate(reversed(sizes)):  # the largest trusted set with every method
-                wanted = names if index == 0 else [n for n in names if method_info(n).needs_trusted
-                                                   and (smaller is None or n in smaller)]
-                if not wanted:
-                    continue
-                compare, status = run_compare(project, config, methods=options_for_methods(wanted, args.option),
-                                              seeds=args.seeds, trusted=trusted_spec(per_class=size), events=events)
-                if status != "ok":
-                    raise UserError(f"the comparison ended with status {status}", "see the messages above")
-                summary = project.run(compare.id).summary
-                for name, figures in summary["methods"].items():
-                    if name == "ce":
-                        ce_by_seed = figures["accuracy_per_seed"]
-                    rows.append({"method": name, "trusted_per_class": size if method_info(name).needs_trusted else None,
-                                 "per_seed": figures["accuracy_per_seed"], "seconds": figures["seconds_mean"]})
-            for row in rows:
-                values = spread(row["per_seed"])
-                row["accuracy_mean"], row["accuracy_std"] = values.mean, values.std
-                row["difference_to_ce"] = None if row["method"] == "ce" else \
-                    paired_difference(row["per_seed"], ce_by_seed).to_dict()
-            return {
-                "dataset": str(args.data),
-                "labels": f"{noise} injected into {TRUTH_COLUMN}" if noise else f"{args.label_column} (human)",
-                "realised_noise_rate": float((table.label[train] != table.true_label[train]).mean()),
-                "train_samples": int(len(train)),
-                "heldout_samples": int(len(table.test_ids)),
-                "config": {**config.to_dict(), "seeds": args.seeds},
-                "rows": rows,
-                "seconds_total": round(time.perf_counter() - started_all, 1),
-            }
+    with noisy_project(args, config, events, "bench-robust-") as project:
+        if "prune" in names:
+            _, status = run_audit(project, config, folds=args.audit_folds, events=events)
+            if status != "ok":
+                raise UserError(f"the audit that prune ranks by ended with status {status}", "see the messages above")
+        table = project.sample_table()
+        train = table.train_ids
+        rows: list[dict[str, Any]] = []
+        ce_by_seed: list[float] = []
+        for index, size in enumerate(reversed(sizes)):  # the largest trusted set with every method
+            wanted = names if index == 0 else [n for n in names if method_info(n).needs_trusted
+                                               and (smaller is None or n in smaller)]
+            if not wanted:
+                continue
+            compare, status = run_compare(project, config, methods=options_for_methods(wanted, args.option),
+                                          seeds=args.seeds, trusted=trusted_spec(per_class=size), events=events)
+            if status != "ok":
+                raise UserError(f"the comparison ended with status {status}", "see the messages above")
+            summary = project.run(compare.id).summary
+            for name, figures in summary["methods"].items():
+                if name == "ce":
+                    ce_by_seed = figures["accuracy_per_seed"]
+                rows.append({"method": name, "trusted_per_class": size if method_info(name).needs_trusted else None,
+                             "per_seed": figures["accuracy_per_seed"], "seconds": figures["seconds_mean"]})
+        for row in rows:
+            values = spread(row["per_seed"])
+            row["accuracy_mean"], row["accuracy_std"] = values.mean, values.std
+            row["difference_to_ce"] = None if row["method"] == "ce" else \
+                paired_difference(row["per_seed"], ce_by_seed).to_dict()
+        return {
+            "dataset": str(args.data),
+            "labels": args.labels_described,
+            "realised_noise_rate": float((table.label[train] != table.true_label[train]).mean()),
+            "train_samples": int(len(train)),
+            "heldout_samples": int(len(table.test_ids)),
+            "config": {**config.to_dict(), "seeds": args.seeds},
+            "rows": rows,
+            "seconds_total": round(time.perf_counter() - started_all, 1),
+        }
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -189,19 +228,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except UserError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  fix: {exc.hint}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
-    return 0
+    return bench_main(argv, parse_args, run, print_table)
 
 
 if __name__ == "__main__":
