@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.robust import bench_main, dataset_parser, noisy_project  # noqa: E402
+from bench.robust import bench_main, dataset_parser, labels_described, noisy_project  # noqa: E402
 from engine.errors import UserError  # noqa: E402
 from engine.events import ConsoleRenderer, EventSink  # noqa: E402
 
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "dataset": str(args.data),
             "dynamics_epochs": args.dynamics_epochs or DEFAULT_DYNAMICS_EPOCHS,
-            "labels": args.labels_described,
+            "labels": labels_described(args),
             "detectors": args.detectors, "follow": args.follow, "action": args.action,
             "config": {**config.to_dict(), "seeds": args.seeds},
             "counts": counts,

@@ -302,9 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.repeat > 1 and not args.json:
                 print(f"--- seed {seed_args.seed}", file=sys.stderr)
     except UserError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  fix: {exc.hint}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)  # the message, then "  fix: ..."
         return 2
     if args.json:
         print(json.dumps(results[0] if args.repeat == 1 else {"seeds": results}, indent=2))

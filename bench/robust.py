@@ -83,6 +83,9 @@ def build_project(args: argparse.Namespace, root: Path, workdir: Path, events: E
     from engine.data import importing
 
     image_root = (args.data / IMAGES).absolute()
+    if not (args.data / CSV_NAME).is_file() or not (image_root / "test").is_dir():
+        raise UserError(f"{args.data} does not hold {CSV_NAME} and {IMAGES}/test/",
+                        "pass the CIFAR-10N folder (../shared/data; its README describes the layout)")
     label_column = args.label_column or TRUTH_COLUMN
     limit = argparse.Namespace(dataset=args.data / CSV_NAME, per_class_limit=args.per_class,
                                limit_by=TRUTH_COLUMN, label_column=label_column)
@@ -103,18 +106,27 @@ def build_project(args: argparse.Namespace, root: Path, workdir: Path, events: E
         dataset=csv_file.name))
 
 
+def injected_noise(args: argparse.Namespace) -> str | None:
+    """``MODE:RATE`` injected into the clean labels, or None when a human ``--label-column`` is used."""
+    return None if args.label_column else (args.noise or "symmetric:0.4")
+
+
+def labels_described(args: argparse.Namespace) -> str:
+    noise = injected_noise(args)
+    return f"{noise} injected into {TRUTH_COLUMN}" if noise else f"{args.label_column} (human)"
+
+
 @contextlib.contextmanager
 def noisy_project(args: argparse.Namespace, config: Any, events: EventSink, prefix: str) -> Iterator[Any]:
     """The bench's project (:func:`build_project`) with ``--noise`` injected and the image cache built.
 
     In a temporary folder, deleted afterwards, unless ``--keep-project DIR`` names one (its inputs
-    are kept beside it). The labels used are recorded as ``args.labels_described``.
+    are kept beside it).
     """
     from engine.data.cache import ensure_cache
     from engine.noise import inject_noise
 
-    noise = None if args.label_column else (args.noise or "symmetric:0.4")
-    args.labels_described = f"{noise} injected into {TRUTH_COLUMN}" if noise else f"{args.label_column} (human)"
+    noise = injected_noise(args)
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         workdir = Path(tmp)
         root = args.keep_project or workdir / "project"
@@ -137,9 +149,7 @@ def bench_main(argv: list[str] | None, parse: Callable[[list[str] | None], argpa
     try:
         result = run_bench(args)
     except UserError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  fix: {exc.hint}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)  # the message, then "  fix: ..."
         return 2
     if args.json:
         print(json.dumps(result, indent=2))
@@ -195,7 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 paired_difference(row["per_seed"], ce_by_seed).to_dict()
         return {
             "dataset": str(args.data),
-            "labels": args.labels_described,
+            "labels": labels_described(args),
             "realised_noise_rate": float((table.label[train] != table.true_label[train]).mean()),
             "train_samples": int(len(train)),
             "heldout_samples": int(len(table.test_ids)),

@@ -27,7 +27,7 @@ def test_auto_uses_bf16_only_on_a_cpu_that_does_it_in_hardware(monkeypatch: pyte
 
 
 def test_an_unknown_precision_is_a_clear_error() -> None:
-    with pytest.raises(UserError, match="precision"):
+    with pytest.raises(UserError, match="unknown precision 'fp8'"):
         TrainConfig(precision="fp8")
     with pytest.raises(UserError, match="auto, fp32 or bf16"):
         amp_dtype(CPU, "half")

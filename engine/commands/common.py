@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.events import ConsoleRenderer, EventSink, claim_stdout_for_events
+from engine.training.config import PRECISIONS  # torch-free: the CLI's start stays light
 
 if TYPE_CHECKING:
     from engine.jobs import JobContext
@@ -57,7 +58,7 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epoc
     group.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the model's own)")
     group.add_argument("--image-size", type=int, default=32, help="training resolution in pixels (default 32)")
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    group.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    group.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="autocast dtype (default auto: bf16 on CUDA and on CPUs with AMX, else float32)")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--workers", type=int, default=None,

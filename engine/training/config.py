@@ -12,6 +12,14 @@ if TYPE_CHECKING:
     from engine.models import StartingWeights
 
 
+PRECISIONS = ("auto", "fp32", "bf16")  # autocast dtypes: engine.training.device.amp_dtype
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}", f"use {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}")
+
+
 @dataclass
 class TrainConfig:
     model: str = "small_cnn"
@@ -43,8 +51,7 @@ class TrainConfig:
             raise UserError(f"--image-size {self.image_size} is out of range", "use 8 to 1024 pixels (32 for CIFAR-sized data)")
         if self.augment not in ("auto", "flip-crop", "crop", "none"):
             raise UserError(f"unknown augmentation {self.augment!r}", "use flip-crop, crop, none or auto")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise UserError(f"unknown precision {self.precision!r}", "use auto, fp32 or bf16")
+        check_precision(self.precision)
         if (self.pretrained or self.weights is not None) and self.weights_sha256 is None:
             from engine.models import identify_starting_weights
 

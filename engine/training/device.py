@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from engine.errors import UserError
+from engine.training.config import check_precision
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -18,9 +19,6 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     raise UserError(f"unknown device {requested!r}", "use auto, cpu or cuda")
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -39,8 +37,7 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
     that does it in hardware; float32 elsewhere. ``fp32`` never autocasts; ``bf16`` always does.
     Outputs a person sees (probabilities, dynamics) are computed from float32 logits either way.
     """
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}", "use auto, fp32 or bf16")
+    check_precision(precision)
     if precision == "fp32":
         return None
     if device.type == "cuda":
