@@ -30,22 +30,58 @@ if TYPE_CHECKING:
     from torchvision.models import WeightsEnum
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
-MODEL_CHOICES = ("small_cnn", *TORCHVISION_RESNETS)
+DEFAULT_MODEL = "cnn7"
+OWN_MODELS = ("cnn7", "small_cnn")  # built here, trained from scratch unless given --weights
+MODEL_CHOICES = (*OWN_MODELS, *TORCHVISION_RESNETS)
 
 
-def _conv_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
+def _conv_block(in_channels: int, out_channels: int, pool: bool, *, ceil_mode: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     ]
     if pool:
-        layers.append(nn.MaxPool2d(2))
+        layers.append(nn.MaxPool2d(2, ceil_mode=ceil_mode))
     return nn.Sequential(*layers)
+
+
+class Cnn7(nn.Module):
+    """Seven 3x3 conv layers in five stages (16 | 32 | 64-64 | 128-128 | 256 channels), global pooling, a linear head.
+
+    The default model. Narrow where the image is large and wide where it is small: a pooling
+    after each of the first four stages, so the 256-channel layer works on 2x2 at 32 px. Against
+    ``small_cnn`` (four layers, 32-64-128-128) it is deeper (a larger receptive field) with
+    about 580k parameters against 240k, and on two CPU cores it trains *faster* (about 3,700
+    against 3,000 images/s at 32 px in bf16, batch 128), because the full-resolution layer
+    has 16 channels instead of 32. Measured for the dynamics audit on CIFAR-10N ``worse_label``,
+    images 1,000-1,999 of each class (not the benchmark's), 45 epochs: AUM ROC-AUC 0.902
+    against 0.895, in 147 s against 172 s. Pooling rounds up, so an 8 px image (the digits demo)
+    keeps one pixel through the last stages instead of none.
+    """
+
+    STAGES = ((16,), (32,), (64, 64), (128, 128), (256,))
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for index, stage in enumerate(self.STAGES):
+            for position, channels in enumerate(stage):
+                pool = position == len(stage) - 1 and index < len(self.STAGES) - 1
+                layers.append(_conv_block(in_channels, channels, pool, ceil_mode=True))
+                in_channels = channels
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(in_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 class SmallCNN(nn.Module):
     """Four 3x3 conv layers (32-64-128-128, about 240k parameters), global pooling, a linear head.
+
+    The default before ``cnn7``; kept so older runs resume and compare as they were made.
 
     Pooling after each of the first three layers keeps it fast on a CPU (about 1,000 images/s
     at 32 px on two cores, channels-last) at a small cost in accuracy.
@@ -71,7 +107,7 @@ def default_learning_rate(model_name: str, pretrained: bool) -> float:
     """The peak learning rate; ``pretrained`` means the model starts from trained weights (either kind)."""
     if pretrained:
         return 0.01  # fine-tuning: do not wreck the pretrained features
-    return 0.2 if model_name == "small_cnn" else 0.1
+    return 0.2 if model_name in OWN_MODELS else 0.1
 
 
 LogFn = Callable[[str], None]
@@ -113,8 +149,9 @@ def build_model(name: str, num_classes: int, image_size: int, pretrained: bool =
 
 def _build_architecture(name: str, num_classes: int, image_size: int) -> tuple[nn.Module, dict[str, str]]:
     """The freshly initialised model, and the layers (state-dict prefix -> what) made for this project."""
-    if name == "small_cnn":
-        return SmallCNN(num_classes), {"head.": f"classifier head for {num_classes} classes"}
+    if name in OWN_MODELS:
+        own: nn.Module = Cnn7(num_classes) if name == "cnn7" else SmallCNN(num_classes)
+        return own, {"head.": f"classifier head for {num_classes} classes"}
     if name in TORCHVISION_RESNETS:
         return _build_resnet(name, num_classes, image_size)
     if ":" in name:

@@ -15,6 +15,9 @@ from engine.detectors.early_learning import (
     class_probs_from_td,
     early_learning_window,
     estimated_issue_count,
+    estimated_issue_counts,
+    top_scores,
+    top_scores_per_class,
 )
 from engine.store import Project
 from engine.training.config import TrainConfig
@@ -65,6 +68,21 @@ def test_the_estimate_counts_the_labels_the_early_predictions_contradict() -> No
     labels, truth, probs = confident_case()
     assert estimated_issue_count(labels, probs) == int((labels != truth).sum()) == 60
     assert estimated_issue_count(labels[:0], probs[:0]) == 0
+    assert estimated_issue_counts(labels, probs).tolist() == [20, 20, 20]  # per given class
+    one_class = np.zeros(5, dtype=np.int64)
+    assert estimated_issue_counts(one_class, np.full((5, 3), 1 / 3)).tolist() == [0, 0, 0]
+
+
+def test_each_class_flags_its_own_count_so_a_hard_class_does_not_crowd_out_an_easy_one() -> None:
+    # Class 0 is hard: every score there sits high, right labels included; class 1's wrong labels score lower.
+    labels = np.repeat([0, 1], 10)
+    wrong = np.zeros(20, dtype=bool)
+    wrong[[0, 1, 10, 11]] = True
+    scores = np.where(labels == 0, 0.6, 0.1) + np.where(wrong, 0.3, 0.0) + np.linspace(0, 0.01, 20)
+    per_class = top_scores_per_class(scores, labels, np.array([2, 2]))
+    assert set(np.flatnonzero(per_class)) == {0, 1, 10, 11}
+    assert not top_scores(scores, 4)[[10, 11]].any()  # one line over both classes takes class 0's right labels
+    assert top_scores_per_class(scores, labels, np.array([0, 50])).sum() == 10  # a count past the class: all of it
 
 
 def dynamics_inputs(labels: np.ndarray, truth: np.ndarray, early: np.ndarray | None) -> DetectorInputs:
@@ -87,7 +105,11 @@ def test_aum_and_cartography_flag_the_estimated_count_and_keep_their_own_line() 
         result = detect(dynamics_inputs(labels, truth, probs))
         assert result.num_flagged == 60 and result.summary["estimated_by"] == ESTIMATED_BY
         assert result.summary["own_rule"] == rule and result.summary["n_own_rule"] > 60  # the hard ones too
-        assert set(np.flatnonzero(result.flagged)) == set(np.argsort(-result.scores, kind="stable")[:60])
+        for label in range(3):  # per given class, the 20 highest scores of that class
+            members = np.flatnonzero(labels == label)
+            top = members[np.argsort(-result.scores[members], kind="stable")[:20]]
+            assert set(np.flatnonzero(result.flagged & (labels == label))) == set(top)
+        assert result.summary["estimated_per_class"] == [20, 20, 20]
         assert result.summary["estimated_noise_rate"] == 60 / len(labels)
         # A run recorded without early-learning probabilities is flagged by the detector's own line.
         old = detect(dynamics_inputs(labels, truth, None))

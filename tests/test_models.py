@@ -13,6 +13,7 @@ from engine.cli import main
 from engine.data.importing import import_folder
 from engine.errors import UserError
 from engine.models import (
+    DEFAULT_MODEL,
     build_model,
     file_sha256,
     identify_starting_weights,
@@ -27,6 +28,16 @@ def test_small_cnn_is_small_and_classifies() -> None:
     model = build_model("small_cnn", num_classes=7, image_size=32)
     assert 200_000 < sum(p.numel() for p in model.parameters()) < 280_000
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_cnn7_is_the_default_and_classifies_images_down_to_the_digits_8_px() -> None:
+    assert TrainConfig().model == DEFAULT_MODEL == "cnn7"
+    for size in (8, 16, 28, 32, 64):  # pooling rounds up: 8 px keeps a pixel through all five stages
+        model = build_model("cnn7", num_classes=7, image_size=size)
+        assert model(torch.zeros(2, 3, size, size)).shape == (2, 7)
+    assert 500_000 < sum(p.numel() for p in model.parameters()) < 650_000
+    convs = [module for module in model.modules() if isinstance(module, torch.nn.Conv2d)]
+    assert len(convs) == 7 and convs[0].out_channels == 16
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
@@ -149,8 +160,8 @@ def test_a_local_weights_file_trains_and_the_run_records_it(image_folder: Path, 
     torch.save({"epoch": 7, "state_dict": donor.state_dict()}, weights)  # a training checkpoint's layout
     project_root = tmp_path / "project"
     import_folder(project_root, image_folder, test_fraction=0.25, seed=0).close()
-    code = main(["crossval", str(project_root), "--weights", str(weights), "--epochs", "1", "--folds", "2",
-                 "--batch-size", "8", "--image-size", "16", "--workers", "1"])
+    code = main(["crossval", str(project_root), "--model", "small_cnn", "--weights", str(weights), "--epochs", "1",
+                 "--folds", "2", "--batch-size", "8", "--image-size", "16", "--workers", "1"])
     assert code == 0
     with Project.open(project_root) as project:
         run = project.runs()[0]
@@ -205,5 +216,5 @@ def test_a_bad_weights_file_is_a_clear_error_naming_it(tmp_path: Path) -> None:
         TrainConfig(weights=str(tmp_path / "missing.pt"))
     with pytest.raises(UserError, match="--pretrained and --weights both"):
         TrainConfig(model="resnet18", pretrained=True, weights=str(resnet))
-    with pytest.raises(UserError, match="small_cnn has no pretrained weights"):
-        TrainConfig(pretrained=True)
+    with pytest.raises(UserError, match="cnn7 has no pretrained weights"):
+        TrainConfig(pretrained=True)  # the default model

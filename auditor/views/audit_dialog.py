@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
 
 from engine.audit import DEFAULT_DYNAMICS_EPOCHS  # numpy-only: no torch in the app's process
 
-MODELS = ("small_cnn", "resnet18", "resnet34", "resnet50")
+RESNETS = ("resnet18", "resnet34", "resnet50")  # the models with ImageNet weights (engine.models.TORCHVISION_RESNETS)
+MODELS = ("cnn7", "small_cnn", *RESNETS)
 
 
 def known_detectors() -> dict[str, str]:
@@ -66,10 +67,10 @@ WEIGHTS_STATE_WORDS = {
 def pretrained_weights_state(model: str) -> str:
     """"cached", "downloadable" or "unavailable" (see engine.models.weights_state).
 
-    The small CNN never has pretrained weights, so asking about it needs no torch import;
+    The project's own CNNs never have pretrained weights, so asking about them needs no torch import;
     for a ResNet the engine's answer loads torch, once, when the person picks that model.
     """
-    if model not in MODELS[1:]:
+    if model not in RESNETS:
         return "unavailable"
     try:
         from engine.models import weights_state
@@ -81,7 +82,7 @@ def pretrained_weights_state(model: str) -> str:
 
 @dataclass
 class TrainOptions:
-    model: str = "small_cnn"
+    model: str = "cnn7"
     epochs: int = 12
     dynamics_epochs: int | None = None  # None: the engine's rule (--epochs, since the app always passes it)
     folds: int = 3

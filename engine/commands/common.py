@@ -41,7 +41,8 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epoc
     """
     group = parser.add_argument_group("training")
     group.add_argument("--model", default=None,
-                       help="small_cnn (the default, fast on CPU), resnet18, resnet34, resnet50, or module:callable "
+                       help="cnn7 (the default, fast on CPU), small_cnn (the default until 2026-11-26), resnet18, resnet34, "
+                       "resnet50, or module:callable "
                        "(called with num_classes, returns an nn.Module); with --resume, a run of a module:callable "
                        "model resumes only when you name the same one here")
     group.add_argument("--pretrained", action="store_true",

@@ -68,6 +68,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--epochs", default="10", metavar="E,...",
                         help="epochs of the classifier whose dynamics are recorded; several (e.g. 6,12) record "
                         "every setting at each (default 10)")
+    parser.add_argument("--model", default="cnn7",
+                        help="the classifier whose dynamics are recorded (default cnn7, the audit's default; the "
+                        "shipped weights were made from small_cnn's)")
     parser.add_argument("--image-size", type=int, default=32, help="classifier resolution (default 32)")
     parser.add_argument("--batch-size", type=int, default=128, help="classifier batch size (default 128)")
     parser.add_argument("--lstm-epochs", type=int, default=20, help="epochs of the LSTM's own training (default 20)")
@@ -109,7 +112,8 @@ def parse_epochs(text: str) -> list[int]:
     return values
 
 
-def record_setting(setting: Setting, seed: int, image_size: int, batch_size: int, cache: Path) -> dict[str, Any]:
+def record_setting(setting: Setting, seed: int, image_size: int, batch_size: int, cache: Path,
+                   model: str = "cnn7") -> dict[str, Any]:
     """Inject the setting's noise, run a dynamics audit, return (and keep) td, margin and the truth.
 
     A recording already in ``cache`` (same setting and seed) is read back instead.
@@ -122,14 +126,15 @@ def record_setting(setting: Setting, seed: int, image_size: int, batch_size: int
     from engine.training.config import TrainConfig
     from engine.training.recorders import DYNAMICS_FOLDER, load_dynamics
 
-    file = cache / f"{setting.name}-s{seed}.npz"
+    file = cache / f"{setting.name}-{model}-s{seed}.npz"
     if file.is_file():
         with np.load(file) as saved:
             return {name: saved[name] for name in saved.files}
     started = time.perf_counter()
     with Project.open(setting.project) as project:
         noise = inject_noise(project, setting.mode, setting.rate, seed, image_size=image_size)
-        config = TrainConfig(epochs=setting.epochs, image_size=image_size, batch_size=batch_size, seed=seed)
+        config = TrainConfig(model=model, epochs=setting.epochs, image_size=image_size, batch_size=batch_size,
+                             seed=seed)
         run, status = run_audit(project, config, detectors=["aum"], events=EventSink())
         if status != "ok":
             raise UserError(f"the dynamics audit of {setting.name} ended {status} (run {run.id})",
@@ -177,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
     recordings = []
     for index, setting in enumerate(settings):
         print(f"[{index + 1}/{len(settings)}] {setting.name}: dynamics audit", flush=True)
-        recordings.append(record_setting(setting, args.seed + index, args.image_size, args.batch_size, cache))
+        recordings.append(record_setting(setting, args.seed + index, args.image_size, args.batch_size, cache,
+                                         args.model))
 
     held = [held_out_rows(len(rec["is_noisy"]), args.seed + index) for index, rec in enumerate(recordings)]
     train_x = np.concatenate([prepare_sequences(rec["td"])[~h] for rec, h in zip(recordings, held)])
@@ -208,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
         "weights": out.name,
         "command": "python -m engine train-detector " + " ".join(
             [str(out)] + [f"--project {p}" for p in args.project]
-            + [f"--noise {args.noise}", f"--epochs {args.epochs}", f"--image-size {args.image_size}",
+            + [f"--noise {args.noise}", f"--epochs {args.epochs}", f"--model {args.model}",
+               f"--image-size {args.image_size}",
                f"--batch-size {args.batch_size}", f"--lstm-epochs {args.lstm_epochs}", f"--seed {args.seed}"]),
         "n_trained_on": len(train_y), "trained_noisy_share": float(train_y.mean()),
         "held_out_share": HELD_OUT_SHARE, "lstm_epochs": args.lstm_epochs, "lstm_seconds": round(lstm_seconds, 1),

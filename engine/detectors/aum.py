@@ -8,8 +8,8 @@ taken from the forward pass of training (see engine/training/recorders.py).
   pulled towards its label by the others of its class, so its margin grows; a
   mislabeled one is fought by them, so its margin stays small or negative.
 - score: ``sigmoid(-AUM)``, in (0, 1), higher = more suspect, 0.5 at AUM 0.
-- flagged: as many of the lowest AUMs as the early-learning estimate
-  (engine/detectors/early_learning.py) says are mislabeled. AUM < 0, this
+- flagged: in each given class, as many of its lowest AUMs as the early-learning
+  estimate (engine/detectors/early_learning.py) says are mislabeled there. AUM < 0, this
   detector's own line, stays in the summary (``n_own_rule``): it flags far
   too many when training is short or the noise is low (5,091 and 2,358 where
   4,105 and 910 are wrong on CIFAR-10N worse/aggre). The paper sets its threshold from *threshold samples*

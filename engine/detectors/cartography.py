@@ -12,8 +12,9 @@ epoch, the probability of the given label and the assigned-logit margin.
   confidence, low variability) is where mislabeled samples gather; confidence
   alone orders samples along it, and variability separates only the
   "ambiguous" ones, which are not evidence of a wrong label.
-- flagged: as many of the lowest confidences as the early-learning estimate
-  (engine/detectors/early_learning.py) says are mislabeled. Its own line, kept
+- flagged: in each given class, as many of its lowest confidences as the
+  early-learning estimate (engine/detectors/early_learning.py) says are
+  mislabeled there. Its own line, kept
   in the summary (``n_own_rule``) and used for runs recorded without the
   early-learning probabilities: correctness < 0.5: in most epochs the model predicted another
   class than the given one, though it was trained towards the given one (a
@@ -47,7 +48,7 @@ def cartography_measures(given_prob: np.ndarray, margin: np.ndarray) -> tuple[np
 
 
 def detect(inputs: DetectorInputs) -> DetectorResult:
-    """Cartography scores (1 - confidence), suggestions and the flagged set (correctness < 0.5)."""
+    """Cartography scores (1 - confidence), suggestions and the flagged set (the early-learning estimate)."""
     confidence, variability, correctness = cartography_measures(inputs.arrays["given_prob"], inputs.arrays["margin"])
     scores = np.clip(1.0 - confidence, 0.0, 1.0)
     flagged, estimate = flag_estimated_count(inputs.arrays, inputs.labels, scores, correctness < 0.5,

@@ -10,6 +10,13 @@ memorisation their predictions behave like out-of-sample ones. So the estimate r
 probabilities averaged over the **second quarter of training** (epochs E/4 to E/2; every epoch
 when a run has fewer than :data:`MIN_EPOCHS_FOR_WINDOW`).
 
+The estimate is made per given class (the rows of cleanlab's calibrated confident joint), and a
+detector flags, in each class, that many of its own highest scores: confident learning's *prune
+by class*. Measured on CIFAR-10N ``worse_label``, 1,000 images per class, AUM's F1 at the same
+total count: 0.777 with one line over all classes, 0.784 per class; on a validation slice of
+other images (1,000 to 1,999 of each class, never benchmarked) 0.766 and 0.774, and with the
+true per-class counts 0.787 against 0.761 for the true total under one line.
+
 Measured (the product's small CNN, 50 epochs). The window was chosen on CIFAR-10N, 1,000
 images per class, where the true count 4,105 on ``worse_label`` and 910 on ``aggre_label`` are
 estimated 4,301 and 1,044 (+5%, +15%); averaged over all epochs 3,587 and 584 (-13%, -36%);
@@ -61,24 +68,35 @@ def class_probs_from_td(td: np.ndarray, td_classes: np.ndarray, num_classes: int
     return probs
 
 
-def estimated_issue_count(labels: np.ndarray, early_probs: np.ndarray) -> int:
-    """Confident learning's calibrated estimate of how many of ``labels`` are wrong (cleanlab)."""
-    from cleanlab.count import num_label_issues
+def estimated_issue_counts(labels: np.ndarray, early_probs: np.ndarray) -> np.ndarray:
+    """(K,) int64: confident learning's calibrated estimate of how many labels of each given class are wrong.
+
+    The row sums, less the diagonal, of cleanlab's calibrated confident joint: row ``i`` counts the
+    samples labeled ``i`` whose true class is estimated to be another. Their total is
+    cleanlab's ``num_label_issues`` (``off_diagonal_calibrated``) up to rounding.
+    """
+    from cleanlab.count import compute_confident_joint
 
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(early_probs, dtype=np.float64)
-    if len(labels) == 0:
-        return 0
-    probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
+    counts = np.zeros(probs.shape[1], dtype=np.int64)
     present = np.unique(labels)
     if len(present) < 2:  # cleanlab needs two classes; one class has no off-diagonal to estimate
-        return 0
+        return counts
     # cleanlab wants labels 0..K'-1 with every class present: drop absent classes' columns, renumber.
     remap = np.full(probs.shape[1], -1, dtype=np.int64)
     remap[present] = np.arange(len(present))
     probs = probs[:, present]
     probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
-    return int(num_label_issues(remap[labels], probs, estimation_method="off_diagonal_calibrated"))
+    joint = compute_confident_joint(remap[labels], probs, calibrate=True)
+    off_diagonal = joint.sum(axis=1) - np.diag(joint)
+    counts[present] = np.rint(np.clip(off_diagonal, 0, None)).astype(np.int64)
+    return counts
+
+
+def estimated_issue_count(labels: np.ndarray, early_probs: np.ndarray) -> int:
+    """How many of ``labels`` are wrong, all classes together (see :func:`estimated_issue_counts`)."""
+    return int(estimated_issue_counts(labels, early_probs).sum())
 
 
 def top_scores(scores: np.ndarray, count: int) -> np.ndarray:
@@ -88,13 +106,31 @@ def top_scores(scores: np.ndarray, count: int) -> np.ndarray:
     return flagged
 
 
+def top_scores_per_class(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(n,) bool: within each given class ``k``, its ``counts[k]`` highest scores (ties by id).
+
+    Confident learning's *prune by class* (Northcutt et al. 2021), with the detector's score as the
+    order: a class's samples compete only with each other, because a score's scale differs by
+    class (hard classes have lower margins for right and wrong labels alike), so one global line
+    over-flags the hard classes and misses the wrong labels of the easy ones.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    flagged = np.zeros(len(scores), dtype=bool)
+    for label, count in enumerate(np.asarray(counts, dtype=np.int64)):
+        members = np.flatnonzero(labels == label)
+        flagged[members[np.argsort(-scores[members], kind="stable")[:max(0, int(count))]]] = True
+    return flagged
+
+
 EARLY_PROBS = "early_probs"  # the DetectorInputs.arrays name of the (N, K) early-learning probabilities
-ESTIMATED_BY = "confident learning on the predictions of the second quarter of training (early learning)"
+ESTIMATED_BY = ("confident learning on the predictions of the second quarter of training (early learning), "
+                "per given class")
 
 
 def flag_estimated_count(arrays: Mapping[str, np.ndarray], labels: np.ndarray, scores: np.ndarray,
                          own_rule: np.ndarray, own_rule_text: str) -> tuple[np.ndarray, dict[str, object]]:
-    """(flagged, summary facts): the early-learning estimate's count of the highest scores.
+    """(flagged, summary facts): in each given class, the early-learning estimate's count of its highest scores.
 
     ``own_rule`` is the detector's own parameter-free line (AUM < 0, ...): kept in the summary for
     comparison, and used alone when the evidence has no early-learning probabilities (a run recorded
@@ -105,6 +141,8 @@ def flag_estimated_count(arrays: Mapping[str, np.ndarray], labels: np.ndarray, s
     if EARLY_PROBS not in arrays:
         return own_rule, {**own, "estimated_noise_rate": float(own_rule.mean()) if n else 0.0,
                           "estimated_by": f"share of samples with {own_rule_text}"}
-    count = estimated_issue_count(labels, arrays[EARLY_PROBS])
-    return top_scores(scores, count), {**own, "estimated_noise_rate": count / n if n else 0.0,
-                                       "estimated_by": ESTIMATED_BY}
+    counts = estimated_issue_counts(labels, arrays[EARLY_PROBS])
+    count = int(counts.sum())
+    return top_scores_per_class(scores, labels, counts), {
+        **own, "estimated_noise_rate": count / n if n else 0.0, "estimated_by": ESTIMATED_BY,
+        "estimated_per_class": counts.tolist()}

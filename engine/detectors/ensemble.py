@@ -9,12 +9,15 @@ it runs last (``combines``), over every other detector the audit was asked for.
   probability, a sigmoid of a margin, a share of epochs) and an average of raw
   scores would let the one with the widest spread decide; a rank average asks
   each detector only for its order, the one thing all of them are judged by.
-- estimated noise rate: the median of the detectors' own estimates. The median
-  rather than the mean because one detector's estimate is often far off (K-fold
-  confident learning with a weak model takes the model's own errors for label
-  errors and overestimates), and the median ignores one outlier of three.
-- flagged: that many samples, the highest ensemble scores first (ties: the
-  more detectors flagging it first), so the flagged share is the estimate.
+- estimated count, per given class: the median of the detectors' flagged counts
+  in that class (each detector flags about as many as it estimates are wrong).
+  The median rather than the mean because one detector's estimate is often far
+  off (K-fold confident learning with a weak model takes the model's own errors
+  for label errors and overestimates), and the median ignores one outlier of three.
+- flagged: in each given class, that many of its samples, the highest ensemble
+  scores first (ties: the more detectors flagging it first), as the dynamics
+  detectors flag (engine/detectors/early_learning.py: a class's samples compete
+  only with each other). The estimated noise rate is the flagged share.
 - suggested label: the suggestion most of the detectors make (those without
   one left out; a tie goes to the detector that ran first).
 - extras: ``ensemble_agreement`` (n,) int16, how many detectors flag each sample.
@@ -60,8 +63,14 @@ def vote_suggestion(results: Mapping[str, DetectorResult], num_classes: int) -> 
     return np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), -1).astype(np.int64)
 
 
+def median_flagged_per_class(results: Mapping[str, DetectorResult], labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K,) int64: per given class, the median over ``results`` of how many samples of that class each flags."""
+    counts = [np.bincount(labels[result.flagged], minlength=num_classes)[:num_classes] for result in results.values()]
+    return np.rint(np.median(counts, axis=0)).astype(np.int64)
+
+
 def detect(inputs: DetectorInputs) -> DetectorResult:
-    """The rank average of the earlier detectors, flagged by the median of their noise estimates."""
+    """The rank average of the earlier detectors, flagged per class by the median of their flagged counts."""
     members = {name: result for name, result in inputs.earlier.items() if name != "ensemble"}
     if not members:
         raise ValueError("the ensemble needs the results of at least one other detector of the audit")
@@ -73,12 +82,15 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
         else float(result.flagged.mean()) if n else 0.0
         for result in members.values()
     ]
-    estimate = float(np.median(estimates)) if estimates else 0.0
-    n_flagged = int(round(estimate * n))
-    order = np.lexsort((-agree, -scores))  # by score, then by agreement
-    flagged_ids = order[:n_flagged]
+    labels = np.asarray(inputs.labels, dtype=np.int64)
+    per_class = median_flagged_per_class(members, labels, inputs.num_classes)
     flagged = np.zeros(n, dtype=bool)
-    flagged[flagged_ids] = True
+    for label, count in enumerate(per_class):
+        in_class = np.flatnonzero(labels == label)
+        flagged[in_class[np.lexsort((-agree[in_class], -scores[in_class]))][:count]] = True  # by score, then agreement
+    flagged_ids = np.flatnonzero(flagged)
+    flagged_ids = flagged_ids[np.lexsort((-agree[flagged_ids], -scores[flagged_ids]))]
+    n_flagged = len(flagged_ids)
     return DetectorResult(
         scores=scores,
         suggested=vote_suggestion(members, inputs.num_classes),
@@ -90,8 +102,9 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
             "member_estimates": dict(zip(members, estimates, strict=True)),
             "n_flagged": n_flagged,
             "flagged_rate": n_flagged / n if n else 0.0,
-            "estimated_noise_rate": estimate,
-            "estimated_by": "median of the members' estimates",
+            "estimated_noise_rate": n_flagged / n if n else 0.0,
+            "estimated_by": "per given class, the median of the members' flagged counts",
+            "estimated_per_class": per_class.tolist(),
             "n_flagged_by_all": int((agree == len(members)).sum()),
             "n_flagged_by_any": int((agree > 0).sum()),
         },

@@ -22,7 +22,7 @@ def check_precision(precision: str) -> None:
 
 @dataclass
 class TrainConfig:
-    model: str = "small_cnn"
+    model: str = "cnn7"  # engine.models.DEFAULT_MODEL (not imported: config stays free of torch)
     pretrained: bool = False  # start from torchvision's ImageNet weights
     weights: str | None = None  # start from this local state-dict file (absolute path)
     # Which starting weights, recorded when the run starts so that a resume loads the same ones:
