@@ -42,10 +42,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--action", choices=("relabel", "remove"), default="relabel",
                         help="relabel to the suggestion (the app's accept; default) or remove")
     parser.add_argument("--seeds", type=int, default=3, help="paired seeds of the retrain (default 3)")
-    parser.add_argument("--keep-project", type=Path, default=None, metavar="DIR",
-                        help="build the project here and keep it (default: a temporary folder, deleted)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser.parse_args(argv)
 
 

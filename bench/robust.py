@@ -42,7 +42,7 @@ TRUTH_COLUMN = "clean_label"
 
 
 def dataset_parser(doc: str) -> argparse.ArgumentParser:
-    """A bench's parser with the dataset of :func:`build_project` (``data``, rows, labels) and the training options."""
+    """A bench's parser: the dataset of :func:`build_project` (``data``, rows, labels), training and output options."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("data", type=Path, help=f"the folder holding {CSV_NAME} and {IMAGES}/")
     data = parser.add_argument_group("dataset")
@@ -55,6 +55,10 @@ def dataset_parser(doc: str) -> argparse.ArgumentParser:
     labels.add_argument("--label-column", default=None, metavar="COLUMN",
                         help="train on this column's human labels instead (e.g. worse_label)")
     add_train_options(parser, epochs=12)
+    parser.add_argument("--keep-project", type=Path, default=None, metavar="DIR",
+                        help="build the project here and keep it (default: a temporary folder, deleted)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
 
 
@@ -71,10 +75,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the methods also run at the smaller --trusted-per-class sizes (default: every "
                         "method that needs a trusted set; e.g. l2rw, for the seed's 5-against-125 comparison alone)")
     parser.add_argument("--audit-folds", type=int, default=3, help="folds of the audit that prune ranks by")
-    parser.add_argument("--keep-project", type=Path, default=None, metavar="DIR",
-                        help="build the project here and keep it (default: a temporary folder, deleted)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser.parse_args(argv)
 
 

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from torchvision.models import WeightsEnum
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
-DEFAULT_MODEL = "cnn7"
 OWN_MODELS = ("cnn7", "small_cnn")  # built here, trained from scratch unless given --weights
 MODEL_CHOICES = (*OWN_MODELS, *TORCHVISION_RESNETS)
 

@@ -14,7 +14,6 @@ from engine.detectors.early_learning import (
     ESTIMATED_BY,
     class_probs_from_td,
     early_learning_window,
-    estimated_issue_count,
     estimated_issue_counts,
     top_scores,
     top_scores_per_class,
@@ -66,9 +65,9 @@ def confident_case(n_per_class: int = 100, wrong_per_class: int = 20) -> tuple[n
 
 def test_the_estimate_counts_the_labels_the_early_predictions_contradict() -> None:
     labels, truth, probs = confident_case()
-    assert estimated_issue_count(labels, probs) == int((labels != truth).sum()) == 60
-    assert estimated_issue_count(labels[:0], probs[:0]) == 0
     assert estimated_issue_counts(labels, probs).tolist() == [20, 20, 20]  # per given class
+    assert int((labels != truth).sum()) == 60
+    assert estimated_issue_counts(labels[:0], probs[:0]).sum() == 0
     one_class = np.zeros(5, dtype=np.int64)
     assert estimated_issue_counts(one_class, np.full((5, 3), 1 / 3)).tolist() == [0, 0, 0]
 
@@ -83,6 +82,10 @@ def test_each_class_flags_its_own_count_so_a_hard_class_does_not_crowd_out_an_ea
     assert set(np.flatnonzero(per_class)) == {0, 1, 10, 11}
     assert not top_scores(scores, 4)[[10, 11]].any()  # one line over both classes takes class 0's right labels
     assert top_scores_per_class(scores, labels, np.array([0, 50])).sum() == 10  # a count past the class: all of it
+    level = np.zeros(4)  # equal scores: the tie-break decides, then the id
+    assert top_scores_per_class(level, np.zeros(4, dtype=np.int64), np.array([2]), np.array([0, 1, 0, 1])).tolist() == [
+        False, True, False, True]
+    assert top_scores_per_class(level, np.zeros(4, dtype=np.int64), np.array([2])).tolist() == [True, True, False, False]
 
 
 def dynamics_inputs(labels: np.ndarray, truth: np.ndarray, early: np.ndarray | None) -> DetectorInputs:

@@ -13,7 +13,6 @@ from engine.cli import main
 from engine.data.importing import import_folder
 from engine.errors import UserError
 from engine.models import (
-    DEFAULT_MODEL,
     build_model,
     file_sha256,
     identify_starting_weights,
@@ -21,7 +20,7 @@ from engine.models import (
     weights_state,
 )
 from engine.store import Project
-from engine.training.config import TrainConfig
+from engine.training.config import DEFAULT_MODEL, TrainConfig
 
 
 def test_small_cnn_is_small_and_classifies() -> None:

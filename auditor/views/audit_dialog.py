@@ -18,9 +18,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine.audit import DEFAULT_DYNAMICS_EPOCHS  # numpy-only: no torch in the app's process
+from engine.training.config import DEFAULT_MODEL
 
 RESNETS = ("resnet18", "resnet34", "resnet50")  # the models with ImageNet weights (engine.models.TORCHVISION_RESNETS)
-MODELS = ("cnn7", "small_cnn", *RESNETS)
+MODELS = (DEFAULT_MODEL, "small_cnn", *RESNETS)
 
 
 def known_detectors() -> dict[str, str]:
@@ -82,7 +83,7 @@ def pretrained_weights_state(model: str) -> str:
 
 @dataclass
 class TrainOptions:
-    model: str = "cnn7"
+    model: str = DEFAULT_MODEL
     epochs: int = 12
     dynamics_epochs: int | None = None  # None: the engine's rule (--epochs, since the app always passes it)
     folds: int = 3

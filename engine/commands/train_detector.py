@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
+from engine.training.config import DEFAULT_MODEL
 
 DEFAULT_NOISE = "symmetric:0.2,asymmetric:0.3,instance:0.4"
 HELD_OUT_SHARE = 0.2
@@ -68,9 +69,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--epochs", default="10", metavar="E,...",
                         help="epochs of the classifier whose dynamics are recorded; several (e.g. 6,12) record "
                         "every setting at each (default 10)")
-    parser.add_argument("--model", default="cnn7",
-                        help="the classifier whose dynamics are recorded (default cnn7, the audit's default; the "
-                        "shipped weights were made from small_cnn's)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"the classifier whose dynamics are recorded (default {DEFAULT_MODEL}, the audit's "
+                        "default; the shipped weights were made from small_cnn's)")
     parser.add_argument("--image-size", type=int, default=32, help="classifier resolution (default 32)")
     parser.add_argument("--batch-size", type=int, default=128, help="classifier batch size (default 128)")
     parser.add_argument("--lstm-epochs", type=int, default=20, help="epochs of the LSTM's own training (default 20)")
@@ -113,7 +114,7 @@ def parse_epochs(text: str) -> list[int]:
 
 
 def record_setting(setting: Setting, seed: int, image_size: int, batch_size: int, cache: Path,
-                   model: str = "cnn7") -> dict[str, Any]:
+                   model: str = DEFAULT_MODEL) -> dict[str, Any]:
     """Inject the setting's noise, run a dynamics audit, return (and keep) td, margin and the truth.
 
     A recording already in ``cache`` (same setting and seed) is read back instead.

@@ -96,11 +96,6 @@ def estimated_issue_counts(labels: np.ndarray, early_probs: np.ndarray) -> np.nd
     return counts
 
 
-def estimated_issue_count(labels: np.ndarray, early_probs: np.ndarray) -> int:
-    """How many of ``labels`` are wrong, all classes together (see :func:`estimated_issue_counts`)."""
-    return int(estimated_issue_counts(labels, early_probs).sum())
-
-
 def top_scores(scores: np.ndarray, count: int) -> np.ndarray:
     """(n,) bool: the ``count`` highest scores (ties by id)."""
     flagged = np.zeros(len(scores), dtype=bool)
@@ -108,8 +103,9 @@ def top_scores(scores: np.ndarray, count: int) -> np.ndarray:
     return flagged
 
 
-def top_scores_per_class(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """(n,) bool: within each given class ``k``, its ``counts[k]`` highest scores (ties by id).
+def top_scores_per_class(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray,
+                         tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """(n,) bool: within each given class ``k``, its ``counts[k]`` highest scores (ties: higher ``tiebreak``, then id).
 
     Confident learning's *prune by class* (Northcutt et al. 2021), with the detector's score as the
     order: a class's samples compete only with each other, because a score's scale differs by
@@ -118,10 +114,11 @@ def top_scores_per_class(scores: np.ndarray, labels: np.ndarray, counts: np.ndar
     """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
+    ties = np.zeros(len(scores)) if tiebreak is None else np.asarray(tiebreak, dtype=np.float64)
     flagged = np.zeros(len(scores), dtype=bool)
     for label, count in enumerate(np.asarray(counts, dtype=np.int64)):
         members = np.flatnonzero(labels == label)
-        flagged[members[np.argsort(-scores[members], kind="stable")[:max(0, int(count))]]] = True
+        flagged[members[np.lexsort((-ties[members], -scores[members]))[:max(0, int(count))]]] = True
     return flagged
 
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+from engine.detectors.early_learning import top_scores_per_class
 
 
 def rank_average(scores: list[np.ndarray]) -> np.ndarray:
@@ -84,10 +85,7 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
     ]
     labels = np.asarray(inputs.labels, dtype=np.int64)
     per_class = median_flagged_per_class(members, labels, inputs.num_classes)
-    flagged = np.zeros(n, dtype=bool)
-    for label, count in enumerate(per_class):
-        in_class = np.flatnonzero(labels == label)
-        flagged[in_class[np.lexsort((-agree[in_class], -scores[in_class]))][:count]] = True  # by score, then agreement
+    flagged = top_scores_per_class(scores, labels, per_class, tiebreak=agree)
     flagged_ids = np.flatnonzero(flagged)
     flagged_ids = flagged_ids[np.lexsort((-agree[flagged_ids], -scores[flagged_ids]))]
     n_flagged = len(flagged_ids)

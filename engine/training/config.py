@@ -20,9 +20,12 @@ def check_precision(precision: str) -> None:
         raise UserError(f"unknown precision {precision!r}", f"use {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}")
 
 
+DEFAULT_MODEL = "cnn7"  # engine/models.py builds it; named here so callers need not import torch
+
+
 @dataclass
 class TrainConfig:
-    model: str = "cnn7"  # engine.models.DEFAULT_MODEL (not imported: config stays free of torch)
+    model: str = DEFAULT_MODEL
     pretrained: bool = False  # start from torchvision's ImageNet weights
     weights: str | None = None  # start from this local state-dict file (absolute path)
     # Which starting weights, recorded when the run starts so that a resume loads the same ones:
