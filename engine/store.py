@@ -49,6 +49,10 @@ DB_NAME = "project.db"
 Action = Literal["relabel", "remove", "keep"]
 ACTIONS: tuple[str, ...] = ("relabel", "remove", "keep")
 OUTSIDE_LABEL_SET = -1  # true_label of an open-set sample: its class is none of ours
+# How a decision was made. Only a person's look at one sample is evidence that its label is clean
+# (engine.trusted): a bulk action decides samples nobody looked at, and the engine's own are guesses.
+PERSON, BULK, AUTOMATIC = "person", "bulk", "automatic"
+PROVENANCES: tuple[str, ...] = (PERSON, BULK, AUTOMATIC)
 
 _MIGRATIONS: list[str] = [
     # version 1
@@ -120,6 +124,24 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE decision_history ADD COLUMN batch INTEGER
     """,
+    # version 3: how each decision was made (see PROVENANCES), and the one an undo restores. Before,
+    # only bulk actions had a batch number; every other decision was a person's, one sample at a time.
+    """
+    ALTER TABLE decision_history ADD COLUMN provenance TEXT NOT NULL DEFAULT 'person'
+        CHECK (provenance IN ('person', 'bulk', 'automatic'));
+    ALTER TABLE decision_history ADD COLUMN prev_provenance TEXT;
+    ALTER TABLE decisions ADD COLUMN provenance TEXT NOT NULL DEFAULT 'person'
+        CHECK (provenance IN ('person', 'bulk', 'automatic'));
+    UPDATE decision_history SET provenance = 'bulk' WHERE batch IS NOT NULL;
+    UPDATE decision_history SET prev_provenance = (
+        SELECT earlier.provenance FROM decision_history AS earlier
+        WHERE earlier.sample_id = decision_history.sample_id AND earlier.id < decision_history.id
+            AND earlier.state != 'dropped' ORDER BY earlier.id DESC LIMIT 1)
+        WHERE prev_action IS NOT NULL;
+    UPDATE decisions SET provenance = COALESCE((
+        SELECT CASE WHEN made.state = 'undone' THEN made.prev_provenance ELSE made.provenance END
+        FROM decision_history AS made WHERE made.id = decisions.history_id), 'person')
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -129,6 +151,7 @@ class Decision:
     sample_id: int
     action: str
     new_label: int | None
+    provenance: str | None = None  # one of PROVENANCES; None for an "unreviewed" state after an undo
 
 
 @dataclass(frozen=True)
@@ -935,8 +958,11 @@ class Project:
         }
 
     # ----------------------------------------------------------- decisions
-    def decide(self, sample_ref: str | int, action: str, new_label: str | int | None = None) -> Decision:
-        """Record one decision, committed before this returns. Clears the redo stack."""
+    def decide(self, sample_ref: str | int, action: str, new_label: str | int | None = None,
+               provenance: str = PERSON) -> Decision:
+        """Record one decision (by default a person's, about this one sample), committed before this returns.
+        Clears the redo stack."""
+        _check_provenance(provenance)
         sample_id = self.resolve_sample(sample_ref)
         if action not in ACTIONS:
             raise UserError(f"unknown action {action!r}", f"use one of: {', '.join(ACTIONS)}")
@@ -950,19 +976,21 @@ class Project:
                 # "Relabel" to the label it already has (accepting a suggestion that agrees): that is a keep.
                 action, label = "keep", None
         with self.transaction() as conn:
-            previous = conn.execute("SELECT action, new_label FROM decisions WHERE sample_id = ?", (sample_id,)).fetchone()
-            prev_action, prev_label = previous if previous else (None, None)
             conn.execute("UPDATE decision_history SET state = 'dropped' WHERE state = 'undone'")
-            cursor = conn.execute(
-                "INSERT INTO decision_history(sample_id, action, new_label, prev_action, prev_label, created)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (sample_id, action, label, prev_action, prev_label, time.time()),
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO decisions(sample_id, action, new_label, history_id) VALUES (?, ?, ?, ?)",
-                (sample_id, action, label, cursor.lastrowid),
-            )
-        return Decision(sample_id, action, label)
+            return self._record(conn, Decision(sample_id, action, label, provenance), time.time(), batch=None)
+
+    def _record(self, conn: sqlite3.Connection, decision: Decision, now: float, batch: int | None) -> Decision:
+        """One decision into the history (with the state it replaces, for undo) and the current decisions."""
+        previous = conn.execute("SELECT action, new_label, provenance FROM decisions WHERE sample_id = ?",
+                                (decision.sample_id,)).fetchone()
+        cursor = conn.execute(
+            "INSERT INTO decision_history(sample_id, action, new_label, provenance, prev_action, prev_label,"
+            " prev_provenance, created, batch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (decision.sample_id, decision.action, decision.new_label, decision.provenance,
+             *(previous or (None, None, None)), now, batch))
+        assert cursor.lastrowid is not None
+        self._set_current(conn, decision, cursor.lastrowid)
+        return decision
 
     def undo(self) -> Decision | None:
         """Take back the latest decision (a whole bulk batch at once, see :meth:`undo_step`); returns the
@@ -976,18 +1004,18 @@ class Project:
         return states[-1] if states else None
 
     @staticmethod
-    def _set_current(conn: sqlite3.Connection, sample_id: int, action: str | None, label: int | None, history_id: int) -> None:
-        if action is None:
-            conn.execute("DELETE FROM decisions WHERE sample_id = ?", (sample_id,))
+    def _set_current(conn: sqlite3.Connection, state: Decision, history_id: int) -> None:
+        if state.action == "unreviewed":
+            conn.execute("DELETE FROM decisions WHERE sample_id = ?", (state.sample_id,))
         else:
             conn.execute(
-                "INSERT OR REPLACE INTO decisions(sample_id, action, new_label, history_id) VALUES (?, ?, ?, ?)",
-                (sample_id, action, label, history_id),
-            )
+                "INSERT OR REPLACE INTO decisions(sample_id, action, new_label, provenance, history_id)"
+                " VALUES (?, ?, ?, ?, ?)", (state.sample_id, state.action, state.new_label, state.provenance, history_id))
 
     def decisions(self) -> dict[int, Decision]:
-        rows = self._conn.execute("SELECT sample_id, action, new_label FROM decisions").fetchall()
-        decisions = {row[0]: Decision(row[0], row[1], row[2]) for row in rows}
+        """The current decision of every decided sample, with how it was made (``provenance``)."""
+        rows = self._conn.execute("SELECT sample_id, action, new_label, provenance FROM decisions").fetchall()
+        decisions = {row[0]: Decision(*row) for row in rows}
         self._check_decisions(decisions.values())
         return decisions
 
@@ -1015,10 +1043,11 @@ class Project:
 
     def decision_history(self) -> list[dict[str, Any]]:
         rows = self._conn.execute(
-            "SELECT id, sample_id, action, new_label, prev_action, prev_label, created, state"
-            " FROM decision_history ORDER BY id"
+            "SELECT id, sample_id, action, new_label, provenance, prev_action, prev_label, prev_provenance, created,"
+            " state, batch FROM decision_history ORDER BY id"
         ).fetchall()
-        keys = ("id", "sample_id", "action", "new_label", "prev_action", "prev_label", "created", "state")
+        keys = ("id", "sample_id", "action", "new_label", "provenance", "prev_action", "prev_label",
+                "prev_provenance", "created", "state", "batch")
         return [dict(zip(keys, row)) for row in rows]
 
     def can_undo(self) -> bool:
@@ -1039,13 +1068,16 @@ class Project:
         return labels, keep
 
     # ------------------------------------------------- bulk decisions (batches)
-    def decide_many(self, items: Iterable[tuple[int, str, int | str | None]]) -> list[Decision]:
+    def decide_many(self, items: Iterable[tuple[int, str, int | str | None]],
+                    provenance: str = BULK) -> list[Decision]:
         """Record many decisions ``(sample_id, action, new_label)`` in one transaction, as one undo step.
 
         Every entry gets the same batch number, so :meth:`undo` takes the whole batch back and
         :meth:`redo` re-applies it. A relabel to the label a sample already has is a keep (as in
         :meth:`decide`); a sample named twice keeps its last decision. Clears the redo stack.
+        ``provenance``: a bulk action (no person looked at each sample) unless the engine made them.
         """
+        _check_provenance(provenance)
         chosen: dict[int, tuple[str, int | None]] = {}
         for sample_ref, action, new_label in items:
             sample_id = self.resolve_sample(sample_ref)
@@ -1068,19 +1100,7 @@ class Project:
             for sample_id, (action, label) in chosen.items():
                 if action == "relabel" and label == current[sample_id]:
                     action, label = "keep", None
-                previous = conn.execute("SELECT action, new_label FROM decisions WHERE sample_id = ?",
-                                        (sample_id,)).fetchone()
-                prev_action, prev_label = previous if previous else (None, None)
-                cursor = conn.execute(
-                    "INSERT INTO decision_history(sample_id, action, new_label, prev_action, prev_label, created, batch)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (sample_id, action, label, prev_action, prev_label, now, batch),
-                )
-                conn.execute(
-                    "INSERT OR REPLACE INTO decisions(sample_id, action, new_label, history_id) VALUES (?, ?, ?, ?)",
-                    (sample_id, action, label, cursor.lastrowid),
-                )
-                made.append(Decision(sample_id, action, label))
+                made.append(self._record(conn, Decision(sample_id, action, label, provenance), now, batch))
         return made
 
     def undo_step(self) -> list[Decision]:
@@ -1093,9 +1113,9 @@ class Project:
 
     def _history_step(self, *, undo: bool) -> list[Decision]:
         # Undo walks active entries newest first back to their previous state; redo walks undone ones
-        # oldest first forward to their own. A bulk batch moves as one step.
+        # oldest first forward to their own, with how that state was made. A bulk batch moves as one step.
         source, target, order = ("active", "undone", "DESC") if undo else ("undone", "active", "ASC")
-        state_columns = "prev_action, prev_label" if undo else "action, new_label"
+        state_columns = "prev_action, prev_label, prev_provenance" if undo else "action, new_label, provenance"
         states: list[Decision] = []
         with self.transaction() as conn:
             first = conn.execute(
@@ -1108,16 +1128,24 @@ class Project:
                 f"SELECT id, sample_id, {state_columns} FROM decision_history"
                 f" WHERE state = ? AND (id = ? OR (batch IS NOT NULL AND batch = ?)) ORDER BY id {order}",
                 (source, history_id, batch)).fetchall()
-            for row_id, sample_id, action, label in rows:
+            for row_id, sample_id, action, label, provenance in rows:
                 conn.execute("UPDATE decision_history SET state = ? WHERE id = ?", (target, row_id))
-                self._set_current(conn, sample_id, action, label, row_id)
-                states.append(Decision(sample_id, action or "unreviewed", label))
+                # A state from before provenance was recorded, that the migration could not trace: a person's.
+                state = Decision(sample_id, action, label, provenance or PERSON) if action else \
+                    Decision(sample_id, "unreviewed", None)
+                self._set_current(conn, state, row_id)
+                states.append(state)
         return states
 
     # ---------------------------------------------------------------- query
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read-only queries for views (the GUI's models page through samples with SQL)."""
         return self._conn.execute(sql, params).fetchall()
+
+
+def _check_provenance(provenance: str) -> None:
+    if provenance not in PROVENANCES:
+        raise ValueError(f"unknown decision provenance {provenance!r}: one of {', '.join(PROVENANCES)}")
 
 
 def is_project(path: Path | str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine import store
 from engine.cli import main
-from engine.store import Project
+from engine.store import Decision, Project
 
 CLASSES = ["cat", "dog", "bird"]
 REPO = Path(__file__).resolve().parents[1]
@@ -196,3 +198,63 @@ def test_accepting_a_stale_suggestion_asks_first(tmp_path: Path, capsys: pytest.
         assert project.decisions() == {}
     code, out, _ = run_cli(capsys, "decide", str(root), "--sample", "1", "--accept", "--stale-ok")
     assert code == 0 and "relabeled cat -> bird" in out
+
+
+def test_each_decision_records_how_it_was_made_and_undo_restores_it(tmp_path: Path) -> None:
+    with Project.open(make_project(tmp_path / "p")) as project:
+        project.decide_many([(1, "relabel", "bird"), (2, "keep", None)])  # a bulk action
+        project.decide(1, "relabel", "cat")  # a person looks at sample 1 and overrides the bulk relabel
+        project.decide(3, "keep", provenance="automatic")
+        assert {i: (d.action, d.provenance) for i, d in project.decisions().items()} == {
+            1: ("relabel", "person"), 2: ("keep", "bulk"), 3: ("keep", "automatic")}
+        history = project.decision_history()
+        assert [(row["sample_id"], row["provenance"], row["prev_provenance"]) for row in history] == [
+            (1, "bulk", None), (2, "bulk", None), (1, "person", "bulk"), (3, "automatic", None)]
+
+        project.undo()  # sample 3
+        undone = project.undo()  # the person's relabel: the bulk relabel is back, as a bulk decision
+        assert undone == Decision(1, "relabel", 2, "bulk")
+        assert project.decisions()[1] == Decision(1, "relabel", 2, "bulk")
+        assert project.redo() == Decision(1, "relabel", 0, "person")
+        assert project.decisions()[1].provenance == "person"
+        with pytest.raises(ValueError, match="provenance"):
+            project.decide(4, "keep", provenance="guess")
+
+
+def _version_2_project(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project as schema version 2 wrote it (no provenance), with history written as that version did."""
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "SCHEMA_VERSION", 2)
+        make_project(root)
+    conn = sqlite3.connect(root / store.DB_NAME)
+    history = [  # (id, sample, action, new_label, prev_action, prev_label, state, batch)
+        (1, 0, "keep", None, None, None, "active", None),  # a person keeps sample 0
+        (2, 0, "remove", None, "keep", None, "active", 1),  # a bulk remove over it
+        (3, 0, "relabel", 2, "remove", None, "active", None),  # a person relabels it
+        (4, 1, "keep", None, None, None, "active", 2),  # a bulk keep of sample 1
+        (5, 1, "remove", None, "keep", None, "undone", None),  # a person's remove over it, undone
+        (6, 2, "keep", None, None, None, "dropped", None),  # undone earlier, then dropped
+    ]
+    conn.executemany("INSERT INTO decision_history(id, sample_id, action, new_label, prev_action, prev_label, "
+                     "created, state, batch) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                     history)
+    conn.executemany("INSERT INTO decisions(sample_id, action, new_label, history_id) VALUES (?, ?, ?, ?)",
+                     [(0, "relabel", 2, 3), (1, "keep", None, 5)])
+    conn.commit()
+    conn.close()
+    return root
+
+
+def test_a_version_2_project_gains_provenance_traced_from_its_history(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _version_2_project(tmp_path / "p", monkeypatch)
+    with Project.open(root) as project:
+        assert project.execute("PRAGMA user_version")[0][0] == store.SCHEMA_VERSION == 3
+        # Rows with a batch number were bulk, the others a person's; the current state of sample 1 is the
+        # bulk keep that the undone remove had replaced.
+        assert {i: d.provenance for i, d in project.decisions().items()} == {0: "person", 1: "bulk"}
+        assert project.redo() == Decision(1, "remove", None, "person")
+        assert project.undo() == Decision(1, "keep", None, "bulk")
+        assert project.undo() == Decision(1, "unreviewed", None)  # batch 2
+        assert project.undo() == Decision(0, "remove", None, "bulk")
+        assert project.undo() == Decision(0, "keep", None, "person")  # batch 1: back to the person's keep

@@ -255,7 +255,7 @@ def test_bulk_accept_for_one_class_pair_is_counted_before_and_one_undo_after(
     dialog.given.setCurrentIndex(0)
     qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
     for sample in expected:
-        assert session.decision(sample) == Decision(sample, "relabel", int(session.audit.suggested[sample]))
+        assert session.decision(sample) == Decision(sample, "relabel", int(session.audit.suggested[sample]), "bulk")
     assert "Bulk:" in opened.statusBar().currentMessage()
     qtbot.keyClick(focused(), Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert all(session.decision(sample) is None for sample in expected)
