@@ -6,8 +6,10 @@ Three sources, in this order of preference when several are named:
   (a class name, or its number);
 * ``--trusted-per-class N``: N samples per class drawn with the seed from the training
   samples whose truth is known (benchmarks), labelled with the truth;
-* by default, the review: every training sample a person kept or relabeled, with the label
-  the person decided (a kept sample keeps its observed label).
+* by default, the review: every training sample a person kept or relabeled, one sample at a
+  time, with the label the person decided (a kept sample keeps its observed label). A bulk
+  action ("accept every suggestion") and the engine's own decisions are no evidence that a
+  label is clean, since nobody looked at each sample, so they are never trusted.
 
 Every trusted sample is in the train split: the held-out split measures the models and is
 never learnt from, so a trusted-set CSV naming a held-out sample is refused. The set a
@@ -24,16 +26,18 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
-from engine.store import Project
+from engine.store import PERSON, PROVENANCES, Project
 
 IDS_FILE = "trusted_ids.npy"
 LABELS_FILE = "trusted_labels.npy"
-HOW_TO_GET_MORE = ("review more samples of those classes (a kept or relabeled sample is trusted), or pass "
+HOW_TO_GET_MORE = ("review more samples of those classes one at a time (a sample you kept or relabeled is "
+                   "trusted; bulk decisions are not), or pass "
                    "--trusted-csv FILE (columns path or id, and label) or, where the truth is known, "
                    "--trusted-per-class N")
 
 
-SOURCE_NAMES = {"review": "the review (samples kept or relabeled)", "per_class": "--trusted-per-class (the truth)",
+SOURCE_NAMES = {"review": "the review (samples a person kept or relabeled one at a time)",
+                "per_class": "--trusted-per-class (the truth)",
                 "csv": "--trusted-csv"}
 
 
@@ -63,20 +67,52 @@ def trusted_spec(per_class: int | None = None, csv: str | Path | None = None) ->
     return {"per_class": per_class, "csv": None if csv is None else str(Path(csv).absolute())}
 
 
-def from_review(project: Project) -> TrustedSet:
-    """Train-split samples a person kept or relabeled, with the label the person decided."""
+def _review_labels(project: Project) -> list[tuple[int, int, str]]:
+    """(sample id, decided label, provenance) of every train-split sample kept or relabeled, however decided."""
     table = project.sample_table()
-    ids, labels = [], []
+    found = []
     for sample_id, decision in sorted(project.decisions().items()):
         if table.split[sample_id] != "train":
             continue  # a held-out sample is never learnt from
         if decision.action == "keep":
-            ids.append(sample_id)
-            labels.append(int(table.label[sample_id]))
+            found.append((sample_id, int(table.label[sample_id]), str(decision.provenance)))
         elif decision.action == "relabel" and decision.new_label is not None:
-            ids.append(sample_id)
-            labels.append(int(decision.new_label))
-    return TrustedSet(np.array(ids, dtype=np.int64), np.array(labels, dtype=np.int64), "review")
+            found.append((sample_id, int(decision.new_label), str(decision.provenance)))
+    return found
+
+
+def from_review(project: Project) -> TrustedSet:
+    """Train-split samples a person kept or relabeled one at a time, with the label the person decided."""
+    chosen = [(sample_id, label) for sample_id, label, provenance in _review_labels(project) if provenance == PERSON]
+    return TrustedSet(np.array([sample_id for sample_id, _ in chosen], dtype=np.int64),
+                      np.array([label for _, label in chosen], dtype=np.int64), "review")
+
+
+def review_summary(project: Project) -> dict[str, Any]:
+    """What the review gives a meta method, and where it comes from (``status --json``'s ``trusted``).
+
+    ``samples``: the trusted ones (a person's keeps and relabels, one sample at a time);
+    ``decisions``: every keep or relabel of a training sample, by how it was made;
+    ``excluded``: how many of those are not trusted (bulk or automatic).
+    """
+    found = _review_labels(project)
+    names = project.class_names()
+    counts = {provenance: sum(1 for *_, made in found if made == provenance) for provenance in PROVENANCES}
+    per_class = np.bincount([label for _, label, made in found if made == PERSON], minlength=len(names))
+    return {"samples": counts[PERSON], "source": "review", "decisions": counts,
+            "excluded": len(found) - counts[PERSON],
+            "per_class": {name: int(count) for name, count in zip(names, per_class, strict=True)}}
+
+
+def describe_review_summary(summary: dict[str, Any]) -> str:
+    """``review_summary`` in words: how many trusted samples, and the keeps and relabels left out."""
+    count = summary["samples"]
+    text = f"{count} trusted sample{'s' if count != 1 else ''} (kept or relabeled by a person, one at a time)"
+    left_out = [f"{summary['decisions'][made]} {made}" for made in PROVENANCES
+                if made != PERSON and summary["decisions"][made]]
+    if left_out:
+        text += f"; {' and '.join(left_out)} keeps/relabels are not counted: nobody looked at each sample"
+    return text
 
 
 def from_truth(project: Project, per_class: int, seed: int) -> TrustedSet:

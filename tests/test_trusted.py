@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +112,8 @@ def test_a_meta_method_stops_with_counts_per_class(image_folder: Path, tmp_path:
     root = project_with_truth(tmp_path / "p", image_folder)
     assert main(["retrain", str(root), *TRAIN, "--method", meta_method]) == 2
     err = capsys.readouterr().err
-    assert f"method {meta_method} learns from a trusted set, and the review (samples kept or relabeled) gives none" \
-        in err and "review more samples" in err and "--trusted-per-class N" in err
+    assert f"method {meta_method} learns from a trusted set, and the review (samples a person kept or relabeled " \
+        "one at a time) gives none" in err and "review more samples" in err and "--trusted-per-class N" in err
     with Project.open(root) as project:
         assert not project.runs()  # refused before a run was made
         table = project.sample_table()
@@ -138,3 +139,36 @@ def test_the_trusted_set_is_saved_in_the_run_and_kept_out_of_evaluation(
         table = project.sample_table()
         assert (table.split[saved.ids] == "train").all()
         np.testing.assert_array_equal(saved.labels, table.true_label[saved.ids])
+
+
+def test_only_a_persons_one_sample_decisions_are_trusted(image_folder: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    root = project_with_truth(tmp_path / "p", image_folder)
+    with Project.open(root) as project:
+        table = project.sample_table()
+        train = [int(i) for i in table.train_ids]
+        project.decide(train[0], "keep")  # a person, one sample: trusted
+        project.decide(train[1], "relabel", int((table.label[train[1]] + 1) % 3))  # trusted
+        project.decide_many([(train[2], "keep", None), (train[3], "relabel", int((table.label[train[3]] + 1) % 3)),
+                             (train[1], "keep", None)])  # "accept all": over the person's relabel of train[1]
+        project.decide_many([(train[4], "keep", None)], provenance="automatic")
+        project.decide(train[3], "keep")  # a person looked at a bulk-decided sample: now trusted
+        chosen = trusted.from_review(project)
+        assert chosen.ids.tolist() == sorted([train[0], train[3]])
+        assert chosen.labels.tolist() == [int(table.label[i]) for i in sorted([train[0], train[3]])]
+        project.undo()  # train[3] goes back to its bulk relabel: no longer trusted
+        project.undo()  # the automatic keep of train[4]
+        project.undo()  # the bulk batch: train[1] is the person's relabel again
+        assert trusted.from_review(project).ids.tolist() == sorted([train[0], train[1]])
+        project.redo()
+        project.redo()
+
+    assert main(["status", str(root), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["trusted"]["samples"] == 1
+    assert status["trusted"]["decisions"] == {"person": 1, "bulk": 3, "automatic": 1}
+    assert status["trusted"]["excluded"] == 4 and sum(status["trusted"]["per_class"].values()) == 1
+    assert main(["status", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "1 trusted sample (kept or relabeled by a person, one at a time); 3 bulk and 1 automatic" in out
+    assert "mlc" in out and "l2rw" in out

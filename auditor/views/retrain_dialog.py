@@ -30,30 +30,35 @@ OptionEditor = QCheckBox | QSpinBox | QLineEdit
 
 @dataclasses.dataclass(frozen=True)
 class TrustedSummary:
-    """The review's trusted set in words: how many samples, which classes it misses."""
+    """The review's trusted set in words: how many samples a meta method uses, which classes it misses, and
+    how many keeps and relabels it leaves out (made in bulk or by the engine: nobody looked at each)."""
 
     count: int
     missing: list[str]
+    excluded: int = 0
 
     @property
     def usable(self) -> bool:
         return self.count > 0 and not self.missing
 
     def describe(self) -> str:
+        left_out = f"; {self.excluded:,} left out" if self.excluded else ""
         if not self.count:
-            return "no trusted samples yet: keep or relabel some training samples in the review"
+            return ("no trusted samples yet: keep or relabel some training samples in the review, one at a time "
+                    f"(bulk decisions are not counted{left_out})")
         covered = "every class covered" if not self.missing else f"none of {', '.join(self.missing)}"
-        return f"{self.count} reviewed sample{'s' if self.count != 1 else ''}, {covered}"
+        return (f"{self.count:,} reviewed sample{'s' if self.count != 1 else ''}, {covered}: a meta method learns "
+                f"from these {self.count:,}, kept or relabeled by a person one at a time "
+                f"(bulk decisions are not counted{left_out})")
 
 
 def review_trusted_summary(project: Project) -> TrustedSummary:
     """What ``engine.trusted.from_review`` will give a run (numpy only: no torch in the app)."""
-    from engine.trusted import from_review
+    from engine.trusted import review_summary
 
-    trusted = from_review(project)
-    names = project.class_names()
-    counts = trusted.per_class(len(names))
-    return TrustedSummary(len(trusted.ids), [name for name, count in zip(names, counts, strict=True) if count == 0])
+    summary = review_summary(project)
+    missing = [name for name, count in summary["per_class"].items() if count == 0]
+    return TrustedSummary(summary["samples"], missing, summary["excluded"])
 
 
 def option_fields(method: str) -> list[dataclasses.Field[Any]]:

@@ -9,7 +9,9 @@ from typing import Any
 
 from engine.commands.common import add_json_option, add_project_argument, print_json
 from engine.events import format_duration
+from engine.methods import METHODS
 from engine.store import Project, RunInfo
+from engine.trusted import describe_review_summary, review_summary
 
 
 def add_parser(subparsers: Any) -> None:
@@ -89,6 +91,7 @@ def project_status(project: Project) -> dict[str, Any]:
         "skipped_images": len(project.meta("skipped", []) or []),
         "runs": [run_status(project, run) for run in project.runs()],
         "decisions": {"relabel": decisions["relabel"], "remove": decisions["remove"], "keep": decisions["keep"]},
+        "trusted": review_summary(project),
         "td_lstm_weights": project_td_lstm_weights(project),
     }
 
@@ -131,5 +134,8 @@ def handle(args: argparse.Namespace) -> int:
             print(f"  resume it with: {run['resume']}")
     counts = status["decisions"]
     print(f"decisions: {counts['relabel']} relabeled, {counts['remove']} removed, {counts['keep']} kept")
+    meta_methods = ", ".join(name for name, info in METHODS.items() if info.needs_trusted)
+    print(f"trusted set of the review (what {meta_methods} learn from by default): "
+          f"{describe_review_summary(status['trusted'])}")
     print(f"td_lstm weights for the next audit: {status['td_lstm_weights']}")
     return 0
