@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from engine.bulk import latest_scored_audit, ranking_detector
 from engine.errors import DamagedProjectError, UserError, user_error_from_exception
 from engine.store import Decision, Project, RunInfo
 
 AGREEMENT = "agreement"  # a review order: samples most detectors flag first
 BY_PAIR = "class pair"  # a review order: grouped by (given, suggested) pair, the commonest pair first
-PRIMARY_DETECTORS = ("ensemble", "cl")  # preferred ranking detector, first found wins
 WATCH_INTERVAL_MS = 1000  # how often an open project is checked for changes made elsewhere
 STALE_SUGGESTIONS = "these suggestions were computed on labels that have since changed: run a new audit"
 UNDO_ELSEWHERE = "the last decision was made elsewhere (CLI); undo it there"
@@ -81,7 +81,7 @@ def load_audit(project: Project, run: RunInfo) -> AuditScores | None:
     detectors = project.detectors(run.id)
     if not detectors:
         return None
-    primary = next((name for name in PRIMARY_DETECTORS if name in detectors), detectors[0])
+    primary = ranking_detector(detectors)
     main = project.scores(run.id, primary)
     per_detector = {primary: main["score"]}
     per_detector_flagged = {primary: main["flagged"]}
@@ -270,11 +270,7 @@ class ProjectSession(QObject):
         return self.project.runs()
 
     def latest_audit_run(self) -> RunInfo | None:
-        audits = [run for run in self.project.runs("audit") if run.status == "ok"]
-        for run in reversed(audits):
-            if self.project.detectors(run.id):
-                return run
-        return None
+        return latest_scored_audit(self.project)  # the one `decide --all-flagged` acts on too
 
     def reload_audit(self) -> None:
         """Take the latest finished audit (made here, by the CLI or copied in) as the current one."""

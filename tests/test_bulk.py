@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine import store
+from engine.cli import main
 from engine.errors import UserError
 from engine.store import DB_NAME, SCHEMA_VERSION, Decision, Project
 
@@ -78,3 +81,101 @@ def test_a_version_1_project_gains_the_batch_column(tmp_path: Path, monkeypatch:
         project.decide_many([(1, "remove", None), (2, "remove", None)])
         assert len(project.undo_step()) == 2
         assert project.undo() == Decision(0, "unreviewed", None)  # the old single decision undoes alone
+
+
+# ------------------------------------------------ decide --all-flagged: the app's bulk action in the CLI
+def audited_project(root: Path) -> Path:
+    """12 samples labelled i % 3 (10 and 11 held out) and an audit: cl flags 1, 2, 5, 10 and suggests the next
+    class; the ensemble flags 1, 4, 7, 8, 11 and suggests 1's own label, 4's class after next, the next for 7, 8."""
+    with Project.create(root) as project:
+        project.add_classes(CLASSES)
+        project.add_samples({"path": f"imgs/{i:03d}.png", "split": "test" if i >= 10 else "train",
+                             "label": i % 3} for i in range(12))
+        project.set_meta("source", {"kind": "folder", "image_root": str(root)})
+        labels = np.arange(12) % 3
+        run = project.new_run("audit", {})
+        flagged = np.isin(np.arange(12), [1, 2, 5, 10])
+        project.save_scores(run.id, "cl", np.linspace(0, 1, 12), (labels + 1) % 3, flagged)
+        suggested = (labels + 1) % 3
+        suggested[1], suggested[4] = labels[1], (labels[4] + 2) % 3
+        ensemble_scores = np.linspace(1, 0, 12)  # ranks 0 first: 1 before 4 before 8
+        project.save_scores(run.id, "ensemble", ensemble_scores, suggested, np.isin(np.arange(12), [1, 4, 7, 8, 11]))
+        project.finish_run(run.id, "ok", {})
+    return root
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_decide_all_flagged_is_one_bulk_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(audited_project(tmp_path / "p"))
+    assert cli(capsys, "decide", root, "--sample", "7", "--keep")[0] == 0  # a person's: left as it is
+    code, out, err = cli(capsys, "decide", root, "--all-flagged", "--accept", "--json")
+    assert code == 0, err
+    facts = json.loads(out)
+    # The ranking detector (ensemble) by default; held-out 11 and decided 7 are left alone.
+    assert facts["detector"] == "ensemble" and facts["count"] == 3 and facts["left_as_decided"] == 1
+    assert facts["counts"] == {"relabel": 2, "remove": 0, "keep": 1}
+    assert [(row["sample_id"], row["action"], row["new_label"], row["provenance"]) for row in facts["decisions"]] == [
+        (1, "keep", None, "bulk"), (4, "relabel", "cat", "bulk"), (8, "relabel", "cat", "bulk")]
+    with Project.open(root) as project:
+        assert {i: d.provenance for i, d in project.decisions().items()} == {
+            7: "person", 1: "bulk", 4: "bulk", 8: "bulk"}
+
+    code, out, _ = cli(capsys, "undo", root, "--json")
+    assert code == 0 and json.loads(out)["step_size"] == 3  # the whole step at once
+    with Project.open(root) as project:
+        assert project.decisions() == {7: Decision(7, "keep", None, "person")}
+
+    code, out, _ = cli(capsys, "decide", root, "--all-flagged", "--remove", "--detector", "cl", "--pair", "bird:cat")
+    assert code == 0 and "2 samples: 2 removed: every undecided training sample flagged by cl" in out
+    assert "labelled bird and suggested cat" in out
+    with Project.open(root) as project:
+        assert {i: (d.action, d.provenance) for i, d in project.decisions().items()} == {
+            7: ("keep", "person"), 2: ("remove", "bulk"), 5: ("remove", "bulk")}
+    code, out, _ = cli(capsys, "decide", root, "--all-flagged", "--keep", "--detector", "cl", "--pair", "2:0")
+    assert code == 0 and "nothing was decided" in out and "2 flagged sample(s) already decided" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--detector", "aum"], "--detector 'aum': audit "),
+        (["--pair", "bird"], "--pair 'bird' needs the form GIVEN:SUGGESTED"),
+        (["--pair", "bird:"], "needs the form GIVEN:SUGGESTED"),
+        (["--pair", "bird:wolf"], "--pair 'bird:wolf': unknown class 'wolf'"),
+        (["--run", "20990101-audit-x"], "no run '20990101-audit-x'"),
+        (["--include-heldout"], "--include-heldout works only with --sample"),
+    ],
+)
+def test_decide_all_flagged_refuses_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               argv: list[str], message: str) -> None:
+    root = str(audited_project(tmp_path / "p"))
+    code, out, err = cli(capsys, "decide", root, "--all-flagged", "--accept", *argv)
+    assert code == 2 and message in err and "fix:" in err and out == ""
+    with Project.open(root) as project:
+        assert project.decisions() == {}
+
+
+def test_decide_all_flagged_needs_a_fresh_audit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "p"
+    make_project(root).close()
+    code, _, err = cli(capsys, "decide", str(root), "--all-flagged", "--keep")
+    assert code == 2 and "no finished audit" in err and "python -m engine audit" in err
+    code, _, err = cli(capsys, "decide", str(root), "--sample", "1", "--keep", "--pair", "cat:dog")
+    assert code == 2 and "--pair works only with --all-flagged" in err
+    code, _, err = cli(capsys, "decide", str(root), "--all-flagged", "--relabel", "cat")
+    assert code == 2 and "not --relabel cat" in err
+
+    stale = str(audited_project(tmp_path / "stale"))
+    with Project.open(stale) as project:
+        table = project.sample_table()
+        changed = table.label.copy()
+        changed[0] = 1
+        project.set_labels(changed, table.true_label)  # the labels change after the audit
+    code, out, err = cli(capsys, "decide", stale, "--all-flagged", "--remove")
+    assert code == 2 and "is stale: labels changed" in err and "--stale-ok" in err
+    assert cli(capsys, "decide", stale, "--all-flagged", "--remove", "--stale-ok")[0] == 0

@@ -1,5 +1,8 @@
 """Bulk decisions: accept every suggestion above a score, or for one class pair, or remove every
-flagged sample of a class. The dialog counts what it will do before, and it is one undo step after."""
+flagged sample of a class. The dialog counts what it will do before, and it is one undo step after.
+
+Which samples it decides and what it records come from ``engine.bulk``, as for the CLI's
+``decide --all-flagged``; the decisions are recorded as bulk, so none of them is trusted."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from auditor.session import ProjectSession
+from engine import bulk
 
 ACTIONS = (
     ("accept", "Accept the suggestion (relabel to it)"),
@@ -107,44 +111,21 @@ class BulkDialog(QDialog):
         audit = self.session.audit
         assert audit is not None
         flagged_only = self.scope.currentData() == "flagged"
-        mask = self.session.flagged_mask() if flagged_only else audit.score >= self.min_score.value()
-        mask &= ~self._held_out
         given, suggested = int(self.given.currentData()), int(self.suggested.currentData())
-        if given >= 0:
-            mask &= self.session.labels == given
-        if suggested >= 0:
-            mask &= audit.suggested == suggested
-        if self.skip_decided.isChecked():
-            mask &= ~self.session.decided
-        ids = np.flatnonzero(mask)
-        return ids[np.argsort(audit.rank[ids], kind="stable")]
+        return bulk.select(
+            self.session.flagged_mask() if flagged_only else audit.score >= self.min_score.value(),
+            rank=audit.rank, labels=self.session.labels, suggested=audit.suggested, held_out=self._held_out,
+            decided=self.session.decided if self.skip_decided.isChecked() else None,
+            given_class=given if given >= 0 else None, suggested_class=suggested if suggested >= 0 else None)
 
     def items(self) -> list[tuple[int, str, int | None]]:
         audit = self.session.audit
         assert audit is not None
-        action = str(self.action.currentData())
-        made: list[tuple[int, str, int | None]] = []
-        for sample in self.selected().tolist():
-            if action == "accept":
-                suggestion = int(audit.suggested[sample])
-                if suggestion >= 0 and suggestion != int(self.session.labels[sample]):
-                    made.append((sample, "relabel", suggestion))
-                else:
-                    made.append((sample, "keep", None))  # no other class suggested: accepting confirms it
-            else:
-                made.append((sample, action, None))
-        return made
+        return bulk.items(self.selected(), str(self.action.currentData()), labels=self.session.labels,
+                          suggested=audit.suggested)
 
     def describe(self) -> str:
-        items = self.items()
-        if not items:
-            return "No sample matches: nothing would change."
-        relabels = sum(1 for _sample, action, _label in items if action == "relabel")
-        removes = sum(1 for _sample, action, _label in items if action == "remove")
-        keeps = len(items) - relabels - removes
-        parts = [f"{count:,} {verb}" for count, verb in ((relabels, "relabelled to the suggestion"),
-                                                         (removes, "removed"), (keeps, "kept")) if count]
-        return f"{len(items):,} sample{'s' if len(items) != 1 else ''}: {', '.join(parts)}"
+        return bulk.describe(self.items())
 
     def refresh(self) -> None:
         self.min_score.setEnabled(self.scope.currentData() == "score")

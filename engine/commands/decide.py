@@ -2,11 +2,14 @@
 
 Each decision is committed to the project database before the command
 returns (the store's transactions), so a crash right after loses nothing.
+``decide --sample`` records a person's decision about one sample; ``decide --all-flagged``
+is the app's bulk action (``engine.bulk``): one undoable step, recorded as bulk, never trusted.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from engine.commands.common import add_json_option, add_project_argument, print_json
@@ -17,22 +20,36 @@ PAST_TENSE = {"relabel": "relabeled", "remove": "removed", "keep": "kept (verifi
 
 def add_parser(subparsers: Any) -> None:
     decide = subparsers.add_parser(
-        "decide", help="record a decision about one sample: relabel, remove or keep",
-        description="Record a decision about one sample. It is saved at once and can be undone.",
+        "decide", help="record a decision about one sample (relabel, remove or keep), or about every flagged one",
+        description="Record a decision about one sample, or (--all-flagged) about every flagged training sample "
+                    "of an audit at once, as the app's bulk action does. It is saved at once and can be undone; "
+                    "a bulk step is undone as a whole. Only decisions about one sample count as trusted.",
     )
     add_project_argument(decide)
-    decide.add_argument("--sample", required=True, metavar="ID",
-                        help="the sample: its id, or its path as written in the dataset")
+    which = decide.add_mutually_exclusive_group(required=True)
+    which.add_argument("--sample", metavar="ID", help="the sample: its id, or its path as written in the dataset")
+    which.add_argument("--all-flagged", action="store_true",
+                       help="every training sample the audit's detector flagged and nobody decided yet, in one "
+                       "undoable bulk step (with --accept, --remove or --keep)")
     action = decide.add_mutually_exclusive_group(required=True)
     action.add_argument("--relabel", metavar="CLASS", help="give it this class (name or index)")
     action.add_argument("--accept", action="store_true",
                         help="relabel it to the suggestion of the latest audit (or --run)")
     action.add_argument("--remove", action="store_true", help="drop it from training and from the export")
     action.add_argument("--keep", action="store_true", help="verified: its label is right")
-    decide.add_argument("--run", metavar="RUN_ID", default=None, help="with --accept: the audit run to follow")
-    decide.add_argument("--detector", default="cl", help="with --accept: whose suggestion (default cl)")
+    decide.add_argument("--run", metavar="RUN_ID", default=None,
+                        help="with --accept or --all-flagged: the audit run to follow (default the latest)")
+    decide.add_argument("--detector", default=None,
+                        help="with --accept: whose suggestion (default cl); with --all-flagged: whose flagged set "
+                        "and suggestions (default the one the review ranks by: ensemble, else cl)")
+    decide.add_argument("--pair", metavar="GIVEN:SUGGESTED", default=None,
+                        help="with --all-flagged: only samples labelled GIVEN that the detector suggests to be "
+                        "SUGGESTED (class names or numbers)")
+    decide.add_argument("--include-decided", action="store_true",
+                        help="with --all-flagged: decide again samples already decided (default: leave them)")
     decide.add_argument("--stale-ok", "--yes", dest="stale_ok", action="store_true",
-                        help="with --accept: accept even when the audit ran on labels that have changed since")
+                        help="with --accept or --all-flagged: act even when the audit ran on labels that have "
+                        "changed since")
     decide.add_argument("--include-heldout", action="store_true",
                         help="allow a decision about a held-out (test) sample; its labels are what accuracy "
                         "is measured against, so they are left alone unless you ask")
@@ -62,6 +79,7 @@ def describe(project: Project, decision: Decision, table: SampleTable | None = N
         "action": decision.action,
         "label": names[label],
         "new_label": None if decision.new_label is None else names[decision.new_label],
+        "provenance": decision.provenance,  # person (one sample), bulk or automatic; None when unreviewed
         "can_undo": project.can_undo(),
         "can_redo": project.can_redo(),
     }
@@ -111,6 +129,10 @@ def refuse_heldout(project: Project, sample_id: int) -> None:
 
 
 def handle_decide(args: argparse.Namespace) -> int:
+    if args.all_flagged:
+        return handle_all_flagged(args)
+    refuse_options(args, {"--pair": args.pair is not None, "--include-decided": args.include_decided},
+                   "only with --all-flagged")
     with Project.open(args.project) as project:
         sample_id = project.resolve_sample(args.sample)
         if not args.include_heldout:
@@ -118,7 +140,7 @@ def handle_decide(args: argparse.Namespace) -> int:
         if args.relabel is not None:
             decision = project.decide(sample_id, "relabel", args.relabel)
         elif args.accept:
-            suggestion = suggested_label(project, sample_id, args.run, args.detector, stale_ok=args.stale_ok)
+            suggestion = suggested_label(project, sample_id, args.run, args.detector or "cl", stale_ok=args.stale_ok)
             decision = project.decide(sample_id, "relabel", suggestion)
         else:
             decision = project.decide(sample_id, "remove" if args.remove else "keep")
@@ -127,16 +149,70 @@ def handle_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def refuse_options(args: argparse.Namespace, given: dict[str, bool], why: str) -> None:
+    """Options that mean nothing in this form of ``decide``: say so rather than ignore them."""
+    from engine.errors import UserError
+
+    named = [option for option, present in given.items() if present]
+    if named:
+        raise UserError(f"{' and '.join(named)} {'work' if len(named) > 1 else 'works'} {why}",
+                        f"leave {' and '.join(named)} out")
+
+
+def handle_all_flagged(args: argparse.Namespace) -> int:
+    """Every flagged, undecided training sample of one detector, decided as one bulk step (engine.bulk)."""
+    from engine import bulk
+    from engine.errors import UserError
+
+    if args.relabel is not None:
+        raise UserError(f"--all-flagged takes --accept, --remove or --keep, not --relabel {args.relabel}",
+                        "relabel each flagged sample to its suggestion with --accept, or name one --sample to "
+                        "give it a class of your choice")
+    refuse_options(args, {"--include-heldout": args.include_heldout}, "only with --sample: --all-flagged never "
+                   "decides held-out samples, which accuracy is measured against")
+    action = "accept" if args.accept else "remove" if args.remove else "keep"
+    with Project.open(args.project) as project:
+        plan = bulk.plan_all_flagged(project, action, detector=args.detector, pair=args.pair, run_id=args.run,
+                                     stale_ok=args.stale_ok, include_decided=args.include_decided)
+        made = bulk.apply(project, plan)
+        table = project.sample_table()
+        names = project.class_names()
+        facts: dict[str, Any] = {
+            "all_flagged": True, "run": plan.run.id, "detector": plan.detector, "action": action,
+            "pair": None if plan.pair is None else {"given": names[plan.pair[0]], "suggested": names[plan.pair[1]]},
+            "count": len(made), "counts": bulk.counts(plan.items), "left_as_decided": plan.already_decided,
+            "provenance": "bulk", "decisions": [describe(project, decision, table) for decision in made],
+            "can_undo": project.can_undo(), "can_redo": project.can_redo(),
+        }
+    pair = f" labelled {facts['pair']['given']} and suggested {facts['pair']['suggested']}" if facts["pair"] else ""
+    where = f"{'' if args.include_decided else 'undecided '}training sample flagged by {plan.detector} in audit " \
+            f"{plan.run.id}{pair}"
+    if not made:
+        text = f"no {where}: nothing was decided"
+    else:
+        text = (f"{bulk.describe(plan.items)}: every {where}, decided as one bulk step\n"
+                f"bulk decisions are not trusted by the meta methods; `python -m engine undo "
+                f"{shlex.quote(str(project.root))}` "
+                "takes the whole step back")
+    if plan.already_decided:
+        text += f"\n{plan.already_decided} flagged sample(s) already decided were left as they are (--include-decided)"
+    _report(args, facts, text)
+    return 0
+
+
 def _handle_history(args: argparse.Namespace, undo: bool) -> int:
     with Project.open(args.project) as project:
-        decision = project.undo() if undo else project.redo()
+        states = project.undo_step() if undo else project.redo_step()  # a bulk step moves as a whole
+        decision = (states[0] if undo else states[-1]) if states else None
         facts = None if decision is None else describe(project, decision)
     verb = "undo" if undo else "redo"
     if facts is None:
         _report(args, {"action": None, verb: False}, f"nothing to {verb}")
         return 0
     facts[verb] = True
-    _report(args, facts, f"undid; now {sentence(facts)}" if undo else f"redid: {sentence(facts)}")
+    facts["step_size"] = len(states)
+    step = f" {len(states)} decisions (one bulk step)" if len(states) > 1 else ""
+    _report(args, facts, f"undid{step}; now {sentence(facts)}" if undo else f"redid{step}: {sentence(facts)}")
     return 0
 
 

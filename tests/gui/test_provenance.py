@@ -46,3 +46,24 @@ def test_the_bulk_dialog_records_bulk_decisions(qtbot: QtBot, image_project: Pat
         assert {decisions[i].provenance for i in chosen} == {"bulk"}
     finally:
         session.close()
+
+
+def test_the_bulk_dialog_and_the_cli_decide_the_same_samples(qtbot: QtBot, image_project: Path) -> None:
+    from engine import bulk
+
+    session = ProjectSession.open(image_project)
+    try:
+        queue = [int(i) for i in session.review_queue()]
+        session.decide(queue[0], "keep")  # already reviewed: both leave it as it is
+        dialog = BulkDialog(session)
+        qtbot.addWidget(dialog)
+        for given, suggested in [(-1, -1), (1, 0), (0, 2)]:
+            dialog.given.setCurrentIndex(given + 1)
+            dialog.suggested.setCurrentIndex(suggested + 1)
+            pair = None if given < 0 else f"{given}:{suggested}"
+            for action in bulk.BULK_ACTIONS:
+                dialog.action.setCurrentIndex(dialog.action.findData(action))
+                plan = bulk.plan_all_flagged(session.project, action, pair=pair)
+                assert plan.items == dialog.items() and (given >= 0 or plan.items)
+    finally:
+        session.close()
