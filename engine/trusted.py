@@ -81,6 +81,14 @@ def _review_labels(project: Project) -> list[tuple[int, int, str]]:
     return found
 
 
+def person_verdicts(project: Project) -> dict[int, tuple[str, int | None]]:
+    """(action, new label) of every sample a person decided one at a time: the only decisions that are
+    evidence about a label. Teaching a detector from bulk decisions would teach it to agree with
+    whichever detector the bulk action followed."""
+    return {sample_id: (decision.action, decision.new_label) for sample_id, decision in project.decisions().items()
+            if decision.provenance == PERSON}
+
+
 def from_review(project: Project) -> TrustedSet:
     """Train-split samples a person kept or relabeled one at a time, with the label the person decided."""
     chosen = [(sample_id, label) for sample_id, label, provenance in _review_labels(project) if provenance == PERSON]

@@ -86,6 +86,28 @@ def test_refuses_too_few_reviews_saying_how_many_it_has_and_needs(audited: Path,
     check_enough_reviews(np.array([1.0] + [0.0] * 9, dtype=np.float32), "r1")  # 10, both kinds: enough
 
 
+def test_bulk_decisions_do_not_teach_the_detector(audited: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    review(audited, mislabeled=2, correct=3)  # a person's five reviews
+    with Project.open(audited) as project:  # "accept all": bulk decisions nobody looked at
+        undecided = [i for i in project.sample_table().train_ids.tolist() if i not in project.decisions()]
+        project.decide_many([(sample, "keep", None) for sample in undecided[:8]] +
+                            [(sample, "remove", None) for sample in undecided[8:16]])
+    assert main(["finetune-detector", str(audited)]) == 2
+    err = capsys.readouterr().err
+    assert "has 5 reviewed (2 relabeled or removed, 3 kept)" in err and "not bulk decisions" in err
+
+
+def test_train_detector_fine_tunes_only_on_a_persons_reviews(audited: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with Project.open(audited) as project:  # every training sample decided, but only in bulk
+        train = project.sample_table().train_ids.tolist()
+        project.decide_many([(sample, "keep", None) for sample in train[::2]] +
+                            [(sample, "remove", None) for sample in train[1::2]])
+    assert main(["train-detector", str(tmp_path / "out.pt"), "--fine-tune", str(audited), "--lstm-epochs", "1"]) == 2
+    assert "do not include both a kept and a relabeled or removed one (0 reviewed)" in capsys.readouterr().err
+    assert not (tmp_path / "out.pt").exists()
+
+
 def test_fine_tunes_keeps_the_weights_in_the_project_and_rescores_a_new_audit(
         audited: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sklearn.metrics import roc_auc_score

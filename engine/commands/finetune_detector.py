@@ -81,7 +81,8 @@ def check_enough_reviews(targets: np.ndarray, run_id: str) -> None:
         raise UserError(
             f"too few reviewed samples to fine-tune on: audit {run_id} has {len(targets)} reviewed "
             f"({mislabeled} relabeled or removed, {correct} kept); it needs at least {MIN_REVIEWED}, with at least "
-            "one relabeled or removed and one kept",
+            "one relabeled or removed and one kept (only samples a person decided one at a time count, not bulk "
+            "decisions)",
             "review more of that audit's samples in the app (relabel or remove the wrong ones, keep the right ones, "
             "or `python -m engine decide`), then run finetune-detector again")
 
@@ -322,13 +323,14 @@ def gather_reviews(project: Any, source: Any) -> dict[str, Any]:
     from engine.detectors.lstm_model import prepare_sequences
     from engine.detectors.td_lstm import reviewed_targets
     from engine.training.recorders import DYNAMICS_FOLDER, load_dynamics
+    from engine.trusted import person_verdicts
 
     if "labels" in project.label_state_changes(source):
         raise UserError(f"the labels changed since audit {source.id}: its dynamics describe labels that no longer "
                         "exist", f"run a new audit (`python -m engine audit {project.root} --detectors all`), "
                         "review, then fine-tune")
     dynamics = load_dynamics(source.folder / DYNAMICS_FOLDER)
-    decisions = {sample: (d.action, d.new_label) for sample, d in project.decisions().items()}
+    decisions = person_verdicts(project)  # a bulk action's decisions are no evidence: nobody looked at each
     rows, targets = reviewed_targets(dynamics.ids, dynamics.labels, project.sample_table().label, decisions)
     check_enough_reviews(targets, source.id)
     return {"sequences": prepare_sequences(np.asarray(dynamics.td)[rows]), "targets": targets}

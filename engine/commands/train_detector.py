@@ -266,6 +266,7 @@ def fine_tune_command(args: argparse.Namespace) -> int:
     from engine.detectors.td_lstm import reviewed_targets, shipped_weights_path
     from engine.store import Project
     from engine.training.recorders import DYNAMICS_FOLDER, load_dynamics
+    from engine.trusted import person_verdicts
 
     with Project.open(args.fine_tune, read_only=True) as project:
         audits = [run for run in project.runs("audit")
@@ -276,7 +277,7 @@ def fine_tune_command(args: argparse.Namespace) -> int:
         run = audits[-1]
         dynamics = load_dynamics(run.folder / DYNAMICS_FOLDER)
         observed = project.sample_table().label
-        decisions = {sample: (d.action, d.new_label) for sample, d in project.decisions().items()}
+        decisions = person_verdicts(project)  # a bulk action's decisions are no evidence: nobody looked at each
     rows, targets = reviewed_targets(dynamics.ids, dynamics.labels, observed, decisions)
     if len(rows) == 0 or targets.min() == targets.max():
         raise UserError(f"the reviewed samples of audit {run.id} do not include both a kept and a relabeled or "
