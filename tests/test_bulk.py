@@ -179,3 +179,12 @@ def test_decide_all_flagged_needs_a_fresh_audit(tmp_path: Path, capsys: pytest.C
     code, out, err = cli(capsys, "decide", stale, "--all-flagged", "--remove")
     assert code == 2 and "is stale: labels changed" in err and "--stale-ok" in err
     assert cli(capsys, "decide", stale, "--all-flagged", "--remove", "--stale-ok")[0] == 0
+
+
+def test_the_decisions_listing_says_which_were_bulk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(audited_project(tmp_path / "p"))
+    assert cli(capsys, "decide", root, "--sample", "0", "--keep")[0] == 0
+    assert cli(capsys, "decide", root, "--all-flagged", "--keep", "--detector", "cl")[0] == 0
+    code, out, _ = cli(capsys, "decisions", root)
+    assert code == 0 and "sample 0 (imgs/000.png): kept (verified)\n" in out
+    assert "sample 5 (imgs/005.png): kept (verified) (bulk: not trusted)" in out

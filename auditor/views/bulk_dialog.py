@@ -85,8 +85,10 @@ class BulkDialog(QDialog):
         self.buttons.addButton(self.apply_button, QDialogButtonBox.ButtonRole.AcceptRole)
         self.buttons.accepted.connect(self.apply)
         self.buttons.rejected.connect(self.reject)
-        hint = QLabel("Every decision of a bulk action is undone together by one Ctrl+Z.")
+        hint = QLabel("Every decision of a bulk action is undone together by one Ctrl+Z. Bulk decisions are "
+                      "never trusted samples for the meta methods: nobody looked at each.")
         hint.setObjectName("hint")
+        hint.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.summary)

@@ -89,7 +89,8 @@ def sentence(facts: dict[str, Any]) -> str:
     what = PAST_TENSE.get(facts["action"], facts["action"])
     if facts["action"] == "relabel":
         what = f"relabeled {facts['label']} -> {facts['new_label']}"
-    return f"sample {facts['sample_id']} ({facts['path']}): {what}"
+    made = f" ({facts['provenance']}: not trusted)" if facts.get("provenance") not in (None, "person") else ""
+    return f"sample {facts['sample_id']} ({facts['path']}): {what}{made}"
 
 
 def suggested_label(project: Project, sample_id: int, run_id: str | None, detector: str,
