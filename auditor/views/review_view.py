@@ -243,6 +243,10 @@ class ReviewView(QWidget):
         completer.setFilterMode(Qt.MatchFlag.MatchStartsWith)
         self.class_picker.setCompleter(completer)
         self.class_picker.installEventFilter(self)
+        # While the completions are open, keys go to their popup, and QCompleter hands Enter to the line
+        # edit past its event filter: watch the popup too (installed after QCompleter's, so seen first).
+        self._completions = completer.popup()
+        self._completions.installEventFilter(self)
 
         self.accept_button = QPushButton("Accept  ⏎")
         self.remove_button = QPushButton("Remove  R")
@@ -628,10 +632,23 @@ class ReviewView(QWidget):
             return
         self.relabel(sample, label)
 
-    def _commit_picker(self) -> None:
-        label = self.session.resolve_class(self.class_picker.text().strip())
-        sample = self._picker_sample if self._picker_sample is not None else self.current_sample()
+    def _picked_text(self) -> str:
+        """The class that Enter commits: the highlighted completion, else what was typed, else the one class
+        that what was typed begins."""
+        highlighted = self._completions.currentIndex() if self._completions.isVisible() else None
+        if highlighted is not None and highlighted.isValid():
+            return str(highlighted.data())
         text = self.class_picker.text().strip()
+        if text and self.session.resolve_class(text) < 0:
+            starting = [name for name in self.session.class_names if name.lower().startswith(text.lower())]
+            if len(starting) == 1:
+                return starting[0]
+        return text
+
+    def _commit_picker(self) -> None:
+        text = self._picked_text()
+        label = self.session.resolve_class(text)
+        sample = self._picker_sample if self._picker_sample is not None else self.current_sample()
         self._cancel_picker()
         if label >= 0 and sample is not None:
             self.relabel(sample, label)
@@ -652,7 +669,8 @@ class ReviewView(QWidget):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         # Enter and Escape are consumed here: QLineEdit lets Enter travel on to its parent,
         # which would also accept the next sample's suggestion.
-        if watched is self.class_picker and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
+        if (watched is self.class_picker or watched is self._completions) \
+                and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
             if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
                 self._commit_picker()
                 return True
