@@ -29,6 +29,7 @@ from auditor.views.compare_view import CompareDialog, CompareOptions
 from auditor.views.csv_dialog import CsvDialog
 from auditor.views.project_page import ProjectPage
 from auditor.views.retrain_dialog import RetrainDialog, RetrainOptions
+from auditor.views.skipped_files import skipped_details, skipped_summary
 from auditor.views.start_page import StartPage
 from engine.errors import UserError
 from engine.store import RunInfo, is_project
@@ -71,7 +72,7 @@ class MainWindow(QMainWindow):
         self.jobs.job_finished.connect(self._on_job_finished)
         self.train_options = TrainOptions()
         self.maker = ProjectMaker(self)
-        self.maker.made.connect(self.open_project)
+        self.maker.made.connect(self.open_new_project)
         self.maker.failed.connect(lambda message, details: self.tell("The engine could not finish", message, details))
         self.maker.cancelled.connect(lambda: self.statusBar().showMessage("Cancelled.", 5000))
         self.last_message = ""  # the latest message box text, for tests and the status bar
@@ -220,6 +221,8 @@ class MainWindow(QMainWindow):
         self._update_banners()
         if session.read_only:
             self.statusBar().showMessage(f"Opened for viewing only: {session.read_only_reason}", 15000)
+        elif skipped_summary(session):
+            self.statusBar().showMessage(f"{skipped_summary(session)}: Browse lists them.", 15000)
         session.start_watching()  # the CLI may change the project while it is open
         self.restore_splitters()
         self.page.setCurrentWidget(self.page.review if session.audit is not None else self.page.browse)
@@ -231,6 +234,17 @@ class MainWindow(QMainWindow):
         gc.collect()
         gc.freeze()
         self.project_opened.emit(str(session.root))
+        return True
+
+    def open_new_project(self, path: str | Path) -> bool:
+        """Open a project the app just imported; files the import skipped are told at once, with the list."""
+        if not self.open_project(path):
+            return False
+        assert self.session is not None
+        summary = skipped_summary(self.session)
+        if summary:
+            self.tell("Some files were skipped", f"{summary[0].upper()}{summary[1:]}. Browse lists them; "
+                      "“Show Details” lists each file and why.", skipped_details(self.session), warning=False)
         return True
 
     def _framed(self, page: ProjectPage, session: ProjectSession) -> QWidget:

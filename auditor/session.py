@@ -253,6 +253,12 @@ class ProjectSession(QObject):
             return f"{reason + ' — ' if reason else ''}resume it with: {resume}"
         return reason
 
+    def skipped_files(self) -> list[tuple[str, str]]:
+        """(path, reason) of every file the import skipped (unreadable, not an image): not in the project."""
+        entries = self.project.meta("skipped", []) or []
+        return [(str(entry.get("path", "?")) + (f" (data row {entry['row']})" if "row" in entry else ""),
+                 str(entry.get("reason", ""))) for entry in entries if isinstance(entry, dict)]
+
     @property
     def root(self) -> Path:
         return self.project.root

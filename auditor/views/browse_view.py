@@ -10,6 +10,7 @@ from auditor.sample_model import SampleListModel
 from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.sample_grid import SampleGrid
+from auditor.views.skipped_files import SkippedFilesNotice
 
 
 class BrowseView(QWidget):
@@ -44,6 +45,8 @@ class BrowseView(QWidget):
         layout.setContentsMargins(12, 12, 12, 12)
         layout.setSpacing(8)
         layout.addLayout(bar)
+        self.skipped = SkippedFilesNotice(session)  # what the import left out, and why
+        layout.addWidget(self.skipped)
         layout.addWidget(self.grid, 1)
 
         # Typing re-queries after a pause, not per key.

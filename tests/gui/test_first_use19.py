@@ -6,13 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
+from auditor.main_window import MainWindow
 from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
+from auditor.views.browse_view import BrowseView
 from auditor.views.review_view import ReviewView
 
 
@@ -61,3 +65,68 @@ def test_one_enter_in_the_class_picker_commits_the_class(qtbot: QtBot, session: 
     assert (decision.action, decision.new_label) == (("relabel", expected) if given != expected else ("keep", None))
     assert not view.class_picker.completer().popup().isVisible() and view.class_picker.text() == ""
     assert view.hasFocus()  # the next key decides the next sample
+
+
+# ----------------------------------------------------------------- item 15: skipped files are shown
+def folder_with_bad_files(root: Path) -> Path:
+    """15 files in 3 class folders: 12 images, a truncated JPEG, random bytes named .png, and a .txt."""
+    rng = np.random.default_rng(0)
+    images = root / "images"
+    for name in ("cat", "dog", "fox"):
+        (images / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(images / name / f"{i}.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(images / "cat" / "cut.jpg")
+    whole = (images / "cat" / "cut.jpg").read_bytes()
+    (images / "cat" / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    (images / "dog" / "noise.png").write_bytes(rng.integers(0, 255, 500, dtype=np.uint8).tobytes())
+    (images / "fox" / "notes.txt").write_text("not an image")
+    return images
+
+
+@pytest.fixture
+def skipped_project(tmp_path: Path) -> Path:
+    from engine.data.importing import import_folder
+
+    import_folder(tmp_path / "project", folder_with_bad_files(tmp_path), test_fraction=0.0, folds=2).close()
+    return tmp_path / "project"
+
+
+def test_browse_lists_the_skipped_files_with_their_reasons(qtbot: QtBot, skipped_project: Path) -> None:
+    session = ProjectSession.open(skipped_project)
+    view = BrowseView(session, ThumbnailCache(session.root))
+    try:
+        view.show()
+        notice = view.skipped
+        assert notice.isVisible() and session.num_samples == 12
+        assert "3 of 15 files were skipped at import" in notice.summary.text()
+        assert not notice.list.isVisible()
+        qtbot.mouseClick(notice.toggle, Qt.MouseButton.LeftButton)
+        assert notice.list.isVisible()
+        rows = [notice.list.item(i).text() for i in range(notice.list.count())]
+        assert [row.split(" — ")[0] for row in rows] == ["cat/cut.jpg", "dog/noise.png", "fox/notes.txt"]
+        assert all(len(row.split(" — ")[1]) > 5 for row in rows)  # each with its reason
+    finally:
+        view.close()
+        view.deleteLater()
+        QApplication.processEvents()
+        session.close()
+
+
+def test_browse_says_nothing_when_nothing_was_skipped(qtbot: QtBot, session: ProjectSession) -> None:
+    view = BrowseView(session, ThumbnailCache(session.root))
+    qtbot.addWidget(view)
+    view.show()
+    assert not view.skipped.isVisible()
+
+
+def test_a_new_project_tells_its_skipped_files_where_it_opens(window: MainWindow, skipped_project: Path) -> None:
+    assert window.open_new_project(skipped_project)
+    assert "3 of 15 files were skipped at import" in window.last_message
+    box = window.findChildren(QMessageBox)[-1]
+    for path in ("cat/cut.jpg", "dog/noise.png", "fox/notes.txt"):
+        assert path in box.detailedText()
+    window.close_project()
+    assert window.open_project(skipped_project)  # reopened later: the status bar says it, Browse lists them
+    assert "3 of 15 files were skipped" in window.statusBar().currentMessage()
+    assert window.page is not None and window.page.currentWidget() is window.page.browse
