@@ -11,6 +11,7 @@ from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.sample_grid import SampleGrid
 from auditor.views.skipped_files import SkippedFilesNotice
+from engine.words import plural
 
 
 class BrowseView(QWidget):
@@ -76,4 +77,4 @@ class BrowseView(QWidget):
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         self.model.set_ids(ids)
         self.grid.scrollToTop()  # a new filter shows its first samples, not the old scroll position
-        self.count_label.setText(f"{len(ids):,} of {self.session.num_samples:,} samples")
+        self.count_label.setText(f"{len(ids):,} of {plural(self.session.num_samples, 'sample')}")

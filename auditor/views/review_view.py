@@ -57,6 +57,7 @@ from auditor.views.bulk_dialog import BulkDialog
 from auditor.views.dynamics_plot import DynamicsPlot
 from auditor.views.sample_grid import SampleGrid
 from engine.store import Decision
+from engine.words import plural
 
 DIGIT_KEYS = {getattr(Qt.Key, f"Key_{d}"): d for d in range(10)}
 NEXT_KEYS = {Qt.Key.Key_Right, Qt.Key.Key_Down, Qt.Key.Key_J, Qt.Key.Key_N}
@@ -103,7 +104,8 @@ class ImagePane(QWidget):
         self._text = ""
 
     def minimumSizeHint(self) -> QSize:
-        return QSize(200, 200)
+        # Small enough that the review with six detectors' scores fits a 720-px-high window unscrolled.
+        return QSize(200, 120)
 
     def sizeHint(self) -> QSize:
         return QSize(480, 480)
@@ -245,7 +247,9 @@ class ReviewView(QWidget):
         self.class_picker.installEventFilter(self)
         # While the completions are open, keys go to their popup, and QCompleter hands Enter to the line
         # edit past its event filter: watch the popup too (installed after QCompleter's, so seen first).
-        self._completions = completer.popup()
+        popup = completer.popup()  # made (and watched by the completer) on first ask
+        assert popup is not None
+        self._completions: QWidget = popup
         self._completions.installEventFilter(self)
 
         self.accept_button = QPushButton("Accept  ⏎")
@@ -509,7 +513,7 @@ class ReviewView(QWidget):
         after = self.session.decisions()
         changed = [sample for sample in {*before, *after} if before.get(sample) != after.get(sample)]
         if len(changed) > 1:
-            self._tell(f"{verb} a bulk action: {len(changed):,} decisions")
+            self._tell(f"{verb} a bulk action: {plural(len(changed), 'decision')}")
         else:
             self._tell(f"{verb}: sample #{state.sample_id} was {describe(before.get(state.sample_id), self.session)}"
                        f", now {describe(after.get(state.sample_id), self.session)}")
@@ -635,7 +639,8 @@ class ReviewView(QWidget):
     def _picked_text(self) -> str:
         """The class that Enter commits: the highlighted completion, else what was typed, else the one class
         that what was typed begins."""
-        highlighted = self._completions.currentIndex() if self._completions.isVisible() else None
+        popup = self.class_picker.completer().popup()
+        highlighted = popup.currentIndex() if popup is not None and popup.isVisible() else None
         if highlighted is not None and highlighted.isValid():
             return str(highlighted.data())
         text = self.class_picker.text().strip()
@@ -689,7 +694,7 @@ class ReviewView(QWidget):
         if self._opened is not None:
             self.filter_label.setText("opened from Browse · not flagged by the audit")
         elif self.session.id_filter is not None:
-            self.filter_label.setText(f"{len(self.session.id_filter):,} samples chosen on the data map · "
+            self.filter_label.setText(f"{plural(len(self.session.id_filter), 'sample')} chosen on the data map · "
                                       "most suspect first")
         elif pair is not None:
             given, suggested = (self.session.class_name(i) for i in pair)
