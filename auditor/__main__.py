@@ -10,7 +10,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication
 
-from auditor import settings
+from auditor import platform_check, settings
 from auditor.style import icon, stylesheet
 
 
@@ -43,6 +43,10 @@ def make_app(argv: Sequence[str] | None = None) -> QApplication:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv if argv is not None else sys.argv[1:])
+    problem = platform_check.check_platform()
+    if problem is not None:  # before Qt tries, and answers with a message that names the wrong package
+        print(problem, file=sys.stderr)
+        return 2
     app = make_app()
     from auditor.main_window import MainWindow  # after the QApplication exists
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +30,11 @@ from auditor.views.compare_view import CompareDialog, CompareOptions
 from auditor.views.csv_dialog import CsvDialog
 from auditor.views.project_page import ProjectPage
 from auditor.views.retrain_dialog import RetrainDialog, RetrainOptions
+from auditor.views.skipped_files import skipped_details, skipped_summary
 from auditor.views.start_page import StartPage
 from engine.errors import UserError
 from engine.store import RunInfo, is_project
+from engine.words import plural
 
 RESUMABLE_KINDS = ("audit", "crossval", "retrain")
 
@@ -71,11 +74,13 @@ class MainWindow(QMainWindow):
         self.jobs.job_finished.connect(self._on_job_finished)
         self.train_options = TrainOptions()
         self.maker = ProjectMaker(self)
-        self.maker.made.connect(self.open_project)
-        self.maker.failed.connect(lambda message, details: self.tell("The engine could not finish", message, details))
+        self.maker.made.connect(self.open_new_project)
+        self.maker.failed.connect(self._on_make_failed)
         self.maker.cancelled.connect(lambda: self.statusBar().showMessage("Cancelled.", 5000))
         self.last_message = ""  # the latest message box text, for tests and the status bar
         self._pending_export: str = ""
+        self._pending_csv: tuple[Path, list[str]] | None = None  # a CSV being imported, with the dialog's choices
+        self.retrain_epochs = TrainOptions().epochs  # the retrain dialog's own setting, not the audit's K-fold one
 
         self.start_page = StartPage()
         self.start_page.open_folder_requested.connect(self.choose_folder)
@@ -161,7 +166,7 @@ class MainWindow(QMainWindow):
         queue = self.session.review_queue()
         reviewed = int(self.session.decided[queue].sum())
         self.counter.setText(f"  {self.session.name} · reviewed {reviewed:,} / {len(queue):,} flagged · "
-                             f"{self.session.reviewed_count:,} decisions in all  ")
+                             f"{plural(self.session.reviewed_count, 'decision')} in all  ")
 
     # --------------------------------------------------------------- messages
     def tell(self, title: str, text: str, detail: str = "", warning: bool = True) -> QMessageBox:
@@ -220,6 +225,8 @@ class MainWindow(QMainWindow):
         self._update_banners()
         if session.read_only:
             self.statusBar().showMessage(f"Opened for viewing only: {session.read_only_reason}", 15000)
+        elif skipped_summary(session):
+            self.statusBar().showMessage(f"{skipped_summary(session)}: Browse lists them.", 15000)
         session.start_watching()  # the CLI may change the project while it is open
         self.restore_splitters()
         self.page.setCurrentWidget(self.page.review if session.audit is not None else self.page.browse)
@@ -231,6 +238,17 @@ class MainWindow(QMainWindow):
         gc.collect()
         gc.freeze()
         self.project_opened.emit(str(session.root))
+        return True
+
+    def open_new_project(self, path: str | Path) -> bool:
+        """Open a project the app just imported; files the import skipped are told at once, with the list."""
+        if not self.open_project(path):
+            return False
+        assert self.session is not None
+        summary = skipped_summary(self.session)
+        if summary:
+            self.tell("Some files were skipped", f"{summary[0].upper()}{summary[1:]}. Browse lists them; "
+                      "“Show Details” lists each file and why.", skipped_details(self.session), warning=False)
         return True
 
     def _framed(self, page: ProjectPage, session: ProjectSession) -> QWidget:
@@ -309,15 +327,32 @@ class MainWindow(QMainWindow):
 
     def choose_csv(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a CSV of image paths and labels", "", "CSV (*.csv)")
-        if not path:
-            return
-        dialog = CsvDialog(Path(path), self)
-        if dialog.exec():
-            self.create_project(Path(path).stem, dialog.init_args())
+        if path:
+            self.open_csv_dialog(Path(path))
+
+    def open_csv_dialog(self, csv_path: Path, chosen: list[str] | None = None) -> CsvDialog:
+        """The column dialog (with ``chosen``, the choices of a try that failed); accepted, it imports the CSV."""
+        dialog = CsvDialog(csv_path, self, chosen=chosen)
+        dialog.accepted.connect(lambda: self.import_csv(csv_path, dialog.init_args()))
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        return dialog
+
+    def import_csv(self, csv_path: Path, init_args: list[str]) -> EngineProcess:
+        process = self.create_project(csv_path.stem, init_args)
+        self._pending_csv = (csv_path, init_args)  # a failed import reopens the dialog with these choices
+        return process
 
     def create_project(self, name: str, init_args: list[str]) -> EngineProcess:
         """Import a dataset with `engine init`, then open the new project."""
+        self._pending_csv = None
         return self.maker.from_dataset(name, init_args)
+
+    def _on_make_failed(self, message: str, details: str) -> None:
+        pending, self._pending_csv = self._pending_csv, None
+        if pending is not None:  # the person fixes one choice, not all of them again
+            self.open_csv_dialog(*pending)
+        self.tell("The engine could not finish", message, details)  # above the dialog: read first
 
     def open_demo(self) -> EngineProcess | None:
         """The demo project, made on first use by `engine demo` in the per-user data folder."""
@@ -337,11 +372,18 @@ class MainWindow(QMainWindow):
     def choose_retrain(self) -> None:
         if self.session is None:
             return
-        dialog = RetrainDialog(self.session.project, self.train_options, parent=self)
+        dialog = self.retrain_dialog()
         if dialog.exec():
             chosen = dialog.options()
-            self.train_options = chosen.train
+            self.retrain_epochs = chosen.train.epochs
+            # Model, image size, device and seed carry over to the next audit; epochs stay each dialog's own.
+            self.train_options = dataclasses.replace(chosen.train, epochs=self.train_options.epochs)
             self.start_retrain(chosen)
+
+    def retrain_dialog(self) -> RetrainDialog:
+        assert self.session is not None
+        return RetrainDialog(self.session.project, dataclasses.replace(self.train_options, epochs=self.retrain_epochs),
+                             parent=self)
 
     def start_audit(self, options: TrainOptions) -> EngineProcess | None:
         return self._start_job("audit", options.audit_args())
@@ -353,7 +395,8 @@ class MainWindow(QMainWindow):
     def choose_compare(self) -> None:
         if self.session is None:
             return
-        dialog = CompareDialog(self.session.project, self.train_options, parent=self)
+        dialog = CompareDialog(self.session.project, dataclasses.replace(self.train_options, epochs=self.retrain_epochs),
+                               parent=self)  # it trains as a retrain does: the retrain's epochs
         if dialog.exec():
             self.start_compare(dialog.options())
 
@@ -425,7 +468,10 @@ class MainWindow(QMainWindow):
                 if status == "ok":
                     self.page.results.show_export(self._pending_export)
                     self.statusBar().showMessage(self._pending_export, 10000)
-                    self.page.setCurrentWidget(self.page.results)
+                    if self.page.currentWidget() is self.page.review:  # Ctrl+E mid-review: the keys stay there
+                        self.page.show_review()
+                    else:
+                        self.page.setCurrentWidget(self.page.results)
                 else:
                     errors = self.jobs.process.errors if self.jobs.process is not None else []
                     self.tell("Export failed", errors[-1].message if errors else "the export did not finish",

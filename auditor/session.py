@@ -48,6 +48,11 @@ class AuditScores:
     per_detector_flagged: dict[str, np.ndarray] = field(default_factory=dict)  # each detector's own flagged set
     noise_matrix: np.ndarray | None = None  # (K, K): estimated P(given i, true j) columns/rows as saved
     confident_joint: np.ndarray | None = None  # (K, K) counts
+    audited: np.ndarray | None = None  # (N,) bool: the samples the detectors saw (held-out ones never are)
+
+    @property
+    def audited_count(self) -> int:
+        return int(self.audited.sum()) if self.audited is not None else len(self.score)
 
     def agreement(self, sample_id: int) -> tuple[int, int]:
         """(k, n): k of the audit's n detectors flagged the sample ("why this sample")."""
@@ -95,7 +100,21 @@ def load_audit(project: Project, run: RunInfo) -> AuditScores | None:
         rank=main["rank"], per_detector=per_detector, per_detector_flagged=per_detector_flagged,
         noise_matrix=_load_array(run.folder, "noise_matrix.npy"),
         confident_joint=_load_array(run.folder, "confident_joint.npy"),
+        audited=_audited_mask(project, run, len(main["score"])),
     )
+
+
+def _audited_mask(project: Project, run: RunInfo, count: int) -> np.ndarray:
+    """(N,) bool: the ids the run recorded as audited, else (older runs) the training split."""
+    mask = np.zeros(count, dtype=bool)
+    ids = _load_array(run.folder, "audited_ids.npy")  # engine.audit.AUDITED_IDS_FILE (engine.audit is heavy)
+    if ids is not None and ids.ndim == 1 and np.issubdtype(ids.dtype, np.integer) \
+            and (len(ids) == 0 or (ids.min() >= 0 and ids.max() < count)):
+        mask[ids] = True
+        return mask
+    rows = project.execute("SELECT id FROM samples WHERE split = 'train'")
+    mask[[row[0] for row in rows if 0 <= row[0] < count]] = True
+    return mask
 
 
 class ProjectSession(QObject):
@@ -253,6 +272,12 @@ class ProjectSession(QObject):
             return f"{reason + ' — ' if reason else ''}resume it with: {resume}"
         return reason
 
+    def skipped_files(self) -> list[tuple[str, str]]:
+        """(path, reason) of every file the import skipped (unreadable, not an image): not in the project."""
+        entries = self.project.meta("skipped", []) or []
+        return [(str(entry.get("path", "?")) + (f" (data row {entry['row']})" if "row" in entry else ""),
+                 str(entry.get("reason", ""))) for entry in entries if isinstance(entry, dict)]
+
     @property
     def root(self) -> Path:
         return self.project.root
@@ -333,7 +358,8 @@ class ProjectSession(QObject):
             return np.zeros(self.num_samples, dtype=bool)
         if self.threshold is None:
             return self.audit.flagged.copy()
-        return self.audit.score >= self.threshold
+        flagged = self.audit.score >= self.threshold
+        return flagged & self.audit.audited if self.audit.audited is not None else flagged  # never a held-out one
 
     def review_queue(self) -> np.ndarray:
         """Sample ids to review, most suspect first: flagged, then narrowed by the class-pair filter."""

@@ -98,7 +98,7 @@ def test_files_outside_class_folders_are_reported(image_folder: Path, tmp_path: 
     with import_folder(tmp_path / "proj", image_folder, events=events) as project:
         assert project.num_classes == 3
     logged = "\n".join(events.messages())
-    assert "ignored 1 file(s) directly in" in logged and "'README.txt'" in logged
+    assert "ignored 1 file directly in" in logged and "'README.txt'" in logged
     assert "ignored empty class folder(s)" in logged and "unused" in logged
 
 
@@ -229,7 +229,7 @@ def test_failed_import_leaves_no_project_behind(problem: str, tmp_path: Path) ->
     else:
         data.mkdir()
         draw_class_image("circle", 0).save(data / "loose.png")
-        expected = "1 files but no class sub-folders"
+        expected = "1 file but no class sub-folders"
     parent = tmp_path / "deep" / "er"
     with pytest.raises(UserError, match=expected):
         import_folder(parent / "proj", data)

@@ -10,6 +10,8 @@ from auditor.sample_model import SampleListModel
 from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.sample_grid import SampleGrid
+from auditor.views.skipped_files import SkippedFilesNotice
+from engine.words import plural
 
 
 class BrowseView(QWidget):
@@ -44,6 +46,8 @@ class BrowseView(QWidget):
         layout.setContentsMargins(12, 12, 12, 12)
         layout.setSpacing(8)
         layout.addLayout(bar)
+        self.skipped = SkippedFilesNotice(session)  # what the import left out, and why
+        layout.addWidget(self.skipped)
         layout.addWidget(self.grid, 1)
 
         # Typing re-queries after a pause, not per key.
@@ -73,4 +77,4 @@ class BrowseView(QWidget):
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         self.model.set_ids(ids)
         self.grid.scrollToTop()  # a new filter shows its first samples, not the old scroll position
-        self.count_label.setText(f"{len(ids):,} of {self.session.num_samples:,} samples")
+        self.count_label.setText(f"{len(ids):,} of {plural(self.session.num_samples, 'sample')}")

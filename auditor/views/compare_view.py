@@ -26,6 +26,7 @@ from auditor.views.audit_dialog import TrainOptions
 from auditor.views.retrain_dialog import review_trusted_summary
 from engine.methods import METHODS
 from engine.store import Project
+from engine.words import plural
 
 BASELINE = "ce"
 NEUTRAL = QColor("#6b7280")  # "no measurable change": grey, never the colour of a gain
@@ -108,7 +109,7 @@ class CompareDialog(QDialog):
     def _update(self) -> None:
         methods = self.chosen()
         self.start_button.setEnabled(len(methods) >= 2)
-        self.cost.setText(f"{len(methods) * self.seeds.value()} models to train" if len(methods) >= 2
+        self.cost.setText(f"{plural(len(methods) * self.seeds.value(), 'model')} to train" if len(methods) >= 2
                           else "choose at least one method to compare with cross-entropy")
 
     def options(self) -> CompareOptions:

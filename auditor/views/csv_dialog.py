@@ -41,7 +41,9 @@ def _guess(columns: list[str], words: tuple[str, ...]) -> str | None:
 
 
 class CsvDialog(QDialog):
-    def __init__(self, csv_path: Path, parent: QWidget | None = None) -> None:
+    """``chosen``: the `engine init` options of an earlier try (see :meth:`init_args`), shown again as chosen."""
+
+    def __init__(self, csv_path: Path, parent: QWidget | None = None, *, chosen: list[str] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Open {csv_path.name}")
         self.csv_path = csv_path
@@ -95,7 +97,21 @@ class CsvDialog(QDialog):
         self.setMinimumWidth(480)
         for box in (self.path_column, self.label_column, self.truth_column):
             box.currentIndexChanged.connect(self.check)
+        if chosen:
+            self.choose(chosen)
         self.check()
+
+    def choose(self, args: list[str]) -> None:
+        """Show the choices of :meth:`init_args`'s options again (after an import that failed)."""
+        values = dict(zip(args[::2], args[1::2]))
+        for option, box in (("--path-column", self.path_column), ("--label-column", self.label_column),
+                            ("--truth-column", self.truth_column)):
+            if option in values and box.findText(values[option]) >= 0:
+                box.setCurrentText(values[option])
+        if "--truth-column" not in values:
+            self.truth_column.setCurrentText(NO_TRUTH)
+        if "--image-root" in values:
+            self.image_root.setText(values["--image-root"])
 
     def problem_text(self) -> str:
         """What stops the import, in words ('' when the choice can be imported)."""

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 
 import auditor.plotting  # noqa: F401 - plot settings
 from auditor.session import ProjectSession
+from engine.words import plural
 
 AUDITED_IDS_FILE = "audited_ids.npy"  # engine.audit.AUDITED_IDS_FILE (engine.audit is not imported: it is heavy)
 CONFIDENCE_FILE = "cartography_confidence.npy"
@@ -353,7 +354,7 @@ class DataMapView(QWidget):
                 label.setText(f"{category.label} ({int(count):,})")
         audit = self.session.audit
         flagged_by = audit.detector if audit is not None else ""
-        self.caption.setText(f"{len(self.data.ids):,} audited samples. Confidence: the mean over epochs of the "
+        self.caption.setText(f"{plural(len(self.data.ids), 'audited sample')}. Confidence: the mean over epochs of the "
                              f"probability of the given label; variability: its standard deviation. Flagged: the "
                              f"review's flagged set ({flagged_by}). Mislabeled samples gather low on the left.")
 

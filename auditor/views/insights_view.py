@@ -13,8 +13,11 @@ from auditor.session import ProjectSession
 from auditor.style import FLAG
 from auditor.views.curves import TrainingCurves
 from engine.events import read_events
+from engine.words import plural
 
 BINS = 50
+ESTIMATING_DETECTOR = "cl"  # the detector whose estimated noise matrix an audit saves (noise_matrix.npy)
+NO_AUDIT_TITLE = "Noise matrix — click a cell to review that pair"
 
 
 class ScoreHistogram(QWidget):
@@ -74,7 +77,9 @@ class ScoreHistogram(QWidget):
             self.above.setData([0, 1], [0])
             self.caption.setText("No audit yet.")
             return
-        self._counts, self._edges = np.histogram(audit.score, bins=BINS, range=(0.0, 1.0))
+        # Audited samples only: held-out ones are never scored for review (the review counts "of N audited").
+        audited = audit.audited if audit.audited is not None else np.ones(len(audit.score), dtype=bool)
+        self._counts, self._edges = np.histogram(audit.score[audited], bins=BINS, range=(0.0, 1.0))
         self._sync_line()
 
     def _sync_line(self) -> None:
@@ -90,8 +95,9 @@ class ScoreHistogram(QWidget):
         if audit is None:
             return
         engine_set = self.session.threshold is None and abs(threshold - audit.engine_threshold) < 1e-12
+        audited = audit.audited if audit.audited is not None else np.ones(len(audit.score), dtype=bool)
         mask = audit.flagged if engine_set else audit.score >= threshold
-        above, _ = np.histogram(audit.score[mask], bins=self._edges)
+        above, _ = np.histogram(audit.score[mask & audited], bins=self._edges)
         self.below.setData(self._edges, self._counts - above)
         self.above.setData(self._edges, above)
         engine_count = int(audit.flagged.sum())
@@ -102,13 +108,13 @@ class ScoreHistogram(QWidget):
         if engine_set:
             low = float(audit.score[audit.flagged].min()) if engine_count else threshold
             self.caption.setText(
-                f"Orange: the engine's flagged set, {engine_count:,} of {len(audit.score):,} samples, chosen by "
-                f"{audit.detector} (not by a score cut: they score from {low:.3f} up). The dashed line marks as "
+                f"Orange: the engine's flagged set, {engine_count:,} of {audit.audited_count:,} audited samples, "
+                f"chosen by {audit.detector} (not by a score cut: they score from {low:.3f} up). The dashed line marks as "
                 f"many top scores; drag it to flag by score instead.")
         else:
-            flagged = int((audit.score >= threshold).sum())
-            self.caption.setText(f"{flagged:,} of {len(audit.score):,} samples flagged at score ≥ {threshold:.3f} "
-                                 f"(the engine flagged {engine_count:,}).")
+            flagged = int(((audit.score >= threshold) & audited).sum())
+            self.caption.setText(f"{flagged:,} of {audit.audited_count:,} audited samples flagged at score ≥ "
+                                 f"{threshold:.3f} (the engine flagged {engine_count:,}).")
 
     def _on_dragging(self) -> None:
         self._paint(float(self.line.value()))
@@ -140,7 +146,7 @@ class NoiseMatrixView(QWidget):
                                                               QColor("#d64541")]))
         item.addItem(self.image)
         self.texts: list[pg.TextItem] = []
-        self.title = QLabel("Estimated noise matrix — click a cell to review that pair")
+        self.title = QLabel(NO_AUDIT_TITLE)
         self.title.setObjectName("sectionTitle")
         self.title.setWordWrap(True)
         self.caption = QLabel()
@@ -165,6 +171,7 @@ class NoiseMatrixView(QWidget):
         k = len(self.session.class_names)
         if audit is None or k == 0:
             self.image.clear()
+            self.title.setText(NO_AUDIT_TITLE)
             self.caption.setText("No audit yet.")
             return
         # Pair counts as the review filter sees them: given label i, suggested label j.
@@ -172,9 +179,14 @@ class NoiseMatrixView(QWidget):
         counts = np.zeros((k, k), dtype=np.int64)
         np.add.at(counts, (self.session.labels, suggested), 1)
         self.counts = counts
-        matrix = audit.noise_matrix if audit.noise_matrix is not None and audit.noise_matrix.shape == (k, k) \
+        # One detector per view: the cells and the click filter both speak of the detector the review ranks by.
+        # The run's estimated noise matrix is confident learning's (cl), so it is shown only when cl ranks.
+        estimated = audit.detector == ESTIMATING_DETECTOR and audit.noise_matrix is not None \
+            and audit.noise_matrix.shape == (k, k)
+        matrix = audit.noise_matrix if estimated and audit.noise_matrix is not None \
             else counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         self.matrix = matrix
+        self.title.setText(f"Noise matrix of {audit.detector}'s suggestions — click a cell to review that pair")
         # Colour only the off-diagonal: the diagonal (agreement) would swamp the scale.
         shown = matrix.astype(float).copy()
         np.fill_diagonal(shown, 0.0)
@@ -201,7 +213,7 @@ class NoiseMatrixView(QWidget):
                     item.addItem(text)
                     self.texts.append(text)
         item.setRange(xRange=(0, k), yRange=(0, k), padding=0.02)
-        self.caption.setText(self.describe(counts, matrix, audit.noise_matrix is not None))
+        self.caption.setText(self.describe(counts, matrix, estimated))
 
     def describe(self, counts: np.ndarray, matrix: np.ndarray, estimated: bool) -> str:
         """The caption: what the cells show (rates), and the largest pair both as a count and as a rate."""
@@ -214,10 +226,12 @@ class NoiseMatrixView(QWidget):
         np.fill_diagonal(rates, 0.0)
         i, j = (int(v) for v in np.unravel_index(int(np.argmax(pairs)), pairs.shape))
         r, c = (int(v) for v in np.unravel_index(int(np.argmax(rates)), rates.shape))
-        cells = ("Cells: estimated rates (of the samples truly in the column's class, the share given the row's "
-                 "label)" if estimated else "Cells: share of each given class suggested as the column's class")
+        detector = self.session.audit.detector if self.session.audit is not None else "?"
+        cells = (f"Cells: {detector}'s estimated rates (of the samples truly in the column's class, the share given "
+                 "the row's label)" if estimated
+                 else f"Cells: share of each given class that {detector} suggests as the column's class")
         return (f"{cells}; the hottest is “{names[r]}” → “{names[c]}” ({rates[r, c]:.2f}). Most samples: given "
-                f"“{names[i]}”, suggested “{names[j]}” ({int(pairs[i, j]):,} samples; rate {rates[i, j]:.2f}).")
+                f"“{names[i]}”, suggested “{names[j]}” ({plural(int(pairs[i, j]), 'sample')}; rate {rates[i, j]:.2f}).")
 
     def cell_at(self, scene_pos: QPointF) -> tuple[int, int] | None:
         point = self.plot.getPlotItem().vb.mapSceneToView(scene_pos)

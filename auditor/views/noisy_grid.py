@@ -31,6 +31,7 @@ from auditor.thumbnails import ThumbnailCache
 from auditor.views.lazy import RefreshWhenShown
 from engine.errors import UserError
 from engine.store import OUTSIDE_LABEL_SET, UNKNOWN_TRUTH
+from engine.words import plural
 
 DEFAULT_COLUMNS = 8
 MISMATCH = QColor("#D55E00")  # Okabe & Ito's vermillion; the dashed frame and ✗ carry it for colour-blind eyes
@@ -225,7 +226,7 @@ class NoisyGridView(RefreshWhenShown):
         self._paths = self._read_image_paths([int(i) for ids in self.chosen.values() for i in ids])
         counts = np.bincount(truth.label[truth.label >= 0], minlength=len(self.session.class_names))
         for row, (label, ids) in enumerate(self.chosen.items()):
-            header = QLabel(f"<b>{self.session.class_name(label)}</b><br>{int(counts[label]):,} samples")
+            header = QLabel(f"<b>{self.session.class_name(label)}</b><br>{plural(int(counts[label]), 'sample')}")
             header.setWordWrap(True)
             header.setFixedWidth(110)
             header.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QTabWidget, QWidget
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QFrame, QScrollArea, QTabWidget, QWidget
 
 from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
@@ -17,7 +19,72 @@ from auditor.views.results_view import ResultsView
 from auditor.views.review_view import ReviewView
 
 
+class PageScroll(QScrollArea):
+    """Holds one view: the view fills the tab exactly, and scrolls only when the tab is below the view's minimum
+    size. (A resizable QScrollArea would size a view with wrapped text to its preferred height, and scroll.)"""
+
+    def __init__(self, view: QWidget) -> None:
+        super().__init__()
+        self.setObjectName("pageScroll")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setWidgetResizable(False)
+        self.setWidget(view)
+        self.setFocusProxy(view)
+
+    def fit(self) -> None:
+        view = self.widget()
+        if view is None:
+            return
+        minimum = view.minimumSizeHint().expandedTo(view.minimumSize())
+        room = self.maximumViewportSize()  # the viewport without scroll bars
+        width, height = room.width(), room.height()
+        if minimum.width() > width:  # a horizontal scroll bar takes height
+            height -= self.horizontalScrollBar().sizeHint().height()
+        if minimum.height() > height:  # a vertical one takes width
+            width -= self.verticalScrollBar().sizeHint().width()
+            if minimum.width() > width and minimum.width() <= room.width():
+                height -= self.horizontalScrollBar().sizeHint().height()
+        view.resize(max(width, minimum.width()), max(height, minimum.height()))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.fit()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.fit()  # the view's minimum size changed (more detectors, a longer text)
+        return super().eventFilter(watched, event)
+
+
 class ProjectPage(QTabWidget):
+    """The tabs of one project. Each view sits in its own :class:`PageScroll`: a view whose content needs more room
+    (six detectors' curves, a long retrain result) scrolls instead of growing the window past the screen.
+
+    ``widget``, ``currentWidget``, ``setCurrentWidget`` and ``indexOf`` speak of the views, not their scroll areas.
+    """
+
+    def addTab(self, view: QWidget, title: str) -> int:  # type: ignore[override]
+        return super().addTab(PageScroll(view), title)
+
+    @staticmethod
+    def _view(scroll: QWidget | None) -> QWidget | None:
+        return scroll.widget() if isinstance(scroll, QScrollArea) else scroll
+
+    def widget(self, index: int) -> QWidget | None:
+        return self._view(super().widget(index))
+
+    def currentWidget(self) -> QWidget:
+        current = super().currentWidget()
+        return self._view(current) or current
+
+    def indexOf(self, view: QWidget) -> int:
+        return next((index for index in range(self.count()) if self.widget(index) is view), -1)
+
+    def setCurrentWidget(self, view: QWidget) -> None:
+        index = self.indexOf(view)
+        if index >= 0:
+            self.setCurrentIndex(index)
+
     def __init__(self, session: ProjectSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("projectTabs")

@@ -25,6 +25,7 @@ from auditor.session import ProjectSession
 from auditor.views.compare_view import ComparePlot, CompareTable
 from engine.stats import NO_MEASURABLE_CHANGE, difference_from_dict, points
 from engine.store import RunInfo
+from engine.words import plural
 
 
 def _percent(value: Any) -> str:
@@ -110,7 +111,7 @@ def _retrain_line(run: RunInfo) -> str:
     if isinstance(std, (int, float)) and seeds > 1:
         text += f" ± {100 * float(std):.1f} pts"
     if summary.get("verdict"):
-        text += f" ({summary['verdict']} over {seeds} seeds)"
+        text += f" ({summary['verdict']} over {plural(seeds, 'seed')})"
     return text
 
 
@@ -119,7 +120,7 @@ def _compare_line(run: RunInfo) -> str:
     names = list(methods) if isinstance(methods, dict) else [
         str(m.get("name")) for m in run.spec.get("methods", []) if isinstance(m, dict)]
     seeds = len(run.summary.get("seeds") or run.spec.get("seeds") or [])
-    line = f"methods {', '.join(names)}" + (f" · {seeds} seeds" if seeds else "")
+    line = f"methods {', '.join(names)}" + (f" · {plural(seeds, 'seed')}" if seeds else "")
     lines = run.summary.get("lines")
     return line + (" · " + "; ".join(map(str, lines)) if lines else "")
 
@@ -209,6 +210,8 @@ class AccuracyCard(QFrame):
         self.value.setObjectName("bigNumber")
         self.detail = QLabel("")
         self.detail.setObjectName("muted")
+        for label in (self.title, self.value, self.detail):
+            label.setWordWrap(True)  # a long change ("No measurable change", its interval) wraps, never widens
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 12, 16, 12)
         layout.addWidget(self.title)

@@ -57,6 +57,7 @@ from auditor.views.bulk_dialog import BulkDialog
 from auditor.views.dynamics_plot import DynamicsPlot
 from auditor.views.sample_grid import SampleGrid
 from engine.store import Decision
+from engine.words import plural
 
 DIGIT_KEYS = {getattr(Qt.Key, f"Key_{d}"): d for d in range(10)}
 NEXT_KEYS = {Qt.Key.Key_Right, Qt.Key.Key_Down, Qt.Key.Key_J, Qt.Key.Key_N}
@@ -103,7 +104,8 @@ class ImagePane(QWidget):
         self._text = ""
 
     def minimumSizeHint(self) -> QSize:
-        return QSize(200, 200)
+        # Small enough that the review with six detectors' scores fits a 720-px-high window unscrolled.
+        return QSize(200, 120)
 
     def sizeHint(self) -> QSize:
         return QSize(480, 480)
@@ -243,6 +245,12 @@ class ReviewView(QWidget):
         completer.setFilterMode(Qt.MatchFlag.MatchStartsWith)
         self.class_picker.setCompleter(completer)
         self.class_picker.installEventFilter(self)
+        # While the completions are open, keys go to their popup, and QCompleter hands Enter to the line
+        # edit past its event filter: watch the popup too (installed after QCompleter's, so seen first).
+        popup = completer.popup()  # made (and watched by the completer) on first ask
+        assert popup is not None
+        self._completions: QWidget = popup
+        self._completions.installEventFilter(self)
 
         self.accept_button = QPushButton("Accept  ⏎")
         self.remove_button = QPushButton("Remove  R")
@@ -505,7 +513,7 @@ class ReviewView(QWidget):
         after = self.session.decisions()
         changed = [sample for sample in {*before, *after} if before.get(sample) != after.get(sample)]
         if len(changed) > 1:
-            self._tell(f"{verb} a bulk action: {len(changed):,} decisions")
+            self._tell(f"{verb} a bulk action: {plural(len(changed), 'decision')}")
         else:
             self._tell(f"{verb}: sample #{state.sample_id} was {describe(before.get(state.sample_id), self.session)}"
                        f", now {describe(after.get(state.sample_id), self.session)}")
@@ -628,10 +636,24 @@ class ReviewView(QWidget):
             return
         self.relabel(sample, label)
 
-    def _commit_picker(self) -> None:
-        label = self.session.resolve_class(self.class_picker.text().strip())
-        sample = self._picker_sample if self._picker_sample is not None else self.current_sample()
+    def _picked_text(self) -> str:
+        """The class that Enter commits: the highlighted completion, else what was typed, else the one class
+        that what was typed begins."""
+        popup = self.class_picker.completer().popup()
+        highlighted = popup.currentIndex() if popup is not None and popup.isVisible() else None
+        if highlighted is not None and highlighted.isValid():
+            return str(highlighted.data())
         text = self.class_picker.text().strip()
+        if text and self.session.resolve_class(text) < 0:
+            starting = [name for name in self.session.class_names if name.lower().startswith(text.lower())]
+            if len(starting) == 1:
+                return starting[0]
+        return text
+
+    def _commit_picker(self) -> None:
+        text = self._picked_text()
+        label = self.session.resolve_class(text)
+        sample = self._picker_sample if self._picker_sample is not None else self.current_sample()
         self._cancel_picker()
         if label >= 0 and sample is not None:
             self.relabel(sample, label)
@@ -652,7 +674,8 @@ class ReviewView(QWidget):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         # Enter and Escape are consumed here: QLineEdit lets Enter travel on to its parent,
         # which would also accept the next sample's suggestion.
-        if watched is self.class_picker and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
+        if (watched is self.class_picker or watched is self._completions) \
+                and event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent):
             if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
                 self._commit_picker()
                 return True
@@ -671,7 +694,7 @@ class ReviewView(QWidget):
         if self._opened is not None:
             self.filter_label.setText("opened from Browse · not flagged by the audit")
         elif self.session.id_filter is not None:
-            self.filter_label.setText(f"{len(self.session.id_filter):,} samples chosen on the data map · "
+            self.filter_label.setText(f"{plural(len(self.session.id_filter), 'sample')} chosen on the data map · "
                                       "most suspect first")
         elif pair is not None:
             given, suggested = (self.session.class_name(i) for i in pair)

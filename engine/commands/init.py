@@ -14,6 +14,7 @@ from engine.commands.common import EXIT_FOR_STATUS, add_json_option, add_project
 from engine.data.importing import import_csv, import_folder, import_summary
 from engine.errors import UserError, user_error_from_oserror
 from engine.events import ConsoleRenderer, EventSink
+from engine.words import plural
 
 _SHOWN_SKIPS = 10
 
@@ -128,7 +129,7 @@ def print_import_summary(summary: dict[str, Any]) -> None:
         print(f"  {c['name']:<{width}}  {c['train']:>6} train  {c['test']:>6} test")
     skipped = summary["skipped"]
     if skipped:
-        print(f"skipped {len(skipped)} image(s) or folder(s):")
+        print(f"skipped {plural(len(skipped), 'image')}:")
         for entry in skipped[:_SHOWN_SKIPS]:
             row = f" (data row {entry['row']})" if "row" in entry else ""
             print(f"  {entry['path']}{row}: {entry['reason']}")

@@ -12,6 +12,7 @@ from engine.events import format_duration
 from engine.methods import METHODS
 from engine.store import Project, RunInfo
 from engine.trusted import describe_review_summary, review_summary
+from engine.words import plural
 
 
 def add_parser(subparsers: Any) -> None:
@@ -108,7 +109,9 @@ def handle(args: argparse.Namespace) -> int:
     for row in status["classes"]:
         print(f"  {row['class']:<20} {row['train']:>7} train {row['test']:>7} test")
     if status["skipped_images"]:
-        print(f"  {status['skipped_images']} images were skipped at import (see `status --json`)")
+        skipped = status["skipped_images"]
+        print(f"  {plural(skipped, 'image')} {'was' if skipped == 1 else 'were'} skipped at import "
+              "(see `status --json`)")
     print("truth: " + ("known" if status["truth_known"] else "unknown"))
     for noise in status["noise"]:
         print(f"noise: {noise['mode']} rate {noise['rate']} seed {noise['seed']} ({noise['changed']} samples changed)")

@@ -37,6 +37,7 @@ from engine.data.images import BadImage, ImageInfo, probe
 from engine.errors import UserError
 from engine.events import EventSink
 from engine.store import Project, is_project
+from engine.words import plural
 
 DEFAULT_FOLDS = 3
 # Files that operating systems drop into folders; never images, never worth a warning.
@@ -310,7 +311,7 @@ def scan_folder(images_dir: Path, events: EventSink | None = None) -> tuple[list
         events.log(f"ignored empty class folder(s) in {images_dir}: {', '.join(empty)}", "warning")
     loose = sorted(p for p in images_dir.iterdir() if p.is_file() and not _hidden(p.name))
     if loose and usable and events:
-        events.log(f"ignored {len(loose)} file(s) directly in {images_dir} (not in a class folder), "
+        events.log(f"ignored {plural(len(loose), 'file')} directly in {images_dir} (not in a class folder), "
                    f"e.g. {_shown(loose[0].name)!r}", "warning")
     if walk.hidden and events:
         shown = ", ".join(walk.hidden[:5]) + (f" and {len(walk.hidden) - 5} more" if len(walk.hidden) > 5 else "")
@@ -321,7 +322,7 @@ def scan_folder(images_dir: Path, events: EventSink | None = None) -> tuple[list
             reasons = "; ".join(f"{c.where()}: {c.problem}" for c in candidates[:3])
             raise UserError(f"no usable images found in {images_dir} ({reasons})", hint)
         if loose:
-            raise UserError(f"{images_dir} has {len(loose)} files but no class sub-folders", hint)
+            raise UserError(f"{images_dir} has {plural(len(loose), 'file')} but no class sub-folders", hint)
         raise UserError(f"no images found in {images_dir}", hint)
     candidates.sort(key=lambda c: c.path)
     return candidates, layout

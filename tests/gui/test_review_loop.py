@@ -288,8 +288,8 @@ def test_plots_say_which_is_which(qtbot: QtBot, open_review: Callable[..., Revie
     caption = view.histogram.caption.text()
     assert "not by a score cut" in caption and f"from {low:.3f} up" in caption
     caption = view.matrix.caption.text()
-    assert caption.startswith("Cells: estimated rates") and "the hottest is" in caption
-    assert "Most samples: given" in caption and "1 samples; rate" in caption
+    assert caption.startswith("Cells: cl's estimated rates") and "the hottest is" in caption  # cl ranks here
+    assert "Most samples: given" in caption and "(1 sample; rate" in caption
 
 
 # ------------------------------------------------------------- item 10: the CSV dialog says it in words

@@ -144,7 +144,10 @@ def test_threshold_and_noise_matrix_drive_the_review(qtbot: QtBot, session: Proj
     line.setValue(0.2)
     line.sigPositionChangeFinished.emit(line)
     assert session.threshold == pytest.approx(0.2)
-    assert review.model.total() == int((session.audit.score >= 0.2).sum()) > 9  # type: ignore[union-attr]
+    audit = session.audit
+    assert audit is not None and audit.audited is not None
+    # A score cut flags audited samples only: held-out ones are never reviewed (issue 19).
+    assert review.model.total() == int(((audit.score >= 0.2) & audit.audited).sum()) > 9
     assert "flagged at score ≥ 0.200" in insights.histogram.caption.text()
     insights.histogram.reset_button.click()  # back to the engine's own flagged set
     assert session.threshold is None and review.model.total() == 9
