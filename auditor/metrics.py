@@ -4,8 +4,8 @@ The figures are those of ``python -m engine evaluate`` (:func:`engine.evaluate.e
 which uses scikit-learn): ROC-AUC and average precision of each detector's scores,
 precision/recall/F1 of its flagged set, over the train samples whose truth is known.
 A sample counts as mislabeled when the label the run used differs from the truth
-(:func:`read_truth` with the run; engine.run_labels). The curves are computed on every sample; :func:`decimate` picks the few thousand
-vertices a plot needs.
+(:func:`read_truth` with the run; engine.run_labels). The curves are computed on
+every sample; :func:`decimate` picks the few thousand vertices a plot needs.
 """
 
 from __future__ import annotations

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from engine.detectors import review_detector
 from engine.errors import DamagedProjectError, UserError, user_error_from_exception
 from engine.store import Decision, Project, RunInfo
 
 AGREEMENT = "agreement"  # a review order: samples most detectors flag first
 BY_PAIR = "class pair"  # a review order: grouped by (given, suggested) pair, the commonest pair first
-PRIMARY_DETECTORS = ("ensemble", "cl")  # preferred ranking detector, first found wins
 WATCH_INTERVAL_MS = 1000  # how often an open project is checked for changes made elsewhere
 STALE_SUGGESTIONS = "these suggestions were computed on labels that have since changed: run a new audit"
 UNDO_ELSEWHERE = "the last decision was made elsewhere (CLI); undo it there"
@@ -81,7 +81,7 @@ def load_audit(project: Project, run: RunInfo) -> AuditScores | None:
     detectors = project.detectors(run.id)
     if not detectors:
         return None
-    primary = next((name for name in PRIMARY_DETECTORS if name in detectors), detectors[0])
+    primary = review_detector(detectors)  # the export's default too
     main = project.scores(run.id, primary)
     per_detector = {primary: main["score"]}
     per_detector_flagged = {primary: main["flagged"]}
@@ -226,17 +226,23 @@ class ProjectSession(QObject):
             self.review_filter_changed.emit()
 
     def _update_stale(self) -> None:
-        reason = self.project.stale_reason(self.audit.run) if self.audit is not None else None
+        reason = self._review_stale_reason(self.audit.run) if self.audit is not None else None
         if reason != self.audit_stale:
             self.audit_stale = reason
             self.stale_accept_confirmed = False
             self.stale_changed.emit()
 
+    def _review_stale_reason(self, run: RunInfo) -> str | None:
+        # Decisions made since the audit are its review (the samples decided are no longer offered):
+        # only labels changed under it make its suggestions out of date, as for `decide --accept`.
+        return self.project.stale_reason(run, decided_since_ok=True)
+
     def stale_reason(self, run_id: str | None = None) -> str | None:
         """Why a run's results no longer describe this project's labels (None: they do, or unknown).
 
         Without ``run_id``: the current audit, whose suggestions the review offers (kept up to date
-        by :meth:`reload_if_changed`, so asking costs nothing on a key press).
+        by :meth:`reload_if_changed`, so asking costs nothing on a key press); decisions made since
+        it ran are its review and do not count. For another run, any change counts.
         """
         if run_id is None or (self.audit is not None and run_id == self.audit.run.id):
             return self.audit_stale
@@ -285,7 +291,7 @@ class ProjectSession(QObject):
         self.queue_order = None
         self.id_filter = None
         self._queue = None
-        self.audit_stale = self.project.stale_reason(run) if run is not None else None
+        self.audit_stale = self._review_stale_reason(run) if run is not None else None
         self.stale_accept_confirmed = False
         self.stale_changed.emit()
         self.runs_changed.emit()

@@ -54,7 +54,7 @@ from engine.detectors import (
 )
 from engine.events import EventSink
 from engine.jobs import CancelToken, JobContext, run_job
-from engine.run_labels import record_run_labels
+from engine.run_labels import AUDITED_IDS_FILE, record_run_labels
 from engine.store import Project, RunInfo
 
 if TYPE_CHECKING:
@@ -63,7 +63,6 @@ if TYPE_CHECKING:
 AUDIT_KIND = "audit"
 DEFAULT_DETECTORS = ("cl",)
 DYNAMICS_CHECKPOINT = "checkpoint-dynamics.pt"
-AUDITED_IDS_FILE = "audited_ids.npy"
 
 
 def run_detectors(

@@ -103,8 +103,9 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
     dict
         ``run_id``, ``stale`` (None, or why the run no longer describes these labels),
         ``graded_against`` (which labels a sample is judged by: the run's own, or for an older
-        run the observed ones) with ``graded_against_run_labels`` (bool), ``n_evaluated`` (train samples with known truth), ``true_noise_rate`` (over
-        them; per split in ``true_noise_rate_by_split``), and ``detectors``: name ->
+        run the observed ones) with ``graded_against_run_labels`` (bool), ``n_evaluated`` (train
+        samples with known truth), ``true_noise_rate`` (over them; per split in
+        ``true_noise_rate_by_split``), and ``detectors``: name ->
         metrics of :func:`detection_metrics` plus ``estimated_noise_rate`` (as the run
         recorded it; None when the detector made no estimate), ``estimated_by`` (how it
         estimates, when it said), ``true_noise_rate`` beside it (the same for every

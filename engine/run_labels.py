@@ -31,6 +31,7 @@ from engine.store import atomic_write_bytes
 if TYPE_CHECKING:
     from engine.store import Project, RunInfo
 
+AUDITED_IDS_FILE = "audited_ids.npy"  # the sample ids an audit's detectors scored (the train split)
 LABELS_USED_FILE = "labels_used.npy"
 REMOVED_FILE = "removed_by_decisions.npy"
 SUMMARY_KEY = "labels_used"
@@ -157,3 +158,21 @@ def decisions_stale_reason(project: Project, run: RunInfo) -> str | None:
         return None
     return (f"decisions changed since this {run.kind} run: {changed} samples are relabeled or removed differently "
             "from the labels it trained on, so its scores describe the labels before those decisions")
+
+
+def audited_mask(project: Project, run: RunInfo) -> np.ndarray:
+    """(N,) bool: the samples ``run``'s detectors scored; the others (held out) were never audited.
+
+    From the run's ``audited_ids.npy``; a run without one (an older version) audited the train split.
+    """
+    audited = np.zeros(project.num_samples, dtype=bool)
+    path = run.folder / AUDITED_IDS_FILE
+    if path.is_file():
+        try:
+            ids = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {path}: {exc}", "run a new audit") from None
+        audited[ids[(ids >= 0) & (ids < len(audited))]] = True
+    else:
+        audited[project.sample_table().train_ids] = True
+    return audited

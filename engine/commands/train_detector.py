@@ -136,7 +136,7 @@ def record_setting(setting: Setting, seed: int, image_size: int, batch_size: int
         noise = inject_noise(project, setting.mode, setting.rate, seed, image_size=image_size)
         config = TrainConfig(model=model, epochs=setting.epochs, image_size=image_size, batch_size=batch_size,
                              seed=seed)
-        run, status = run_audit(project, config, detectors=["aum"], events=EventSink())
+        run, status = run_audit(project, config, detectors=["aum"], events=EventSink(), dynamics_epochs=setting.epochs)
         if status != "ok":
             raise UserError(f"the dynamics audit of {setting.name} ended {status} (run {run.id})",
                             f"see its events in {run.folder}")
