@@ -252,11 +252,14 @@ class ProjectSession(QObject):
         """A line about a run for people: why it was interrupted and the command that resumes it."""
         from engine.commands.status import run_status  # the CLI's own wording of the resume command
 
-        resume = run_status(self.project, run)["resume"]
+        status = run_status(self.project, run)
+        resume = status["resume"]
         reason = str(run.summary.get("reason") or run.summary.get("error") or "")
         reason = reason[:1].upper() + reason[1:]
         if resume:
             return f"{reason + ' — ' if reason else ''}resume it with: {resume}"
+        if status.get("resume_refused"):  # as the CLI would answer a --resume
+            return f"{reason + ' — ' if reason else ''}it cannot be resumed: {status['resume_refused']}"
         return reason
 
     @property

@@ -90,15 +90,24 @@ def refuse_resume_if_label_state_changed(project: Project, run: RunInfo) -> None
     without a recorded fingerprint (an older version) is let through: the trainer's own
     checkpoint check still guards it (and an audit's fold files name their samples).
     """
+    refusal = resume_refusal(project, run)
+    if refusal is not None:
+        raise refusal
+
+
+def resume_refusal(project: Project, run: RunInfo) -> UserError | None:
+    """Why ``run`` may not be resumed because what it trains on changed (see
+    :func:`refuse_resume_if_label_state_changed`), or None; ``status`` says it before anyone tries."""
     changed = [part for part in project.label_state_changes(run)
                if part == "labels" or run.kind in DECISION_DEPENDENT_KINDS]
-    if changed:
-        what = " and ".join(changed)
-        raise UserError(
-            f"the {what} changed since run {run.id} was stopped: resuming it would continue training "
-            f"on the {what} of that time, so its result would describe neither",
-            f"start a new run instead of --resume: python -m engine {run.kind} {project.root}",
-        )
+    if not changed:
+        return None
+    what = " and ".join(changed)
+    return UserError(
+        f"the {what} changed since run {run.id} was stopped: resuming it would continue training "
+        f"on the {what} of that time, so its result would describe neither",
+        f"start a new run instead of --resume: python -m engine {run.kind} {project.root}",
+    )
 
 
 def run_job(

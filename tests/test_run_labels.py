@@ -119,7 +119,11 @@ def test_resuming_an_audit_after_decisions_is_refused_and_never_reuses_its_folds
         for sample in train[::3][:8]:  # relabel enough samples (of every class) that the folds are drawn differently
             project.decide(int(sample), "relabel", int((table.label[sample] + 1) % 3))
 
-    # The CLI (and so the app, whose Resume runs it) refuses, saying what changed and what to do.
+    # status says so before anyone tries (the app's interrupted-run note reads it) ...
+    assert main(["status", str(root), "--json"]) == 0
+    listed = next(entry for entry in json.loads(capsys.readouterr().out)["runs"] if entry["id"] == run.id)
+    assert listed["resume"] is None and "the decisions changed since run" in listed["resume_refused"]
+    # ... and the CLI (so the app, whose Resume runs it) refuses, saying what changed and what to do.
     code = main(["audit", str(root), "--resume", run.id, *TINY_ARGS])
     err = capsys.readouterr().err
     assert code == 2 and f"the decisions changed since run {run.id} was stopped" in err
