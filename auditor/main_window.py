@@ -432,8 +432,23 @@ class MainWindow(QMainWindow):
         if folder is not None:
             options += ["--folder", str(folder)]
         self._pending_export = f"Exported corrected labels to {csv_path}" + (
-            f" and the cleaned dataset to {folder}" if folder is not None else "")
+            f" and the cleaned dataset to {folder}" if folder is not None else "") + self._export_scores_note()
         return self._start_job("export", options)
+
+    def _export_scores_note(self) -> str:
+        """What the export's score columns say, when the audit they come from saw other labels (as the CLI warns)."""
+        from engine.export import scores_source
+
+        if self.session is None:
+            return ""
+        try:
+            source = scores_source(self.session.project)
+        except UserError:
+            return ""  # the export itself reports it
+        if not source["stale"]:
+            return ""
+        return (f". Its score columns come from {source['detector']} of audit {source['run_id']}, which is out of "
+                f"date: {source['stale']}; run a new audit for scores of the current labels")
 
     def _start_job(self, command: str, options: list[str]) -> EngineProcess | None:
         if self.session is None:

@@ -3,8 +3,9 @@
 The figures are those of ``python -m engine evaluate`` (:func:`engine.evaluate.evaluate_run`,
 which uses scikit-learn): ROC-AUC and average precision of each detector's scores,
 precision/recall/F1 of its flagged set, over the train samples whose truth is known.
-The curves are computed on every sample; :func:`decimate` picks the few thousand
-vertices a plot needs.
+A sample counts as mislabeled when the label the run used differs from the truth
+(:func:`read_truth` with the run; engine.run_labels). The curves are computed on
+every sample; :func:`decimate` picks the few thousand vertices a plot needs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.run_labels import labels_for_grading
 from engine.store import UNKNOWN_TRUTH, Project, RunInfo
 
 
@@ -21,9 +23,10 @@ from engine.store import UNKNOWN_TRUTH, Project, RunInfo
 class Truth:
     """What the project knows about its labels, every array (N,) indexed by sample id."""
 
-    label: np.ndarray  # int64, the observed (possibly noisy) label
+    label: np.ndarray  # int64, the label judged: the one a run used, or the observed (possibly noisy) one
     true_label: np.ndarray  # int64, UNKNOWN_TRUTH where unknown, -1 outside the label set
     train: np.ndarray  # bool, the train split (the only one an audit scores)
+    label_source: str = "the project's observed labels"  # which labels ``label`` holds, in words
 
     @property
     def known(self) -> np.ndarray:
@@ -44,14 +47,25 @@ class Truth:
         return bool(self.evaluated.any())
 
 
-def read_truth(project: Project) -> Truth:
-    """One query for labels, truth and split (cheaper than the full sample table at 100,000 samples)."""
+def read_truth(project: Project, run: RunInfo | None = None) -> Truth:
+    """One query for labels, truth and split (cheaper than the full sample table at 100,000 samples).
+
+    With ``run``, ``label`` is the label that run trained and scored on (what its scores are
+    graded against); without, or for a run made by an older version that recorded none, the
+    observed label (``label_source`` says which).
+    """
     rows = project.execute("SELECT label, true_label, split FROM samples ORDER BY id")
+    observed = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    label, source = observed, "the project's observed labels"
+    if run is not None:
+        graded = labels_for_grading(project, run, observed)
+        label, source = graded.labels, graded.description
     return Truth(
-        label=np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
+        label=label,
         true_label=np.fromiter((UNKNOWN_TRUTH if row[1] is None else row[1] for row in rows), dtype=np.int64,
                                count=len(rows)),
         train=np.fromiter((row[2] == "train" for row in rows), dtype=bool, count=len(rows)),
+        label_source=source,
     )
 
 
@@ -172,4 +186,4 @@ def evaluation_report(truth: Truth, run: RunInfo, scores: dict[str, np.ndarray],
         metrics["flagged_rate"] = float(flagged[name][evaluated].mean())
         detectors[name] = metrics
     return {"run_id": run.id, "n_evaluated": int(evaluated.sum()), "true_noise_rate": true_rate,
-            "detectors": detectors}
+            "graded_against": truth.label_source, "detectors": detectors}

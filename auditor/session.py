@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine.bulk import latest_scored_audit, ranking_detector
+from engine.bulk import latest_scored_audit
+from engine.detectors import review_detector
 from engine.errors import DamagedProjectError, UserError, user_error_from_exception
 from engine.store import Decision, Project, RunInfo
 
@@ -86,7 +87,7 @@ def load_audit(project: Project, run: RunInfo) -> AuditScores | None:
     detectors = project.detectors(run.id)
     if not detectors:
         return None
-    primary = ranking_detector(detectors)
+    primary = review_detector(detectors)  # the export's and the bulk action's default too
     main = project.scores(run.id, primary)
     per_detector = {primary: main["score"]}
     per_detector_flagged = {primary: main["flagged"]}
@@ -245,17 +246,23 @@ class ProjectSession(QObject):
             self.review_filter_changed.emit()
 
     def _update_stale(self) -> None:
-        reason = self.project.stale_reason(self.audit.run) if self.audit is not None else None
+        reason = self._review_stale_reason(self.audit.run) if self.audit is not None else None
         if reason != self.audit_stale:
             self.audit_stale = reason
             self.stale_accept_confirmed = False
             self.stale_changed.emit()
 
+    def _review_stale_reason(self, run: RunInfo) -> str | None:
+        # Decisions made since the audit are its review (the samples decided are no longer offered):
+        # only labels changed under it make its suggestions out of date, as for `decide --accept`.
+        return self.project.stale_reason(run, decided_since_ok=True)
+
     def stale_reason(self, run_id: str | None = None) -> str | None:
         """Why a run's results no longer describe this project's labels (None: they do, or unknown).
 
         Without ``run_id``: the current audit, whose suggestions the review offers (kept up to date
-        by :meth:`reload_if_changed`, so asking costs nothing on a key press).
+        by :meth:`reload_if_changed`, so asking costs nothing on a key press); decisions made since
+        it ran are its review and do not count. For another run, any change counts.
         """
         if run_id is None or (self.audit is not None and run_id == self.audit.run.id):
             return self.audit_stale
@@ -265,11 +272,14 @@ class ProjectSession(QObject):
         """A line about a run for people: why it was interrupted and the command that resumes it."""
         from engine.commands.status import run_status  # the CLI's own wording of the resume command
 
-        resume = run_status(self.project, run)["resume"]
+        status = run_status(self.project, run)
+        resume = status["resume"]
         reason = str(run.summary.get("reason") or run.summary.get("error") or "")
         reason = reason[:1].upper() + reason[1:]
         if resume:
             return f"{reason + ' — ' if reason else ''}resume it with: {resume}"
+        if status.get("resume_refused"):  # as the CLI would answer a --resume
+            return f"{reason + ' — ' if reason else ''}it cannot be resumed: {status['resume_refused']}"
         return reason
 
     def skipped_files(self) -> list[tuple[str, str]]:
@@ -306,7 +316,7 @@ class ProjectSession(QObject):
         self.queue_order = None
         self.id_filter = None
         self._queue = None
-        self.audit_stale = self.project.stale_reason(run) if run is not None else None
+        self.audit_stale = self._review_stale_reason(run) if run is not None else None
         self.stale_accept_confirmed = False
         self.stale_changed.emit()
         self.runs_changed.emit()

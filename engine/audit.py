@@ -54,6 +54,7 @@ from engine.detectors import (
 )
 from engine.events import EventSink
 from engine.jobs import CancelToken, JobContext, run_job
+from engine.run_labels import AUDITED_IDS_FILE, record_run_labels
 from engine.store import Project, RunInfo
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ if TYPE_CHECKING:
 AUDIT_KIND = "audit"
 DEFAULT_DETECTORS = ("cl",)
 DYNAMICS_CHECKPOINT = "checkpoint-dynamics.pt"
-AUDITED_IDS_FILE = "audited_ids.npy"
 
 
 def run_detectors(
@@ -241,6 +241,10 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
     timings: dict[str, float] = {}
     # The person's decisions: relabels are trained on and audited as such; removed samples are not trained on.
     labels, keep = project.labels_with_decisions()
+    from engine.training import distributed
+
+    # Recorded before any training (a resume checks them): what grades or shows this run uses these labels.
+    labels_used = record_run_labels(ctx.run.folder, labels, keep) if distributed.is_main() else {}
     audited_ids = table.train_ids  # held-out samples are never audited (see the module docstring)
     fit_ids = audited_ids[keep[audited_ids]]
 
@@ -264,8 +268,6 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
             heldout_probs, heldout_model = final_probs, "one model trained on all training samples"
         ctx.cancel.raise_if_requested()
     assert heldout_probs is not None, "every detector requires oof_probs or dynamics"
-    from engine.training import distributed
-
     if not distributed.is_main():
         return {}  # under torchrun the evidence is gathered; rank 0 alone detects and writes
 
@@ -293,6 +295,7 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
         "n_trained_on": len(fit_ids),
         "n_removed_by_decisions": n_removed,  # scored, not trained on
         "n_relabeled_by_decisions": int((labels[audited_ids] != table.label[audited_ids]).sum()),
+        "labels_used": labels_used,  # the labels it trained and scored on: engine.run_labels
         "n_flagged": {name: result.num_flagged for name, result in results.items()},
         "estimated_noise_rate": headline.summary.get("estimated_noise_rate"),  # of the train split
         "heldout_accuracy": accuracy,
@@ -319,11 +322,12 @@ def audit_spec(config: TrainConfig, folds: int, detectors: list[str] | tuple[str
                dynamics_epochs: int | None = None) -> dict[str, Any]:
     """The run spec of an audit (what ``--resume`` re-reads): training settings, folds, detectors.
 
-    ``dynamics_epochs``: the dynamics run's epochs (default: ``config.epochs``, as K-fold's models).
+    ``dynamics_epochs``: the dynamics run's epochs (default :data:`DEFAULT_DYNAMICS_EPOCHS`, as for the
+    CLI and the app; ``config.epochs`` is the K-fold models').
     """
     names = [info.name for info in parse_detectors(list(detectors))]  # fails before a run is made
     return {"train": config.to_dict(), "folds": int(folds), "detectors": names,
-            "dynamics_epochs": int(dynamics_epochs or config.epochs)}
+            "dynamics_epochs": resolve_dynamics_epochs(dynamics_epochs, None)}
 
 
 def run_audit(

@@ -17,17 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.detectors import review_detector
 from engine.errors import UserError
 from engine.store import BULK, Decision, Project, RunInfo
 
 BULK_ACTIONS: tuple[str, ...] = ("accept", "remove", "keep")
-RANKING_DETECTORS = ("ensemble", "cl")  # the review ranks by the first of these an audit has, else its first
 Item = tuple[int, str, int | None]  # (sample id, store action, new label): what Project.decide_many records
-
-
-def ranking_detector(detectors: Sequence[str]) -> str:
-    """The detector whose flagged set, scores and suggestions the review (and a bulk action) follows."""
-    return next((name for name in RANKING_DETECTORS if name in detectors), detectors[0])
 
 
 def latest_scored_audit(project: Project) -> RunInfo | None:
@@ -140,11 +135,11 @@ def plan_all_flagged(project: Project, action: str, *, detector: str | None = No
             raise UserError(f"run {run.id} is not a finished audit with scores ({run.kind}, {run.status})",
                             "name a finished audit run with --run, or leave --run out for the latest")
     detectors = project.detectors(run.id)
-    chosen = detector if detector is not None else ranking_detector(detectors)
+    chosen = detector if detector is not None else review_detector(detectors)
     if chosen not in detectors:
         raise UserError(f"--detector {chosen!r}: audit {run.id} has no scores from it",
                         f"use one of: {', '.join(detectors)}")
-    stale = project.stale_reason(run)
+    stale = project.stale_reason(run, decided_since_ok=True)  # deciding its flagged samples is its own review
     if stale and not stale_ok:
         raise UserError(f"audit {run.id} is stale: {stale}, so its flagged set and suggestions may no longer "
                         "make sense", "run a new audit first, or pass --stale-ok to act on this one anyway")

@@ -80,7 +80,7 @@ def crossval_pred_probs(
     check_folds(labels[train_ids], folds, project.class_names())
     fold_of = fold_assignment(train_ids, labels[train_ids], folds, config.seed)
     other_ids = np.setdiff1d(np.arange(n), train_ids)  # scored by every fold model
-    test_ids = table.test_ids
+    heldout_ids, heldout_target, heldout_against = heldout_targets(table)
 
     fold_sizes = [int((fold_of != fold).sum()) for fold in range(folds)]
     units = [config.epochs * steps_per_epoch(size, config.batch_size) for size in fold_sizes]
@@ -91,8 +91,7 @@ def crossval_pred_probs(
         fit_ids, held_out = train_ids[fold_of != fold], train_ids[fold_of == fold]
         fold_file = ctx.run.folder / f"fold{fold}.npz"
         if distributed.broadcast_object(fold_file.is_file()):  # finished before a cancel: keep it
-            with np.load(fold_file) as saved:
-                probs[held_out], other_probs = saved["held_out"], saved["other"]
+            probs[held_out], other_probs = _load_fold(fold_file, fold, held_out, other_ids)
         else:
             ctx.events.log(f"fold {fold + 1}/{folds}: training on {len(fit_ids)} samples, scoring {len(held_out)}")
             result = fit_and_evaluate(
@@ -104,13 +103,16 @@ def crossval_pred_probs(
             probs[held_out] = predict_probs(model, data, held_out, amp)
             other_probs = predict_probs(model, data, other_ids, amp) if len(other_ids) else np.zeros((0, num_classes))
             if distributed.is_main():  # under torchrun, rank 0 alone writes
-                _save_fold(fold_file, probs[held_out], other_probs)
+                _save_fold(fold_file, probs[held_out], other_probs, held_out, other_ids)
                 (ctx.run.folder / f"checkpoint-fold{fold}.pt").unlink(missing_ok=True)
             values = {"oof_acc": float((probs[held_out].argmax(1) == labels[held_out]).mean())}
-            test_rows = np.searchsorted(other_ids, test_ids)
-            if len(test_ids):
-                values["heldout_acc"] = float((other_probs[test_rows].argmax(1) == labels[test_ids]).mean())
+            if len(heldout_ids):  # against the same labels as the summary's held-out accuracy
+                rows = np.searchsorted(other_ids, heldout_ids)
+                values["heldout_acc"] = float((other_probs[rows].argmax(1) == heldout_target).mean())
             ctx.events.metric("crossval", values, fold=fold)
+            if len(heldout_ids):
+                ctx.events.log(f"fold {fold + 1}/{folds}: held-out accuracy {values['heldout_acc']:.3f} "
+                               f"(against {heldout_against})")
         other_sum += other_probs
         progress.update(sum(units[: fold + 1]), f"fold {fold + 1}/{folds} done")
     if len(other_ids):
@@ -123,14 +125,31 @@ def crossval_pred_probs(
     return probs
 
 
-def _save_fold(path: Path, held_out: np.ndarray, other: np.ndarray) -> None:
+def _save_fold(path: Path, held_out: np.ndarray, other: np.ndarray, held_out_ids: np.ndarray,
+               other_ids: np.ndarray) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, held_out=held_out, other=other)
+    np.savez(buffer, held_out=held_out, other=other, held_out_ids=held_out_ids, other_ids=other_ids)
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def heldout_accuracy(table: SampleTable, pred_probs: np.ndarray) -> tuple[float | None, str, int]:
-    """Accuracy of ``pred_probs`` (N, K) on the test split: (accuracy or None, against what, samples counted).
+def _load_fold(path: Path, fold: int, held_out_ids: np.ndarray, other_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A finished fold's (held-out, other) probabilities, refused unless they are of these very samples.
+
+    A fold file from before the ids were saved is taken as it is (the resume check on the
+    labels and decisions guards it).
+    """
+    with np.load(path) as saved:
+        same = all(name not in saved.files or np.array_equal(saved[name], ids)
+                   for name, ids in (("held_out_ids", held_out_ids), ("other_ids", other_ids)))
+        if not same:
+            raise UserError(f"{path.name} of run {path.parent.name} holds the probabilities of other samples than "
+                            f"fold {fold} has now (the labels or decisions changed since the run stopped)",
+                            "start a new audit instead of resuming this one")
+        return saved["held_out"], saved["other"]
+
+
+def heldout_targets(table: SampleTable) -> tuple[np.ndarray, np.ndarray, str]:
+    """(ids, target labels, against what) that held-out accuracy is measured on, per fold and overall.
 
     Against the truth where it is known (open-set samples, which have no right
     class, are left out: "truth"), else against the labels the held-out samples
@@ -140,9 +159,14 @@ def heldout_accuracy(table: SampleTable, pred_probs: np.ndarray) -> tuple[float 
     test_ids = table.test_ids
     truth = table.true_label[test_ids]
     if len(test_ids) and (truth != UNKNOWN_TRUTH).all():
-        test_ids, target, against = test_ids[truth >= 0], truth[truth >= 0], "truth"
-    else:
-        target, against = table.given_label[test_ids], "given_labels"
+        return test_ids[truth >= 0], truth[truth >= 0], "truth"
+    return test_ids, table.given_label[test_ids], "given_labels"
+
+
+def heldout_accuracy(table: SampleTable, pred_probs: np.ndarray) -> tuple[float | None, str, int]:
+    """Accuracy of ``pred_probs`` (N, K) on the test split: (accuracy or None, against what, samples counted);
+    see :func:`heldout_targets`."""
+    test_ids, target, against = heldout_targets(table)
     if not len(test_ids):
         return None, against, 0
     return float((pred_probs[test_ids].argmax(axis=1) == target).mean()), against, len(test_ids)

@@ -1,14 +1,17 @@
 """How well the detectors of a run found the known label errors.
 
 Needs the truth: injected noise keeps it, and a CSV import can name a truth
-column. A sample is truly mislabeled when its true label differs from its
-observed label; an open-set sample (true label -1, outside the label set) is
+column. A sample is truly mislabeled when its true label differs from the label
+the run used (an audit trains and scores on the labels with the person's decisions
+applied, and records them: engine.run_labels; for a run made by an older version,
+which recorded none, the observed label, and the report says so); an open-set sample (true label -1, outside the label set) is
 always mislabeled, since no class of ours is right for it. Samples whose truth
 is unknown are left out; if none is known, that is an error. Only the train
 split is evaluated: the audit never audits held-out samples.
 
-A run whose labels changed since it ran is evaluated all the same, but the report
-says it is stale (``stale``): its scores describe labels that no longer exist.
+A run whose labels changed since it ran is evaluated all the same, against the labels it
+used, but the report says it is stale (``stale``): its scores describe labels that no
+longer exist.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
+from engine.run_labels import labels_for_grading
 from engine.store import UNKNOWN_TRUTH, Project, RunInfo, SampleTable
 
 
-def truly_mislabeled(table: SampleTable) -> tuple[np.ndarray, np.ndarray]:
+def truly_mislabeled(table: SampleTable, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(known (N,) bool, mislabeled (N,) bool): where the truth is known, and where label != truth.
+
+    ``labels`` (N,): the labels to judge (default: the observed ones), e.g. those a run used.
 
     Raises
     ------
@@ -37,7 +43,7 @@ def truly_mislabeled(table: SampleTable) -> tuple[np.ndarray, np.ndarray]:
             "or import a CSV with a truth column",
         )
     # true_label -1 (open set) never equals a class index, so it counts as mislabeled.
-    return known, known & (table.true_label != table.label)
+    return known, known & (table.true_label != (table.label if labels is None else labels))
 
 
 def detection_metrics(is_noisy: np.ndarray, scores: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
@@ -96,8 +102,10 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
     -------
     dict
         ``run_id``, ``stale`` (None, or why the run no longer describes these labels),
-        ``n_evaluated`` (train samples with known truth), ``true_noise_rate`` (over
-        them; per split in ``true_noise_rate_by_split``), and ``detectors``: name ->
+        ``graded_against`` (which labels a sample is judged by: the run's own, or for an older
+        run the observed ones) with ``graded_against_run_labels`` (bool), ``n_evaluated`` (train
+        samples with known truth), ``true_noise_rate`` (over them; per split in
+        ``true_noise_rate_by_split``), and ``detectors``: name ->
         metrics of :func:`detection_metrics` plus ``estimated_noise_rate`` (as the run
         recorded it; None when the detector made no estimate), ``estimated_by`` (how it
         estimates, when it said), ``true_noise_rate`` beside it (the same for every
@@ -105,7 +113,8 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
     """
     run = evaluation_run(project, run_id)
     table = project.sample_table()
-    any_known, noisy = truly_mislabeled(table)
+    graded = labels_for_grading(project, run, table.label)
+    any_known, noisy = truly_mislabeled(table, graded.labels)
     known = any_known & (table.split == "train")
     if not known.any():
         raise UserError("no training sample of this project has a known truth to evaluate against",
@@ -128,6 +137,8 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "stale": project.stale_reason(run),
+        "graded_against": graded.description,
+        "graded_against_run_labels": graded.recorded,
         "evaluated_split": "train",
         "n_samples": len(table.label),
         "n_evaluated": int(known.sum()),
@@ -144,11 +155,14 @@ def format_evaluation(report: dict[str, Any]) -> str:
     def fmt(value: float | None) -> str:
         return "   n/a" if value is None else f"{value:6.3f}"
 
-    lines = [f"WARNING: run {report['run_id']} is stale: {report['stale']}. These figures score its old "
-             "results against the current labels; run a new audit."] if report.get("stale") else []
+    graded = "the labels it used" if report.get("graded_against_run_labels") else "the current observed labels"
+    lines = [f"WARNING: run {report['run_id']} is stale: {report['stale']}. These figures grade its old "
+             f"results against {graded}, not the project's current ones; run a new audit."] \
+        if report.get("stale") else []
     lines += [
         f"run {report['run_id']}: {report['n_evaluated']} of {report['n_samples']} samples (train split) with known "
         f"truth, true noise rate {report['true_noise_rate']:.3f}",
+        *([f"graded against {report['graded_against']}"] if report.get("graded_against") else []),
         f"{'detector':<11} {'ROC-AUC':>7} {'AP':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'flagged':>8} "
         f"{'est.noise':>9} {'true.noise':>10}",
     ]

@@ -3,10 +3,14 @@
 The CSV has one row per sample, in sample-id order: the input's own columns
 (a CSV source: its columns in their order, rebuilt from the project; a folder
 or the demo: ``path`` relative to the image root and ``label``), then
-``original_label`` (the observed label the audit saw), ``final_label`` (after
-the decisions; empty when removed), ``action`` (kept, relabeled, removed,
-unreviewed), ``score``, ``suggested_label`` and ``detector`` (from the latest
-audit run, or the one named).
+``original_label`` (the project's observed label, before any decision), ``final_label``
+(after the decisions; empty when removed), ``action`` (kept, relabeled, removed,
+unreviewed), ``score``, ``suggested_label`` and ``detector`` (from the latest audit
+run, or the one named, and by default the detector the review ranks by:
+:func:`engine.detectors.review_detector`). Samples the audit never scored (the
+held-out split) have those three cells empty. When the audit saw other labels than
+the project's current ones (decisions made since, noise injected), the report says
+so under ``stale``.
 
 Every cell that a spreadsheet would run as a formula (starting with ``= + - @``,
 a tab or a carriage return) is prefixed with ``'``, as OWASP recommends against
@@ -44,7 +48,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.detectors import review_detector
 from engine.errors import UserError, ensure_free_space, user_error_from_oserror
+from engine.run_labels import audited_mask, labels_for_grading
 from engine.store import (
     DB_NAME,
     Project,
@@ -90,10 +96,14 @@ class ExportRows:
     rows: list[list[Any]]
     run_id: str | None
     detector: str | None
+    stale: str | None = None  # why the scores' audit no longer describes the labels (None: it does)
 
 
 def audit_for_export(project: Project, run_id: str | None, detector: str | None) -> tuple[RunInfo | None, str | None]:
-    """The audit run and detector whose scores the export carries: named ones, or the latest (None if no audit)."""
+    """The audit run and detector whose scores the export carries: named ones, or the latest (None if no audit).
+
+    The default detector is the one the review ranks by (:func:`engine.detectors.review_detector`).
+    """
     if run_id is None:
         audits = [run for run in project.runs("audit") if run.status == "ok" and project.detectors(run.id)]
         if not audits:
@@ -108,7 +118,7 @@ def audit_for_export(project: Project, run_id: str | None, detector: str | None)
     if not detectors:
         raise UserError(f"run {run.id} ({run.kind}) has no detector scores", "name an audit run with --run")
     if detector is None:
-        detector = "cl" if "cl" in detectors else detectors[0]
+        detector = review_detector(detectors)
     elif detector not in detectors:
         raise UserError(f"run {run.id} has no scores from detector {detector!r}",
                         f"detectors in that run: {', '.join(detectors)}")
@@ -141,6 +151,14 @@ def input_columns(project: Project) -> tuple[list[str], list[list[Any]]]:
     return columns, rows
 
 
+def scores_source(project: Project, run_id: str | None = None, detector: str | None = None) -> dict[str, Any]:
+    """Where an export's scores come from: ``run_id`` and ``detector`` (None: no audit yet) and ``stale`` (None,
+    or why that audit saw other labels than the project's current ones). The app says it before exporting."""
+    run, detector = audit_for_export(project, run_id, detector)
+    return {"run_id": None if run is None else run.id, "detector": detector,
+            "stale": None if run is None else project.stale_reason(run)}
+
+
 def export_rows(project: Project, *, run_id: str | None = None, detector: str | None = None) -> ExportRows:
     """The corrected-labels table: input columns plus :data:`ADDED_COLUMNS`, one row per sample."""
     run, detector = audit_for_export(project, run_id, detector)
@@ -149,6 +167,7 @@ def export_rows(project: Project, *, run_id: str | None = None, detector: str | 
     table = project.sample_table()
     decisions = project.decisions()
     scores = project.scores(run.id, detector) if run is not None and detector is not None else None
+    audited = audited_mask(project, run) if run is not None else None
     added = list(ADDED_COLUMNS)
     # An input column of the same name would be shadowed on reading back: ours get a prefix then.
     added = [f"auditor_{name}" if name in columns else name for name in added]
@@ -163,14 +182,15 @@ def export_rows(project: Project, *, run_id: str | None = None, detector: str | 
             action, final = "relabeled", names[decision.new_label]
         else:
             action, final = ACTION_WORDS[decision.action], original
-        if scores is None:
+        if scores is None or audited is None or not audited[sample_id]:  # no audit, or one that never scored it
             score, suggested, source = "", "", ""
         else:
             score = f"{scores['score'][sample_id]:.6f}"
             suggestion = int(scores["suggested"][sample_id])
             suggested, source = (names[suggestion] if suggestion >= 0 else ""), detector or ""
         row.extend([original, final, action, score, suggested, source])
-    return ExportRows(columns + added, rows, None if run is None else run.id, detector)
+    return ExportRows(columns + added, rows, None if run is None else run.id, detector,
+                      None if run is None else project.stale_reason(run))
 
 
 def csv_bytes(export: ExportRows) -> bytes:
@@ -407,7 +427,7 @@ def _stage_csv(project: Project, staged: ExportSet, out: Path, run_id: str | Non
     for row in export.rows:
         counts[row[action_column]] = counts.get(row[action_column], 0) + 1
     return {"csv": str(out), "rows": len(export.rows), "actions": counts, "run_id": export.run_id,
-            "detector": export.detector}
+            "detector": export.detector, "stale": export.stale}
 
 
 # ------------------------------------------------------------ ImageFolder
@@ -520,7 +540,8 @@ def _stage_cleanlab(project: Project, staged: ExportSet, folder: Path, run_id: s
     for name in ("pred_probs.npy", "noise_matrix.npy", "confident_joint.npy"):
         if (run.folder / name).is_file():
             contents[name] = (run.folder / name).read_bytes()
-    contents["labels.npy"] = _npy_bytes(table.label)
+    # The labels the run's probabilities go with (cleanlab's ``labels``): the ones it trained on.
+    contents["labels.npy"] = _npy_bytes(labels_for_grading(project, run, table.label).labels)
     contents["final_labels.npy"] = _npy_bytes(np.where(keep, final, -1).astype(np.int64))
     contents["classes.txt"] = "".join(f"{name}\n" for name in project.class_names()).encode()
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -613,8 +634,9 @@ def export_image_folder(project: Project, folder: Path | str, *, copy: bool = Fa
 def export_cleanlab(project: Project, folder: Path | str, *, run_id: str | None = None) -> dict[str, Any]:
     """Arrays for cleanlab users: ``pred_probs.npy`` (N, K), ``noise_matrix.npy`` (K, K), ``labels.npy`` (N,).
 
-    ``labels.npy`` holds the observed labels the audit saw (the ``labels``
-    argument of cleanlab's functions); ``final_labels.npy`` (N,) the labels after
+    ``labels.npy`` holds the labels the audit trained and scored on (the ``labels``
+    argument of cleanlab's functions: the observed labels with the decisions made
+    before it; for an audit of an older version, the observed labels); ``final_labels.npy`` (N,) the labels after
     the decisions, -1 for removed samples; ``classes.txt`` the class names, one a
     line, in index order. The arrays come from the latest audit run, or ``run_id``.
     Files of an earlier export there are replaced as a set.

@@ -82,21 +82,32 @@ class install_cancel_signals:
 def refuse_resume_if_label_state_changed(project: Project, run: RunInfo) -> None:
     """Refuse to resume ``run`` when what it trains on changed since it started.
 
-    Its checkpoints and fold files were computed from the labels (and, for a retrain,
-    the decisions) it recorded at its start; continuing on other ones would mix both
-    and train on samples that were removed since. A run without a recorded
-    fingerprint (an older version) is let through: the trainer's own checkpoint check
-    still guards it.
+    Its checkpoints and fold files were computed from the labels it recorded at its start
+    and, for every kind that trains on the decisions (an audit, a retrain, a compare, a tune:
+    ``DECISION_DEPENDENT_KINDS``), from the decisions too: an audit's folds are drawn on the
+    relabeled labels without the removed samples, so after a decision a finished fold's
+    file would land on other samples. Continuing on other labels would mix both. A run
+    without a recorded fingerprint (an older version) is let through: the trainer's own
+    checkpoint check still guards it (and an audit's fold files name their samples).
     """
+    refusal = resume_refusal(project, run)
+    if refusal is not None:
+        raise refusal
+
+
+def resume_refusal(project: Project, run: RunInfo) -> UserError | None:
+    """Why ``run`` may not be resumed because what it trains on changed (see
+    :func:`refuse_resume_if_label_state_changed`), or None; ``status`` says it before anyone tries."""
     changed = [part for part in project.label_state_changes(run)
                if part == "labels" or run.kind in DECISION_DEPENDENT_KINDS]
-    if changed:
-        what = " and ".join(changed)
-        raise UserError(
-            f"the {what} changed since run {run.id} was stopped: resuming it would continue training "
-            f"on the {what} of that time, so its result would describe neither",
-            f"start a new run instead of --resume: python -m engine {run.kind} {project.root}",
-        )
+    if not changed:
+        return None
+    what = " and ".join(changed)
+    return UserError(
+        f"the {what} changed since run {run.id} was stopped: resuming it would continue training "
+        f"on the {what} of that time, so its result would describe neither",
+        f"start a new run instead of --resume: python -m engine {run.kind} {project.root}",
+    )
 
 
 def run_job(

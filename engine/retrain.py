@@ -111,7 +111,7 @@ def cleaned_training_set(
             raise UserError(f"unknown auto action {auto_action!r}", "use remove or relabel")
         run = project.run(audit_run, kind=None if audit_run else "audit")
         run_id = run.id
-        stale = project.stale_reason(run)
+        stale = project.stale_reason(run, decided_since_ok=True)  # auto mode skips the samples decided since
         if stale:
             raise UserError(f"auto mode would apply the suggestions of audit {run.id}, but the {stale}",
                             "run a new audit first (`python -m engine audit PROJECT`), then retrain")

@@ -192,7 +192,8 @@ class SampleTable:
 
 UNKNOWN_TRUTH = -2
 # Run kinds whose results depend on the decisions too (not only on the labels): see Project.stale_reason.
-DECISION_DEPENDENT_KINDS = frozenset({"retrain", "compare", "tune"})  # they train on the decisions
+# They train on the decisions: an audit on the labels with the relabels applied and the removed left out.
+DECISION_DEPENDENT_KINDS = frozenset({"audit", "retrain", "compare", "tune"})
 
 
 def this_process() -> dict[str, Any]:
@@ -888,13 +889,16 @@ class Project:
         now = self.fingerprint()
         return [part for part in ("labels", "decisions") if part in recorded and recorded[part] != now[part]]
 
-    def stale_reason(self, run: RunInfo) -> str | None:
+    def stale_reason(self, run: RunInfo, *, decided_since_ok: bool = False) -> str | None:
         """None when ``run``'s results still describe this project's labels, else a sentence saying why not.
 
-        Every run is stale once the labels change (its scores and suggestions are about
-        labels that no longer exist); a retrain also once the decisions change (its model
-        was trained on the old ones). A run that recorded no fingerprint (made by an older
-        version) is "unknown", not stale: None.
+        Every run is stale once the observed labels change (its scores and suggestions are
+        about labels that no longer exist). A run that trained on the decisions is stale too
+        once they change: an audit when the effective labels (relabels applied, removals)
+        differ from those it recorded (engine.run_labels), a retrain once the decisions change
+        at all. ``decided_since_ok``: decisions made since do not count (an audit's own review:
+        deciding its flagged samples one by one leaves its suggestions for the others as they
+        were). A run that recorded no fingerprint (made by an older version) is "unknown", not stale: None.
         """
         changed = self.label_state_changes(run)
         if "labels" in changed:
@@ -902,9 +906,10 @@ class Project:
             cause = "".join(f"; noise injected ({noise['mode']}, rate {noise['rate']}, seed {noise['seed']})"
                             for noise in later[-1:])
             return f"labels changed since this {run.kind} run{cause}: its results describe labels that no longer exist"
-        if "decisions" in changed and run.kind in DECISION_DEPENDENT_KINDS:
-            return (f"decisions changed since this {run.kind} run: its model was trained on the decisions "
-                    "made before it")
+        if "decisions" in changed and run.kind in DECISION_DEPENDENT_KINDS and not decided_since_ok:
+            from engine.run_labels import decisions_stale_reason
+
+            return decisions_stale_reason(self, run)
         return None
 
     # -------------------------------------------------------------- scores

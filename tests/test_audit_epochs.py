@@ -49,3 +49,11 @@ def test_the_dynamics_run_trains_its_own_epochs_and_kfold_its_own(demo_project: 
         dynamics = load_dynamics(run.folder / "dynamics")
         assert dynamics.td.shape[2] == 3  # one column per recorded epoch
         assert np.isfinite(np.asarray(dynamics.margin, dtype=np.float32)).all()
+
+
+def test_library_callers_get_the_same_dynamics_default_as_the_cli_and_the_app() -> None:
+    from engine.audit import audit_spec
+
+    spec = audit_spec(TrainConfig(epochs=3), 2, ["aum"])  # run_audit's spec: no dynamics_epochs named
+    assert spec["dynamics_epochs"] == DEFAULT_DYNAMICS_EPOCHS == resolve_dynamics_epochs(None, None)
+    assert audit_spec(TrainConfig(epochs=3), 2, ["aum"], dynamics_epochs=5)["dynamics_epochs"] == 5

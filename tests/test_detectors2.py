@@ -170,7 +170,7 @@ TINY_AUDIT = TrainConfig(epochs=2, batch_size=64, image_size=8, seed=0)
 def test_an_ocl_audit_records_confident_classes_and_evaluate_shows_estimated_and_true_rates(
         demo_project: Path) -> None:
     with Project.open(demo_project) as project:
-        run, status = run_audit(project, TINY_AUDIT, folds=2, detectors=["ensemble", "ocl", "aum"])
+        run, status = run_audit(project, TINY_AUDIT, folds=2, detectors=["ensemble", "ocl", "aum"], dynamics_epochs=2)
         assert status == "ok", project.run(run.id).summary
         run = project.run(run.id)
         assert run.summary["evidence"] == ["dynamics", "confident_class"]

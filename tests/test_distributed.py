@@ -84,7 +84,7 @@ def test_two_gloo_ranks_match_one_process(tiny_project: Path, tmp_path: Path) ->
     # The reference: one process, in this one (the same job as `python -m engine audit`).
     config = TrainConfig(epochs=2, batch_size=4, image_size=16, device="cpu", precision="fp32", model=MODEL)
     with Project.open(one) as opened:
-        assert run_audit(opened, config, folds=2, detectors=["cl", "aum", "ocl"])[1] == "ok"
+        assert run_audit(opened, config, folds=2, detectors=["cl", "aum", "ocl"], dynamics_epochs=2)[1] == "ok"
     result = subprocess.run(torchrun("audit", str(two), "--folds", "2", "--detectors", "cl,aum,ocl", *TRAIN, "--json"),
                             env=torchrun_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -197,7 +197,7 @@ TINY_AUDIT = TrainConfig(epochs=2, batch_size=64, image_size=8, seed=0)
 
 def test_audit_all_stores_every_detector_and_evaluate_reports_each(demo_project: Path) -> None:
     with Project.open(demo_project) as project:
-        run, status = run_audit(project, TINY_AUDIT, folds=2, detectors=["all"])
+        run, status = run_audit(project, TINY_AUDIT, folds=2, detectors=["all"], dynamics_epochs=2)
         assert status == "ok", project.run(run.id).summary
         run = project.run(run.id)
         assert set(project.detectors(run.id)) == set(DETECTORS)
@@ -220,7 +220,7 @@ def test_an_audit_trains_on_decisions_and_still_scores_removed_samples(demo_proj
         new_label = (int(project.sample_table().label[relabeled]) + 1) % project.num_classes
         project.decide(removed, "remove")
         project.decide(relabeled, "relabel", new_label)
-        run, status = run_audit(project, TINY_AUDIT, folds=2, detectors=["cl", "aum"])
+        run, status = run_audit(project, TINY_AUDIT, folds=2, detectors=["cl", "aum"], dynamics_epochs=2)
         assert status == "ok", project.run(run.id).summary
         run = project.run(run.id)
         dynamics = load_dynamics(run.folder / "dynamics")
@@ -248,12 +248,12 @@ class CancelAfterFirstEpoch(EventSink):
 
 def test_a_cancelled_dynamics_audit_resumes_to_the_same_scores(demo_project: Path, tmp_path: Path) -> None:
     config = TrainConfig(epochs=3, batch_size=64, image_size=8, seed=0)
-    spec = audit_spec(config, 2, ["aum", "cartography"])
+    spec = audit_spec(config, 2, ["aum", "cartography"], dynamics_epochs=3)
     with Project.open(demo_project) as project:
-        straight, status = run_audit(project, config, detectors=["aum", "cartography"])
+        straight, status = run_audit(project, config, detectors=["aum", "cartography"], dynamics_epochs=3)
         assert status == "ok"
         token = CancelToken()
-        cancelled, status = run_audit(project, config, detectors=["aum", "cartography"],
+        cancelled, status = run_audit(project, config, detectors=["aum", "cartography"], dynamics_epochs=3,
                                       events=CancelAfterFirstEpoch(token), cancel=token)
         assert status == "cancelled" and (cancelled.folder / "checkpoint-dynamics.pt").is_file()
         assert not (cancelled.folder / "dynamics" / "td.npy").exists()

@@ -116,11 +116,15 @@ def test_csv_round_trip(csv_project: Project, tmp_path: Path) -> None:
     assert (frame["action"] == "unreviewed").sum() == project.num_samples - 3
     assert frame.loc["cat/6.png", "truth"] == "dog" and frame.loc["cat/6.png", "animal"] == "cat"
     assert frame.loc["at/2.png", "animal"] == "'@at" and frame.loc["at/2.png", "truth"] == "'@at"
-    assert set(frame["detector"]) == {"cl"} and set(frame["suggested_label"]) == {"dog"}
-    # Scores in sample-id order, as stored.
+    # Scores in sample-id order, as stored, for the train samples an audit scores; held-out ones are empty.
+    table = project.sample_table()
+    train = [table.paths[i] for i in table.train_ids]
+    test = [table.paths[i] for i in table.test_ids]
+    assert set(frame.loc[train, "detector"]) == {"cl"} and set(frame.loc[train, "suggested_label"]) == {"dog"}
+    assert len(test) and {""} == set(frame.loc[test, "score"]) == set(frame.loc[test, "suggested_label"]) \
+        == set(frame.loc[test, "detector"])
     scores = project.scores(run_id, "cl")["score"]
-    paths = project.sample_table().paths
-    np.testing.assert_allclose(frame.loc[paths, "score"].astype(float), scores, atol=1e-6)
+    np.testing.assert_allclose(frame.loc[train, "score"].astype(float), scores[table.train_ids], atol=1e-6)
     # Formula-like cells come back with the leading quote; the rest exactly as written.
     by_id = frame.set_index("id")
     for index in range(24):
@@ -474,3 +478,83 @@ def test_a_set_is_staged_in_the_project_so_a_killed_export_leaves_nothing_beside
     (killed / "x").mkdir(parents=True)
     export_set(project, out=out / "out.csv")
     assert not killed.exists()
+
+
+def scored_audit(project: Project, detectors: dict[str, str]) -> str:
+    """An audit of the train split (as a real one: audited_ids.npy) whose detectors suggest a class each."""
+    from engine.run_labels import AUDITED_IDS_FILE
+
+    n = project.num_samples
+    train = project.sample_table().train_ids
+    run = project.new_run("audit", {})
+    for offset, (name, suggest) in enumerate(detectors.items()):
+        scores = np.zeros(n)
+        scores[train] = np.linspace(0.1, 1.0, len(train))[::-1] if offset else np.linspace(0.1, 1.0, len(train))
+        suggested = np.full(n, -1)
+        suggested[train] = project.resolve_class(suggest)
+        project.save_scores(run.id, name, scores, suggested, scores > 0.8)
+    np.save(run.folder / AUDITED_IDS_FILE, train)
+    project.finish_run(run.id, "ok", {})
+    return run.id
+
+
+def test_the_export_carries_the_detector_the_review_ranks_by(csv_project: Project, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.detectors import review_detector
+
+    project = csv_project
+    run_id = scored_audit(project, {"cl": "dog", "ensemble": "cat", "aum": "@at"})
+    assert review_detector(project.detectors(run_id)) == "ensemble"  # the review's (auditor.session.load_audit)
+    report = export_csv(project, tmp_path / "out.csv")
+    frame = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    table = project.sample_table()
+    assert report["detector"] == "ensemble" and report["stale"] is None
+    assert set(frame["detector"].iloc[table.train_ids]) == {"ensemble"}
+    assert set(frame["suggested_label"].iloc[table.train_ids]) == {"cat"}
+    ensemble = project.scores(run_id, "ensemble")["score"]
+    np.testing.assert_allclose(frame["score"].iloc[table.train_ids].astype(float), ensemble[table.train_ids],
+                               atol=1e-6)
+    # Held-out rows were never audited: empty, not a score of 0 that reads as "surely clean".
+    assert {""} == set(frame["score"].iloc[table.test_ids]) == set(frame["detector"].iloc[table.test_ids])
+
+    root = str(project.root)
+    assert main(["export", root, "--out", str(tmp_path / "cl.csv"), "--detector", "cl"]) == 0
+    assert "scores from cl of run" in capsys.readouterr().out
+    assert set(pd.read_csv(tmp_path / "cl.csv", dtype=str, keep_default_na=False)["detector"]) == {"cl", ""}
+
+
+def test_the_export_says_when_its_scores_are_stale(csv_project: Project, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.run_labels import record_run_labels
+
+    project = csv_project
+    run_id = scored_audit(project, {"cl": "dog"})
+    labels, keep = project.labels_with_decisions()
+    project.finish_run(run_id, "ok", {"labels_used": record_run_labels(project.run(run_id).folder, labels, keep)})
+    root = str(project.root)
+    assert main(["export", root, "--out", str(tmp_path / "fresh.csv")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+    project.decide(int(project.sample_table().train_ids[0]), "relabel", "@at")  # the audit saw its old label
+    assert main(["export", root, "--out", str(tmp_path / "stale.csv")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: the score, suggested_label and detector columns come from run {run_id}, which is stale" in err
+    assert "1 samples are relabeled or removed differently" in err
+    assert main(["export", root, "--out", str(tmp_path / "stale2.csv"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "which is stale" in captured.err
+    assert "1 samples are relabeled" in json.loads(captured.out)["csv"]["stale"]
+
+
+def test_cleanlab_labels_are_the_ones_the_audit_trained_on(csv_project: Project, tmp_path: Path) -> None:
+    from engine.run_labels import record_run_labels
+
+    project = csv_project
+    relabeled = sample_id(project, "cat/9.png")
+    project.decide(relabeled, "relabel", "dog")  # before the audit: it trains on "dog"
+    run_id = fake_audit(project)
+    labels, keep = project.labels_with_decisions()
+    project.finish_run(run_id, "ok", {"labels_used": record_run_labels(project.run(run_id).folder, labels, keep)})
+    export_cleanlab(project, tmp_path / "cl")
+    saved = np.load(tmp_path / "cl" / "labels.npy")  # cleanlab's ``labels``: those pred_probs go with
+    assert saved[relabeled] == project.resolve_class("dog") and np.array_equal(saved, labels)

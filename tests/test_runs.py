@@ -81,7 +81,9 @@ def test_stale_reason_per_kind(tmp_path: Path) -> None:
         assert project.stale_reason(audit) is None and project.stale_reason(retrain) is None
 
         project.decide(2, "relabel", "cat")
-        assert project.stale_reason(audit) is None  # an audit's scores do not depend on the decisions
+        # An audit trains on the decisions too: one that recorded no labels is stale once they change.
+        assert "decisions changed since this audit run" in (project.stale_reason(audit) or "")
+        assert project.stale_reason(audit, decided_since_ok=True) is None  # its review does not count there
         assert "decisions changed since this retrain run" in (project.stale_reason(retrain) or "")
 
         table = project.sample_table()
@@ -92,6 +94,33 @@ def test_stale_reason_per_kind(tmp_path: Path) -> None:
         reason = project.stale_reason(audit) or ""
         assert reason.startswith("labels changed since this audit run") and "seed 7" in reason
         assert project.stale_reason(legacy) is None  # no fingerprint recorded: unknown, not stale
+
+
+def test_an_audit_is_stale_when_the_labels_it_recorded_differ_from_the_effective_ones(tmp_path: Path) -> None:
+    from engine.run_labels import record_run_labels
+
+    with Project.open(make_project(tmp_path / "p")) as project:
+        project.decide(0, "relabel", "dog")
+        run = project.new_run("audit", {})
+        labels, keep = project.labels_with_decisions()
+        summary = {"labels_used": record_run_labels(run.folder, labels, keep)}
+        project.finish_run(run.id, "ok", summary)
+        run = project.run(run.id)
+        assert project.stale_reason(run) is None
+
+        project.decide(1, "keep")  # the decisions changed, the labels it trained on did not
+        assert project.stale_reason(run) is None
+        project.decide(4, "remove")
+        project.decide(5, "relabel", "cat")
+        reason = project.stale_reason(run) or ""
+        assert reason.startswith("decisions changed since this audit run: 2 samples are relabeled or removed")
+        assert project.stale_reason(run, decided_since_ok=True) is None
+        project.undo()
+        project.undo()
+        assert project.stale_reason(run) is None  # the labels it saw again
+        project.undo()
+        project.undo()  # the relabel of sample 0 it trained on, taken back
+        assert "1 samples are relabeled or removed" in (project.stale_reason(run) or "")
 
 
 KILLED_RUN = textwrap.dedent(

@@ -141,7 +141,7 @@ def test_shipped_detector_finds_the_demos_injected_noise(demo_project: Path) -> 
     with Project.open(demo_project) as project:
         inject_noise(project, "symmetric", 0.2, 101)
         run, status = run_audit(project, TrainConfig(epochs=6, batch_size=64, image_size=16, seed=3),
-                                detectors=["td_lstm"])
+                                detectors=["td_lstm"], dynamics_epochs=6)
         assert status == "ok"
         report = evaluate_run(project, run.id)
     metrics = report["detectors"]["td_lstm"]

@@ -165,7 +165,7 @@ class DetectorCurvesView(RefreshWhenShown):
             self.caption.setText("")
             self._say(NO_AUDIT)
             return
-        truth = read_truth(self.session.project)
+        truth = read_truth(self.session.project, audit.run)  # graded against the labels the audit used
         if not truth.any_known:
             self.caption.setText(f"Audit {audit.run.id}.")
             self._say(NO_TRUTH)
@@ -178,8 +178,8 @@ class DetectorCurvesView(RefreshWhenShown):
         self.caption.setText(
             (f"⚠ Out of date: the audit saw labels that have since changed ({stale}). " if stale else "")
             + f"Audit {audit.run.id}: {report['n_evaluated']:,} train samples with known truth, "
-            f"{report['true_noise_rate']:.1%} of them mislabeled. Higher curves are better; a detector at the "
-            "grey line guesses.")
+            f"{report['true_noise_rate']:.1%} of them mislabeled (graded against {report['graded_against']}). "
+            "Higher curves are better; a detector at the grey line guesses.")
         self._draw_references(report["true_noise_rate"])
         for index, name in enumerate(report["detectors"]):
             self._draw_detector(index, name, found[name], report["detectors"][name])

@@ -38,7 +38,7 @@ NO_PROBABILITIES = ("This audit kept no per-sample probabilities (neither K-fold
 def given_label_probability(run_folder: Path, source: str, labels: np.ndarray) -> np.ndarray | None:
     """(N,) float: each sample's probability of its given label, NaN where not recorded; None when absent.
 
-    ``KFOLD``: out-of-fold probabilities of the observed label. ``LAST_EPOCH``: the dynamics'
+    ``KFOLD``: out-of-fold probabilities of ``labels`` (the ones the audit used). ``LAST_EPOCH``: the dynamics'
     probability of the label trained on (the given label, or the person's relabel) at the last epoch.
     """
     try:
@@ -151,7 +151,7 @@ class ProbHistogramsView(RefreshWhenShown):
             self.title.setText("Probability of the given label")
             self.caption.setText(NO_AUDIT if audit is None else NO_PROBABILITIES)
             return
-        truth = read_truth(self.session.project)
+        truth = read_truth(self.session.project, audit.run)  # the labels the audit trained on
         values = given_label_probability(audit.run.folder, str(self.source_picker.currentData()), truth.label)
         if values is None:
             self.caption.setText(NO_PROBABILITIES)

@@ -103,7 +103,7 @@ def suggested_label(project: Project, sample_id: int, run_id: str | None, detect
     from engine.errors import UserError
 
     run = project.run(run_id, kind=None if run_id else "audit")
-    stale = project.stale_reason(run)
+    stale = project.stale_reason(run, decided_since_ok=True)  # deciding an audit's samples is its review
     if stale and not stale_ok:
         raise UserError(f"run {run.id} is stale: {stale}, so its suggestion for sample {sample_id} may no longer "
                         "make sense",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,16 @@ def add_parser(subparsers: Any) -> None:
         "(kept, relabeled, removed, unreviewed), score, suggested_label and detector. Cells are escaped so a "
         "spreadsheet never reads them as formulas (plain numbers stay as they are). The files are written as one "
         "set: all of them or, on any failure, none, with the previous export left as it was. The export never "
-        "writes into the project, over the CSV it was imported from, or over its images.",
+        "writes into the project, over the CSV it was imported from, or over its images. Held-out samples, which "
+        "an audit never scores, have empty score columns; a warning says when the audit saw other labels.",
     )
     add_project_argument(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.csv", help="the CSV to write")
     parser.add_argument("--run", metavar="RUN_ID", default=None,
                         help="the audit run whose scores and suggestions to include (default: the latest)")
-    parser.add_argument("--detector", default=None, help="whose scores to include (default cl)")
+    parser.add_argument("--detector", default=None,
+                        help="whose scores and suggestions to include (default: the one the review ranks by: "
+                        "ensemble when the audit ran it, else cl, else its first detector)")
     parser.add_argument("--folder", type=Path, metavar="DIR", default=None,
                         help="also write the cleaned dataset as DIR/<final_label>/<file> (removed samples left out); "
                         "DIR must be new or empty")
@@ -44,10 +48,14 @@ def handle(args: argparse.Namespace) -> int:
     with Project.open(args.project) as project:
         report = export_set(project, out=args.out, folder=args.folder, copy=args.copy, cleanlab=args.cleanlab,
                             run_id=args.run, detector=args.detector)
+    csv_report = report["csv"]
+    if csv_report.get("stale"):  # said in --json mode too: a pipeline's log shows stderr
+        print(f"warning: the score, suggested_label and detector columns come from run {csv_report['run_id']}, "
+              f"which is stale: {csv_report['stale']}; run a new audit for scores of the current labels",
+              file=sys.stderr)
     if args.json:
         print_json(report)
         return 0
-    csv_report = report["csv"]
     actions = ", ".join(f"{count} {action}" for action, count in sorted(csv_report["actions"].items()))
     scores = f"scores from {csv_report['detector']} of run {csv_report['run_id']}" if csv_report["run_id"] else \
         "no audit yet: score columns empty"

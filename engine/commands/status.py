@@ -27,7 +27,8 @@ RESUMABLE = ("interrupted", "cancelled", "error", "unknown")
 
 def run_status(project: Project, run: RunInfo) -> dict[str, Any]:
     """One run as status shows it: ``stale`` says why its results no longer describe the labels (or None);
-    ``resume`` is the command that continues an unfinished run (or None)."""
+    ``resume`` is the command that continues an unfinished run (or None); ``resume_refused`` says why an
+    unfinished run cannot be resumed (its labels or decisions changed) and what to do instead."""
     resume = None
     if run.status in RESUMABLE and run.spec.get("rescored_from"):  # a finetune-detector run: it trains nothing
         resume = f"python -m engine finetune-detector {shlex.quote(str(project.root))}"
@@ -36,9 +37,17 @@ def run_status(project: Project, run: RunInfo) -> dict[str, Any]:
         model = str(run.spec.get("train", {}).get("model", ""))
         if ":" in model:  # resume imports no code the user did not name: the user adds it, knowingly
             resume += f"   (its model is the code {model}: add --model {model} if you trust it)"
+    refused = None
+    if resume and not run.spec.get("rescored_from"):
+        from engine.jobs import resume_refusal
+
+        refusal = resume_refusal(project, run)  # the labels or decisions it trains on changed since
+        if refusal is not None:
+            resume, refused = None, f"{refusal.message}; {refusal.hint}"
     return {"id": run.id, "kind": run.kind, "status": run.status,
             "duration_s": (run.finished - run.created) if run.finished else None, "summary": run.summary,
             "stale": project.stale_reason(run) if run.status == "ok" else None, "resume": resume,
+            "resume_refused": refused,
             "methods": run_methods(run), "td_lstm_weights": run_td_lstm_weights(run)}
 
 
@@ -135,6 +144,8 @@ def handle(args: argparse.Namespace) -> int:
             print(f"  {run['summary'].get('reason', 'its process ended before it finished')}")
         if run["resume"]:
             print(f"  resume it with: {run['resume']}")
+        elif run.get("resume_refused"):
+            print(f"  cannot be resumed: {run['resume_refused']}")
     counts = status["decisions"]
     print(f"decisions: {counts['relabel']} relabeled, {counts['remove']} removed, {counts['keep']} kept")
     meta_methods = ", ".join(name for name, info in METHODS.items() if info.needs_trusted)

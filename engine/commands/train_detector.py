@@ -123,6 +123,7 @@ def record_setting(setting: Setting, seed: int, image_size: int, batch_size: int
     from engine.evaluate import truly_mislabeled
     from engine.events import EventSink
     from engine.noise import inject_noise
+    from engine.run_labels import labels_for_grading
     from engine.store import Project
     from engine.training.config import TrainConfig
     from engine.training.recorders import DYNAMICS_FOLDER, load_dynamics
@@ -136,12 +137,13 @@ def record_setting(setting: Setting, seed: int, image_size: int, batch_size: int
         noise = inject_noise(project, setting.mode, setting.rate, seed, image_size=image_size)
         config = TrainConfig(model=model, epochs=setting.epochs, image_size=image_size, batch_size=batch_size,
                              seed=seed)
-        run, status = run_audit(project, config, detectors=["aum"], events=EventSink())
+        run, status = run_audit(project, config, detectors=["aum"], events=EventSink(), dynamics_epochs=setting.epochs)
         if status != "ok":
             raise UserError(f"the dynamics audit of {setting.name} ended {status} (run {run.id})",
                             f"see its events in {run.folder}")
         dynamics = load_dynamics(run.folder / DYNAMICS_FOLDER)
-        _, mislabeled = truly_mislabeled(project.sample_table())
+        table = project.sample_table()
+        _, mislabeled = truly_mislabeled(table, labels_for_grading(project, project.run(run.id), table.label).labels)
         recording = {
             "td": np.asarray(dynamics.td, dtype=np.float16),
             "margin": np.asarray(dynamics.margin, dtype=np.float16),

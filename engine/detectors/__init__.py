@@ -24,7 +24,7 @@ happen when it is loaded, so the GUI can list detectors cheaply.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +134,18 @@ DETECTORS: dict[str, DetectorInfo] = {
                      "engine.detectors.ensemble:detect", combines=True),
     )
 }
+
+
+REVIEW_DETECTORS = ("ensemble", "cl")  # the detector that ranks the review by default: first found wins
+
+
+def review_detector(detectors: Sequence[str]) -> str:
+    """The detector of an audit whose ranking and suggestions the review shows, and the export writes, by default.
+
+    The ensemble when the audit ran it, else confident learning, else the audit's first detector
+    (``detectors``: the names it has scores from, never empty).
+    """
+    return next((name for name in REVIEW_DETECTORS if name in detectors), detectors[0])
 
 
 def available_evidence(inputs: DetectorInputs) -> set[str]:

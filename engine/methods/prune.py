@@ -75,7 +75,7 @@ def audit_evidence(project: Project, detector: str = "cl",
     An audit made on labels that have changed since is refused: its ranking is of other labels.
     """
     run = project.run(audit_run, kind=None if audit_run else "audit")
-    stale = project.stale_reason(run)
+    stale = project.stale_reason(run, decided_since_ok=True)  # decisions since: its review; those samples are decided
     if stale:
         raise UserError(f"method prune would rank the samples by audit {run.id}, but the {stale}",
                         "run a new audit first (`python -m engine audit PROJECT`), then retrain")
