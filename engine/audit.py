@@ -81,7 +81,7 @@ def run_detectors(
     in ``scored_ids`` (so are per-sample extras). The stored scores cover every sample:
     the others get score 0, no suggestion, not flagged, ranked last.
     """
-    from engine.crossval import save_array
+    from engine.run_labels import save_array  # not engine.crossval: an imported audit needs no torch
 
     n = len(inputs.labels)
     if scored_ids is not None:

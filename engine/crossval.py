@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import UserError
+from engine.evaluate import heldout_targets
 from engine.jobs import JobContext
-from engine.store import UNKNOWN_TRUTH, SampleTable, atomic_write_bytes
+from engine.run_labels import save_array  # noqa: F401 - where it was before; the audit imports it from here
+from engine.store import SampleTable, atomic_write_bytes
 from engine.training import distributed
 from engine.training.config import TrainConfig
 from engine.training.fit import StageProgress, fit_and_evaluate
@@ -48,12 +50,6 @@ def fold_assignment(ids: np.ndarray, labels: np.ndarray, folds: int, seed: int) 
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(ids)), labels)):
         fold_of[held_out] = fold
     return fold_of
-
-
-def save_array(path: Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def crossval_pred_probs(
@@ -146,21 +142,6 @@ def _load_fold(path: Path, fold: int, held_out_ids: np.ndarray, other_ids: np.nd
                             f"fold {fold} has now (the labels or decisions changed since the run stopped)",
                             "start a new audit instead of resuming this one")
         return saved["held_out"], saved["other"]
-
-
-def heldout_targets(table: SampleTable) -> tuple[np.ndarray, np.ndarray, str]:
-    """(ids, target labels, against what) that held-out accuracy is measured on, per fold and overall.
-
-    Against the truth where it is known (open-set samples, which have no right
-    class, are left out: "truth"), else against the labels the held-out samples
-    were imported with ("given_labels"), never edited ones: a held-out label
-    changed after the model's own suggestion would grade the model by itself.
-    """
-    test_ids = table.test_ids
-    truth = table.true_label[test_ids]
-    if len(test_ids) and (truth != UNKNOWN_TRUTH).all():
-        return test_ids[truth >= 0], truth[truth >= 0], "truth"
-    return test_ids, table.given_label[test_ids], "given_labels"
 
 
 def heldout_accuracy(table: SampleTable, pred_probs: np.ndarray) -> tuple[float | None, str, int]:

@@ -134,8 +134,11 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
         metrics["true_noise_rate"] = float(noisy[known].mean())
         metrics["flagged_rate"] = float(saved["flagged"][known].mean())
         detectors[name] = metrics
+    from engine.imported import evidence_source
+
     return {
         "run_id": run.id,
+        "evidence_source": evidence_source(run),  # trained here, or imported from a file (with its sha256)
         "stale": project.stale_reason(run),
         "graded_against": graded.description,
         "graded_against_run_labels": graded.recorded,
@@ -174,3 +177,18 @@ def format_evaluation(report: dict[str, Any]) -> str:
             f"{fmt(true_rate):>10}"
         )
     return "\n".join(lines)
+
+
+def heldout_targets(table: SampleTable) -> tuple[np.ndarray, np.ndarray, str]:
+    """(ids, target labels, against what) that held-out accuracy is measured on, per fold and overall.
+
+    Against the truth where it is known (open-set samples, which have no right
+    class, are left out: "truth"), else against the labels the held-out samples
+    were imported with ("given_labels"), never edited ones: a held-out label
+    changed after the model's own suggestion would grade the model by itself.
+    """
+    test_ids = table.test_ids
+    truth = table.true_label[test_ids]
+    if len(test_ids) and (truth != UNKNOWN_TRUTH).all():
+        return test_ids[truth >= 0], truth[truth >= 0], "truth"
+    return test_ids, table.given_label[test_ids], "given_labels"

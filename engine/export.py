@@ -68,7 +68,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Spreadsheets read it as that number, never as a formula.
 PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 CLEANLAB_FILES = ("pred_probs.npy", "noise_matrix.npy", "confident_joint.npy", "labels.npy", "final_labels.npy",
-                  "classes.txt")
+                  "classes.txt", "paths.txt")
 # Folders the project writes itself (beside project.db): an export inside them could destroy the project.
 PROJECT_STAGING = "staging"  # in a project: where exports are staged (see ExportSet)
 STORE_FOLDERS = ("runs", "cache", "openset", PROJECT_STAGING)
@@ -544,6 +544,10 @@ def _stage_cleanlab(project: Project, staged: ExportSet, folder: Path, run_id: s
     contents["labels.npy"] = _npy_bytes(labels_for_grading(project, run, table.label).labels)
     contents["final_labels.npy"] = _npy_bytes(np.where(keep, final, -1).astype(np.int64))
     contents["classes.txt"] = "".join(f"{name}\n" for name in project.class_names()).encode()
+    # Each row's sample, one path a line: `import-predictions --pred-probs pred_probs.npy --paths paths.txt` reads
+    # the arrays back. Left out when a path holds a line break (one a line could not name it).
+    if not any("\n" in path or "\r" in path for path in table.paths):
+        contents["paths.txt"] = "".join(f"{path}\n" for path in table.paths).encode()
     folder.parent.mkdir(parents=True, exist_ok=True)
     ensure_free_space(folder.parent, sum(len(data) for data in contents.values()), reserve_bytes=0)
     staging = staged.staging_folder(folder)
@@ -638,7 +642,8 @@ def export_cleanlab(project: Project, folder: Path | str, *, run_id: str | None 
     argument of cleanlab's functions: the observed labels with the decisions made
     before it; for an audit of an older version, the observed labels); ``final_labels.npy`` (N,) the labels after
     the decisions, -1 for removed samples; ``classes.txt`` the class names, one a
-    line, in index order. The arrays come from the latest audit run, or ``run_id``.
+    line, in index order; ``paths.txt`` each row's sample path, one a line (what ``import-predictions --paths``
+    reads). The arrays come from the latest audit run, or ``run_id``.
     Files of an earlier export there are replaced as a set.
     """
     return dict(export_set(project, cleanlab=folder, run_id=run_id)["cleanlab"])

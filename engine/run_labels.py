@@ -54,6 +54,13 @@ class GradingLabels:
     description: str
 
 
+def save_array(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to ``path`` atomically (a reader sees the old file or the new one). Light: no torch."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -75,9 +82,7 @@ def record_run_labels(folder: Path, labels: np.ndarray, keep: np.ndarray) -> dic
                         "start a new run instead of --resume")
     if earlier is None:
         for name, array in ((LABELS_USED_FILE, labels), (REMOVED_FILE, removed)):
-            buffer = io.BytesIO()
-            np.save(buffer, array)
-            atomic_write_bytes(folder / name, buffer.getvalue())
+            save_array(folder / name, array)
     return {"file": LABELS_USED_FILE, "sha256": _sha256(folder / LABELS_USED_FILE),
             "removed_file": REMOVED_FILE, "removed_sha256": _sha256(folder / REMOVED_FILE),
             "n_removed": int(removed.sum())}

@@ -906,6 +906,11 @@ class Project:
             cause = "".join(f"; noise injected ({noise['mode']}, rate {noise['rate']}, seed {noise['seed']})"
                             for noise in later[-1:])
             return f"labels changed since this {run.kind} run{cause}: its results describe labels that no longer exist"
+        from engine.imported import source_changed_reason  # an imported run: its file changed since
+
+        changed_file = source_changed_reason(run)
+        if changed_file:
+            return changed_file
         if "decisions" in changed and run.kind in DECISION_DEPENDENT_KINDS and not decided_since_ok:
             from engine.run_labels import decisions_stale_reason
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.commands.common import add_json_option, add_project_argument, print_json
 from engine.events import format_duration
+from engine.imported import evidence_source
 from engine.methods import METHODS
 from engine.store import Project, RunInfo
 from engine.trusted import describe_review_summary, review_summary
@@ -29,15 +30,16 @@ def run_status(project: Project, run: RunInfo) -> dict[str, Any]:
     """One run as status shows it: ``stale`` says why its results no longer describe the labels (or None);
     ``resume`` is the command that continues an unfinished run (or None); ``resume_refused`` says why an
     unfinished run cannot be resumed (its labels or decisions changed) and what to do instead."""
-    resume = None
+    resume, refused = None, None
     if run.status in RESUMABLE and run.spec.get("rescored_from"):  # a finetune-detector run: it trains nothing
         resume = f"python -m engine finetune-detector {shlex.quote(str(project.root))}"
+    elif run.status in RESUMABLE and run.spec.get("evidence"):  # an import that stopped: it trains nothing
+        refused = "an import is not resumed; import the file again (`python -m engine import-predictions`)"
     elif run.status in RESUMABLE and run.kind in ("audit", "crossval", "retrain", "compare", "tune"):
         resume = f"python -m engine {run.kind} {shlex.quote(str(project.root))} --resume {run.id}"
         model = str(run.spec.get("train", {}).get("model", ""))
         if ":" in model:  # resume imports no code the user did not name: the user adds it, knowingly
             resume += f"   (its model is the code {model}: add --model {model} if you trust it)"
-    refused = None
     if resume and not run.spec.get("rescored_from"):
         from engine.jobs import resume_refusal
 
@@ -48,7 +50,8 @@ def run_status(project: Project, run: RunInfo) -> dict[str, Any]:
             "duration_s": (run.finished - run.created) if run.finished else None, "summary": run.summary,
             "stale": project.stale_reason(run) if run.status == "ok" else None, "resume": resume,
             "resume_refused": refused,
-            "methods": run_methods(run), "td_lstm_weights": run_td_lstm_weights(run)}
+            "methods": run_methods(run), "td_lstm_weights": run_td_lstm_weights(run),
+            "evidence_source": evidence_source(run) if run.kind == "audit" else None}
 
 
 # --- td_lstm weights (helper "finetune"): which weights scored an audit, and which the project holds now
@@ -136,6 +139,9 @@ def handle(args: argparse.Namespace) -> int:
         difference = run["summary"].get("difference") if run["kind"] == "retrain" else None
         if isinstance(difference, dict) and difference.get("text"):
             print(f"  cleaned - original: {difference['text']}")
+        source = run.get("evidence_source") or {}
+        if source.get("source") == "imported":
+            print(f"  predictions imported from {source.get('file')} (sha256 {str(source.get('sha256'))[:12]}...)")
         if run.get("td_lstm_weights"):
             print(f"  td_lstm weights: {run['td_lstm_weights']}")
         if run["stale"]:

@@ -1,0 +1,137 @@
+"""Embeddings a user brings (``import-predictions --embeddings FILE``), stored in the project.
+
+Layout, one array per source (``NAME``: ``--name``, else the file's stem)::
+
+    <project>/embeddings/<NAME>.npy    (N, D) float32, row i = sample id i; np.load(..., mmap_mode="r")
+    <project>/embeddings/<NAME>.json   {"source": "imported", "file", "sha256", "dims", "rows", "n_missing", ...}
+
+A sample without a row (only held-out samples may lack one) has a row of NaN; ``n_missing`` counts
+them. The array is written by streaming the input in chunks into a memory-mapped temporary file beside
+the target, never whole in RAM, then renamed into place (the JSON after it, naming the array's own
+sha256), so a reader sees the old pair or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ensure_free_space
+from engine.imported_files import Problems, RowMatcher, file_record, file_sha256, open_rows
+from engine.store import atomic_write_bytes, fsync_folder, temp_name_prefix
+
+EMBEDDINGS_FOLDER = "embeddings"
+IMPORTED_SOURCE = "imported"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def embeddings_files(project_root: Path, name: str) -> tuple[Path, Path]:
+    """(array, record) of the embeddings source ``name`` in a project."""
+    folder = Path(project_root) / EMBEDDINGS_FOLDER
+    return folder / f"{name}.npy", folder / f"{name}.json"
+
+
+def read_embeddings(project_root: Path, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """The stored embeddings of source ``name``, memory-mapped read-only, and their JSON record."""
+    array_path, record_path = embeddings_files(project_root, name)
+    record = json.loads(record_path.read_text())
+    return np.load(array_path, mmap_mode="r", allow_pickle=False), record
+
+
+@dataclass
+class StagedEmbeddings:
+    """Embeddings written to a temporary file, waiting to be renamed into place (or discarded)."""
+
+    temp: Path
+    target: Path
+    record_path: Path
+    record: dict[str, Any]
+
+    def commit(self) -> None:
+        self.record["array_sha256"] = file_sha256(self.temp)
+        os.replace(self.temp, self.target)
+        atomic_write_bytes(self.record_path, json.dumps(self.record, indent=2).encode())
+        fsync_folder(self.target.parent)
+
+    def discard(self) -> None:
+        self.temp.unlink(missing_ok=True)
+
+
+def check_embeddings(file: Path, paths_file: Path | None, sample_paths: list[str], train_ids: np.ndarray,
+                     problems: Problems, *, name: str, stage_in: Path | None = None
+                     ) -> tuple[dict[str, Any], StagedEmbeddings | None]:
+    """Validate an embeddings file row by row, streaming; with ``stage_in`` (a project folder) also write it there
+    to a temporary file. Returns what it found (file, format, dims, rows, matched) and the staged array (None when
+    not asked, or when ``problems`` holds any: the temporary file is removed then)."""
+    before = len(problems.list())
+    rows = open_rows(file, paths_file, problems, option="--embeddings", dtype=np.float32)
+    info: dict[str, Any] = {"file": str(file), "format": file.suffix.lower().lstrip("."), "name": name}
+    if rows is None:
+        return info, None
+    info.update(dims=rows.width, columns=rows.columns[:20])
+    matcher = RowMatcher(sample_paths, problems, file, rows.row_word, rows.paths_file)
+    n = len(sample_paths)
+    staged: StagedEmbeddings | None = None
+    out: np.memmap | None = None
+    if stage_in is not None:
+        target, record_path = embeddings_files(stage_in, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ensure_free_space(target.parent, n * rows.width * 4 + 4096)
+        handle, temp_name = tempfile.mkstemp(prefix=f"{temp_name_prefix(target.name)}{os.getpid()}-",
+                                             dir=target.parent)
+        os.close(handle)
+        staged = StagedEmbeddings(Path(temp_name), target, record_path, {})
+        out = np.lib.format.open_memmap(staged.temp, mode="w+", dtype=np.float32, shape=(n, rows.width))
+    try:
+        for chunk in rows.chunks:
+            ids = matcher.match(chunk)
+            bad = ~np.isfinite(chunk.values).all(axis=1)
+            if chunk.unread is not None:
+                bad &= ~chunk.unread
+            problems.rows(file, "has NaN or infinite values (or values beyond float32's range)",
+                          "give finite numbers in every column", np.flatnonzero(bad) + chunk.first,
+                          row_word=rows.row_word)
+            if out is not None and len(problems.list()) == before:
+                good = ids >= 0
+                out[ids[good]] = chunk.values[good]
+        matcher.check_train_covered(train_ids, file)
+        info.update(rows=matcher.rows, matched=int(len(matcher.matched_ids)))
+        if out is None or len(problems.list()) != before or matcher.rows == 0:
+            if matcher.rows == 0:
+                problems.whole(file, "has no rows", "add one row per sample")
+            if staged is not None:
+                staged.discard()
+            return info, None
+        missing = np.flatnonzero(matcher.first_row < 0)
+        out[missing] = np.nan
+        out.flush()
+        del out
+        with open(staged.temp, "rb+") as synced:  # type: ignore[union-attr]
+            os.fsync(synced.fileno())
+    except BaseException:
+        if staged is not None:
+            staged.discard()
+        raise
+    assert staged is not None
+    source = file_record(file)
+    staged.record = {
+        "source": IMPORTED_SOURCE, "name": name, **source,
+        "paths_file": None if paths_file is None or rows.paths_file is None else str(paths_file),
+        "paths_sha256": None if rows.paths_file is None else file_sha256(rows.paths_file),
+        "dims": rows.width, "rows": n, "dtype": "float32", "order": "sample id",
+        "n_missing": int(len(missing)), "missing_rows": "NaN (held-out samples the file has no row for)",
+        "created": time.time(),
+    }
+    return info, staged
+
+
+def valid_name(name: str) -> bool:
+    return bool(NAME_PATTERN.fullmatch(name))
