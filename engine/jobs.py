@@ -110,6 +110,18 @@ def resume_refusal(project: Project, run: RunInfo) -> UserError | None:
     )
 
 
+def record_resolved_precision(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec``, for a run that trains, with ``resolved_precision``: what its ``--precision`` (``auto``
+    resolves by the hardware) trains in here, fp32, bf16 or fp16, so that a resume can keep to it."""
+    train = spec.get("train")
+    if isinstance(train, dict) and "resolved_precision" not in spec:
+        from engine.training.device import resolved_precision
+
+        spec["resolved_precision"] = resolved_precision(str(train.get("device", "auto")),
+                                                        str(train.get("precision", "auto")))
+    return spec
+
+
 def run_job(
     project: Project,
     kind: str,
@@ -134,7 +146,7 @@ def run_job(
     if distributed.active():
         return _run_job_distributed(project, kind, spec, body, events, cancel, run)
     if run is None:
-        run = project.new_run(kind, spec)
+        run = project.new_run(kind, record_resolved_precision(spec))
     else:
         refuse_resume_if_label_state_changed(project, run)
         run = project.claim_run_for_resume(run.id)  # refuses a finished run, or one still running elsewhere
@@ -215,7 +227,7 @@ def _run_job_distributed(
         made: RunInfo | None = None
         try:
             if run is None:
-                made = project.new_run(kind, spec)
+                made = project.new_run(kind, record_resolved_precision(spec))
             else:
                 refuse_resume_if_label_state_changed(project, run)
                 made = project.claim_run_for_resume(run.id)

@@ -28,8 +28,8 @@ def test_demo_project_is_complete_with_known_noise(demo_project: Path) -> None:
         assert noisy[train].sum() == round(0.2 * len(train)) and not noisy[table.test_ids].any()
         assert np.array_equal(table.true_label, clean_labels(project))
         noise = project.noise_history()
-        assert [(n["mode"], n["rate"], n["seed"]) for n in noise] == [("symmetric", 0.2, 0)]
-        assert project.meta("demo") == {"seed": 0, "noise_rate": 0.2}
+        assert [(n["mode"], n["rate"], n["seed"]) for n in noise] == [("symmetric", 0.2, 100)]
+        assert project.meta("demo") == {"seed": 0, "noise_rate": 0.2, "noise_seed": 100}
         # Real PNG files in one flat folder: the path says nothing of the class (see the test below).
         first = project.sample_image_path(0)
         assert first.parent == project.image_root
@@ -50,7 +50,7 @@ def test_cli_demo_json_and_refusal(tmp_path: Path, capsys: pytest.CaptureFixture
     # --json streams events (tests/test_progress_events.py); here the summary a person reads.
     assert main(["demo", str(tmp_path / "d"), "--seed", "4", "--noise-rate", "0.1"]) == 0
     out = capsys.readouterr().out
-    assert "1797 images:" in out and "(demo dataset," in out and "noise: symmetric at rate 0.1 (seed 4)" in out
+    assert "1797 images:" in out and "(demo dataset," in out and "noise: symmetric at rate 0.1 (seed 104)" in out
     assert main(["demo", str(tmp_path / "d")]) == 2
     assert "already holds a project" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no staging folder left behind
@@ -81,3 +81,18 @@ def test_demo_looks_like_a_dataset_with_unknown_errors(demo_project: Path) -> No
         export = export_rows(project)
         label, original = export.columns.index("label"), export.columns.index("original_label")
         assert all(row[label] == row[original] for row in export.rows)
+
+
+def test_the_demos_noise_is_a_draw_the_shipped_td_lstm_never_saw(demo_project: Path) -> None:
+    """Scored on a draw it was trained on, td_lstm's figures on the demo would measure its training data."""
+    from engine import resources_dir
+
+    card = (resources_dir() / "td_lstm.md").read_text(encoding="utf-8")
+    rows = [line.split("|") for line in card.splitlines() if line.startswith("| ") and " on digits " in line]
+    trained_on = {(row[1].split(" on ")[0].strip(), int(row[2])) for row in rows}  # (mode rate, noise seed)
+    assert ("symmetric 0.2", 0) in trained_on and len(trained_on) == 6  # the card names every draw
+    with Project.open(demo_project) as project:
+        (noise,) = project.noise_history()
+        assert project.meta("demo")["seed"] == 0  # the split the weights were recorded on: only the noise is new
+    assert (f"{noise['mode']} {noise['rate']:g}", noise["seed"]) not in trained_on
+    assert noise["seed"] not in {seed for _, seed in trained_on}

@@ -108,8 +108,8 @@ def test_ensemble_rank_averages_and_counts_agreement() -> None:
     assert result.flagged.tolist() == [True, False, False, True]
     assert result.ranking.tolist() == [0, 3, 2, 1]
     # Suggestions by vote, -1 ignored: sample 0 -> 1 (two votes); sample 2: 2, 0, 0 -> 0; sample 1: a tie of
-    # 0 and 0 -> 0; sample 3: only b suggests -> 0.
-    assert result.suggested.tolist() == [1, 0, 0, 0]
+    # 0 and 0 -> 0; sample 3, flagged: only b suggests, its given label 0 -> none (never a flagged sample's label).
+    assert result.suggested.tolist() == [1, 0, 0, -1]
     tie = ensemble_detect(DetectorInputs(labels=np.zeros(2, dtype=np.int64), num_classes=3, earlier={
         "a": member([0.1, 0.2], [False, False], [2, 1], 0.0), "b": member([0.2, 0.1], [False, False], [1, 2], 0.0)}))
     assert tie.suggested.tolist() == [2, 1]  # a tie goes to the detector that ran first

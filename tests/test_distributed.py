@@ -75,17 +75,21 @@ def only_run(project: Path) -> Path:
     return runs[0].folder
 
 
-def test_two_gloo_ranks_match_one_process(tiny_project: Path, tmp_path: Path) -> None:
+# Batch size 4: every fold's last batch is whole or one sample (merged). Batch size 5: the folds' 12 and
+# 13 samples end in batches of 2 and 3, steps of their own in one process, under 2 per rank here.
+@pytest.mark.parametrize("batch_size", [4, 5])
+def test_two_gloo_ranks_match_one_process(tiny_project: Path, tmp_path: Path, batch_size: int) -> None:
     one = copy_project(tiny_project, tmp_path / "one")
     two = copy_project(tiny_project, tmp_path / "two")
     from engine.audit import run_audit
     from engine.training.config import TrainConfig
 
     # The reference: one process, in this one (the same job as `python -m engine audit`).
-    config = TrainConfig(epochs=2, batch_size=4, image_size=16, device="cpu", precision="fp32", model=MODEL)
+    config = TrainConfig(epochs=2, batch_size=batch_size, image_size=16, device="cpu", precision="fp32", model=MODEL)
     with Project.open(one) as opened:
         assert run_audit(opened, config, folds=2, detectors=["cl", "aum", "ocl"], dynamics_epochs=2)[1] == "ok"
-    result = subprocess.run(torchrun("audit", str(two), "--folds", "2", "--detectors", "cl,aum,ocl", *TRAIN, "--json"),
+    result = subprocess.run(torchrun("audit", str(two), "--folds", "2", "--detectors", "cl,aum,ocl", *TRAIN,
+                                     "--batch-size", str(batch_size), "--json"),
                             env=torchrun_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -195,11 +199,23 @@ def test_methods_that_own_their_step_and_tiny_batches_are_refused(two_ranks: Non
     distributed.check_trainable(Method(), 4)
 
 
-def test_global_batches_split_whole_and_uneven(two_ranks: None) -> None:
+def test_global_batches_are_one_process_batches_split_whole_and_uneven(two_ranks: None) -> None:
+    from engine.training.data import batch_chunks
+    from engine.training.loop import steps_per_epoch
+
     chunks = distributed.train_chunks(np.arange(13), 4)
     assert [len(chunk) for chunk in chunks] == [4, 4, 5]  # a tail of 1 joins the batch before, as in one process
-    assert [len(chunk) for chunk in distributed.train_chunks(np.arange(11), 4)] == [4, 7]  # 3 < 2 per rank
-    assert [part.tolist() for part in np.array_split(chunks[-1], 2)] == [[8, 9, 10], [11, 12]]
+    # A tail of 2 or more is a step of its own, as in one process, however many ranks share it.
+    for n in range(2, 40):
+        for batch_size in (4, 5, 8):
+            lengths = [len(chunk) for chunk in distributed.train_chunks(np.arange(n), batch_size)]
+            assert lengths == [len(chunk) for chunk in batch_chunks(np.arange(n), batch_size, merge_single=True)]
+            assert len(lengths) == steps_per_epoch(n, batch_size), (n, batch_size)  # the schedule's count
+    assert [len(chunk) for chunk in distributed.train_chunks(np.arange(11), 4)] == [4, 4, 3]
+    assert [distributed.part_bounds(5, 2, rank) for rank in (0, 1)] == [(0, 3), (3, 5)]
+    # Under 2 samples per rank: fewer parts of 2 or more; the rank left over takes the step with none.
+    assert [distributed.part_bounds(3, 2, rank) for rank in (0, 1)] == [(0, 3), (3, 3)]
+    assert [distributed.part_bounds(5, 4, rank) for rank in range(4)] == [(0, 3), (3, 5), (5, 5), (5, 5)]
     assert distributed.shard(np.arange(5)).tolist() == [3, 4]  # rank 1's contiguous share
 
 
@@ -239,3 +255,55 @@ def test_rank_zero_names_the_rank_that_failed_and_why(monkeypatch: pytest.Monkey
     assert distributed.peer_failure(ValueError("not a collective")) is None
     monkeypatch.setattr(distributed, "_context", distributed.DistContext(3, 1, 1))
     assert distributed.peer_failure(RuntimeError("Connection closed by peer")) is None  # only rank 0 reports
+
+
+def _overflow_on_rank_one(rank: int, init_file: str, results: str) -> None:
+    """One of 2 gloo ranks: float16-style loss scaling where rank 1's own gradients overflow in the first step."""
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=20))
+    distributed._context = distributed.DistContext(2, rank, rank, "gloo")
+    try:
+        torch.manual_seed(0)
+        model = nn.Linear(3, 2)
+        unused = nn.Parameter(torch.ones(2))  # no rank computes a gradient for it: it must keep none
+        optimizer = torch.optim.SGD([*model.parameters(), unused], lr=0.1)
+        averager = distributed.GradientAverager(optimizer)
+        scaler = distributed.grad_scaler("cpu", averager)
+        steps = []
+        for step in range(2):
+            x = torch.full((2, 3), float(rank + 1 + step))
+            loss = model(x).pow(2).mean()
+            if step == 0 and rank == 1:
+                loss = loss * float("inf")  # this rank's part overflows; rank 0's does not
+            averager.weight = 0.5
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            steps.append({"scale": float(scaler.get_scale()), "weight": model.weight.detach().tolist()})
+        torch.save({"steps": steps, "unused_grad": unused.grad}, f"{results}.{rank}")
+    finally:
+        distributed._context = None
+        dist.destroy_process_group()
+
+
+def test_an_overflow_on_one_rank_skips_the_step_on_every_rank(tmp_path: Path) -> None:
+    """float16 under torchrun: the gradients are averaged before the scaler's inf check, so all ranks agree."""
+    import torch
+    import torch.multiprocessing as mp
+
+    results = str(tmp_path / "steps")
+    mp.start_processes(_overflow_on_rank_one, args=(str(tmp_path / "init"), results), nprocs=2,
+                       start_method="spawn", join=True)
+    zero, one = (torch.load(f"{results}.{rank}", weights_only=True) for rank in (0, 1))
+    torch.manual_seed(0)
+    initial = nn.Linear(3, 2).weight.detach().tolist()
+    assert zero["steps"][0] == one["steps"][0]  # both skipped the first step and halved the scale
+    assert zero["steps"][0]["weight"] == initial and zero["steps"][0]["scale"] == 2.0 ** 15
+    assert zero["steps"][1] == one["steps"][1] and zero["steps"][1]["weight"] != initial  # both took the second
+    assert zero["unused_grad"] is None and one["unused_grad"] is None

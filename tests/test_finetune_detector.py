@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from engine.audit import AUDITED_IDS_FILE
 from engine.cli import main
-from engine.commands.finetune_detector import check_enough_reviews
+from engine.commands.finetune_detector import check_enough_reviews, stored_result
+from engine.detectors import DetectorInputs
+from engine.detectors.ensemble import detect as ensemble_detect
 from engine.detectors.td_lstm import project_weights_path, score_td, shipped_weights_path
 from engine.errors import UserError
 from engine.store import Project
@@ -147,6 +150,15 @@ def test_fine_tunes_keeps_the_weights_in_the_project_and_rescores_a_new_audit(
         assert new.summary["detectors"]["ensemble"]["members"] == ["aum", "td_lstm"]
         assert new.summary["detectors"]["td_lstm"]["weights"].startswith("fine-tuned on 12 reviewed samples")
         assert new.summary["n_flagged"]["td_lstm"] == int(new_td["flagged"].sum())
+        # The ensemble flags per given class, on the labels the audit used (no decisions then): as a fresh
+        # scoring of the same members does.
+        audited_ids = np.load(new.folder / AUDITED_IDS_FILE)
+        members = {name: stored_result(project, new.id, name, audited_ids, {}) for name in ("aum", "td_lstm")}
+        fresh = ensemble_detect(DetectorInputs(project.sample_table().label[audited_ids], project.num_classes,
+                                               earlier=members))
+        stored_ensemble = project.scores(new.id, "ensemble")
+        np.testing.assert_array_equal(stored_ensemble["flagged"][audited_ids], fresh.flagged)
+        np.testing.assert_array_equal(stored_ensemble["suggested"][audited_ids], fresh.suggested)
 
         # The figures: before = the shipped weights on the reviews, after in-sample = the saved weights on them.
         agreement = new.summary["finetune"]

@@ -319,3 +319,15 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path, name: str, options: 
         assert not torch.equal(memory.table, torch.nn.functional.one_hot(torch.as_tensor(labels), 3).float())
     assert [epoch["loss"] for epoch in resumed.history] == pytest.approx(
         [epoch["loss"] for epoch in uninterrupted.history], rel=1e-5)
+
+
+def test_the_look_ahead_stays_float32_inside_an_autocast_region() -> None:
+    state, context = conv_state()
+    method = build_method("l2rw", {}, context)
+    batch = next(iter(state.data.batches(np.arange(16), 16)))
+    trusted_x, trusted_y = method.trusted.next(state, 16)  # type: ignore[attr-defined]
+    expected = example_gradients(state, batch.x, batch.y, trusted_x, trusted_y)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        inside = example_gradients(state, batch.x, batch.y, trusted_x, trusted_y)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, expected, rtol=1e-5, atol=1e-7 * float(expected.abs().max()))

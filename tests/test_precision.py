@@ -45,3 +45,56 @@ def test_bf16_training_gives_float32_probabilities_close_to_fp32(tiny_project: P
     assert not np.array_equal(runs["bf16"], runs["fp32"])  # it did autocast
     # Same predictions on the tiny data, up to bf16's rounding.
     assert (runs["bf16"].argmax(1) == runs["fp32"].argmax(1)).mean() > 0.9
+
+
+def test_a_checkpoint_refuses_to_resume_in_another_precision(tiny_project: Path, tmp_path: Path) -> None:  # noqa: F811
+    from engine.events import EventSink
+    from engine.training.data import ImageBatches
+    from engine.training.loop import CheckpointMismatch, Trainer
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8)
+    data = ImageBatches(images, np.arange(12) % 3, CPU)
+    checkpoint = tmp_path / "checkpoint.pt"
+
+    def trainer(precision: str) -> Trainer:
+        config = TrainConfig(**{**TINY.to_dict(), "precision": precision})
+        return Trainer(config, data, np.arange(12), num_classes=3, events=EventSink(), checkpoint_path=checkpoint)
+
+    trainer("fp32").save_checkpoint()
+    assert torch.load(checkpoint, weights_only=True)["precision"] == "fp32"
+    with pytest.raises(CheckpointMismatch) as refused:
+        trainer("bf16").load_checkpoint()
+    assert "trained in fp32" in refused.value.message and "trains in bf16" in refused.value.message
+    assert "--precision fp32" in refused.value.hint and "new run" in refused.value.hint
+    assert trainer("fp32").load_checkpoint()
+
+
+def test_a_resume_keeps_the_precision_its_run_resolved(tiny_project: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`auto` resolves by the hardware: a run begun in bf16 (AMX) is not resumed in float32 elsewhere unasked."""
+    from engine.cli import main
+    from engine.store import Project
+
+    args = ["--epochs", "1", "--batch-size", "8", "--image-size", "16", "--model", "small_cnn", "--folds", "2"]
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)  # the machine the run began on
+    with Project.open(tiny_project) as project:
+        from engine.audit import audit_spec
+        from engine.jobs import record_resolved_precision
+
+        spec = record_resolved_precision(audit_spec(TrainConfig(**{**TINY.to_dict(), "epochs": 1}), 2, ["cl"]))
+        assert spec["train"]["precision"] == "auto" and spec["resolved_precision"] == "bf16"
+        run = project.new_run("audit", spec)
+        project.finish_run(run.id, "cancelled", {"reason": "cancelled"})
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)  # resumed on a CPU without AMX
+    assert main(["audit", str(tiny_project), "--resume", run.id]) == 2
+    err = capsys.readouterr().err
+    assert f"run {run.id} was trained in bf16, but --precision auto trains in fp32" in err
+    assert "--precision bf16" in err
+    assert main(["audit", str(tiny_project), "--resume", run.id, "--precision", "bf16"]) == 0
+    with Project.open(tiny_project) as project:
+        assert project.run(run.id).status == "ok"
+    # A new run records what its precision resolved to.
+    assert main(["audit", str(tiny_project), *args, "--precision", "fp32"]) == 0
+    with Project.open(tiny_project) as project:
+        assert project.run(kind="audit").spec["resolved_precision"] == "fp32"

@@ -59,8 +59,9 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epoc
     group.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the model's own)")
     group.add_argument("--image-size", type=int, default=32, help="training resolution in pixels (default 32)")
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    group.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="autocast dtype (default auto: bf16 on CUDA and on CPUs with AMX, else float32)")
+    group.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help="autocast dtype (default auto: bf16 on CUDA and on CPUs with AMX, else float32); "
+                       "with --resume the run's own, unless given to match it on another machine")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--workers", type=int, default=None,
                        help="threads for image decoding (default: all cores)")
@@ -115,6 +116,22 @@ def check_resumed_model(run_id: str, recorded: str, named: str | None) -> None:
         )
 
 
+def resumed_precision(run: Any, config: Any, asked: str | None) -> Any:
+    """``config`` for resuming ``run`` (with ``--precision asked`` when given), refused (UserError) when it would
+    train in another precision than the run recorded at its start (``auto`` resolves by the hardware)."""
+    import dataclasses
+
+    from engine.training.device import precision_mismatch, resolved_precision
+
+    if asked is not None:
+        config = dataclasses.replace(config, precision=asked)
+    recorded = run.spec.get("resolved_precision")  # absent in runs made before it was recorded
+    now = resolved_precision(config.device, config.precision)
+    if recorded is not None and recorded != now:
+        raise precision_mismatch(f"run {run.id} was", str(recorded), now, config.precision)
+    return config
+
+
 def run_training_command(
     args: argparse.Namespace,
     kind: str,
@@ -157,6 +174,8 @@ def run_training_command(
                 extra = extra_spec() if callable(extra_spec) else extra_spec
                 spec = {"train": TrainConfig.from_args(args).to_dict(), **extra}
             config = TrainConfig.from_dict(spec["train"])
+            if run is not None:
+                config = resumed_precision(run, config, getattr(args, "precision", None))
             _, status = run_job(project, kind, spec, lambda ctx: body(ctx, config, spec), sink, run=run)
     except UserError as exc:
         sink.error(exc.message, exc.hint)

@@ -22,7 +22,9 @@ def add_parser(subparsers: Any) -> None:
         "one) and true_label.",
     )
     add_project_argument(parser)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the noise (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the split (default 0); the noise is drawn with this seed + 100, a draw the "
+                        "shipped td_lstm detector was never trained on")
     parser.add_argument("--noise-rate", type=float, default=0.2,
                         help="share of training labels made wrong (default 0.2; 0 for none)")
     add_json_option(parser)

@@ -195,6 +195,25 @@ def rescored_td_lstm(project: Any, source: Any, audited_ids: np.ndarray, weights
     return result
 
 
+def labels_the_audit_used(project: Any, source: Any, audited_ids: np.ndarray) -> np.ndarray:
+    """(len(audited_ids),) the labels ``source`` audited its samples with (the ensemble flags per given class).
+
+    The samples it trained on carry the labels its dynamics recorded (the imported ones with the
+    decisions of that time applied); the others, removed by a decision then, their imported label
+    (a removed sample is never relabeled). The imported labels are those of the audit:
+    :func:`gather_reviews` refuses a project whose labels changed since.
+    """
+    from engine.training.recorders import DYNAMICS_FOLDER, load_dynamics
+
+    labels = project.sample_table().label[audited_ids].astype(np.int64)
+    dynamics = load_dynamics(source.folder / DYNAMICS_FOLDER)
+    recorded, recorded_labels = np.asarray(dynamics.ids), np.asarray(dynamics.labels, dtype=np.int64)
+    position = np.minimum(np.searchsorted(recorded, audited_ids), max(len(recorded) - 1, 0))
+    has = recorded[position] == audited_ids if len(recorded) else np.zeros(len(audited_ids), dtype=bool)
+    labels[has] = recorded_labels[position[has]]
+    return labels
+
+
 def rescore_body(ctx: Any, source: Any, reviews: dict[str, Any]) -> dict[str, Any]:
     """The job: fine-tune, save the project's weights, re-score into this new audit run."""
     from engine.audit import AUDITED_IDS_FILE, spread_to_all_samples
@@ -269,8 +288,8 @@ def rescore_body(ctx: Any, source: Any, reviews: dict[str, Any]) -> dict[str, An
             project.save_scores(ctx.run.id, name, copied["score"], copied["suggested"], copied["flagged"],
                                 np.argsort(copied["rank"], kind="stable"))
     if "ensemble" in project.detectors(source.id) or "ensemble" in source.spec.get("detectors", []):
-        ensemble = ensemble_detect(DetectorInputs(np.zeros(len(audited_ids), dtype=np.int64), project.num_classes,
-                                                  earlier=dict(results)))
+        ensemble = ensemble_detect(DetectorInputs(labels_the_audit_used(project, source, audited_ids),
+                                                  project.num_classes, earlier=dict(results)))
         stored = spread_to_all_samples(ensemble, audited_ids, n)
         project.save_scores(ctx.run.id, "ensemble", stored.scores, stored.suggested, stored.flagged, stored.ranking)
         for name, array in ensemble.extras.items():

@@ -11,7 +11,9 @@ detector on it; a new detector is a new file plus one line in
 Conventions shared by all detectors (arrays are indexed by sample id):
 
 - ``scores``: (N,) float in [0, 1], higher = more likely mislabeled;
-- ``suggested``: (N,) int, a suggested class or -1 where there is none;
+- ``suggested``: (N,) int, a suggested class or -1 where there is none; for a flagged sample
+  never its given label (the most likely other class, :func:`suggest_classes`): accepting a
+  flagged sample's suggestion is a relabel, never a disguised keep;
 - ``flagged``: (N,) bool, the detector's own decision of which are issues;
 - ``ranking``: (N,) int, every sample id, most suspect first;
 - ``extras``: named arrays the run folder keeps (``<name>.npy``);
@@ -191,6 +193,26 @@ def parse_detectors(names: str | list[str]) -> list[DetectorInfo]:
                         f"name it with others, e.g. cl,aum,{chosen[0].name}, or all")
     # A combining detector runs after those it combines, wherever it was named.
     return sorted(chosen, key=lambda info: info.combines)
+
+
+def suggest_classes(evidence: np.ndarray, labels: np.ndarray, flagged: np.ndarray, *,
+                    needs_evidence: bool = False) -> np.ndarray:
+    """(n,) int64: per sample the class with the most ``evidence`` (n, K), for a flagged one the most likely
+    class other than its given label (the detector says that label is wrong).
+
+    ``evidence``: probabilities, or counts and weights of votes; with ``needs_evidence`` a class needs
+    some (above 0) to be suggested, else -1 (no other class was ever voted for).
+    """
+    evidence = np.array(evidence, dtype=np.float64, copy=True)
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.flatnonzero(np.asarray(flagged, dtype=bool))
+    rows = rows[(labels[rows] >= 0) & (labels[rows] < evidence.shape[1])]
+    evidence[rows, labels[rows]] = -np.inf
+    if not evidence.shape[1]:
+        return np.full(len(evidence), -1, dtype=np.int64)
+    best = evidence.argmax(axis=1)
+    has = evidence.max(axis=1) > (0.0 if needs_evidence else -np.inf)
+    return np.where(has, best, -1).astype(np.int64)
 
 
 def ranking_flagged_first(flagged_order: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -23,7 +23,8 @@ taken from the forward pass of training (see engine/training/recorders.py).
   construction, sit on that side of it too. Runs recorded without the
   early-learning probabilities are flagged by AUM < 0.
 - suggested label: the class with the highest probability averaged over the
-  epochs (which, for a flagged sample, is never its given label).
+  epochs; for a flagged sample the highest other than its given label (a low
+  margin does not always mean another class led on average).
 - extras: ``aum`` (n,) float32, the area itself, rows in the order of the audited samples.
 """
 
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first, suggest_classes
 from engine.detectors.early_learning import flag_estimated_count
 
 
@@ -59,7 +60,7 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
     flagged, estimate = flag_estimated_count(inputs.arrays, inputs.labels, scores, aum < 0, "AUM < 0")
     flagged_ids = np.flatnonzero(flagged)
     flagged_ids = flagged_ids[np.argsort(aum[flagged_ids], kind="stable")]  # most negative first
-    suggested = np.asarray(inputs.arrays["mean_probs"]).argmax(axis=1).astype(np.int64)
+    suggested = suggest_classes(np.asarray(inputs.arrays["mean_probs"]), inputs.labels, flagged)
     n = len(aum)
     return DetectorResult(
         scores=scores,

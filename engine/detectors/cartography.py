@@ -23,7 +23,8 @@ epoch, the probability of the given label and the assigned-logit margin.
   where confidence < 0.5 flags 454 at F1 0.776: early epochs, when nothing is
   learned yet, pull every sample's mean confidence down, but they vote for no
   class in particular (that rule's set is not a cut of the score).
-- suggested label: the class with the highest probability averaged over the epochs.
+- suggested label: the class with the highest probability averaged over the epochs; for a
+  flagged sample the highest other than its given label.
 - extras (for the app's map; rows in the order of the audited samples):
   ``cartography_confidence``, ``cartography_variability``,
   ``cartography_correctness``, each (n,) float32.
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first, suggest_classes
 from engine.detectors.early_learning import flag_estimated_count
 
 
@@ -55,7 +56,7 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
                                              "correctness < 0.5")
     flagged_ids = np.flatnonzero(flagged)
     flagged_ids = flagged_ids[np.argsort(-scores[flagged_ids], kind="stable")]
-    suggested = np.asarray(inputs.arrays["mean_probs"]).argmax(axis=1).astype(np.int64)
+    suggested = suggest_classes(np.asarray(inputs.arrays["mean_probs"]), inputs.labels, flagged)
     n = len(scores)
     return DetectorResult(
         scores=scores,

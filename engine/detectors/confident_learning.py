@@ -11,7 +11,8 @@ label. This module wraps that into the detector shape of
 - ranking: its issues ranked by self-confidence, then every other sample by score;
 - score: ``1 - self-confidence`` (cleanlab's label quality score, flipped so
   that higher means more likely mislabeled);
-- suggested label: the argmax of the probabilities;
+- suggested label: the argmax of the probabilities; for a flagged sample the most likely class
+  other than its given label;
 - extras: the calibrated confident joint (K, K), counts with rows = given label
   and columns = estimated true label, and the noise matrix (K, K),
   ``noise_matrix[i, j] = P(given = i | true = j)`` (columns sum to 1).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first, suggest_classes
 
 NAME = "cl"
 
@@ -102,7 +103,7 @@ def confident_learning(
     scores = np.clip(1.0 - quality, 0.0, 1.0)
     flagged = np.zeros(n, dtype=bool)
     flagged[ranked_issues] = True
-    suggested = pred_probs.argmax(axis=1).astype(np.int64)
+    suggested = suggest_classes(pred_probs, labels, flagged)
     total = float(confident_joint.sum())
     # The joint's off-diagonal share counts a sample once per class it might belong to: above the
     # pruned count, which takes each sample once (measured on CIFAR-10N worse_label, 41% wrong:

@@ -19,7 +19,8 @@ it runs last (``combines``), over every other detector the audit was asked for.
   detectors flag (engine/detectors/early_learning.py: a class's samples compete
   only with each other). The estimated noise rate is the flagged share.
 - suggested label: the suggestion most of the detectors make (those without
-  one left out; a tie goes to the detector that ran first).
+  one left out; a tie goes to the detector that ran first); for a flagged sample
+  the most made other than its given label, none when no detector suggests another.
 - extras: ``ensemble_agreement`` (n,) int16, how many detectors flag each sample.
 - summary: ``members``, the detectors combined, and the counts.
 """
@@ -30,7 +31,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first, suggest_classes
 from engine.detectors.early_learning import top_scores_per_class
 
 
@@ -50,8 +51,8 @@ def agreement(results: Mapping[str, DetectorResult]) -> np.ndarray:
     return np.sum([result.flagged.astype(np.int16) for result in results.values()], axis=0).astype(np.int16)
 
 
-def vote_suggestion(results: Mapping[str, DetectorResult], num_classes: int) -> np.ndarray:
-    """(n,) int64: the most suggested class per sample, -1 where no detector suggests one; ties go to the first."""
+def suggestion_votes(results: Mapping[str, DetectorResult], num_classes: int) -> np.ndarray:
+    """(n, K) float64: per sample the detectors' votes for each class (ties favour the first detector)."""
     members = list(results.values())
     n = len(members[0].scores)
     votes = np.zeros((n, num_classes), dtype=np.float64)
@@ -61,7 +62,7 @@ def vote_suggestion(results: Mapping[str, DetectorResult], num_classes: int) -> 
         has = (suggested >= 0) & (suggested < num_classes)
         # A vote weighs 1, plus a fraction too small to outvote anyone that favours earlier detectors in a tie.
         votes[rows[has], suggested[has]] += 1.0 + (len(members) - index) / (len(members) + 1) ** 2
-    return np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), -1).astype(np.int64)
+    return votes
 
 
 def median_flagged_per_class(results: Mapping[str, DetectorResult], labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -91,7 +92,8 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
     n_flagged = len(flagged_ids)
     return DetectorResult(
         scores=scores,
-        suggested=vote_suggestion(members, inputs.num_classes),
+        suggested=suggest_classes(suggestion_votes(members, inputs.num_classes), labels, flagged,
+                                  needs_evidence=True),
         flagged=flagged,
         ranking=ranking_flagged_first(flagged_ids, scores),
         extras={"ensemble_agreement": agree},

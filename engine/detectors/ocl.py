@@ -26,7 +26,8 @@ confident class exists and differs from its given label.
 - flagged: that many samples, the highest scores first (ties: the fewer
   epochs on the diagonal first), so the flagged share is the estimate.
 - suggested label: the confident class it had most often (weighted the same),
-  -1 when it never had one.
+  -1 when it never had one; for a flagged sample the most frequent one other than
+  its given label, -1 when it never had another.
 - extras: ``ocl_offdiag_fraction`` (n,) float32, the score before ranking.
 """
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.detectors import CONFIDENT_CLASS, DetectorInputs, DetectorResult, ranking_flagged_first
+from engine.detectors import CONFIDENT_CLASS, DetectorInputs, DetectorResult, ranking_flagged_first, suggest_classes
 
 
 def epoch_weights(epochs: int) -> np.ndarray:
@@ -70,8 +71,8 @@ def estimated_noise_rate(confident_class: np.ndarray, labels: np.ndarray, num_cl
     return float(np.clip(rates @ weights, 0.0, 1.0))
 
 
-def most_frequent_confident_class(confident_class: np.ndarray, num_classes: int, weights: np.ndarray) -> np.ndarray:
-    """(n,) int64: the confident class with the largest weight over epochs, -1 where there was none."""
+def confident_class_weights(confident_class: np.ndarray, num_classes: int, weights: np.ndarray) -> np.ndarray:
+    """(n, K) float64: per sample and class, the summed weight of the epochs it was that sample's confident class."""
     n = len(confident_class)
     totals = np.zeros((n, num_classes), dtype=np.float64)
     rows = np.arange(n)
@@ -79,7 +80,7 @@ def most_frequent_confident_class(confident_class: np.ndarray, num_classes: int,
         column = np.asarray(confident_class[:, epoch]).astype(np.int64)
         has = column >= 0
         totals[rows[has], column[has]] += weight
-    return np.where(totals.max(axis=1) > 0, totals.argmax(axis=1), -1).astype(np.int64)
+    return totals
 
 
 def detect(inputs: DetectorInputs) -> DetectorResult:
@@ -100,7 +101,8 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
     flagged[flagged_ids] = True
     return DetectorResult(
         scores=scores,
-        suggested=most_frequent_confident_class(confident_class, inputs.num_classes, weights),
+        suggested=suggest_classes(confident_class_weights(confident_class, inputs.num_classes, weights), labels,
+                                  flagged, needs_evidence=True),
         flagged=flagged,
         ranking=ranking_flagged_first(flagged_ids, scores),
         extras={"ocl_offdiag_fraction": scores.astype(np.float32)},

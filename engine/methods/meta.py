@@ -14,9 +14,11 @@ and its mixup-label variants):
   forward-mode pass instead; the tests check it equals the ``higher`` look-ahead to float
   tolerance. Measured (small_cnn, 32 px, batch 128, 2,000 samples, two dedicated CPU cores):
   ``l2rw`` 13.2 s an epoch with ``higher``, 60% of it BatchNorm's double backward, 3.5-4.1 s
-  with this; ``ce`` 1.3 s. It runs without AMP (float32): a half-precision look-ahead underflows.
-* :func:`real_step` is the step on the model itself: a per-sample loss on (possibly soft) targets,
-  weighted, backward, gradient-norm clipping (the seed clips at 0.25), optimiser step.
+  with this; ``ce`` 1.3 s. The look-ahead always runs in float32, autocast switched off even
+  inside an autocast region: a half-precision look-ahead underflows.
+* :class:`RealStep` is the step on the model itself: a per-sample loss on (possibly soft) targets,
+  weighted, backward, gradient-norm clipping (the seed clips at 0.25), optimiser step. Its forward
+  pass autocasts as every method's does (``--precision``), with float16's grad scaler where one is used.
 """
 
 from __future__ import annotations
@@ -121,7 +123,14 @@ def example_gradients(state: TrainState, x: torch.Tensor, targets: torch.Tensor,
     see the batch as the training forward does (BatchNorm on batch statistics, in train mode), so
     each loss_j depends on the other samples just as in the look-ahead through ``higher``. They
     run on copies of the buffers: the real model's BatchNorm running statistics are left alone.
+    Always in float32 (see the module docstring).
     """
+    with torch.autocast(device_type=state.device.type, enabled=False):
+        return _example_gradients(state, x, targets, trusted_x, trusted_y)
+
+
+def _example_gradients(state: TrainState, x: torch.Tensor, targets: torch.Tensor,
+                       trusted_x: torch.Tensor, trusted_y: torch.Tensor) -> torch.Tensor:
     model = state.model
     named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
     ahead, scales = _zero_gradient_step(state.optimizer, [param for _, param in named])

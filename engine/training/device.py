@@ -47,3 +47,26 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
     if precision == "bf16" or cpu_has_native_bf16():
         return torch.bfloat16
     return None
+
+
+def precision_name(amp: torch.dtype | None) -> str:
+    """What a run trains in, as recorded in its spec and checkpoints: fp32, bf16 or fp16."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+
+
+def resolved_precision(device: str, precision: str) -> str:
+    """What ``--device``/``--precision`` (``auto`` included) train in on this machine: fp32, bf16 or fp16."""
+    return precision_name(amp_dtype(resolve_device(device), precision))
+
+
+def precision_mismatch(what: str, recorded: str, now: str, asked: str) -> UserError:
+    """A resume that would train in another precision than its run did: refused, saying how to match it.
+
+    A run mixing precisions is neither of the runs it could have been (float16 also loses its grad
+    scaler's state), and ``auto`` resolves by the hardware: a machine without AMX or bf16 support
+    would switch silently.
+    """
+    fix = (f"resume with --precision {recorded} (slower where the hardware lacks it)" if recorded in ("fp32", "bf16")
+           else "resume on a CUDA GPU without bf16 support, where --precision auto trains in fp16")
+    return UserError(f"{what} trained in {recorded}, but --precision {asked} trains in {now} on this machine: "
+                     "a resume continues in the precision it started in", f"{fix}, or start a new run")

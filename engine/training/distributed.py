@@ -11,9 +11,12 @@ What each rank does:
 - every rank runs the same job, reading the project (read-only on ranks other than 0) and
   the image cache (built by rank 0 first, see :func:`main_first`);
 - training: every global batch (the configured ``--batch-size``, the same batches a single
-  process trains on) is split into one contiguous part per rank; each rank computes the
-  gradient of its part and :class:`GradientAverager` all-reduces them before each optimiser
-  step, weighted by each part's share of the batch, so the step is that of the whole batch.
+  process trains on, a small last one included: the same steps, the same schedule) is split
+  into one contiguous part per rank (a last batch under 2 samples per rank into fewer parts,
+  the other ranks joining its step with no samples); each rank computes the gradient of its
+  part and :class:`GradientAverager` all-reduces them before each optimiser step (before
+  float16's inf check), weighted by each part's share of the batch, so the step is that of
+  the whole batch.
   Augmentation draws its random numbers for the whole batch on every rank (same seed, same
   generator), so a rank's part is augmented as in one process. Floating-point buffers
   (BatchNorm running statistics) are averaged over the ranks at every epoch end;
@@ -299,59 +302,154 @@ def check_trainable(method: Method, batch_size: int) -> None:
 
 
 def train_chunks(ids: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """The global batches of an epoch, as one process makes them; a tail too small to split joins the batch before.
+    """The global batches of an epoch: exactly those one process trains on (a one-sample tail joins the batch
+    before; a tail of 2 or more is a step of its own), so N processes take one process's steps."""
+    from engine.training.data import batch_chunks
 
-    One process: the tail must hold 2 samples (BatchNorm); N processes: 2 per process.
+    return list(batch_chunks(np.asarray(ids, dtype=np.int64), batch_size, merge_single=True))
+
+
+def part_bounds(batch: int, ranks: int, rank: int) -> tuple[int, int]:
+    """[start, stop) of ``rank``'s contiguous part of a global batch of ``batch`` samples.
+
+    Every part that is not empty holds at least 2 samples (BatchNorm trains on no fewer): a small last
+    batch (under 2 per rank) is split among fewer ranks, and the others take part in its step with none.
     """
-    ids = np.asarray(ids, dtype=np.int64)
-    chunks = [ids[start:start + batch_size] for start in range(0, len(ids), batch_size)]
-    if len(chunks) > 1 and len(chunks[-1]) < 2 * world_size():
-        chunks[-2:] = [np.concatenate(chunks[-2:])]
-    return chunks
-
-
-def steps_in_epoch(n: int, batch_size: int) -> int:
-    return len(train_chunks(np.arange(n), batch_size))
+    parts = max(1, min(ranks, batch // 2))
+    sizes = [batch // parts + (1 if index < batch % parts else 0) if index < parts else 0 for index in range(ranks)]
+    start = sum(sizes[:rank])
+    return start, start + sizes[rank]
 
 
 class GradientAverager:
     """Before each optimiser step, the gradients of the whole global batch on every rank.
 
     Each rank's gradient is the mean over its part of the batch; weighted by the part's share
-    (``weight``, set for every batch) and summed over the ranks, it is the mean over the batch.
+    (``weight``, set for every batch; 0 for a rank with no part) and summed over the ranks, it is
+    the mean over the batch. Every trainable parameter takes part, with zeros where this rank has
+    no gradient, so the ranks always reduce the same tensor; a parameter no rank has a gradient
+    for keeps none (as in one process, the optimiser then leaves it alone).
+
+    With a grad scaler (:func:`grad_scaler`) the average is taken before the scaler's inf check,
+    so every rank sees the same gradients, an overflow on any rank included, and all skip or
+    all take the step.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.weight = 1.0 / world_size()
+        self.optimizer = optimizer
+        self.averaged = False  # this step's gradients are averaged already (the scaler asked first)
         self.handle = optimizer.register_step_pre_hook(self._before_step)
 
-    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    def average(self) -> None:
         import torch
         import torch.distributed as dist
-        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-        grads = [parameter.grad for group in optimizer.param_groups for parameter in group["params"]
-                 if parameter.grad is not None]
-        if not grads:
+        params = [parameter for group in self.optimizer.param_groups for parameter in group["params"]
+                  if parameter.requires_grad]
+        if not params:
             return
         device = _comm_device()
-        flat = _flatten_dense_tensors([grad.to(device, torch.float32) for grad in grads]) * self.weight
+        pieces = [parameter.grad.detach().to(device, torch.float32).reshape(-1) * self.weight
+                  if parameter.grad is not None else torch.zeros(parameter.numel(), device=device)
+                  for parameter in params]
+        has_grad = torch.tensor([parameter.grad is not None for parameter in params], dtype=torch.float32,
+                                device=device)
+        flat = torch.cat([*pieces, has_grad])
         dist.all_reduce(flat)
-        for grad, reduced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
-            grad.copy_(reduced.to(grad.device, grad.dtype))
+        offset = 0
+        reduced = []
+        for parameter in params:
+            reduced.append(flat[offset:offset + parameter.numel()].view(parameter.shape))
+            offset += parameter.numel()
+        for parameter, summed, anyone in zip(params, reduced, flat[offset:].tolist(), strict=True):
+            if not anyone:
+                continue
+            if parameter.grad is None:
+                parameter.grad = summed.to(parameter.device, parameter.dtype).clone()
+            else:
+                parameter.grad.copy_(summed.to(parameter.grad.device, parameter.grad.dtype))
+        self.averaged = True
+
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not self.averaged:
+            self.average()
+        self.averaged = False
+
+
+def grad_scaler(device_type: str, averager: GradientAverager | None) -> torch.amp.GradScaler:
+    """float16's loss scaler; under torchrun one that averages the gradients before it looks for infs.
+
+    A plain scaler checks each rank's own gradients: a rank whose part overflowed would skip the step
+    (and its all-reduce) while the others take it, and the ranks would drift apart or hang.
+    """
+    import torch
+
+    if averager is None:
+        return torch.amp.GradScaler(device_type)
+    return _averaging_scaler_class()(device_type, averager)
+
+
+_AVERAGING_SCALER: Any = None
+
+
+def _averaging_scaler_class() -> Any:
+    global _AVERAGING_SCALER
+    if _AVERAGING_SCALER is None:
+        import torch
+
+        class AveragingGradScaler(torch.amp.GradScaler):
+            def __init__(self, device_type: str, averager: GradientAverager) -> None:
+                super().__init__(device_type)
+                self.averager = averager
+
+            def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
+                self.averager.average()  # the same gradients on every rank before the inf check
+                super().unscale_(optimizer)
+
+            def step(self, optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> float | None:
+                try:
+                    return super().step(optimizer, *args, **kwargs)
+                finally:
+                    self.averager.averaged = False  # a skipped step leaves the flag for the next one otherwise
+
+        _AVERAGING_SCALER = AveragingGradScaler
+    return _AVERAGING_SCALER
+
+
+def idle_step(state: Any) -> Any:
+    """This rank's share of a step on a small last batch it holds no part of (:func:`part_bounds`).
+
+    It adds zero gradients to the average and takes the same optimiser (and scaler) step as the
+    ranks that trained, so every rank keeps the same weights and the same schedule.
+    """
+    import torch
+
+    from engine.training.hooks import StepOutput
+
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.scaler is not None:
+        state.scaler.scale(torch.zeros((), device=state.device))  # its scale exists even before a first step
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+    else:
+        state.optimizer.step()
+    return StepOutput(torch.zeros((), device=state.device), torch.zeros((0, state.num_classes), device=state.device))
 
 
 def sharded_batches(data: ImageBatches, ids: np.ndarray, batch_size: int, *, augment: str,
                     generator: torch.Generator, averager: GradientAverager) -> Iterator[Batch]:
-    """This rank's part of every global batch of ``ids``, augmented as the whole batch is in one process."""
+    """This rank's part of every global batch of ``ids``, augmented as the whole batch is in one process.
+
+    A rank with no part of a small last batch gets an empty batch (the trainer takes :func:`idle_step`).
+    """
     import torch
 
     from engine.training.data import Batch, augment_batch
 
     assert _context is not None
     for chunk in train_chunks(ids, batch_size):
-        bounds = np.cumsum([0] + [len(part) for part in np.array_split(chunk, _context.world_size)])
-        start, stop = int(bounds[_context.rank]), int(bounds[_context.rank + 1])
+        start, stop = part_bounds(len(chunk), _context.world_size, _context.rank)
         local = chunk[start:stop]
         if augment != "none":
             # The random crops and flips are drawn for the whole batch, as one process draws them.

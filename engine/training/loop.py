@@ -2,8 +2,9 @@
 
 Checkpoints (format 2) hold, besides the model and optimiser: the method's and
 each callback's state under their names (validated plain state, numpy arrays
-saved as tensors), and the training samples (ids and labels) they were made
-on. Resuming with other samples, another method or other callbacks raises
+saved as tensors), the training samples (ids and labels) they were made on,
+and the precision they trained in (fp32, bf16, fp16). Resuming with other
+samples, another method, other callbacks or another precision raises
 :class:`CheckpointMismatch` instead of continuing on something else.
 
 A loss that becomes NaN or infinite ends training with :class:`TrainingDiverged`
@@ -36,8 +37,8 @@ from engine.jobs import CancelToken
 from engine.models import build_model, default_learning_rate
 from engine.training import distributed
 from engine.training.config import TrainConfig
-from engine.training.data import ImageBatches
-from engine.training.device import amp_dtype
+from engine.training.data import ImageBatches, batch_chunks
+from engine.training.device import amp_dtype, precision_mismatch, precision_name
 from engine.training.hooks import Callback, Method, StepOutput
 
 ProgressFn = Callable[[int, int], None]  # (batches done, batches in this fit)
@@ -160,8 +161,11 @@ class TrainState:
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
-    # A trailing batch of one sample joins the batch before it (BatchNorm cannot train on one): no extra step.
-    return n // batch_size + (1 if n % batch_size >= 2 else 0)
+    """Optimiser steps in an epoch of ``n`` samples: the batches of :func:`batch_chunks`, under torchrun too.
+
+    A trailing batch of one sample joins the batch before it (BatchNorm cannot train on one): no extra step.
+    """
+    return sum(1 for _ in batch_chunks(np.arange(n), batch_size, merge_single=True))
 
 
 class Trainer:
@@ -237,7 +241,7 @@ class Trainer:
             config=config, model=model, optimizer=optimizer, scheduler=scheduler, device=device,
             generator=generator, num_classes=num_classes, train_ids=np.asarray(train_ids), data=data,
             fold=fold, amp=amp,
-            scaler=torch.amp.GradScaler("cuda") if amp == torch.float16 else None,
+            scaler=distributed.grad_scaler(device.type, self._averager) if amp == torch.float16 else None,
         )
 
     @staticmethod
@@ -284,6 +288,7 @@ class Trainer:
             "callbacks": {callback.name: checkpoint_state(callback.state_dict(), f"callback {callback.name!r}")
                           for callback in self.callbacks},
             "scaler": state.scaler.state_dict() if state.scaler else None,
+            "precision": precision_name(state.amp),
         }
         buffer = io.BytesIO()
         torch.save(payload, buffer)
@@ -321,6 +326,11 @@ class Trainer:
                             "that rank 0 resumes from",
                             "put the project folder on storage every node shares, at the same path")
         payload = torch.load(self.checkpoint_path, map_location=self.state.device, weights_only=True)
+        saved_precision = payload.get("precision")  # absent in checkpoints made before it was recorded
+        if saved_precision is not None and saved_precision != precision_name(self.state.amp):
+            refused = precision_mismatch(f"the checkpoint {self.checkpoint_path} was", str(saved_precision),
+                                         precision_name(self.state.amp), self.config.precision)
+            raise CheckpointMismatch(refused.message, refused.hint)
         if payload.get("format") == CHECKPOINT_FORMAT:
             self._check_samples(payload["samples"])
             method_state, callback_states = self._named_states(payload)
@@ -390,7 +400,7 @@ class Trainer:
         self.method.setup(state)
         for callback in self.callbacks:
             callback.on_fit_start(state)
-        per_epoch = distributed.steps_in_epoch(len(state.train_ids), self.config.batch_size)
+        per_epoch = steps_per_epoch(len(state.train_ids), self.config.batch_size)
         total = per_epoch * self.config.epochs
         while state.epoch < self.config.epochs:
             self._train_one_epoch(per_epoch, total)
@@ -496,7 +506,8 @@ class Trainer:
 
     def _optimise(self, batch: Any) -> StepOutput:
         state = self.state
-        output = self.method.optimise(state, batch)
+        # Under torchrun a rank may hold no part of a small last batch: it takes the step all the same.
+        output = self.method.optimise(state, batch) if len(batch.y) else distributed.idle_step(state)
         state.scheduler.step()
         state.step += 1
         return output
