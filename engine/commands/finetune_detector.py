@@ -203,8 +203,13 @@ def labels_the_audit_used(project: Any, source: Any, audited_ids: np.ndarray) ->
     (a removed sample is never relabeled). The imported labels are those of the audit:
     :func:`gather_reviews` refuses a project whose labels changed since.
     """
+    from engine.run_labels import run_labels
     from engine.training.recorders import DYNAMICS_FOLDER, load_dynamics
 
+    recorded_by_run = run_labels(project, source)
+    if recorded_by_run is not None:  # the audit recorded the labels it trained and scored on
+        return recorded_by_run.labels[audited_ids]
+    # An audit made before runs recorded their labels: rebuild them from its dynamics.
     labels = project.sample_table().label[audited_ids].astype(np.int64)
     dynamics = load_dynamics(source.folder / DYNAMICS_FOLDER)
     recorded, recorded_labels = np.asarray(dynamics.ids), np.asarray(dynamics.labels, dtype=np.int64)
