@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from engine.jobs import JobContext
     from engine.training.config import TrainConfig
 
-EXIT_FOR_STATUS = {"ok": 0, "error": 1, "cancelled": 130}
+EXIT_FOR_STATUS = {"ok": 0, "error": 1, "cancelled": 130, "interrupted": 1}
 
 
 def add_project_argument(parser: argparse.ArgumentParser) -> None:
