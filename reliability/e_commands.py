@@ -27,6 +27,7 @@ keys ``summarise`` counts (see ``COLUMN_KEYS``), and add it to ``GROUPS``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -380,7 +381,8 @@ def kill_case(job: KillJob, base: Path, case: int, took: float, expected: Any) -
     delay = R.uniform(min(1.5, took * 0.3), took * 0.9)
     time.sleep(delay)
     finished_first = proc.poll() is not None
-    os.killpg(proc.pid, signal.SIGKILL)  # the job's own process group (start_new_session)
+    with contextlib.suppress(ProcessLookupError):  # gone already: it finished first
+        os.killpg(proc.pid, signal.SIGKILL)  # the job's own process group (start_new_session)
     proc.wait()
     check = open_check(project)
     runs = new_runs(project, before)
@@ -531,6 +533,9 @@ def summarise() -> None:
     for group, values in [*sorted(table.items()), ("TOTAL", total)]:
         print(f"{group:<{width}} " + " ".join(f"{values[column]:>9}" for column in COLUMNS))
     print("=" * 110)
+    killed = [row for row in rows if row["group"] in ("kills", "torchrun")]
+    landed = [row for row in killed if not row.get("finished_before_kill") and row.get("killed", True)]
+    print(f"kills: {len(killed)} in all ({len(landed)} landed while the work was unfinished)")
     failing = [row for row in rows if any(row.get(key) for keys in COLUMN_KEYS.values() for key in keys)]
     for row in failing[:20]:
         print(f"  {row['group']} {row.get('kind')} {row.get('case')}: {row.get('message') or row.get('messages') or ''}"[:300])
