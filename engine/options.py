@@ -138,11 +138,15 @@ def ranged_list(flag: str) -> Callable[[str], list[int]]:
     return parse
 
 
-def check_option(flag: str, value: float | int | None) -> None:
+def check_option(flag: str, value: float | int | str | None) -> None:
     """Refuse (UserError) a value given through the engine's API rather than a parser; None passes."""
     if value is None or isinstance(value, str) and value in OPTION_RANGES[flag].words:
         return
-    if not OPTION_RANGES[flag].contains(float(value)):
+    try:
+        inside = OPTION_RANGES[flag].contains(float(value))
+    except ValueError:
+        inside = False
+    if not inside:
         raise UserError(out_of_range(flag, value), f"pass {flag} with {OPTION_RANGES[flag].describe()}")
 
 
