@@ -301,6 +301,16 @@ def kill_jobs(bases: Bases) -> list[KillJob]:
     def run_summary(project: Path, run_id: str | None) -> Any:
         return stable(summary_of(project, run_id)) if run_id else None
 
+    def search_outcome(project: Path, run_id: str | None) -> Any:
+        """A study's outcome: the best, and each grid point's result. A trial the kill cut short stays in the
+        study's history as failed and is tried again, so the trial numbers and order may differ."""
+        if not run_id:
+            return None
+        made = summary_of(project, run_id)
+        points = sorted((json.dumps(trial["params"], sort_keys=True), trial["state"], trial["value"])
+                        for trial in made.get("trials", []) if trial["state"] != "fail")
+        return made.get("best_value"), made.get("best_params"), points
+
     def audit_scores(project: Path, run_id: str | None) -> Any:
         return scores_of(project, run_id) if run_id else None
 
@@ -331,7 +341,7 @@ def kill_jobs(bases: Bases) -> list[KillJob]:
         KillJob("compare", lambda p: ["compare", str(p), *train, "--epochs", "6", "--methods", "ce,sln", "--seeds",
                                       "2"], True, run_summary),
         KillJob("tune", lambda p: ["tune", str(p), *train, "--epochs", "4", "--method", "sln", "--param",
-                                   "sigma=0.1,0.5,1.0"], True, run_summary),
+                                   "sigma=0.1,0.5,1.0"], True, search_outcome),
         KillJob("audit-all", lambda p: ["audit", str(p), *train, "--epochs", "4", "--folds", "2", "--detectors",
                                         "all"], True, audit_scores),
         KillJob("train-detector", lambda p: ["train-detector", str(p.parent / f"{p.name}-td.pt"), "--project", str(p),
