@@ -144,12 +144,14 @@ at 12 epochs, 0.897 at 45, 0.898 at 50 (the README's detector tables). 45 rather
 
 def resolve_dynamics_epochs(dynamics_epochs: int | None, epochs: int | None) -> int:
     """The dynamics run's epochs: ``--dynamics-epochs``, else an explicit ``--epochs``, else the default."""
-    chosen = dynamics_epochs or epochs or DEFAULT_DYNAMICS_EPOCHS
-    if chosen < 1:
-        from engine.errors import UserError
+    from engine.options import check_option
 
-        raise UserError(f"--dynamics-epochs must be at least 1 (got {chosen})", "pass --dynamics-epochs 1 or more")
-    return int(chosen)
+    # ``is None``, not ``or``: a 0 given is refused, never replaced by the fallback.
+    check_option("--dynamics-epochs", dynamics_epochs)
+    check_option("--epochs", epochs)
+    if dynamics_epochs is not None:
+        return int(dynamics_epochs)
+    return int(epochs if epochs is not None else DEFAULT_DYNAMICS_EPOCHS)
 
 
 def record_dynamics(

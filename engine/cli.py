@@ -90,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:  # noqa: BLE001 - a genuine bug: keep the traceback, say it is ours
+        stopped = _another_rank_stopped(exc)
+        if stopped is not None:
+            return stopped
         traceback.print_exc()
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("  this is a bug in Label Auditor: please report it with the traceback above", file=sys.stderr)
@@ -99,6 +102,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.training import distributed
 
             distributed.stop()
+
+
+def _another_rank_stopped(exc: Exception) -> int | None:
+    """Under torchrun, a collective that failed because another rank stopped is no bug of ours: no traceback.
+
+    Rank 0 names the rank that stopped; the others stop without a word (rank 0, or the launcher, speaks).
+    """
+    if "WORLD_SIZE" not in os.environ:
+        return None
+    from engine.training import distributed
+
+    if not distributed.active() or not distributed.is_collective_failure(exc):
+        return None
+    stopped = distributed.peer_failure(exc)
+    if stopped is not None:
+        print(f"error: {stopped.message}", file=sys.stderr)
+        print(f"  fix: {stopped.hint}", file=sys.stderr)
+    return 1
 
 
 def _project_folder(args: argparse.Namespace) -> Path:

@@ -173,6 +173,15 @@ def _run_body(
         except Cancelled as exc:
             status = "cancelled"
             summary = {"reason": str(exc)}
+            from engine.training import distributed
+
+            # Under torchrun, the launcher stops every rank (SIGTERM) when one dies: say which one died.
+            stopped = distributed.stopped_peers()
+            if stopped:
+                stop = distributed.PeerStopped("; ".join(stopped) + f"; run {run.id} is interrupted",
+                                               f"resume it with: {distributed.resume_command(run.id)}", killed=True)
+                status, summary = "interrupted", {"reason": stop.message}
+                events.error(stop.message, stop.hint)
         except UserError as exc:
             status = "error"
             events.error(exc.message, exc.hint)
@@ -185,8 +194,12 @@ def _run_body(
             from engine.training import distributed
 
             # Under torchrun: another rank stopped; else a full or read-only disk, a damaged store.
-            known = distributed.peer_failure(exc) or user_error_from_exception(exc, project.root)
-            if known is not None:
+            stopped_peer = distributed.peer_failure(exc)
+            known = stopped_peer or user_error_from_exception(exc, project.root)
+            if stopped_peer is not None and stopped_peer.killed:  # resumable, as a killed single process
+                status, summary = "interrupted", {"reason": stopped_peer.message}
+                events.error(stopped_peer.message, stopped_peer.hint)
+            elif known is not None:
                 events.error(known.message, known.hint)
                 summary = {"error": known.message}
             else:
@@ -205,8 +218,9 @@ def _run_body(
             raise
         events.error(known.message, known.hint)
         status, summary = "error", {"error": known.message}
-    message = {"ok": "finished", "cancelled": summary.get("reason", ""), "error": summary.get("error", "")}[status]
-    events.done(status, message)  # type: ignore[arg-type]
+    message = {"ok": "finished", "cancelled": summary.get("reason", ""), "error": summary.get("error", ""),
+               "interrupted": summary.get("reason", "")}[status]
+    events.done("error" if status == "interrupted" else status, message)  # type: ignore[arg-type]
     events.close()  # the run's events.jsonl is complete
     return run, status
 
@@ -234,11 +248,13 @@ def _run_job_distributed(
         finally:  # the other ranks wait for the run; None tells them it was refused (rank 0 says why)
             distributed.broadcast_object(None if made is None else
                                          (made.id, made.kind, made.created, made.spec, project.fingerprint()))
+        distributed.set_job(made.id, events)
         return _run_body(project, made, kind, body, events, cancel)
     shared = distributed.broadcast_object(None)
     if shared is None:
         raise UserError("rank 0 could not start the run", "see rank 0's error")
     run_id, run_kind, created, run_spec, main_fingerprint = shared
+    distributed.set_job(run_id, None)
     if main_fingerprint != project.fingerprint():
         message = (f"rank {distributed.rank()} reads other labels or decisions in {project.root} than rank 0")
         distributed.record_failure(message)
@@ -259,6 +275,9 @@ def _run_job_distributed(
             status = "error"
             distributed.record_failure(exc.message)
         except Exception as exc:
-            distributed.record_failure(f"{type(exc).__name__}: {exc}")
-            raise  # its traceback on this rank's stderr; torchrun ends the group
+            if distributed.is_collective_failure(exc):
+                status = "error"  # another rank stopped: rank 0 (or the launcher) says which; this one stops quietly
+            else:
+                distributed.record_failure(f"{type(exc).__name__}: {exc}")
+                raise  # its traceback on this rank's stderr; torchrun ends the group
     return info, status

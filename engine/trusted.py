@@ -131,6 +131,8 @@ def from_truth(project: Project, per_class: int, seed: int) -> TrustedSet:
     if not (truth >= 0).any():
         raise UserError("--trusted-per-class draws from samples whose truth is known, and this project knows none",
                         "use the review as the trusted set (keep or relabel samples), or --trusted-csv FILE")
+    refuse_more_than_smallest_class(project.class_names(), np.bincount(truth[truth >= 0], minlength=project.num_classes),
+                                    per_class)
     rng = np.random.default_rng(seed)
     chosen = []
     for label in range(project.num_classes):
@@ -138,6 +140,20 @@ def from_truth(project: Project, per_class: int, seed: int) -> TrustedSet:
         chosen.append(rng.choice(pool, size=min(per_class, len(pool)), replace=False) if len(pool) else pool)
     ids = np.sort(np.concatenate(chosen)).astype(np.int64)
     return TrustedSet(ids, table.true_label[ids].astype(np.int64), "per_class")
+
+
+def refuse_more_than_smallest_class(class_names: list[str], known: np.ndarray, per_class: int) -> None:
+    """``--trusted-per-class N`` asks N of every class: refused when a class has fewer known-truth training samples.
+
+    Taking fewer than asked of some classes would train the meta methods on a set other than the
+    one named, and their figures would read as the method's.
+    """
+    smallest = int(np.argmin(known))
+    if per_class > known[smallest]:
+        raise UserError(
+            f"--trusted-per-class {per_class} is more than the smallest class has: class {class_names[smallest]!r} "
+            f"has {int(known[smallest])} training samples whose truth is known",
+            f"pass --trusted-per-class {max(1, int(known[smallest]))} or less (at most the smallest class's count)")
 
 
 def from_csv(project: Project, file: Path) -> TrustedSet:

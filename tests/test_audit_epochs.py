@@ -35,7 +35,7 @@ def test_the_cli_resolves_both_epoch_counts(argv: list[str], kfold: int, dynamic
 
 
 def test_zero_dynamics_epochs_is_refused() -> None:
-    with pytest.raises(UserError, match="--dynamics-epochs must be at least 1"):
+    with pytest.raises(UserError, match="--dynamics-epochs -1 is out of range"):
         resolve_dynamics_epochs(-1, None)
 
 

@@ -176,5 +176,6 @@ def test_compare_two_methods_paired_and_a_resume_skips_finished_models(
             assert again["methods"][name]["accuracy_per_seed"] == summary["methods"][name]["accuracy_per_seed"]
 
     capsys.readouterr()
-    assert main(["compare", str(root), *TRAIN, "--methods", "ce", "--seeds", "0"]) == 2
-    assert "--seeds 0 must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", str(root), *TRAIN, "--methods", "ce", "--seeds", "0"])
+    assert "argument --seeds: 0 is out of range: use a whole number from 1 to" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -137,12 +138,19 @@ def rank_pid(parent: int, rank: int, deadline: float) -> int:
     raise AssertionError(f"no rank {rank} worker under process {parent}")
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker through /proc")
-def test_a_killed_rank_ends_the_job_with_an_error_and_the_project_opens(tiny_project: Path, tmp_path: Path) -> None:
-    project = copy_project(tiny_project, tmp_path / "killed")
-    command = torchrun("audit", str(project), "--folds", "2", *TRAIN, "--epochs", "300", "--json")
-    process = subprocess.Popen(command, env=torchrun_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+def engine_torchrun(*args: str) -> list[str]:
+    """``python -m engine.torchrun``: torchrun with the engine's one message when something stops."""
+    return [sys.executable, "-u", "-m", "engine.torchrun", "--standalone", "--nproc-per-node", "2", *args]
+
+
+def kill_during_training(project: Path, command: str, victim: str) -> tuple[int, list[str], str]:
+    """Start a long 2-rank job, SIGKILL ``victim`` (rank0, rank1 or launcher) once training is under way.
+
+    Returns the exit status, the stdout lines (rank 0's events) and stderr.
+    """
+    extra = ["--folds", "2"] if command == "audit" else ["--seeds", "1", "--no-baseline"]
+    process = subprocess.Popen(engine_torchrun(command, str(project), *extra, *TRAIN, "--epochs", "300", "--json"),
+                               env=torchrun_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         lines = []
@@ -150,20 +158,53 @@ def test_a_killed_rank_ends_the_job_with_an_error_and_the_project_opens(tiny_pro
             lines.append(line)
             if '"type": "metric"' in line:
                 break
-        os.kill(rank_pid(process.pid, 1, time.monotonic() + 30), signal.SIGKILL)
-        rest, stderr = process.communicate(timeout=90)
+        if victim == "launcher":
+            os.kill(process.pid, signal.SIGKILL)
+        else:
+            os.kill(rank_pid(process.pid, int(victim[-1]), time.monotonic() + 30), signal.SIGKILL)
+        rest, stderr = process.communicate(timeout=90)  # the ranks hold the pipes: they too have ended
     finally:
         if process.poll() is None:
             process.kill()
-    events = [parse_event(line) for line in (lines + rest.splitlines()) if line.strip()]
-    assert process.returncode != 0, stderr[-2000:]
-    errors = [event for event in events if isinstance(event, Error)]
-    assert errors and "rank 1 stopped" in errors[-1].message, stderr[-2000:]
-    assert isinstance(events[-1], Done) and events[-1].status == "error"
-    with Project.open(project) as opened:  # the store is whole; the run reads as failed, not running
+    return process.returncode, [line for line in lines + rest.splitlines() if line.strip()], stderr
+
+
+def the_one_message(stdout: list[str], stderr: str) -> str:
+    """What the person reads about the stop: rank 0's error event, else the launcher's error line; only one."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = [event.message + "\n  fix: " + event.hint for event in map(parse_event, stdout) if isinstance(event, Error)]
+    printed = [line + "\n" + following for line, following in zip(stderr.splitlines(), [*stderr.splitlines()[1:], ""])
+               if line.startswith("error: ")]
+    assert len(errors) + len(printed) == 1, (errors, printed, stderr[-3000:])
+    return (errors or printed)[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker through /proc")
+@pytest.mark.parametrize(("victim", "command", "named"), [
+    ("rank1", "audit", "rank 1 stopped"),
+    ("rank0", "audit", "rank 0 stopped (killed by SIGKILL)"),
+    ("launcher", "retrain", "the torchrun launcher"),
+])
+def test_whatever_is_killed_one_message_names_it_and_the_resume_command(
+        tiny_project: Path, tmp_path: Path, victim: str, command: str, named: str) -> None:
+    project = copy_project(tiny_project, tmp_path / "killed")
+    returncode, stdout, stderr = kill_during_training(project, command, victim)
+    if victim != "launcher":
+        assert returncode != 0, stderr[-2000:]
+    message = the_one_message(stdout, stderr)
+    with Project.open(project) as opened:  # the store is whole; the run reads as interrupted: resumable
         (run,) = opened.runs()
-        assert run.status == "error"
+        assert run.status == "interrupted", (run.status, run.summary)
         assert opened.sample_table().train_ids.size == 25
+    assert named in message and f"run {run.id} is interrupted" in message
+    found = re.search(r"resume (?:it|the run) with: ([^;\n]+)", message)
+    assert found is not None, message
+    resume = found.group(1).strip()
+    assert resume.endswith(f"-m engine.torchrun --standalone --nproc-per-node 2 {command} {project} --model {MODEL} "
+                           f"--json --resume {run.id}"), resume
+    if victim != "rank0":  # rank 0 lived to say it: its events end in one done
+        events = [parse_event(line) for line in stdout]
+        assert isinstance(events[-1], Done) and events[-1].status == "error"
 
 
 def test_retrain_under_torchrun_records_its_method(tiny_project: Path, tmp_path: Path) -> None:
@@ -249,9 +290,19 @@ def test_rank_zero_names_the_rank_that_failed_and_why(monkeypatch: pytest.Monkey
     alive = f"{os.getpid()}@{__import__('socket').gethostname()}"
     store = FakeStore({"label_auditor/failed/2": "ValueError: boom", "label_auditor/process/1": alive})
     monkeypatch.setattr(distributed, "_store", lambda: store)
+    monkeypatch.setattr(distributed, "_job", distributed._Job("audit", run_id="R1"))
+    monkeypatch.setattr(distributed, "_launcher_argv", ["torchrun", "--nproc-per-node", "3", "-m", "engine", "audit",
+                                                        "my project", "--epochs", "5"])
+    monkeypatch.setattr(sys, "argv", ["engine", "audit", "my project", "--epochs", "5"])
     failure = distributed.peer_failure(RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:1234"))
     assert failure is not None and failure.message == "rank 2 stopped: ValueError: boom"  # rank 1 is alive
-    assert "--resume" in failure.hint
+    assert not failure.killed  # a rank that failed with an error: the run is an error
+    assert "resume the run with: torchrun --nproc-per-node 3 -m engine audit 'my project' --resume R1" in failure.hint
+    store.values = {"label_auditor/process/1": alive, "label_auditor/process/2": "999999999@" + alive.split("@")[1]}
+    monkeypatch.setattr(distributed, "_process_gone", lambda record: record is not None and record.startswith("9"))
+    killed = distributed.peer_failure(RuntimeError("Connection closed by peer"))
+    assert killed is not None and killed.killed  # killed: the run is interrupted, resumable
+    assert killed.message.startswith("rank 2 stopped: its process ended") and "run R1 is interrupted" in killed.message
     assert distributed.peer_failure(ValueError("not a collective")) is None
     monkeypatch.setattr(distributed, "_context", distributed.DistContext(3, 1, 1))
     assert distributed.peer_failure(RuntimeError("Connection closed by peer")) is None  # only rank 0 reports
@@ -307,3 +358,35 @@ def test_an_overflow_on_one_rank_skips_the_step_on_every_rank(tmp_path: Path) ->
     assert zero["steps"][0]["weight"] == initial and zero["steps"][0]["scale"] == 2.0 ** 15
     assert zero["steps"][1] == one["steps"][1] and zero["steps"][1]["weight"] != initial  # both took the second
     assert zero["unused_grad"] is None and one["unused_grad"] is None
+
+
+def test_engine_torchrun_splits_its_options_from_the_engine_command() -> None:
+    from engine.errors import UserError
+    from engine.torchrun import split_argv
+
+    assert split_argv(["--nproc-per-node", "2", "audit", "P", "--epochs", "1"]) == (
+        ["--nproc-per-node", "2"], ["audit", "P", "--epochs", "1"])
+    assert split_argv(["--rdzv-id", "audit", "retrain", "P"]) == (["--rdzv-id", "audit"], ["retrain", "P"])
+    with pytest.raises(UserError, match="no engine command"):
+        split_argv(["--nproc-per-node", "2", "status", "P"])
+
+
+def test_engine_torchrun_is_silent_when_rank_zero_spoke_and_names_rank_zero_when_it_died(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from engine.torchrun import report_failure
+
+    def failure(rank: int, exitcode: int, when: float) -> ProcessFailure:
+        made = ProcessFailure(local_rank=rank, pid=4242 + rank, exitcode=exitcode, error_file="<N/A>")
+        made.timestamp = int(when)
+        return made
+
+    assert report_failure({1: failure(1, -9, 1), 0: failure(0, 1, 2)}, ["audit", str(tmp_path)], []) == 1
+    assert capsys.readouterr().err == ""  # rank 0 reported "rank 1 stopped" itself
+    assert report_failure({0: failure(0, -9, 1), 1: failure(1, 1, 2)}, ["audit", str(tmp_path), "--epochs", "3"],
+                          ["--nproc-per-node", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: rank 0 stopped (killed by SIGKILL) before a run was recorded")
+    assert "start it again: " in err and err.rstrip().endswith(
+        f"-m engine.torchrun --nproc-per-node 2 audit {tmp_path} --epochs 3")

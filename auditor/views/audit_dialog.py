@@ -18,10 +18,19 @@ from PySide6.QtWidgets import (
 )
 
 from engine.audit import DEFAULT_DYNAMICS_EPOCHS  # numpy-only: no torch in the app's process
+from engine.options import spin_range
 from engine.training.config import DEFAULT_MODEL
 
 RESNETS = ("resnet18", "resnet34", "resnet50")  # the models with ImageNet weights (engine.models.TORCHVISION_RESNETS)
 MODELS = (DEFAULT_MODEL, "small_cnn", *RESNETS)
+
+
+def option_spin_box(flag: str, *, minimum: int | None = None) -> QSpinBox:
+    """A spin box holding the values the engine accepts for ``flag`` (engine.options, as the CLI checks them)."""
+    low, high = spin_range(flag)
+    box = QSpinBox()
+    box.setRange(max(int(low), minimum if minimum is not None else int(low)), int(high))
+    return box
 
 
 def known_detectors() -> dict[str, str]:
@@ -111,27 +120,22 @@ class AuditDialog(QDialog):
         self.model = QComboBox()
         self.model.addItems(MODELS)
         self.model.setCurrentText(options.model)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 500)
+        self.epochs = option_spin_box("--epochs")
         self.epochs.setValue(options.epochs)
-        self.dynamics_epochs = QSpinBox()
-        self.dynamics_epochs.setRange(1, 500)
+        self.dynamics_epochs = option_spin_box("--dynamics-epochs")
         self.dynamics_epochs.setValue(options.dynamics_epochs or DEFAULT_DYNAMICS_EPOCHS)
         self.dynamics_epochs.setToolTip("The one model whose training dynamics aum, cartography, ocl and td_lstm read: "
                                         "a long run tells samples learned late from samples never learned")
-        self.folds = QSpinBox()
-        self.folds.setRange(2, 10)
+        self.folds = option_spin_box("--folds")
         self.folds.setValue(options.folds)
-        self.image_size = QSpinBox()
-        self.image_size.setRange(8, 1024)
+        self.image_size = option_spin_box("--image-size")
         self.image_size.setSingleStep(8)
         self.image_size.setSuffix(" px")
         self.image_size.setValue(options.image_size)
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         self.device.setCurrentText(options.device)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
+        self.seed = option_spin_box("--seed")
         self.seed.setValue(options.seed)
         self.detector_boxes: dict[str, QCheckBox] = {}
         self.pretrained = QCheckBox("Start from pretrained (ImageNet) weights")

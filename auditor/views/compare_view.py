@@ -15,14 +15,13 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHeaderView,
     QLabel,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from auditor.views.audit_dialog import TrainOptions
+from auditor.views.audit_dialog import TrainOptions, option_spin_box
 from auditor.views.retrain_dialog import review_trusted_summary
 from engine.methods import METHODS
 from engine.store import Project
@@ -73,11 +72,9 @@ class CompareDialog(QDialog):
             box.setToolTip(info.summary)
             form.addRow("Methods" if not self.method_boxes else "", box)
             self.method_boxes[name] = box
-        self.seeds = QSpinBox()
-        self.seeds.setRange(2, 20)  # one seed has no interval: a paired difference needs two
+        self.seeds = option_spin_box("--seeds", minimum=2)  # one seed has no interval: a paired difference needs two
         self.seeds.setValue(3)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 500)
+        self.epochs = option_spin_box("--epochs")
         self.epochs.setValue(self.train.epochs)
         form.addRow("Seeds", self.seeds)
         form.addRow("Epochs", self.epochs)

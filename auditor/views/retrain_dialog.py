@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from auditor.views.audit_dialog import MODELS, TrainOptions
+from auditor.views.audit_dialog import MODELS, TrainOptions, option_spin_box
 from engine.methods import METHODS, MethodInfo
 from engine.store import Project
 
@@ -110,18 +110,17 @@ class RetrainDialog(QDialog):
         self.model = QComboBox()
         self.model.addItems(MODELS)
         self.model.setCurrentText(self.train.model)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 500)
+        self.epochs = option_spin_box("--epochs")
         self.epochs.setValue(self.train.epochs)
-        self.seeds = QSpinBox()
-        self.seeds.setRange(1, 20)
+        self.seeds = option_spin_box("--seeds")
         self.seeds.setValue(3)
         self.seeds.setToolTip("each model trains once per seed; differences to plain cross-entropy are paired "
                               "by seed and given with a 95% interval")
         self.trusted_label = QLabel()
         self.trusted_label.setWordWrap(True)
-        self.per_class = QSpinBox()
-        self.per_class.setRange(0, 1000)
+        self.per_class = option_spin_box("--trusted-per-class")
+        self.per_class.setMinimum(0)  # below the engine's range: the special value "off", the default
+        self.per_class.setValue(0)
         self.per_class.setSpecialValueText("off: use the review")
         self.per_class.setToolTip("draw N samples per class labelled with the truth (benchmarks only)")
         self.per_class.setEnabled(self.truth_known)

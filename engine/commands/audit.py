@@ -14,6 +14,7 @@ from engine.commands.common import (
     run_training_command,
 )
 from engine.detectors import DETECTORS, parse_detectors
+from engine.options import ranged
 
 
 def add_parser(subparsers: Any) -> None:
@@ -44,7 +45,7 @@ def add_audit_epoch_options(parser: argparse.ArgumentParser) -> None:
 
     add_train_options(parser, epochs_help="epochs of each K-fold model (default 12); also of the dynamics run "
                       "unless --dynamics-epochs is given")
-    parser.add_argument("--dynamics-epochs", type=int, default=None, metavar="N",
+    parser.add_argument("--dynamics-epochs", type=ranged("--dynamics-epochs"), default=None, metavar="N",
                         help="epochs of the one model whose training dynamics aum, cartography, ocl and td_lstm "
                         f"read (default {DEFAULT_DYNAMICS_EPOCHS}, or --epochs when that is given): a long run "
                         "tells samples learned late from samples never learned")
@@ -54,8 +55,21 @@ def handle(args: argparse.Namespace) -> int:
     from engine.audit import AUDIT_KIND, audit_body, resolve_dynamics_epochs
 
     def spec() -> dict[str, Any]:
+        refuse_repeated_detectors(args.detectors)
         detectors = [info.name for info in parse_detectors(args.detectors)]  # an unknown name fails here, clearly
         return {"folds": args.folds, "detectors": detectors, "td_lstm_weights": args.td_weights,
                 "dynamics_epochs": resolve_dynamics_epochs(args.dynamics_epochs, args.epochs)}
 
     return run_training_command(args, AUDIT_KIND, spec, audit_body)
+
+
+def refuse_repeated_detectors(text: str) -> None:
+    """``--detectors cl,cl``, ``all,all`` or ``all,cl`` name a detector twice: refused, not silently merged."""
+    from engine.errors import UserError
+    from engine.options import refuse_duplicates
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if "all" in names and len(names) > 1:
+        raise UserError(f"--detectors {text} names detectors besides all, which already names every one",
+                        "pass --detectors all, or list the ones you want without all")
+    refuse_duplicates("--detectors", names, text)

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.events import ConsoleRenderer, EventSink, claim_stdout_for_events
+from engine.options import ranged
 from engine.training.config import PRECISIONS  # torch-free: the CLI's start stays light
 
 if TYPE_CHECKING:
     from engine.jobs import JobContext
     from engine.training.config import TrainConfig
 
-EXIT_FOR_STATUS = {"ok": 0, "error": 1, "cancelled": 130}
+EXIT_FOR_STATUS = {"ok": 0, "error": 1, "cancelled": 130, "interrupted": 1}
 
 
 def add_project_argument(parser: argparse.ArgumentParser) -> None:
@@ -52,23 +53,23 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epoc
                        help="start from a local state dict (torch.save(model.state_dict(), FILE), or a checkpoint "
                        "holding one under 'state_dict' or 'model'); the classifier head is made new for the classes")
     if epochs_help is None:
-        group.add_argument("--epochs", type=int, default=epochs, help=f"epochs per model (default {epochs})")
+        group.add_argument("--epochs", type=ranged("--epochs"), default=epochs, help=f"epochs per model (default {epochs})")
     else:
-        group.add_argument("--epochs", type=int, default=None, help=epochs_help)
-    group.add_argument("--batch-size", type=int, default=128)
-    group.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the model's own)")
-    group.add_argument("--image-size", type=int, default=32, help="training resolution in pixels (default 32)")
+        group.add_argument("--epochs", type=ranged("--epochs"), default=None, help=epochs_help)
+    group.add_argument("--batch-size", type=ranged("--batch-size"), default=128)
+    group.add_argument("--lr", type=ranged("--lr"), default=None, help="peak learning rate (default: the model's own)")
+    group.add_argument("--image-size", type=ranged("--image-size"), default=32, help="training resolution in pixels (default 32)")
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     group.add_argument("--precision", choices=PRECISIONS, default=None,
                        help="autocast dtype (default auto: bf16 on CUDA and on CPUs with AMX, else float32); "
                        "with --resume the run's own, unless given to match it on another machine")
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--workers", type=int, default=None,
+    group.add_argument("--seed", type=ranged("--seed"), default=0)
+    group.add_argument("--workers", type=ranged("--workers"), default=None,
                        help="threads for image decoding (default: all cores)")
 
 
 def add_fold_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--folds", type=int, default=3, help="cross-validation folds (default 3)")
+    parser.add_argument("--folds", type=ranged("--folds"), default=3, help="cross-validation folds (default 3)")
 
 
 def make_sink(args: argparse.Namespace) -> EventSink:

@@ -10,6 +10,7 @@ from engine.commands.init import print_import_summary, run_with_events
 from engine.data.demo import make_demo
 from engine.data.importing import import_summary
 from engine.events import EventSink
+from engine.options import ranged
 
 
 def add_parser(subparsers: Any) -> None:
@@ -22,10 +23,10 @@ def add_parser(subparsers: Any) -> None:
         "one) and true_label.",
     )
     add_project_argument(parser)
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=ranged("--seed"), default=0,
                         help="seed of the split (default 0); the noise is drawn with this seed + 100, a draw the "
                         "shipped td_lstm detector was never trained on")
-    parser.add_argument("--noise-rate", type=float, default=0.2,
+    parser.add_argument("--noise-rate", type=ranged("--noise-rate"), default=0.2,
                         help="share of training labels made wrong (default 0.2; 0 for none)")
     add_json_option(parser)
     parser.set_defaults(func=run)

@@ -15,6 +15,7 @@ from engine.data.importing import import_csv, import_folder, import_summary
 from engine.errors import UserError, user_error_from_oserror
 from engine.events import ConsoleRenderer, EventSink
 from engine.words import plural
+from engine.options import ranged
 
 _SHOWN_SKIPS = 10
 
@@ -34,10 +35,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--path-column", default="path", help="CSV column of image paths (default: path)")
     parser.add_argument("--label-column", default="label", help="CSV column of labels (default: label)")
     parser.add_argument("--truth-column", default=None, help="optional CSV column of known true labels")
-    parser.add_argument("--test-fraction", type=float, default=0.2,
+    parser.add_argument("--test-fraction", type=ranged("--test-fraction"), default=0.2,
                         help="held-out test share, stratified (default 0.2; ignored for train/ + test/ folders)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the test split (default 0)")
-    parser.add_argument("--folds", type=int, default=3,
+    parser.add_argument("--seed", type=ranged("--seed"), default=0, help="seed of the test split (default 0)")
+    parser.add_argument("--folds", type=ranged("--folds"), default=3,
                         help="cross-validation folds to plan for: each class needs this many training images")
     add_json_option(parser)
     parser.set_defaults(func=run)

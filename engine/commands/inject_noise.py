@@ -9,6 +9,7 @@ from engine.commands.common import add_json_option, add_project_argument
 from engine.commands.init import run_with_events
 from engine.events import EventSink
 from engine.noise import MODES, inject_noise, parse_class_map
+from engine.options import ranged
 from engine.store import Project
 
 _SHOWN_TRANSITIONS = 10
@@ -25,11 +26,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--mode", choices=MODES, required=True,
                         help="symmetric (uniform to another class), asymmetric (pair flips by a class map), "
                         "instance (image-dependent), openset (images from outside the label set)")
-    parser.add_argument("--rate", type=float, required=True, help="share of training samples made noisy, in [0, 1)")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    parser.add_argument("--rate", type=ranged("--rate"), required=True, help="share of training samples made noisy, in [0, 1)")
+    parser.add_argument("--seed", type=ranged("--seed"), default=0, help="noise seed (default 0)")
     parser.add_argument("--class-map", default=None, metavar="A:B,C:D",
                         help="asymmetric only: source:target classes by name or id (default: each class to the next)")
-    parser.add_argument("--image-size", type=int, default=32,
+    parser.add_argument("--image-size", type=ranged("--image-size"), default=32,
                         help="resolution of the images read (instance) or written (openset); default 32")
     add_json_option(parser)
     parser.set_defaults(func=run)

@@ -12,6 +12,7 @@ from engine.commands.common import (
     add_train_options,
     run_training_command,
 )
+from engine.options import ranged
 
 METHODS_EPILOG = "\x00methods"  # replaced by the registry's listing when --help is shown (it imports torch)
 
@@ -38,7 +39,7 @@ def methods_help() -> str:
 
 def add_auto_options(parser: argparse.ArgumentParser) -> None:
     auto = parser.add_argument_group("auto mode (prune-and-retrain without review)")
-    auto.add_argument("--auto-top-k", metavar="K", default=None,
+    auto.add_argument("--auto-top-k", metavar="K", default=None, type=ranged("--auto-top-k"),
                       help="also apply the top K suggestions of the latest audit to train samples without a "
                       "decision (`flagged`: all the detector flagged); they are NOT recorded as decisions")
     auto.add_argument("--auto-action", choices=("remove", "relabel"), default="remove",
@@ -51,7 +52,7 @@ def add_auto_options(parser: argparse.ArgumentParser) -> None:
 def add_trusted_options(parser: argparse.ArgumentParser) -> None:
     trusted = parser.add_argument_group(
         "trusted set (what the meta-learning methods learn from; default: the samples you kept or relabeled)")
-    trusted.add_argument("--trusted-per-class", type=int, metavar="N", default=None,
+    trusted.add_argument("--trusted-per-class", type=ranged("--trusted-per-class"), metavar="N", default=None,
                          help="N training samples per class drawn with the seed from those whose truth is known "
                          "(benchmarks), labelled with the truth")
     trusted.add_argument("--trusted-csv", metavar="FILE", default=None,
@@ -59,7 +60,7 @@ def add_trusted_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_seeds_option(parser: argparse.ArgumentParser, default: int = 3) -> None:
-    parser.add_argument("--seeds", type=int, default=default, metavar="S",
+    parser.add_argument("--seeds", type=ranged("--seeds"), default=default, metavar="S",
                         help=f"train each model S times, with seeds --seed, --seed+1, ... (default {default}); "
                         "differences are paired by seed and given with a 95%% interval")
 

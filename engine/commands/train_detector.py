@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
+from engine.options import ranged, ranged_list
 from engine.training.config import DEFAULT_MODEL
 
 DEFAULT_NOISE = "symmetric:0.2,asymmetric:0.3,instance:0.4"
@@ -66,16 +67,17 @@ def add_parser(subparsers: Any) -> None:
                         help="a project to record dynamics on (repeat for several)")
     parser.add_argument("--noise", default=DEFAULT_NOISE, metavar="MODE:RATE,...",
                         help=f"noise settings, each injected from the clean labels (default {DEFAULT_NOISE})")
-    parser.add_argument("--epochs", default="10", metavar="E,...",
+    parser.add_argument("--epochs", default=[10], type=ranged_list("--epochs"), metavar="E,...",
                         help="epochs of the classifier whose dynamics are recorded; several (e.g. 6,12) record "
                         "every setting at each (default 10)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"the classifier whose dynamics are recorded (default {DEFAULT_MODEL}, the audit's "
                         "default; the shipped weights were made from small_cnn's)")
-    parser.add_argument("--image-size", type=int, default=32, help="classifier resolution (default 32)")
-    parser.add_argument("--batch-size", type=int, default=128, help="classifier batch size (default 128)")
-    parser.add_argument("--lstm-epochs", type=int, default=20, help="epochs of the LSTM's own training (default 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise, classifiers, split and LSTM")
+    parser.add_argument("--image-size", type=ranged("--image-size"), default=32, help="classifier resolution (default 32)")
+    parser.add_argument("--batch-size", type=ranged("--batch-size"), default=128, help="classifier batch size (default 128)")
+    parser.add_argument("--lstm-epochs", type=ranged("--lstm-epochs"), default=20,
+                        help="epochs of the LSTM's own training (default 20)")
+    parser.add_argument("--seed", type=ranged("--seed"), default=0, help="seed of the noise, classifiers, split and LSTM")
     parser.add_argument("--fine-tune", type=Path, default=None, metavar="PROJECT",
                         help="fine-tune on PROJECT's reviewed samples instead of training from synthesized noise")
     parser.add_argument("--start-from", type=Path, default=None, metavar="WEIGHTS",
@@ -101,16 +103,6 @@ def parse_noise(text: str) -> list[tuple[str, float]]:
             raise UserError(f"noise rate {value} in {part!r} is outside (0, 1)", "use e.g. symmetric:0.2")
         settings.append((mode, value))
     return settings
-
-
-def parse_epochs(text: str) -> list[int]:
-    try:
-        values = [int(piece) for piece in text.split(",")]
-    except ValueError:
-        raise UserError(f"--epochs {text!r} is not a list of whole numbers", "write e.g. --epochs 10 or 6,12") from None
-    if not values or min(values) < 1:
-        raise UserError(f"--epochs {text!r} needs numbers of at least 1", "write e.g. --epochs 10")
-    return values
 
 
 def record_setting(setting: Setting, seed: int, image_size: int, batch_size: int, cache: Path,
@@ -177,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.project:
         raise UserError("no project to record dynamics on", "name one or more with --project PROJECT")
-    noise, epoch_counts = parse_noise(args.noise), parse_epochs(args.epochs)
+    noise, epoch_counts = parse_noise(args.noise), list(args.epochs)
     out = Path(args.out)
     cache = out.with_name(out.stem + "-dynamics")
     settings = [Setting(Path(project), mode, rate, epochs)
@@ -218,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         "weights": out.name,
         "command": "python -m engine train-detector " + " ".join(
             [str(out)] + [f"--project {p}" for p in args.project]
-            + [f"--noise {args.noise}", f"--epochs {args.epochs}", f"--model {args.model}",
+            + [f"--noise {args.noise}", f"--epochs {','.join(map(str, args.epochs))}", f"--model {args.model}",
                f"--image-size {args.image_size}",
                f"--batch-size {args.batch_size}", f"--lstm-epochs {args.lstm_epochs}", f"--seed {args.seed}"]),
         "n_trained_on": len(train_y), "trained_noisy_share": float(train_y.mean()),

@@ -12,6 +12,7 @@ from engine.commands.common import (
     add_train_options,
     run_training_command,
 )
+from engine.options import ranged
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,9 +33,9 @@ def add_parser(subparsers: Any) -> None:
                         "(default sln; see `python -m engine retrain --help` for every method's options)")
     search.add_argument("--param", action="append", metavar="NAME=V1,V2,...", default=None,
                         help="an option and the values to try (repeatable), e.g. --param sigma=0.1,0.2,0.5,1.0")
-    search.add_argument("--trials", type=int, default=None, metavar="N",
+    search.add_argument("--trials", type=ranged("--trials"), default=None, metavar="N",
                         help="how many grid points to try (default: all of them)")
-    search.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+    search.add_argument("--val-fraction", type=ranged("--val-fraction"), default=0.1, metavar="F",
                         help="the share of the train split that scores the trials (default 0.1)")
     search.add_argument("--storage", default=None, metavar="URL",
                         help="a database URL to keep the study in (e.g. sqlite:////shared/study.db), which "

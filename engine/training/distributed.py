@@ -29,10 +29,17 @@ What each rank does:
 
 A rank that stops (an error, a kill) ends the job on every rank: the others fail in their
 next collective (or after ``LABEL_AUDITOR_DIST_TIMEOUT`` seconds, default 300, when a rank
-hangs), and torchrun stops the group. Rank 0 reports "rank R stopped: ..." as the run's error
-(:func:`peer_failure`); a rank that failed with an exception leaves its message in the
-process group's store for that. If rank 0 itself dies, its run reads as interrupted (the
-store's dead-owner check) and can be resumed.
+hangs), and torchrun stops the group. Whatever stops, the person reads one message naming it
+and the exact command that resumes, and no traceback:
+
+- another rank stopped: rank 0 reports "rank R stopped: ..." (:func:`peer_failure`); a rank
+  that failed with an exception leaves its message in the process group's store for that,
+  and its run is an error; a rank that was killed leaves the run interrupted;
+- rank 0 itself died: its run reads as interrupted (the store's dead-owner check); the other
+  ranks stop without a word, and ``python -m engine.torchrun`` (engine/torchrun.py) names
+  rank 0 and the resume command (plain ``torchrun`` prints its own report);
+- the launcher died: every rank notices it is orphaned (:func:`watch_launcher`) and stops at
+  once; rank 0 says so, with the resume command, and the run reads as interrupted.
 
 This module imports torch only inside its functions: importing it costs nothing.
 """
@@ -41,7 +48,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -81,6 +91,20 @@ class DistContext:
 
 _context: DistContext | None = None
 _main_first_calls = 0
+
+
+@dataclass
+class _Job:
+    """The job under way on this rank: its run (once made) and, on rank 0, the events a person reads."""
+
+    command: str
+    run_id: str | None = None
+    events: EventSink | None = None
+
+
+_job: _Job | None = None
+_launcher_argv: list[str] = []  # the torchrun command line that started this worker (Linux), for the resume line
+LAUNCHER_POLL_S = 0.5
 
 
 def from_environment() -> DistContext | None:
@@ -153,6 +177,9 @@ def start(command: str, device: str = "auto") -> DistContext | None:
         store.set(f"{_KEY}/process/{found.rank}", f"{os.getpid()}@{socket.gethostname()}")
     if found.rank != 0:
         os.dup2(2, 1)  # whatever a library prints on this rank must not land in rank 0's event stream
+    global _job
+    _job = _Job(command)
+    watch_launcher()
     return _context
 
 
@@ -527,7 +554,7 @@ def record_failure(message: str) -> None:
             store.set(f"{_KEY}/failed/{_context.rank}", message)
 
 
-def _is_collective_failure(exc: BaseException) -> bool:
+def is_collective_failure(exc: BaseException) -> bool:
     import torch.distributed as dist
 
     if isinstance(exc, dist.DistError):
@@ -538,25 +565,23 @@ def _is_collective_failure(exc: BaseException) -> bool:
                                   "Timed out", "Socket Timeout"))
 
 
-def peer_failure(exc: BaseException) -> UserError | None:
+def peer_failure(exc: BaseException) -> PeerStopped | None:
     """On rank 0: a collective that failed because another rank stopped, as "rank R stopped: ..."; else None."""
-    if _context is None or not is_main() or not _is_collective_failure(exc):
+    if _context is None or not is_main() or not is_collective_failure(exc):
         return None
     time.sleep(0.5)  # a failing rank writes its message as it goes; give it the moment
-    store = _store()
-    stopped: list[str] = []
-    for other in range(1, _context.world_size):
-        message = _store_get(store, f"{_KEY}/failed/{other}")
-        if message is not None:
-            stopped.append(f"rank {other} stopped: {message}")
-        elif _process_gone(_store_get(store, f"{_KEY}/process/{other}")):
-            stopped.append(f"rank {other} stopped: its process ended (killed, or it crashed) before the job finished")
+    stopped = stopped_peers()
+    killed = not any(": its process ended" not in line for line in stopped)
     if not stopped:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         stopped.append(f"another rank stopped or stopped answering within {timeout_s():g} s ({first})")
-    return UserError("; ".join(stopped),
-                     "fix what stopped it (its output is above), then resume the run with --resume RUN_ID under "
-                     f"torchrun; a rank that is only slow needs a longer {TIMEOUT_ENV}")
+    run_id = _job.run_id if _job is not None else None
+    resume = f"resume the run with: {resume_command(run_id)}" if run_id else \
+        f"start the job again: {resume_command(None)}"
+    if killed:
+        return PeerStopped("; ".join(stopped) + (f"; run {run_id} is interrupted" if run_id else ""),
+                           f"{resume}; a rank that is only slow needs a longer {TIMEOUT_ENV}", killed=True)
+    return PeerStopped("; ".join(stopped), f"fix what stopped it (its output is above), then {resume}", killed=False)
 
 
 def _store_get(store: Any, key: str) -> str | None:
@@ -589,6 +614,104 @@ def _process_gone(record: str | None) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+class PeerStopped(UserError):
+    """Another rank stopped; ``killed``: its process ended without a message (a kill, a crash), so the run is
+    interrupted, resumable, as a killed single process leaves it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str, killed: bool) -> None:
+        super().__init__(message, hint)
+        self.killed = killed
+
+
+def stopped_peers() -> list[str]:
+    """On rank 0: "rank R stopped: ..." for every other rank that failed or whose process ended."""
+    if _context is None or not is_main():
+        return []
+    store = _store()
+    stopped: list[str] = []
+    for other in range(1, _context.world_size):
+        message = _store_get(store, f"{_KEY}/failed/{other}")
+        if message is not None:
+            stopped.append(f"rank {other} stopped: {message}")
+        elif _process_gone(_store_get(store, f"{_KEY}/process/{other}")):
+            stopped.append(f"rank {other} stopped: its process ended (killed, or it crashed) before the job finished")
+    return stopped
+
+
+def set_job(run_id: str, events: EventSink | None) -> None:
+    """The run this rank works on (every rank knows it), and rank 0's events: what a stop reports."""
+    if _job is not None:
+        _job.run_id, _job.events = run_id, events
+
+
+def resume_command(run_id: str | None) -> str:
+    """The exact command that continues ``run_id`` under the same launcher (or starts the job again)."""
+    engine_args = sys.argv[1:]
+    prefix = _launcher_prefix(engine_args)
+    if run_id is None:
+        return shlex.join([*prefix, *engine_args])
+    kept = engine_args[:2]  # the command and its project
+    for flag in ("--model",):  # a custom model resumes only when named again (check_resumed_model)
+        if flag in engine_args[:-1] and ":" in engine_args[engine_args.index(flag) + 1]:
+            kept += [flag, engine_args[engine_args.index(flag) + 1]]
+    kept += ["--json"] if "--json" in engine_args else []
+    return shlex.join([*prefix, *kept, "--resume", run_id])
+
+
+def _launcher_prefix(engine_args: list[str]) -> list[str]:
+    """The launcher's command line up to the engine's own arguments (``torchrun ... -m engine``)."""
+    launcher = _launcher_argv
+    for start in range(len(launcher) - len(engine_args), -1, -1):
+        if engine_args and launcher[start:start + len(engine_args)] == engine_args:
+            return launcher[:start]
+    size = os.environ.get("LOCAL_WORLD_SIZE", str(world_size()))
+    return ["torchrun", "--nproc-per-node", size, "-m", "engine"]
+
+
+def watch_launcher() -> None:
+    """Stop this rank as soon as the torchrun launcher that started it dies (orphaned workers run on otherwise).
+
+    Rank 0 first says which run is interrupted and the command that resumes it; its run's row
+    names rank 0's process, so once that is gone the run reads as interrupted.
+    """
+    global _launcher_argv
+    launcher = os.getppid()
+    with contextlib.suppress(OSError):
+        _launcher_argv = [part.decode(errors="replace") for part in
+                          Path(f"/proc/{launcher}/cmdline").read_bytes().split(b"\0") if part]
+    if launcher <= 1:
+        return  # already orphaned (started by hand): nothing to watch
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(LAUNCHER_POLL_S)
+        launcher_gone(launcher)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
+
+
+def launcher_gone(launcher: int) -> None:
+    """The launcher died: rank 0 reports it (one message, as an event where there is a stream); every rank exits."""
+    try:
+        if is_main():
+            job = _job
+            run_id = job.run_id if job is not None else None
+            message = f"the torchrun launcher (process {launcher}) stopped, so every rank of this job stopped"
+            if run_id is not None:
+                message += f"; run {run_id} is interrupted"
+            hint = (f"resume it with: {resume_command(run_id)}" if run_id is not None
+                    else f"nothing was recorded yet; start it again: {resume_command(None)}")
+            if job is not None and job.events is not None:
+                job.events.error(message, hint)
+                job.events.done("error", message)
+            else:
+                print(f"error: {message}\n  fix: {hint}", file=sys.stderr, flush=True)
+    finally:
+        os._exit(1)
 
 
 class SilentSink(EventSink):
