@@ -14,8 +14,8 @@ from engine.commands.common import EXIT_FOR_STATUS, add_json_option, add_project
 from engine.data.importing import import_csv, import_folder, import_summary
 from engine.errors import UserError, user_error_from_oserror
 from engine.events import ConsoleRenderer, EventSink
-from engine.words import plural
 from engine.options import ranged
+from engine.words import plural
 
 _SHOWN_SKIPS = 10
 
