@@ -54,8 +54,10 @@ def test_cli_demo_json_and_refusal(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["demo", str(tmp_path / "d")]) == 2
     assert "already holds a project" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no staging folder left behind
-    assert main(["demo", str(tmp_path / "e"), "--noise-rate", "-0.1"]) == 2
-    assert "--noise-rate" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # refused where it is parsed, naming the option and its range
+        main(["demo", str(tmp_path / "e"), "--noise-rate", "-0.1"])
+    assert refused.value.code == 2
+    assert "--noise-rate: -0.1 is out of range" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
 
 
