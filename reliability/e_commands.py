@@ -50,6 +50,9 @@ sys.path.insert(0, str(Path(os.environ["CHECKOUT"]).resolve()))  # the engine's 
 
 import lib  # noqa: E402  (the shared campaign's plumbing: paths, environment, running the engine)
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e_trust  # noqa: E402  (issue 19's groups: the CLI bulk action, resume after decisions)
+
 ROOT = lib.WORK / "e"
 SEED = int(os.environ.get("E_SEED", "20261207"))
 R = random.Random(SEED)
@@ -507,6 +510,8 @@ GROUPS: dict[str, Callable[[lib.Recorder, Bases], None]] = {
     "bad-values": bad_values,
     "kills": kills,
     "torchrun": torchrun_kills,
+    "bulk": e_trust.bulk,
+    "resume-after-decisions": e_trust.resume_after_decisions,
 }
 COLUMNS = ["cases", "traceback", "hang", "silent accept", "half-made proj", "decisions lost", "run wrong state",
            "resume differs", "half-written export", "temp leftovers", "valid input refused", "msg lacks file/row"]
@@ -525,7 +530,8 @@ def summarise() -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
     table: dict[str, dict[str, int]] = {}
     for row in rows:
-        group = {"bad-values": "E bad values", "torchrun": "E torchrun kills"}.get(row["group"], f"E kill: {row['kind']}")
+        group = {"bad-values": "E bad values", "torchrun": "E torchrun kills", "bulk": f"E bulk: {row['kind']}",
+                 "resume-after-decisions": "E resume after decisions"}.get(row["group"], f"E kill: {row['kind']}")
         counts_ = table.setdefault(group, dict.fromkeys(COLUMNS, 0))
         counts_["cases"] += 1
         for column, keys in COLUMN_KEYS.items():
