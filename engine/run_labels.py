@@ -13,6 +13,9 @@ The run folder keeps (sample-id order, ``np.save``):
 Their sha256 go into the run's summary under ``labels_used`` (see :func:`record_run_labels`),
 so a file changed afterwards is noticed. A run made by an older version has neither file:
 readers fall back to the project's observed labels and say so (:func:`labels_for_grading`).
+
+Below the store: the store's staleness rule reads these files (:func:`checked_run_labels`), so this
+module imports no part of it (its ``Project`` and ``RunInfo`` are for type checking only).
 """
 
 from __future__ import annotations

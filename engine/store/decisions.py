@@ -48,14 +48,8 @@ class Decisions(Samples):
         """Record one decision (by default a person's, about this one sample), committed before this returns.
         Clears the redo stack."""
         _check_provenance(provenance)
-        sample_id = self.resolve_sample(sample_ref)
-        if action not in ACTIONS:
-            raise UserError(f"unknown action {action!r}", f"use one of: {', '.join(ACTIONS)}")
-        label: int | None = None
+        sample_id, label = self._resolve_decision(sample_ref, action, new_label, in_batch=False)
         if action == "relabel":
-            if new_label is None:
-                raise UserError("relabel needs a class", "name the new class, for example --relabel cat")
-            label = self.resolve_class(new_label)
             current = self._conn.execute("SELECT label FROM samples WHERE id = ?", (sample_id,)).fetchone()[0]
             if label == current:
                 # "Relabel" to the label it already has (accepting a suggestion that agrees): that is a keep.
@@ -63,6 +57,21 @@ class Decisions(Samples):
         with self.transaction() as conn:
             conn.execute("UPDATE decision_history SET state = 'dropped' WHERE state = 'undone'")
             return self._record(conn, Decision(sample_id, action, label, provenance), time.time(), batch=None)
+
+    def _resolve_decision(self, sample_ref: str | int, action: str, new_label: str | int | None, *,
+                          in_batch: bool) -> tuple[int, int | None]:
+        """The sample id and (a relabel's) class id of a decision as typed; refuses an unknown action or sample,
+        and a relabel without a class (``in_batch``: the message names the sample among the others)."""
+        sample_id = self.resolve_sample(sample_ref)
+        if action not in ACTIONS:
+            raise UserError(f"unknown action {action!r}", f"use one of: {', '.join(ACTIONS)}")
+        if action != "relabel":
+            return sample_id, None
+        if new_label is None:
+            if in_batch:
+                raise UserError(f"relabelling sample {sample_id} needs a class", "name the new class")
+            raise UserError("relabel needs a class", "name the new class, for example --relabel cat")
+        return sample_id, self.resolve_class(new_label)
 
     def _record(self, conn: sqlite3.Connection, decision: Decision, now: float, batch: int | None) -> Decision:
         """One decision into the history (with the state it replaces, for undo) and the current decisions."""
@@ -165,14 +174,7 @@ class Decisions(Samples):
         _check_provenance(provenance)
         chosen: dict[int, tuple[str, int | None]] = {}
         for sample_ref, action, new_label in items:
-            sample_id = self.resolve_sample(sample_ref)
-            if action not in ACTIONS:
-                raise UserError(f"unknown action {action!r}", f"use one of: {', '.join(ACTIONS)}")
-            label: int | None = None
-            if action == "relabel":
-                if new_label is None:
-                    raise UserError(f"relabelling sample {sample_id} needs a class", "name the new class")
-                label = self.resolve_class(new_label)
+            sample_id, label = self._resolve_decision(sample_ref, action, new_label, in_batch=True)
             chosen[sample_id] = (action, label)
         if not chosen:
             return []

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import DiskFullError, UserError
@@ -40,17 +42,11 @@ class Project(Runs, Scores, SchemaMigrations):
         root.mkdir(parents=True, exist_ok=True)
         conn = connect(root / DB_NAME)
         project = cls(root, conn)
-        try:
+        with _closed_on_failure(conn, root):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             project._apply_migrations(0)
             project.set_meta("created", time.time())
-        except sqlite3.Error as exc:
-            conn.close()
-            raise database_error(exc, root) from exc
-        except BaseException:
-            conn.close()
-            raise
         return project
 
     @classmethod
@@ -78,15 +74,22 @@ class Project(Runs, Scores, SchemaMigrations):
         project = cls(root, conn, read_only=read_only)
         if write_refusal is not None:
             project.write_refusal = write_refusal
-        try:
+        with _closed_on_failure(conn, root):
             project._migrate()
-        except sqlite3.Error as exc:
-            conn.close()
-            raise database_error(exc, root) from exc
-        except BaseException:
-            conn.close()
-            raise
         return project
+
+
+@contextmanager
+def _closed_on_failure(conn: sqlite3.Connection, root: Path) -> Iterator[None]:
+    """Close ``conn`` when the block fails (a project half made or not one); a database error says what happened."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        conn.close()
+        raise database_error(exc, root) from exc
+    except BaseException:
+        conn.close()
+        raise
 
 
 def is_project(path: Path | str) -> bool:
