@@ -22,7 +22,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.run_labels import labels_for_grading
-from engine.store import UNKNOWN_TRUTH, Project, RunInfo, SampleTable
+from engine.store import UNKNOWN_TRUTH, Project, RunInfo, SampleTable, evidence_source
 
 
 def truly_mislabeled(table: SampleTable, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -134,8 +134,6 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
         metrics["true_noise_rate"] = float(noisy[known].mean())
         metrics["flagged_rate"] = float(saved["flagged"][known].mean())
         detectors[name] = metrics
-    from engine.imported import evidence_source
-
     return {
         "run_id": run.id,
         "evidence_source": evidence_source(run),  # trained here, or imported from a file (with its sha256)

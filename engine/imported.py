@@ -22,8 +22,8 @@ Nothing is half-imported: :func:`validate` reads and checks every row of every f
 before anything is written; a run that fails while writing (a full disk) is removed again.
 
 The run goes stale like any audit once the labels or decisions change (``Project.stale_reason``), and
-also once the imported file changes: :func:`source_changed_reason` re-hashes it when it still exists
-and its size or modification time moved.
+also once the imported file changes: :func:`engine.store.label_state.source_changed_reason` re-hashes it when
+it still exists and its size or modification time moved.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +50,8 @@ from engine.imported_files import (
 )
 from engine.jobs import CancelToken, JobContext, run_job
 from engine.store import Project, RunInfo
+from engine.store.label_state import IMPORTED_SOURCE
 
-IMPORTED_SOURCE = "imported"
 IMPORTED_IDS_FILE = "imported_ids.npy"  # the samples the file had a row for
 SUM_TOLERANCE = 1e-3  # as confident_learning.validate_pred_probs: float32 softmax rows sum to 1 within ~1e-6
 DETECTOR = "cl"
@@ -393,43 +392,6 @@ def _discard_run(project: Project, run: RunInfo) -> None:
     with project.transaction() as conn:
         conn.execute("DELETE FROM scores WHERE run_id = ?", (run.id,))
         conn.execute("DELETE FROM runs WHERE id = ?", (run.id,))
-
-
-# ------------------------------------------------------------------ provenance and staleness
-def evidence_source(run: RunInfo) -> dict[str, Any]:
-    """Where a run's out-of-sample probabilities came from: ``{"source": "imported", "file", "sha256", ...}`` for an
-    import, ``{"source": "trained"}`` for a run that trained its own models."""
-    evidence = run.spec.get("evidence")
-    record = evidence.get("oof_probs") if isinstance(evidence, dict) else None
-    return dict(record) if isinstance(record, dict) else {"source": "trained"}
-
-
-def source_changed_reason(run: RunInfo) -> str | None:
-    """Why an imported run no longer describes its file (it changed since), or None (unchanged, not an import, or
-    the file is gone: the run keeps its own copy). Re-hashes only when the size or modification time moved."""
-    record = evidence_source(run)
-    if record.get("source") != IMPORTED_SOURCE or not record.get("file") or not record.get("sha256"):
-        return None
-    path = Path(str(record["file"]))
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    if stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns"):
-        return None
-    try:
-        digest = _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns)
-    except OSError:
-        return None
-    if digest == record["sha256"]:
-        return None
-    return (f"{path} changed since it was imported into this run (its sha256 differs): the run's scores describe "
-            "the predictions as they were; import the file again")
-
-
-@lru_cache(maxsize=64)
-def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(Path(path))  # keyed by size and time: a changed file is hashed again
 
 
 def stored_embeddings(project: Project, name: str) -> tuple[Path, Path]:

@@ -13,6 +13,9 @@ The run folder keeps (sample-id order, ``np.save``):
 Their sha256 go into the run's summary under ``labels_used`` (see :func:`record_run_labels`),
 so a file changed afterwards is noticed. A run made by an older version has neither file:
 readers fall back to the project's observed labels and say so (:func:`labels_for_grading`).
+
+Below the store: the store's staleness rule reads these files (:func:`checked_run_labels`), so this
+module imports no part of it (its ``Project`` and ``RunInfo`` are for type checking only).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.atomic_files import atomic_write_bytes
 from engine.errors import UserError
-from engine.store import atomic_write_bytes
 
 if TYPE_CHECKING:
     from engine.store import Project, RunInfo
@@ -122,10 +125,16 @@ def read_run_labels(folder: Path, summary: dict[str, Any] | None = None) -> RunL
 
 def run_labels(project: Project, run: RunInfo) -> RunLabels | None:
     """The labels ``run`` used, checked against its summary and the project's size; None for an older run."""
+    return checked_run_labels(run, project.num_samples)
+
+
+def checked_run_labels(run: RunInfo, num_samples: int) -> RunLabels | None:
+    """The labels ``run`` used, checked against its summary and ``num_samples`` (the project's); None for an
+    older run. The store's staleness rule (:mod:`engine.store.label_state`) reads them with this."""
     used = read_run_labels(run.folder, run.summary)
-    if used is not None and len(used.labels) != project.num_samples:
+    if used is not None and len(used.labels) != num_samples:
         raise UserError(f"run {run.id} recorded labels for {len(used.labels)} samples; the project has "
-                        f"{project.num_samples}", "run a new audit")
+                        f"{num_samples}", "run a new audit")
     return used
 
 
@@ -144,25 +153,6 @@ def labels_for_grading(project: Project, run: RunInfo, observed: np.ndarray | No
     return GradingLabels(np.asarray(labels, dtype=np.int64), False,
                          f"the project's observed labels: run {run.id} recorded no labels (made by an older "
                          "version), so decisions it trained on are not known")
-
-
-def decisions_stale_reason(project: Project, run: RunInfo) -> str | None:
-    """Why ``run`` no longer describes the labels after the decisions changed, or None when it still does.
-
-    A run that recorded its labels is stale when they differ from the project's effective
-    labels (observed labels with the decisions applied; removals included); one that did not
-    (an older version, or a run kind that records none) is stale whenever the decisions changed.
-    """
-    used = run_labels(project, run) if run.kind == "audit" else None
-    if used is None:
-        return (f"decisions changed since this {run.kind} run: its model was trained on the decisions made "
-                "before it")
-    labels, keep = project.labels_with_decisions()
-    changed = int(((used.labels != labels) | (used.removed != ~keep)).sum())
-    if not changed:
-        return None
-    return (f"decisions changed since this {run.kind} run: {changed} samples are relabeled or removed differently "
-            "from the labels it trained on, so its scores describe the labels before those decisions")
 
 
 def audited_mask(project: Project, run: RunInfo) -> np.ndarray:

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import store
 from engine.cli import main
 from engine.errors import UserError
-from engine.store import DB_NAME, SCHEMA_VERSION, Decision, Project
+from engine.store import DB_NAME, SCHEMA_VERSION, Decision, Project, schema
 
 CLASSES = ["cat", "dog", "bird"]
 
@@ -69,9 +68,10 @@ def test_a_bad_entry_writes_nothing(tmp_path: Path) -> None:
 
 def test_a_version_1_project_gains_the_batch_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patch:
-        patch.setattr(store, "SCHEMA_VERSION", 1)  # a project as version 1 made it
+        patch.setattr(schema, "SCHEMA_VERSION", 1)  # a project as version 1 made it
         make_project(tmp_path / "p").close()
     conn = sqlite3.connect(tmp_path / "p" / DB_NAME)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     conn.execute("INSERT INTO decision_history(id, sample_id, action, created) VALUES (1, 0, 'keep', 0)")
     conn.execute("INSERT INTO decisions(sample_id, action, history_id) VALUES (0, 'keep', 1)")
     conn.commit()

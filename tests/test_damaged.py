@@ -122,7 +122,7 @@ def test_a_read_only_project_is_viewable_and_refuses_writes(
         with pytest.raises(ReadOnlyError, match="this project is read-only"):
             project.decide(1, "keep")
     # A folder this user may not write (root ignores file modes, so pretend): opened read-only by itself.
-    monkeypatch.setattr("engine.store._may_write", lambda root, db_path: False)
+    monkeypatch.setattr("engine.store.project.may_write", lambda root, db_path: False)
     code, said = cli(capsys, "status", str(root))
     assert code == 0, said
     code, said = cli(capsys, "export", str(root), "--out", str(tmp_path / "out.csv"))

@@ -224,9 +224,10 @@ def test_each_decision_records_how_it_was_made_and_undo_restores_it(tmp_path: Pa
 def _version_2_project(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project as schema version 2 wrote it (no provenance), with history written as that version did."""
     with monkeypatch.context() as patch:
-        patch.setattr(store, "SCHEMA_VERSION", 2)
+        patch.setattr(store.schema, "SCHEMA_VERSION", 2)
         make_project(root)
     conn = sqlite3.connect(root / store.DB_NAME)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     history = [  # (id, sample, action, new_label, prev_action, prev_label, state, batch)
         (1, 0, "keep", None, None, None, "active", None),  # a person keeps sample 0
         (2, 0, "remove", None, "keep", None, "active", 1),  # a bulk remove over it

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import RecordingSink
 
+import engine.store.opening
 from engine.cli import main
 from engine.data.cache import ensure_cache
 from engine.data.importing import import_folder
@@ -106,8 +107,8 @@ def test_decide_undo_redo_on_a_full_disk_say_so(
     with Project.open(root) as project:
         project.decide(1, "keep")
         project.undo()  # something to redo
-    real_connect = __import__("engine.store", fromlist=["_connect"])._connect
-    monkeypatch.setattr("engine.store._connect", lambda *a, **k: FullDiskConnection(real_connect(*a, **k)))
+    real_connect = engine.store.opening.connect
+    monkeypatch.setattr("engine.store.opening.connect", lambda *a, **k: FullDiskConnection(real_connect(*a, **k)))
     code = main([command[0], str(root), *command[1:]])
     said = capsys.readouterr().err
     assert code == 1, said

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import engine.store
+import engine.store.runs
 from engine.audit import run_detectors
 from engine.cli import main
 from engine.commands.common import check_resumed_model
@@ -230,7 +230,7 @@ def test_resume_never_imports_a_model_named_in_the_project(tmp_path: Path,
 def test_new_run_makes_the_row_before_spec_json_and_cleans_up_on_failure(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_project(tmp_path / "p")
-    real_write = engine.store.atomic_write_bytes
+    real_write = engine.store.runs.atomic_write_bytes
     rows_seen: list[int] = []
 
     def watching_write(path: Path, data: bytes) -> None:
@@ -239,7 +239,7 @@ def test_new_run_makes_the_row_before_spec_json_and_cleans_up_on_failure(
                 rows_seen.append(len(other.execute("SELECT id FROM runs")))
         real_write(path, data)
 
-    monkeypatch.setattr(engine.store, "atomic_write_bytes", watching_write)
+    monkeypatch.setattr(engine.store.runs, "atomic_write_bytes", watching_write)
     with Project.open(root) as project:
         run = project.new_run("audit", {})
         assert rows_seen == [1] and (run.folder / "spec.json").is_file()
@@ -247,7 +247,7 @@ def test_new_run_makes_the_row_before_spec_json_and_cleans_up_on_failure(
         def failing_write(path: Path, data: bytes) -> None:
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(engine.store, "atomic_write_bytes", failing_write)
+        monkeypatch.setattr(engine.store.runs, "atomic_write_bytes", failing_write)
         with pytest.raises(OSError):
             project.new_run("audit", {})
         assert [r.id for r in project.runs()] == [run.id]

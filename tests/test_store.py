@@ -99,3 +99,22 @@ def test_relabeling_to_the_label_it_already_has_is_a_keep(tmp_path: Path) -> Non
         decision = project.decide("dog/1.png", "relabel", "dog")
         assert (decision.action, decision.new_label) == ("keep", None)
         assert project.decisions()[1].action == "keep"
+
+
+def test_the_store_imports_nothing_that_imports_it() -> None:
+    """The store sits below everything that reads run folders: no engine module it reaches (imports inside
+    functions included) imports the store back, so it needs no late imports to load."""
+    from test_house import _imported_modules, _module_name, _sources
+
+    paths = {_module_name(path): path for path in _sources("engine")}
+    graph = {name: _imported_modules(path, set(paths)) for name, path in paths.items()}
+    store = {name for name in graph if name == "engine.store" or name.startswith("engine.store.")}
+    reached: set[str] = set()
+    waiting = [module for part in store for module in graph[part]]
+    while waiting:
+        module = waiting.pop()
+        if module not in reached and module not in store:
+            reached.add(module)
+            waiting.extend(graph[module])
+    # Importing any part of the store runs engine/store/__init__.py, which loads every part.
+    assert sorted(module for module in reached if graph[module] & store) == []

@@ -209,10 +209,10 @@ def test_a_damaged_project_is_told_not_silent(window: MainWindow, image_project:
 
 def test_a_read_only_project_opens_for_viewing(qtbot: QtBot, window: MainWindow, image_project: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.store
+    import engine.store.project
 
     # The tests run as root, who may write anything: stand in for a read-only disk.
-    monkeypatch.setattr(engine.store, "_may_write", lambda root, db_path: False)
+    monkeypatch.setattr(engine.store.project, "may_write", lambda root, db_path: False)
     assert window.open_project(image_project)
     session, page = window.session, window.page
     assert session is not None and page is not None and session.read_only
