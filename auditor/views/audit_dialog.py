@@ -117,6 +117,33 @@ class AuditDialog(QDialog):
         super().__init__(parent)
         options = options or TrainOptions()
         self.setWindowTitle("Retrain on the cleaned data" if retrain else "Audit the labels")
+        self._make_fields(options)
+        form = self._training_form(retrain)
+        self.detector_boxes: dict[str, QCheckBox] = {}
+        self.all_detectors = QCheckBox("all — every detector below (one K-fold audit plus one training run)")
+        if not retrain:
+            self._add_detector_choices(form, options)
+        intro = QLabel(
+            "Trains on every sample once it is held out of one fold, then scores every sample."
+            if not retrain else "Trains on your data with every decision applied: removed samples are left out, "
+            "relabelled ones use their new label. Accuracy is measured on the held-out split."
+        )
+        intro.setWordWrap(True)
+        intro.setObjectName("muted")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Retrain" if retrain else "Start audit")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(18, 16, 18, 14)
+        layout.setSpacing(12)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        self.setMinimumWidth(420 if retrain else 680)  # the detectors' titles read in full
+
+    def _make_fields(self, options: TrainOptions) -> None:
+        """The training fields, set from ``options``, with the ranges the CLI checks (engine.options)."""
         self.model = QComboBox()
         self.model.addItems(MODELS)
         self.model.setCurrentText(options.model)
@@ -137,7 +164,6 @@ class AuditDialog(QDialog):
         self.device.setCurrentText(options.device)
         self.seed = option_spin_box("--seed")
         self.seed.setValue(options.seed)
-        self.detector_boxes: dict[str, QCheckBox] = {}
         self.pretrained = QCheckBox("Start from pretrained (ImageNet) weights")
         self.pretrained.setChecked(options.pretrained)
         self.weights_state = QLabel()
@@ -146,6 +172,7 @@ class AuditDialog(QDialog):
         self.model.currentTextChanged.connect(self._show_weights_state)
         self._show_weights_state(self.model.currentText())
 
+    def _training_form(self, retrain: bool) -> QFormLayout:
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.setHorizontalSpacing(14)
@@ -162,41 +189,24 @@ class AuditDialog(QDialog):
         form.addRow("Image size", self.image_size)
         form.addRow("Device", self.device)
         form.addRow("Seed", self.seed)
-        self.all_detectors = QCheckBox("all — every detector below (one K-fold audit plus one training run)")
-        if not retrain:
-            titles = known_detectors()
-            form.addRow("Detectors", self.all_detectors)
-            for group in detector_groups():
-                heading = QLabel(f"<b>{group.title}</b> — {group.cost}")
-                form.addRow("", heading)
-                for name in group.names:
-                    box = QCheckBox(f"{name} — {titles.get(name, name)}")
-                    box.setChecked(name in options.detectors or "all" in options.detectors)
-                    box.toggled.connect(self._sync_all)
-                    form.addRow("", box)
-                    self.detector_boxes[name] = box
-            self.all_detectors.setChecked(bool(self.detector_boxes)
-                                          and all(box.isChecked() for box in self.detector_boxes.values()))
-            self.all_detectors.clicked.connect(self._choose_all)
+        return form
 
-        intro = QLabel(
-            "Trains on every sample once it is held out of one fold, then scores every sample."
-            if not retrain else "Trains on your data with every decision applied: removed samples are left out, "
-            "relabelled ones use their new label. Accuracy is measured on the held-out split."
-        )
-        intro.setWordWrap(True)
-        intro.setObjectName("muted")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Retrain" if retrain else "Start audit")
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(18, 16, 18, 14)
-        layout.setSpacing(12)
-        layout.addWidget(intro)
-        layout.addLayout(form)
-        layout.addWidget(buttons)
-        self.setMinimumWidth(420 if retrain else 680)  # the detectors' titles read in full
+    def _add_detector_choices(self, form: QFormLayout, options: TrainOptions) -> None:
+        """One box per registered detector, grouped by the evidence it needs, and "all"."""
+        titles = known_detectors()
+        form.addRow("Detectors", self.all_detectors)
+        for group in detector_groups():
+            heading = QLabel(f"<b>{group.title}</b> — {group.cost}")
+            form.addRow("", heading)
+            for name in group.names:
+                box = QCheckBox(f"{name} — {titles.get(name, name)}")
+                box.setChecked(name in options.detectors or "all" in options.detectors)
+                box.toggled.connect(self._sync_all)
+                form.addRow("", box)
+                self.detector_boxes[name] = box
+        self.all_detectors.setChecked(bool(self.detector_boxes)
+                                      and all(box.isChecked() for box in self.detector_boxes.values()))
+        self.all_detectors.clicked.connect(self._choose_all)
 
     def _show_weights_state(self, model: str) -> None:
         state = pretrained_weights_state(model)
