@@ -74,7 +74,7 @@ def test_audit_review_retrain_export(qtbot: QtBot, window: MainWindow, demo_proj
 
     on_disk = committed_decisions(demo_project)
     assert on_disk == {first: expected_first, second: ("relabel", target), third: ("remove", None)}
-    assert review.counter.text().startswith("Reviewed 3 /")
+    assert review.queue.counter.text().startswith("Reviewed 3 /")
 
     # Redo brings the keep back; undo again so the export below sees three decisions.
     qtbot.keyClick(review, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
