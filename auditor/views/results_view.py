@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from auditor.run_notes import run_note
 from auditor.session import ProjectSession
 from auditor.views.compare_view import ComparePlot, CompareTable
 from engine.stats import NO_MEASURABLE_CHANGE, difference_from_dict, points
@@ -400,7 +401,7 @@ class ResultsView(QWidget):
             if "error" in summary:
                 text = str(summary["error"])
             elif run.status == "interrupted":
-                text = self.session.run_note(run)  # why, and the command that resumes it (helper "app")
+                text = run_note(self.session.project, run)  # why, and the command that resumes it (helper "app")
             elif "reason" in summary:
                 text = str(summary["reason"])
             else:

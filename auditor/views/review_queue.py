@@ -12,8 +12,9 @@ import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
+from auditor.review_order import AGREEMENT, BY_PAIR
 from auditor.sample_model import SampleListModel
-from auditor.session import AGREEMENT, BY_PAIR, ProjectSession
+from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.sample_grid import SampleGrid
 from engine.words import plural

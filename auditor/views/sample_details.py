@@ -8,7 +8,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from auditor.session import AuditScores, ProjectSession
+from auditor.audit_scores import AuditScores
+from auditor.session import ProjectSession
 from auditor.style import ACTION_TEXT
 from auditor.views.dynamics_plot import DynamicsPlot
 

@@ -20,7 +20,8 @@ from PySide6.QtGui import QMouseEvent, QPolygonF
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
-from auditor.session import BY_PAIR, ProjectSession
+from auditor.review_order import BY_PAIR
+from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.data_map import CATEGORY_INDEX, DataMapView, load_data_map
 from auditor.views.review_view import ReviewView

@@ -110,7 +110,7 @@ def test_retrain_from_the_menu_starts_the_chosen_method(qtbot: QtBot, window: ob
     assert isinstance(window, MainWindow)
     assert window.open_project(image_project)
     started: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(window, "_start_job",  # type: ignore[attr-defined]
+    monkeypatch.setattr(window.launcher, "start",  # type: ignore[attr-defined]
                         lambda command, options: started.append((command, options)))
 
     def choose_sln() -> None:
@@ -156,7 +156,7 @@ def test_compare_two_methods_from_the_app_on_the_real_engine(qtbot: QtBot, windo
 
     assert isinstance(window, MainWindow)
     assert window.open_project(image_project)
-    window.train_options = TrainOptions(epochs=1, image_size=16, device="cpu")
+    window.launcher.train_options = TrainOptions(epochs=1, image_size=16, device="cpu")
     assert window.page is not None and window.page.results.compare_table.isHidden()
 
     problems: list[str] = []

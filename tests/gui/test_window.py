@@ -17,7 +17,7 @@ from auditor.views.csv_dialog import CsvDialog
 
 def test_open_image_folder_runs_engine_init(qtbot: QtBot, window: MainWindow, image_folder: Path) -> None:
     with qtbot.waitSignal(window.project_opened, timeout=60_000) as blocker:
-        window.create_project("shapes", ["--images", str(image_folder)])
+        window.maker.create_project("shapes", ["--images", str(image_folder)])
     root = Path(blocker.args[0])
     assert root.parent == (settings.data_dir() / "projects").resolve()
     assert window.session is not None and window.session.class_names == ["circle", "cross", "stripes"]
@@ -42,14 +42,14 @@ def test_open_csv_with_the_column_dialog(qtbot: QtBot, window: MainWindow, image
     args = dialog.init_args()
     assert args[args.index("--label-column") + 1] == "annotator_label" and "--truth-column" not in args
     with qtbot.waitSignal(window.project_opened, timeout=60_000):
-        window.create_project("labels", args)
+        window.maker.create_project("labels", args)
     assert window.session is not None and window.session.num_samples == 36
 
 
 def test_a_bad_dataset_is_reported_and_the_app_stays_up(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    process = window.create_project("empty", ["--images", str(empty)])
+    process = window.maker.create_project("empty", ["--images", str(empty)])
     with qtbot.waitSignal(process.finished, timeout=60_000) as blocker:
         pass
     assert blocker.args == ["error"]
