@@ -120,3 +120,18 @@ def test_export_from_the_menu_and_the_button(qtbot: QtBot, window: MainWindow, i
     assert sum(1 for _ in cleaned.rglob("*.png")) == 23  # one removed
     assert (tmp_path / f"{window.session.name}-cleaned.csv").is_file()
     assert str(cleaned) in window.page.results.export_status.text()
+
+
+def test_the_edit_menu_offers_redo_right_after_an_undo(window: MainWindow, image_project: Path) -> None:
+    # The session's own undo history is brought up to date before the menus are told (issue 20: it used to be
+    # updated after, so Redo stayed greyed out after Undo, and Undo after Redo).
+    assert window.open_project(image_project)
+    assert window.page is not None and window.session is not None
+    review = window.page.review
+    review.open_sample(int(window.session.review_queue()[0]))
+    review.keep_current()
+    assert window.undo_action.isEnabled() and not window.redo_action.isEnabled()
+    window.undo_action.trigger()
+    assert window.redo_action.isEnabled() and not window.undo_action.isEnabled()
+    window.redo_action.trigger()
+    assert window.undo_action.isEnabled() and not window.redo_action.isEnabled()
