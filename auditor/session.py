@@ -1,9 +1,13 @@
 """The open project as an evented model (napari's pattern): views take it and subscribe.
 
-Decisions go straight to the store (one committed transaction each) and are
-mirrored in memory so views never query per paint. The audit state (scores of
-the latest audit run, the threshold, the class-pair filter) lives here too, so
-the histogram, the noise matrix and the review queue all agree.
+The session composes the pieces that each keep one part of the project's state and tells the
+views when any of them moves:
+- :mod:`auditor.decision_ledger`: the decisions, mirrored in memory, and the undo history this app
+  may act on (one committed transaction per decision);
+- :mod:`auditor.audit_scores`: the latest audit run's scores;
+- :mod:`auditor.review_order`: which samples the review offers and in what order, from the filters
+  held here (threshold, class pair, chosen samples, order), so the histogram, the noise matrix
+  and the review queue all agree.
 
 The CLI may change the project while it is open (inject noise, decide, audit):
 :meth:`ProjectSession.reload_if_changed` notices that cheaply (SQLite's
@@ -15,107 +19,21 @@ decisions made in this session, never on one made elsewhere.
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from auditor import review_order
+from auditor.audit_scores import AuditScores, load_audit
+from auditor.decision_ledger import DecisionLedger, MadeElsewhere
 from engine.bulk import latest_scored_audit
-from engine.detectors import review_detector
 from engine.errors import DamagedProjectError, UserError, user_error_from_exception
 from engine.store import Decision, Project, RunInfo
 
-AGREEMENT = "agreement"  # a review order: samples most detectors flag first
-BY_PAIR = "class pair"  # a review order: grouped by (given, suggested) pair, the commonest pair first
 WATCH_INTERVAL_MS = 1000  # how often an open project is checked for changes made elsewhere
 STALE_SUGGESTIONS = "these suggestions were computed on labels that have since changed: run a new audit"
-UNDO_ELSEWHERE = "the last decision was made elsewhere (CLI); undo it there"
-REDO_ELSEWHERE = "the last undo was made elsewhere (CLI); redo it there"
-
-
-@dataclass
-class AuditScores:
-    """The scores of one audit run, every array (N,) and indexed by sample id."""
-
-    run: RunInfo
-    detector: str  # the one that ranks the review queue
-    score: np.ndarray
-    suggested: np.ndarray  # -1 where no suggestion
-    flagged: np.ndarray  # the engine's own flagged set
-    rank: np.ndarray
-    per_detector: dict[str, np.ndarray] = field(default_factory=dict)
-    per_detector_flagged: dict[str, np.ndarray] = field(default_factory=dict)  # each detector's own flagged set
-    noise_matrix: np.ndarray | None = None  # (K, K): estimated P(given i, true j) columns/rows as saved
-    confident_joint: np.ndarray | None = None  # (K, K) counts
-    audited: np.ndarray | None = None  # (N,) bool: the samples the detectors saw (held-out ones never are)
-
-    @property
-    def audited_count(self) -> int:
-        return int(self.audited.sum()) if self.audited is not None else len(self.score)
-
-    def agreement(self, sample_id: int) -> tuple[int, int]:
-        """(k, n): k of the audit's n detectors flagged the sample ("why this sample")."""
-        flags = [bool(flagged[sample_id]) for flagged in self.per_detector_flagged.values()]
-        return sum(flags), len(flags)
-
-    @property
-    def engine_threshold(self) -> float:
-        """Where the threshold line starts: as many samples score above it as the engine flagged.
-
-        The engine's flagged set need not be a score cut (confident learning flags by class-pair
-        counts), so the line is only a starting point; until it is moved the queue is that set.
-        """
-        count = int(self.flagged.sum())
-        if count == 0:
-            return float(self.score.max(initial=1.0))
-        return float(np.sort(self.score)[::-1][count - 1])
-
-
-def _load_array(folder: Path, name: str) -> np.ndarray | None:
-    path = folder / name
-    if not path.is_file():
-        return None
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-
-
-def load_audit(project: Project, run: RunInfo) -> AuditScores | None:
-    detectors = project.detectors(run.id)
-    if not detectors:
-        return None
-    primary = review_detector(detectors)  # the export's and the bulk action's default too
-    main = project.scores(run.id, primary)
-    per_detector = {primary: main["score"]}
-    per_detector_flagged = {primary: main["flagged"]}
-    for name in detectors:
-        if name != primary:
-            scores = project.scores(run.id, name)
-            per_detector[name] = scores["score"]
-            per_detector_flagged[name] = scores["flagged"]
-    return AuditScores(
-        run=run, detector=primary, score=main["score"], suggested=main["suggested"], flagged=main["flagged"],
-        rank=main["rank"], per_detector=per_detector, per_detector_flagged=per_detector_flagged,
-        noise_matrix=_load_array(run.folder, "noise_matrix.npy"),
-        confident_joint=_load_array(run.folder, "confident_joint.npy"),
-        audited=_audited_mask(project, run, len(main["score"])),
-    )
-
-
-def _audited_mask(project: Project, run: RunInfo, count: int) -> np.ndarray:
-    """(N,) bool: the ids the run recorded as audited, else (older runs) the training split."""
-    mask = np.zeros(count, dtype=bool)
-    ids = _load_array(run.folder, "audited_ids.npy")  # engine.audit.AUDITED_IDS_FILE (engine.audit is heavy)
-    if ids is not None and ids.ndim == 1 and np.issubdtype(ids.dtype, np.integer) \
-            and (len(ids) == 0 or (ids.min() >= 0 and ids.max() < count)):
-        mask[ids] = True
-        return mask
-    rows = project.execute("SELECT id FROM samples WHERE split = 'train'")
-    mask[[row[0] for row in rows if 0 <= row[0] < count]] = True
-    return mask
 
 
 class ProjectSession(QObject):
@@ -140,15 +58,8 @@ class ProjectSession(QObject):
         self._data_version = self._read_data_version()
         # Observed labels (the "given" label a reviewer sees), one array for every view.
         self.labels, self._overrides = self._read_samples()
-        self._decisions: dict[int, Decision] = project.decisions()
-        # Mirrors of the decisions that views can count in O(1)/numpy time on every key press.
-        self.decided = np.zeros(self.num_samples, dtype=bool)
-        self._action_counts: Counter[str] = Counter()
-        self._mirror_all()
-        # History rows (decision_history ids) this session wrote, and those it undid: undo and redo
-        # touch only these, so the app never takes back a decision made by the CLI.
-        self._made_here: set[int] = set()
-        self._undone_here: set[int] = set()
+        self.ledger = DecisionLedger(project, self.num_samples)
+        self.decided = self.ledger.decided  # (N,) bool, kept up to date in place
         self.history_refusal = ""  # why the last undo/redo did nothing though the project has history
         self._queue: np.ndarray | None = None
         self.audit: AuditScores | None = None
@@ -175,6 +86,30 @@ class ProjectSession(QObject):
             if error is None:  # not a disk or database failure we know: the data is not as we wrote it
                 error = DamagedProjectError(f"{type(exc).__name__}: {exc}")
             raise error from exc
+
+    @property
+    def root(self) -> Path:
+        return self.project.root
+
+    @property
+    def name(self) -> str:
+        return self.project.root.name
+
+    def close(self) -> None:
+        self._watch.stop()
+        self.project.close()
+
+    def class_name(self, index: int | None) -> str:
+        if index is None or index < 0:
+            return "—"
+        return self.class_names[index] if index < len(self.class_names) else str(index)
+
+    def resolve_class(self, text: str) -> int:
+        """The class a name (or a number) names, by the engine's one rule; -1 for none."""
+        try:
+            return self.project.resolve_class(text)
+        except UserError:
+            return -1
 
     # -------------------------------------------------------- read-only state
     @property
@@ -206,11 +141,6 @@ class ProjectSession(QObject):
         rows = self.project.execute("SELECT label, image_override FROM samples ORDER BY id")
         return np.array([row[0] for row in rows], dtype=np.int64), [row[1] for row in rows]
 
-    def _mirror_all(self) -> None:
-        self.decided[:] = False
-        self.decided[list(self._decisions)] = True
-        self._action_counts = Counter(decision.action for decision in self._decisions.values())
-
     def reload_if_changed(self) -> bool:
         """Bring labels, images, decisions and runs up to date if another program wrote the project.
 
@@ -234,10 +164,7 @@ class ProjectSession(QObject):
             self._queue = None
             self.samples_changed.emit()
             self.notice.emit("The project's labels or images were changed by another program; shown as they are now.")
-        decisions = self.project.decisions()
-        if decisions != self._decisions:
-            self._decisions = decisions
-            self._mirror_all()
+        if self.ledger.reload():
             self._queue = None
             self.decisions_reset.emit()
             self.undo_state_changed.emit()
@@ -245,6 +172,7 @@ class ProjectSession(QObject):
             self._update_stale()
             self.review_filter_changed.emit()
 
+    # ------------------------------------------------------------- staleness
     def _update_stale(self) -> None:
         reason = self._review_stale_reason(self.audit.run) if self.audit is not None else None
         if reason != self.audit_stale:
@@ -267,38 +195,6 @@ class ProjectSession(QObject):
         if run_id is None or (self.audit is not None and run_id == self.audit.run.id):
             return self.audit_stale
         return self.project.stale_reason(self.project.run(run_id))
-
-    def run_note(self, run: RunInfo) -> str:
-        """A line about a run for people: why it was interrupted and the command that resumes it."""
-        from engine.commands.status import run_status  # the CLI's own wording of the resume command
-
-        status = run_status(self.project, run)
-        resume = status["resume"]
-        reason = str(run.summary.get("reason") or run.summary.get("error") or "")
-        reason = reason[:1].upper() + reason[1:]
-        if resume:
-            return f"{reason + ' — ' if reason else ''}resume it with: {resume}"
-        if status.get("resume_refused"):  # as the CLI would answer a --resume
-            return f"{reason + ' — ' if reason else ''}it cannot be resumed: {status['resume_refused']}"
-        return reason
-
-    def skipped_files(self) -> list[tuple[str, str]]:
-        """(path, reason) of every file the import skipped (unreadable, not an image): not in the project."""
-        entries = self.project.meta("skipped", []) or []
-        return [(str(entry.get("path", "?")) + (f" (data row {entry['row']})" if "row" in entry else ""),
-                 str(entry.get("reason", ""))) for entry in entries if isinstance(entry, dict)]
-
-    @property
-    def root(self) -> Path:
-        return self.project.root
-
-    @property
-    def name(self) -> str:
-        return self.project.root.name
-
-    def close(self) -> None:
-        self._watch.stop()
-        self.project.close()
 
     # ------------------------------------------------------------- runs/audit
     def runs(self) -> list[RunInfo]:
@@ -333,12 +229,16 @@ class ProjectSession(QObject):
         self.runs_changed.emit()
         return False
 
+    # ---------------------------------------------------------- review filter
+    def _filter_moved(self) -> None:
+        self._queue = None
+        self.review_filter_changed.emit()
+
     def set_threshold(self, value: float | None) -> None:
         """A score cut for the flagged set; None goes back to the engine's own flagged set."""
         if value is None or self.threshold is None or abs(value - self.threshold) > 1e-12:
             self.threshold = None if value is None else float(value)
-            self._queue = None
-            self.review_filter_changed.emit()
+            self._filter_moved()
 
     @property
     def threshold_line(self) -> float | None:
@@ -351,62 +251,15 @@ class ProjectSession(QObject):
         if pair != self.pair_filter or self.id_filter is not None:
             self.pair_filter = pair
             self.id_filter = None  # a class pair replaces samples chosen on the data map
-            self._queue = None
-            self.review_filter_changed.emit()
+            self._filter_moved()
 
     def set_queue_order(self, order: str | None) -> None:
         """Review the samples one detector flagged, by its score; or, with AGREEMENT, every sample any
         detector flagged, those most detectors flag first."""
         if order != self.queue_order:
             self.queue_order = order
-            self._queue = None
-            self.review_filter_changed.emit()
+            self._filter_moved()
 
-    def flagged_mask(self) -> np.ndarray:
-        """The flagged set under the current threshold: (N,) bool."""
-        if self.audit is None:
-            return np.zeros(self.num_samples, dtype=bool)
-        if self.threshold is None:
-            return self.audit.flagged.copy()
-        flagged = self.audit.score >= self.threshold
-        return flagged & self.audit.audited if self.audit.audited is not None else flagged  # never a held-out one
-
-    def review_queue(self) -> np.ndarray:
-        """Sample ids to review, most suspect first: flagged, then narrowed by the class-pair filter."""
-        if self._queue is None:
-            self._queue = self._make_queue()
-        return self._queue
-
-    def _make_queue(self) -> np.ndarray:
-        if self.audit is None:
-            return np.zeros(0, dtype=np.int64)
-        if self.id_filter is not None:
-            return self._chosen_queue(self.id_filter)
-        mask = self.flagged_mask()
-        if self.pair_filter is not None:
-            given, suggested = self.pair_filter
-            # A cell of the noise matrix names a pair regardless of the threshold.
-            mask = (self.labels == given) & (self.audit.suggested == suggested)
-        order = self.queue_order
-        if order == AGREEMENT and self.audit.per_detector_flagged:
-            flags = np.array(list(self.audit.per_detector_flagged.values()))
-            if self.pair_filter is None:
-                mask = np.asarray(flags.any(axis=0))
-            ids = np.flatnonzero(mask)
-            agree = flags[:, ids].sum(axis=0)
-            return ids[np.lexsort((self.audit.rank[ids], -agree))]  # most agreeing first, then by rank
-        if order == BY_PAIR:
-            return self._queue_by_pair(np.flatnonzero(mask))
-        if order in self.audit.per_detector:
-            scores = self.audit.per_detector[order]
-            if self.pair_filter is None and order in self.audit.per_detector_flagged:
-                mask = self.audit.per_detector_flagged[order]
-            ids = np.flatnonzero(mask)
-            return ids[np.argsort(-scores[ids], kind="stable")]
-        ids = np.flatnonzero(mask)
-        return ids[np.argsort(self.audit.rank[ids], kind="stable")]
-
-    # ------------------------------- chosen samples and class pairs (the data map, helper "datamap")
     def set_id_filter(self, ids: np.ndarray | list[int] | None) -> None:
         """Review exactly these samples (chosen on the data map), most suspect first; None: the flagged set.
 
@@ -417,66 +270,40 @@ class ProjectSession(QObject):
             raise ValueError(f"sample ids must be in 0..{self.num_samples - 1}")
         self.id_filter = chosen
         self.pair_filter = None
-        self._queue = None
-        self.review_filter_changed.emit()
+        self._filter_moved()
 
-    def _chosen_queue(self, ids: np.ndarray) -> np.ndarray:
-        if self.audit is None:
-            return ids.copy()
-        return ids[np.argsort(self.audit.rank[ids], kind="stable")]
+    def flagged_mask(self) -> np.ndarray:
+        """The flagged set under the current threshold: (N,) bool."""
+        return review_order.flagged_mask(self.audit, self.threshold, self.num_samples)
+
+    def review_queue(self) -> np.ndarray:
+        """Sample ids to review, most suspect first: flagged, then narrowed by the class-pair filter."""
+        if self._queue is None:
+            self._queue = np.zeros(0, dtype=np.int64) if self.audit is None else review_order.review_queue(
+                self.audit, self.labels, self.flagged_mask(), class_count=len(self.class_names),
+                pair=self.pair_filter, order=self.queue_order, chosen=self.id_filter)
+        return self._queue
 
     def class_pairs(self) -> list[tuple[int, int, int]]:
-        """(given, suggested, count) of every pair the class-pair filter can show, the commonest first.
-
-        Counted as the filter selects: samples whose given label is ``given`` and whose suggestion
-        is another class ``suggested``, flagged or not (as a cell of the noise matrix).
-        """
-        if self.audit is None:
-            return []
-        k = max(len(self.class_names), 1)
-        suggested = self.audit.suggested
-        differs = (suggested >= 0) & (suggested != self.labels)
-        keys, counts = np.unique(self.labels[differs] * k + suggested[differs], return_counts=True)
-        order = np.lexsort((keys, -counts))
-        return [(int(keys[i] // k), int(keys[i] % k), int(counts[i])) for i in order]
-
-    def _queue_by_pair(self, ids: np.ndarray) -> np.ndarray:
-        """``ids`` grouped by (given, suggested) pair, the pair with most of them first, each pair by rank."""
-        assert self.audit is not None
-        k = max(len(self.class_names), 1) + 1  # suggestions of -1 (none) become their own group, last
-        keys = self.labels[ids] * k + (self.audit.suggested[ids] + 1)
-        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-        agrees = self.audit.suggested[ids] == self.labels[ids]  # no pair to review: after every real pair
-        return ids[np.lexsort((self.audit.rank[ids], keys, -counts[inverse], agrees))]
+        """(given, suggested, count) of every pair the class-pair filter can show, the commonest first."""
+        return [] if self.audit is None else review_order.class_pairs(self.audit, self.labels, len(self.class_names))
 
     # -------------------------------------------------------------- decisions
     def decision(self, sample_id: int) -> Decision | None:
-        return self._decisions.get(sample_id)
+        return self.ledger.get(sample_id)
 
     def decisions(self) -> dict[int, Decision]:
-        return dict(self._decisions)
+        return self.ledger.all()
 
     @property
     def reviewed_count(self) -> int:
-        return len(self._decisions)
+        return len(self.ledger)
 
     def action_counts(self) -> dict[str, int]:
-        return {action: self._action_counts.get(action, 0) for action in ("relabel", "remove", "keep")}
-
-    def _mirror(self, sample_id: int, state: Decision | None) -> None:
-        previous = self._decisions.pop(sample_id, None)
-        if previous is not None:
-            self._action_counts[previous.action] -= 1
-        if state is not None:
-            self._decisions[sample_id] = state
-            self._action_counts[state.action] += 1
-        self.decided[sample_id] = state is not None
+        return self.ledger.action_counts()
 
     def _refused(self, exc: UserError) -> None:
         self.write_failed.emit(exc.message, exc.hint)
-
-    def _latest_history_id(self) -> int:
-        return int(self.project.execute("SELECT COALESCE(MAX(id), 0) FROM decision_history")[0][0])
 
     def decide(self, sample_id: int, action: str, new_label: int | None = None) -> Decision | None:
         """Commit one decision (the store returns only once it is durable), then tell the views.
@@ -485,17 +312,28 @@ class ProjectSession(QObject):
         carries the engine's message, nothing in memory changes and the caller must not move on.
         """
         self.reload_if_changed()  # decide on what the project holds now, not on a stale copy
-        before = self._latest_history_id()
         try:
-            decision = self.project.decide(int(sample_id), action, new_label)
+            decision = self.ledger.decide(sample_id, action, new_label)
         except UserError as exc:
             self._refused(exc)
             return None
-        self._note_made_here(before)
-        self._mirror(decision.sample_id, decision)
         self.decision_changed.emit(decision.sample_id)
         self.undo_state_changed.emit()
         return decision
+
+    def decide_many(self, items: list[tuple[int, str, int | None]]) -> list[Decision]:
+        """Commit many decisions as one transaction and one undo step, then tell the views once.
+
+        [] when they could not be saved (see :meth:`decide`): then none of them was.
+        """
+        self.reload_if_changed()
+        try:
+            decisions = self.ledger.decide_many(items)
+        except UserError as exc:
+            self._refused(exc)
+            return []
+        self._announce(decisions)
+        return decisions
 
     def undo(self) -> Decision | None:
         """Undo this session's latest step (a bulk batch is one step); the latest decision's state after.
@@ -504,77 +342,33 @@ class ProjectSession(QObject):
         elsewhere (the CLI), nothing is undone and ``notice`` says to undo it there: undoing ours
         past it could bring back a state that the other decision replaced.
         """
-        if not self._may_change_history():
-            return None
-        latest = self._latest_active()
-        if latest is None:
-            return None
-        if latest not in self._made_here:
-            self.history_refusal = UNDO_ELSEWHERE[0].upper() + UNDO_ELSEWHERE[1:] + "."
-            self.notice.emit(self.history_refusal)
-            return None
-        undone_before = self._undone_ids()
-        try:
-            states = self._apply_history(self.project.undo_step())
-        except UserError as exc:
-            self._refused(exc)
-            return None
-        self._undone_here |= self._undone_ids() - undone_before
+        states = self._change_history(self.ledger.undo)
         return states[0] if states else None
 
     def redo(self) -> Decision | None:
         """Redo what this session undid (a bulk batch is one step); the latest decision's state after."""
-        if not self._may_change_history():
-            return None
-        oldest = self._oldest_undone()
-        if oldest is None:
-            return None
-        if oldest not in self._undone_here:
-            self.history_refusal = REDO_ELSEWHERE[0].upper() + REDO_ELSEWHERE[1:] + "."
-            self.notice.emit(self.history_refusal)
-            return None
-        try:
-            states = self._apply_history(self.project.redo_step())
-        except UserError as exc:
-            self._refused(exc)
-            return None
-        self._undone_here &= self._undone_ids()
+        states = self._change_history(self.ledger.redo)
         return states[-1] if states else None
 
-    def _may_change_history(self) -> bool:
-        """Fresh from the store, and writable; a read-only project says why not."""
+    def _change_history(self, step: Callable[[], list[Decision]]) -> list[Decision]:
+        """Undo or redo, fresh from the store; a read-only project, or a step made elsewhere, says why not."""
         self.reload_if_changed()
         self.history_refusal = ""
         if self.read_only:
             self.history_refusal = self.read_only_reason
             self.write_failed.emit(self.read_only_reason, "decisions cannot be changed in a project opened for viewing")
-            return False
-        return True
-
-    def _apply_history(self, states: list[Decision]) -> list[Decision]:
-        for state in states:
-            self._mirror(state.sample_id, None if state.action == "unreviewed" else state)
-        self._announce(states)
-        return states
-
-    # ------------------------------------------------------ bulk decisions (review helper)
-    def decide_many(self, items: list[tuple[int, str, int | None]]) -> list[Decision]:
-        """Commit many decisions as one transaction and one undo step, then tell the views once.
-
-        [] when they could not be saved (see :meth:`decide`): then none of them was.
-        """
-        self.reload_if_changed()
-        before = self._latest_history_id()
+            return []
         try:
-            decisions = self.project.decide_many(items)
+            states = step()
+        except MadeElsewhere as refusal:
+            self.history_refusal = str(refusal)
+            self.notice.emit(self.history_refusal)
+            return []
         except UserError as exc:
             self._refused(exc)
             return []
-        self._note_made_here(before)
-        for decision in decisions:
-            self._mirror(decision.sample_id, decision)
-        self._announce(decisions)
-        return decisions
+        self._announce(states)
+        return states
 
     def _announce(self, states: list[Decision]) -> None:
         # Many changes at once repaint every view once rather than once per sample.
@@ -585,39 +379,9 @@ class ProjectSession(QObject):
         if states:
             self.undo_state_changed.emit()
 
-    # --------------------------------------------- undo only what this app did
-    def _note_made_here(self, before: int) -> None:
-        # The history rows just written are this session's: the store commits before returning, so
-        # only a CLI writing in the same instant could slip a row in between.
-        self._made_here.update(row[0] for row in self.project.execute(
-            "SELECT id FROM decision_history WHERE id > ?", (before,)))
-        self._undone_here.clear()  # a new decision drops the redo stack
-
-    def _undone_ids(self) -> set[int]:
-        return {row[0] for row in self.project.execute("SELECT id FROM decision_history WHERE state = 'undone'")}
-
-    def _latest_active(self) -> int | None:
-        value = self.project.execute("SELECT MAX(id) FROM decision_history WHERE state = 'active'")[0][0]
-        return None if value is None else int(value)
-
-    def _oldest_undone(self) -> int | None:
-        value = self.project.execute("SELECT MIN(id) FROM decision_history WHERE state = 'undone'")[0][0]
-        return None if value is None else int(value)
-
     def can_undo(self) -> bool:
         """Whether Undo has a decision of this session's to take back."""
-        return not self.read_only and self._latest_active() in self._made_here
+        return not self.read_only and self.ledger.can_undo()
 
     def can_redo(self) -> bool:
-        return not self.read_only and self._oldest_undone() in self._undone_here
-
-    def class_name(self, index: int | None) -> str:
-        if index is None or index < 0:
-            return "—"
-        return self.class_names[index] if index < len(self.class_names) else str(index)
-
-    def resolve_class(self, text: str) -> int:
-        try:
-            return self.project.resolve_class(text)
-        except UserError:
-            return -1
+        return not self.read_only and self.ledger.can_redo()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
+from PySide6.QtWidgets import QMainWindow, QSplitter, QWidget
 
 ORGANIZATION = "LabelAuditor"
 APPLICATION = "Label Auditor"
@@ -53,3 +54,37 @@ def add_recent_project(path: Path | str) -> None:
 def last_project() -> str | None:
     value = app_settings().value("last_project", None)
     return str(value) if value else None
+
+
+def _named_splitters(window: QWidget) -> list[QSplitter]:
+    """The splitters whose sizes are remembered: those with an object name."""
+    return [splitter for splitter in window.findChildren(QSplitter) if splitter.objectName()]
+
+
+def save_window_layout(window: QMainWindow) -> None:
+    """The window's geometry and state, and every named splitter's sizes."""
+    store = app_settings()
+    store.setValue("window/geometry", window.saveGeometry())
+    store.setValue("window/state", window.saveState())
+    for splitter in _named_splitters(window):
+        store.setValue(f"splitters/{splitter.objectName()}", splitter.saveState())
+    store.sync()
+
+
+def restore_window_layout(window: QMainWindow) -> None:
+    store = app_settings()
+    geometry = store.value("window/geometry")
+    if isinstance(geometry, QByteArray):
+        window.restoreGeometry(geometry)
+    state = store.value("window/state")
+    if isinstance(state, QByteArray):
+        window.restoreState(state)
+
+
+def restore_splitters(window: QWidget) -> None:
+    """Each named splitter's remembered sizes (the views of a project just opened)."""
+    store = app_settings()
+    for splitter in _named_splitters(window):
+        state = store.value(f"splitters/{splitter.objectName()}")
+        if isinstance(state, QByteArray):
+            splitter.restoreState(state)

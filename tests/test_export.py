@@ -504,7 +504,7 @@ def test_the_export_carries_the_detector_the_review_ranks_by(csv_project: Projec
 
     project = csv_project
     run_id = scored_audit(project, {"cl": "dog", "ensemble": "cat", "aum": "@at"})
-    assert review_detector(project.detectors(run_id)) == "ensemble"  # the review's (auditor.session.load_audit)
+    assert review_detector(project.detectors(run_id)) == "ensemble"  # the review's (auditor.audit_scores.load_audit)
     report = export_csv(project, tmp_path / "out.csv")
     frame = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
     table = project.sample_table()

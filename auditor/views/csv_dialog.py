@@ -15,9 +15,10 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
+
+from auditor.style import column_layout, text_label
 
 NO_TRUTH = "(none)"
 CHOOSE = "(choose a column)"
@@ -79,21 +80,13 @@ class CsvDialog(QDialog):
         form.addRow("Label column", self.label_column)
         form.addRow("True label column", self.truth_column)
         form.addRow("Image root", root_row)
-        note = QLabel(f"{len(self.columns)} columns in {csv_path.name}. Paths are read relative to the image root; "
-                      "other columns are kept and exported unchanged.")
-        note.setWordWrap(True)
-        note.setObjectName("muted")
+        note = text_label(f"{len(self.columns)} columns in {csv_path.name}. Paths are read relative to the image "
+                          "root; other columns are kept and exported unchanged.")
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Create project")
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(18, 16, 18, 14)
-        layout.setSpacing(12)
-        layout.addWidget(note)
-        layout.addLayout(form)
-        layout.addWidget(self.problem)
-        layout.addWidget(self.buttons)
+        column_layout(self, [note, form, self.problem, self.buttons], margins=(18, 16, 18, 14), spacing=12)
         self.setMinimumWidth(480)
         for box in (self.path_column, self.label_column, self.truth_column):
             box.currentIndexChanged.connect(self.check)

@@ -27,10 +27,11 @@ import pyqtgraph as pg
 from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QShowEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QWidget
 
 import auditor.plotting  # noqa: F401 - plot settings
 from auditor.session import ProjectSession
+from auditor.style import column_layout, text_label
 from engine.words import plural
 
 AUDITED_IDS_FILE = "audited_ids.npy"  # engine.audit.AUDITED_IDS_FILE (engine.audit is not imported: it is heavy)
@@ -198,6 +199,50 @@ class DataMapView(QWidget):
         self._data_dirty = True  # a new audit: read the arrays again
         self._colours_dirty = True  # decisions or the flagged set moved: recolour
 
+        self._build_plot()
+        title = text_label("Data map — how confidently and how steadily each sample's label was learned",
+                           "sectionTitle")
+        self.selection_label = text_label(wrap=False)
+        self.review_button = QPushButton("Review selected")
+        self.review_button.setObjectName("primary")
+        self.review_button.clicked.connect(self.review_selected)
+        self.clear_button = QPushButton("Clear selection")
+        self.clear_button.clicked.connect(lambda: self.select(np.zeros(0, dtype=np.int64)))
+        header = QHBoxLayout()
+        header.addWidget(title, 1)
+        header.addWidget(self.selection_label)
+        header.addWidget(self.clear_button)
+        header.addWidget(self.review_button)
+        self.caption = text_label()
+        self.hint = text_label("Click a point to review it · drag to lasso samples (Shift+drag: a rectangle) · "
+                               "wheel: zoom · right-drag: stretch an axis · middle-drag: pan", "hint")
+        self.note = text_label(NO_MAP)
+        self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        column_layout(self, [header, (self.plot, 1), (self.note, 1), self.caption, self.hint],
+                      margins=(12, 12, 12, 12), spacing=8)
+
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(REDRAW_DELAY_MS)
+        self._redraw_timer.timeout.connect(self.draw)
+        self.view_box.sigRangeChanged.connect(lambda *_: self._redraw_timer.start())
+        self.view_box.sigResized.connect(lambda *_: self._redraw_timer.start())  # pixels per cell changed
+        # Changes are applied once the event loop is back, and only while the map is on screen: a click
+        # that sends samples to the review switches tabs first, so the map is not redrawn for nothing.
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self._refresh_if_shown)
+        # Clicks are taken from the scene: a scatter item accepts a click on its own points before the view box.
+        self.plot.scene().sigMouseClicked.connect(self._on_scene_click)
+        self.view_box.lasso_finished.connect(self.select_polygon)
+        session.audit_changed.connect(self._on_audit_changed)
+        for signal in (session.decision_changed, session.decisions_reset, session.review_filter_changed):
+            signal.connect(self._on_colours_changed)
+        self._update_selection_widgets()
+
+    def _build_plot(self) -> None:
+        """The scatter plot: one item per category of point, the selection's rings, the regions' names."""
         self.view_box = LassoViewBox()
         self.plot = pg.PlotWidget(viewBox=self.view_box)
         self.plot.setMinimumSize(320, 260)
@@ -227,61 +272,6 @@ class DataMapView(QWidget):
         for label in self.region_labels:
             label.setZValue(60)  # readable above the points and the selection
             item.addItem(label, ignoreBounds=True)
-
-        title = QLabel("Data map — how confidently and how steadily each sample's label was learned")
-        title.setObjectName("sectionTitle")
-        title.setWordWrap(True)
-        self.selection_label = QLabel()
-        self.selection_label.setObjectName("muted")
-        self.review_button = QPushButton("Review selected")
-        self.review_button.setObjectName("primary")
-        self.review_button.clicked.connect(self.review_selected)
-        self.clear_button = QPushButton("Clear selection")
-        self.clear_button.clicked.connect(lambda: self.select(np.zeros(0, dtype=np.int64)))
-        header = QHBoxLayout()
-        header.addWidget(title, 1)
-        header.addWidget(self.selection_label)
-        header.addWidget(self.clear_button)
-        header.addWidget(self.review_button)
-        self.caption = QLabel()
-        self.caption.setObjectName("muted")
-        self.caption.setWordWrap(True)
-        self.hint = QLabel("Click a point to review it · drag to lasso samples (Shift+drag: a rectangle) · "
-                           "wheel: zoom · right-drag: stretch an axis · middle-drag: pan")
-        self.hint.setObjectName("hint")
-        self.hint.setWordWrap(True)
-        self.note = QLabel(NO_MAP)
-        self.note.setObjectName("muted")
-        self.note.setWordWrap(True)
-        self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 12, 12, 12)
-        layout.setSpacing(8)
-        layout.addLayout(header)
-        layout.addWidget(self.plot, 1)
-        layout.addWidget(self.note, 1)
-        layout.addWidget(self.caption)
-        layout.addWidget(self.hint)
-
-        self._redraw_timer = QTimer(self)
-        self._redraw_timer.setSingleShot(True)
-        self._redraw_timer.setInterval(REDRAW_DELAY_MS)
-        self._redraw_timer.timeout.connect(self.draw)
-        self.view_box.sigRangeChanged.connect(lambda *_: self._redraw_timer.start())
-        self.view_box.sigResized.connect(lambda *_: self._redraw_timer.start())  # pixels per cell changed
-        # Changes are applied once the event loop is back, and only while the map is on screen: a click
-        # that sends samples to the review switches tabs first, so the map is not redrawn for nothing.
-        self._refresh_timer = QTimer(self)
-        self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.setInterval(0)
-        self._refresh_timer.timeout.connect(self._refresh_if_shown)
-        # Clicks are taken from the scene: a scatter item accepts a click on its own points before the view box.
-        self.plot.scene().sigMouseClicked.connect(self._on_scene_click)
-        self.view_box.lasso_finished.connect(self.select_polygon)
-        session.audit_changed.connect(self._on_audit_changed)
-        for signal in (session.decision_changed, session.decisions_reset, session.review_filter_changed):
-            signal.connect(self._on_colours_changed)
-        self._update_selection_widgets()
 
     # ----------------------------------------------------------------- state
     def _on_audit_changed(self) -> None:

@@ -6,6 +6,7 @@ from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QFrame, QScrollArea, QTabWidget, QWidget
 
+from auditor.engine_process import EngineProcess
 from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.audit_view import AuditView
@@ -17,6 +18,9 @@ from auditor.views.noisy_grid import NoisyGridView
 from auditor.views.prob_histograms import ProbHistogramsView
 from auditor.views.results_view import ResultsView
 from auditor.views.review_view import ReviewView
+
+TRAINING_COMMANDS = ("audit", "retrain", "crossval", "compare")  # their progress comes to the front
+NEW_AUDIT_COMMANDS = ("audit", "finetune-detector")  # a finished one makes a new audit the current one
 
 
 class PageScroll(QScrollArea):
@@ -116,6 +120,29 @@ class ProjectPage(QTabWidget):
         self.browse.sample_activated.connect(self._review_sample)
         self.review.reveal_requested.connect(self.show_review)  # an undo pressed anywhere shows what it undid
         self.currentChanged.connect(self._on_tab_changed)
+
+    # ------------------------------------------------------------------ jobs
+    def follow_job(self, command: str, process: EngineProcess) -> None:
+        """Show a job's progress; a training job brings its progress to the front."""
+        self.audit.follow(command, process)
+        if command in TRAINING_COMMANDS:
+            self.setCurrentWidget(self.audit)
+
+    def show_job_result(self, command: str, status: str) -> None:
+        """Where a finished job's result is: a new audit's suspects, a retrain's or a comparison's figures."""
+        if status != "ok":
+            return
+        if command in NEW_AUDIT_COMMANDS:
+            self.show_review()
+        elif command in ("retrain", "compare"):
+            self.setCurrentWidget(self.results)
+
+    def show_export(self, message: str) -> None:
+        self.results.show_export(message)
+        if self.currentWidget() is self.review:  # Ctrl+E mid-review: the keys stay there
+            self.show_review()
+        else:
+            self.setCurrentWidget(self.results)
 
     def show_review(self) -> None:
         self.setCurrentWidget(self.review)

@@ -21,7 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from auditor.run_notes import run_note
 from auditor.session import ProjectSession
+from auditor.style import column_layout, text_label
 from auditor.views.compare_view import ComparePlot, CompareTable
 from engine.stats import NO_MEASURABLE_CHANGE, difference_from_dict, points
 from engine.store import RunInfo
@@ -229,103 +231,40 @@ class ResultsView(QWidget):
     def __init__(self, session: ProjectSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
-        decisions_title = QLabel("Your decisions")
-        decisions_title.setObjectName("sectionTitle")
         self.decision_counts = QLabel()
-        self.retrain_button = QPushButton("Retrain…")
-        self.retrain_button.setToolTip('Retrain with your decisions applied, beside the original labels, over paired seeds')
-        self.retrain_button.setObjectName("primary")
-        self.retrain_button.clicked.connect(self.retrain_requested)
-        self.export_csv_button = QPushButton("Export CSV…")
-        self.export_csv_button.setToolTip('Export the corrected labels as a CSV')
-        self.export_csv_button.clicked.connect(self.export_csv_requested)
-        self.export_folder_button = QPushButton("Export folder…")
-        self.export_folder_button.setToolTip('Export the cleaned dataset as an image folder')
-        self.export_folder_button.clicked.connect(self.export_folder_requested)
-        actions = QHBoxLayout()
-        actions.setSpacing(8)
-        actions.addWidget(self.retrain_button)
-        actions.addWidget(self.export_csv_button)
-        actions.addWidget(self.export_folder_button)
-        actions.addStretch(1)
-
-        accuracy_title = QLabel("Held-out accuracy of one model trained on the whole training split")
-        accuracy_title.setObjectName("sectionTitle")
+        actions = self._build_actions()
+        self.export_status = text_label(selectable=True)
+        # The review teaches the detector (finetune-detector): enabled once there are enough reviews.
+        self.teach_button = QPushButton("Teach the detector")
+        self.teach_button.clicked.connect(lambda: self.job_requested.emit("finetune-detector", []))
+        self.teach_result = text_label(selectable=True)
+        teach_row = QHBoxLayout()  # its own row: the actions above still fit an 800-px screen
+        teach_row.addWidget(self.teach_button, 0, Qt.AlignmentFlag.AlignTop)
+        teach_row.addWidget(self.teach_result, 1)
         self.before = AccuracyCard("Before — original labels")
         self.after = AccuracyCard("After — cleaned labels")
         self.gain = AccuracyCard("Change")
         cards = QHBoxLayout()
         cards.setSpacing(12)
-        cards.addWidget(self.before)
-        cards.addWidget(self.after)
-        cards.addWidget(self.gain)
-        self.accuracy_note = QLabel()
-        self.accuracy_note.setObjectName("muted")
-        self.accuracy_note.setWordWrap(True)
-
-        runs_title = QLabel("Runs")
-        runs_title.setObjectName("sectionTitle")
-        self.runs_table = QTableWidget(0, 5)
-        self.runs_table.setHorizontalHeaderLabels(["Kind", "Status", "Started", "Run", "Summary"])
-        self.runs_table.verticalHeader().setVisible(False)
-        self.runs_table.setWordWrap(False)
-        self.runs_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.runs_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        header = self.runs_table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        for card in (self.before, self.after, self.gain):
+            cards.addWidget(card)
+        self.accuracy_note = text_label()
         # A `compare` job's table (auditor.views.compare_view), shown once one has finished this session.
-        self.compare_button = QPushButton("Compare methods…")
-        self.compare_button.clicked.connect(self.compare_requested)
-        actions.insertWidget(1, self.compare_button)
-        # The review teaches the detector (finetune-detector): enabled once there are enough reviews.
-        self.teach_button = QPushButton("Teach the detector")
-        self.teach_button.clicked.connect(lambda: self.job_requested.emit("finetune-detector", []))
-        self.teach_result = QLabel()
-        self.teach_result.setObjectName("muted")
-        self.teach_result.setWordWrap(True)
-        self.teach_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.clicked.connect(self._resume_selected)
-        self._row_runs: list[RunInfo] = []
-        self.runs_table.itemSelectionChanged.connect(self._update_resume)
-        self.compare_title = QLabel("Compared methods: held-out accuracy over paired seeds")
-        self.compare_title.setObjectName("sectionTitle")
+        self.compare_title = text_label("Compared methods: held-out accuracy over paired seeds", "sectionTitle",
+                                        wrap=False)
         self.compare_table = CompareTable()
         self.compare_plot = ComparePlot()
-        self.compare_title.hide()
-        self.compare_table.hide()
-        self.compare_plot.hide()
-        self.export_status = QLabel()
-        self.export_status.setObjectName("muted")
-        self.export_status.setWordWrap(True)
-        self.export_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(16, 14, 16, 14)
-        layout.setSpacing(10)
-        layout.addWidget(decisions_title)
-        layout.addWidget(self.decision_counts)
-        layout.addLayout(actions)
-        layout.addWidget(self.export_status)
-        teach_row = QHBoxLayout()  # its own row: the actions above still fit an 800-px screen
-        teach_row.addWidget(self.teach_button, 0, Qt.AlignmentFlag.AlignTop)
-        teach_row.addWidget(self.teach_result, 1)
-        layout.addLayout(teach_row)
-        layout.addSpacing(8)
-        layout.addWidget(accuracy_title)
-        layout.addLayout(cards)
-        layout.addWidget(self.accuracy_note)
-        layout.addWidget(self.compare_title)
-        layout.addWidget(self.compare_table)
-        layout.addWidget(self.compare_plot)
-        layout.addSpacing(8)
-        runs_header = QHBoxLayout()
-        runs_header.addWidget(runs_title)
-        runs_header.addStretch(1)
-        runs_header.addWidget(self.resume_button)
-        layout.addLayout(runs_header)
-        layout.addWidget(self.runs_table, 1)
+        for widget in (self.compare_title, self.compare_table, self.compare_plot):
+            widget.hide()
+        runs_header = self._build_runs()
+        column_layout(self, [
+            text_label("Your decisions", "sectionTitle", wrap=False), self.decision_counts, actions,
+            self.export_status, teach_row, 8,
+            text_label("Held-out accuracy of one model trained on the whole training split", "sectionTitle",
+                       wrap=False),
+            cards, self.accuracy_note, self.compare_title, self.compare_table, self.compare_plot, 8,
+            runs_header, (self.runs_table, 1),
+        ], margins=(16, 14, 16, 14), spacing=10)
 
         session.runs_changed.connect(self.refresh)
         session.decision_changed.connect(self._update_counts)
@@ -338,6 +277,48 @@ class ResultsView(QWidget):
         session.decision_changed.connect(self._teach_timer.start)
         session.decisions_reset.connect(self._teach_timer.start)
         self.refresh()
+
+    def _build_actions(self) -> QHBoxLayout:
+        """Retrain, compare and export: the buttons that start a job on the decisions."""
+        self.retrain_button = QPushButton("Retrain…")
+        self.retrain_button.setToolTip('Retrain with your decisions applied, beside the original labels, over paired seeds')
+        self.retrain_button.setObjectName("primary")
+        self.retrain_button.clicked.connect(self.retrain_requested)
+        self.compare_button = QPushButton("Compare methods…")
+        self.compare_button.clicked.connect(self.compare_requested)
+        self.export_csv_button = QPushButton("Export CSV…")
+        self.export_csv_button.setToolTip('Export the corrected labels as a CSV')
+        self.export_csv_button.clicked.connect(self.export_csv_requested)
+        self.export_folder_button = QPushButton("Export folder…")
+        self.export_folder_button.setToolTip('Export the cleaned dataset as an image folder')
+        self.export_folder_button.clicked.connect(self.export_folder_requested)
+        actions = QHBoxLayout()
+        actions.setSpacing(8)
+        for button in (self.retrain_button, self.compare_button, self.export_csv_button, self.export_folder_button):
+            actions.addWidget(button)
+        actions.addStretch(1)
+        return actions
+
+    def _build_runs(self) -> QHBoxLayout:
+        """Every run of the project in a table, and the button that resumes the selected (or latest) one."""
+        self.runs_table = QTableWidget(0, 5)
+        self.runs_table.setHorizontalHeaderLabels(["Kind", "Status", "Started", "Run", "Summary"])
+        self.runs_table.verticalHeader().setVisible(False)
+        self.runs_table.setWordWrap(False)
+        self.runs_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.runs_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        header = self.runs_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.clicked.connect(self._resume_selected)
+        self._row_runs: list[RunInfo] = []
+        self.runs_table.itemSelectionChanged.connect(self._update_resume)
+        runs_header = QHBoxLayout()
+        runs_header.addWidget(text_label("Runs", "sectionTitle", wrap=False))
+        runs_header.addStretch(1)
+        runs_header.addWidget(self.resume_button)
+        return runs_header
 
     def refresh(self) -> None:
         self._update_counts()
@@ -400,15 +381,15 @@ class ResultsView(QWidget):
             if "error" in summary:
                 text = str(summary["error"])
             elif run.status == "interrupted":
-                text = self.session.run_note(run)  # why, and the command that resumes it (helper "app")
+                text = run_note(self.session.project, run)  # why, and the command that resumes it (helper "app")
             elif "reason" in summary:
                 text = str(summary["reason"])
             else:
                 text = run_summary_line(run)
             cells = [run.kind, run.status, time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)), run.id,
                      text]
-            for column, value in enumerate(cells):
-                self.runs_table.setItem(row, column, QTableWidgetItem(value))
+            for cell, value in enumerate(cells):
+                self.runs_table.setItem(row, cell, QTableWidgetItem(value))
         if selected is not None:
             for row, run in enumerate(self._row_runs):
                 if run.id == selected.id:

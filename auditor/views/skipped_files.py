@@ -6,12 +6,20 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 from auditor.session import ProjectSession
+from engine.store import Project
 from engine.words import plural
+
+
+def skipped_files(project: Project) -> list[tuple[str, str]]:
+    """(path, reason) of every file the import skipped (unreadable, not an image): not in the project."""
+    entries = project.meta("skipped", []) or []
+    return [(str(entry.get("path", "?")) + (f" (data row {entry['row']})" if "row" in entry else ""),
+             str(entry.get("reason", ""))) for entry in entries if isinstance(entry, dict)]
 
 
 def skipped_summary(session: ProjectSession) -> str:
     """"3 of 15 files were skipped at import and are not in this project"; "" when none was."""
-    skipped = len(session.skipped_files())
+    skipped = len(skipped_files(session.project))
     if not skipped:
         return ""
     verb = "was" if skipped == 1 else "were"
@@ -21,7 +29,7 @@ def skipped_summary(session: ProjectSession) -> str:
 
 def skipped_details(session: ProjectSession) -> str:
     """One line per skipped file: its path and why."""
-    return "\n".join(f"{path}: {reason}" for path, reason in session.skipped_files())
+    return "\n".join(f"{path}: {reason}" for path, reason in skipped_files(session.project))
 
 
 class SkippedFilesNotice(QWidget):
@@ -46,7 +54,7 @@ class SkippedFilesNotice(QWidget):
         layout.addLayout(line)
         layout.addWidget(self.list)
         self.toggle.toggled.connect(self._show_list)
-        files = session.skipped_files()
+        files = skipped_files(session.project)
         for path, reason in files:
             item = QListWidgetItem(f"{path} — {reason}")
             item.setToolTip(f"{path}\n{reason}")

@@ -43,7 +43,7 @@ def test_audit_review_retrain_export(qtbot: QtBot, window: MainWindow, demo_proj
 
     # Audit through the real engine; live progress and curves reach the audit view.
     audit_view = window.page.audit  # type: ignore[union-attr]
-    assert run_job(qtbot, window, lambda: window.start_audit(TINY)) == "ok"
+    assert run_job(qtbot, window, lambda: window.launcher.start_audit(TINY)) == "ok"
     assert session.audit is not None and session.audit.detector == "cl"
     assert audit_view.job.progress_bar.maximum() > 0
     assert audit_view.job.curves.curve_count() >= 2  # loss and accuracy of each fold
@@ -74,7 +74,7 @@ def test_audit_review_retrain_export(qtbot: QtBot, window: MainWindow, demo_proj
 
     on_disk = committed_decisions(demo_project)
     assert on_disk == {first: expected_first, second: ("relabel", target), third: ("remove", None)}
-    assert review.counter.text().startswith("Reviewed 3 /")
+    assert review.queue.counter.text().startswith("Reviewed 3 /")
 
     # Redo brings the keep back; undo again so the export below sees three decisions.
     qtbot.keyClick(review, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
@@ -83,7 +83,7 @@ def test_audit_review_retrain_export(qtbot: QtBot, window: MainWindow, demo_proj
     assert fourth not in committed_decisions(demo_project)
 
     # Retrain with the decisions applied: before/after accuracy shown side by side.
-    assert run_job(qtbot, window, lambda: window.start_retrain(TINY)) == "ok"
+    assert run_job(qtbot, window, lambda: window.launcher.start_retrain(TINY)) == "ok"
     results = window.page.results
     assert window.page.currentWidget() is results
     assert results.before.value.text().endswith("%")
@@ -93,7 +93,7 @@ def test_audit_review_retrain_export(qtbot: QtBot, window: MainWindow, demo_proj
     # Export the corrected labels and the cleaned folder.
     out = tmp_path / "labels.csv"
     folder = tmp_path / "cleaned"
-    assert run_job(qtbot, window, lambda: window.export(out, folder=folder)) == "ok"
+    assert run_job(qtbot, window, lambda: window.exporter.export(out, folder=folder)) == "ok"
     table = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert len(table) == session.num_samples
     names = session.class_names
@@ -124,7 +124,7 @@ def test_killed_engine_is_reported_and_decisions_survive(qtbot: QtBot, window: M
     decided.append(review.current_sample())
     qtbot.keyClick(review, Qt.Key.Key_Return)
 
-    process = window.start_audit(TINY)
+    process = window.launcher.start_audit(TINY)
     assert process is not None
     qtbot.waitSignal(process.progress, timeout=JOB_TIMEOUT_MS).wait()
     # A decision made while the engine runs is committed too.
@@ -141,7 +141,7 @@ def test_killed_engine_is_reported_and_decisions_survive(qtbot: QtBot, window: M
     with Project.open(demo_project) as project:  # the dead run is recorded as interrupted, resumable
         dead = project.runs("audit")[-1]
         assert dead.status == "interrupted" and "before" in dead.summary["reason"]  # ended/died before it finished
-    banner = window.interrupted_banner
+    banner = window.frame.interrupted_banner
     assert banner is not None and banner.isVisibleTo(window)
     assert f"--resume {dead.id}" in banner.text()
     before = committed_decisions(demo_project)
@@ -155,7 +155,7 @@ def test_killed_engine_is_reported_and_decisions_survive(qtbot: QtBot, window: M
 
 def test_cancel_stops_the_audit_cleanly(qtbot: QtBot, window: MainWindow, demo_project: Path) -> None:
     assert window.open_project(demo_project)
-    process = window.start_audit(TrainOptions(epochs=50, folds=2, image_size=16, device="cpu"))
+    process = window.launcher.start_audit(TrainOptions(epochs=50, folds=2, image_size=16, device="cpu"))
     assert process is not None
     qtbot.waitSignal(process.metric, timeout=JOB_TIMEOUT_MS).wait()  # training is under way
     job = window.page.audit.job  # type: ignore[union-attr]
@@ -194,7 +194,7 @@ def test_an_audit_with_every_detector_from_the_dialog(qtbot: QtBot, window: Main
     dialog.dynamics_epochs.setValue(2)
     options = dialog.options()
     assert options.detectors == ["all"] and options.dynamics_epochs == 2
-    assert run_job(qtbot, window, lambda: window.start_audit(options)) == "ok"
+    assert run_job(qtbot, window, lambda: window.launcher.start_audit(options)) == "ok"
     session = window.session
     assert session is not None and session.audit is not None
     assert set(session.audit.per_detector) == set(DETECTORS)  # every detector's scores reached the app

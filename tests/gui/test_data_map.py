@@ -20,7 +20,8 @@ from PySide6.QtGui import QMouseEvent, QPolygonF
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
-from auditor.session import BY_PAIR, ProjectSession
+from auditor.review_order import BY_PAIR
+from auditor.session import ProjectSession
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.data_map import CATEGORY_INDEX, DataMapView, load_data_map
 from auditor.views.review_view import ReviewView
@@ -111,7 +112,7 @@ def test_click_on_a_point_reviews_that_sample(qtbot: QtBot, window: object, audi
     sample = int(data.ids[chosen])
     assert page.review.current_sample() == sample
     assert list(window.session.review_queue()) == [sample]  # type: ignore[attr-defined]
-    assert "chosen on the data map" in page.review.filter_label.text()
+    assert "chosen on the data map" in page.review.queue.filter_label.text()
     page.review.show_all_flagged()  # back to the flagged set
     assert window.session.id_filter is None  # type: ignore[attr-defined]
     assert set(window.session.review_queue()) == set(np.flatnonzero(window.session.flagged_mask()))  # type: ignore[attr-defined]
@@ -208,7 +209,7 @@ def test_dynamics_plot_draws_the_samples_own_row(qtbot: QtBot, session: ProjectS
     ids = np.load(folder / "ids.npy")
     td = np.load(folder / "td.npy", mmap_mode="r")
     td_classes = np.load(folder / "td_classes.npy", mmap_mode="r")
-    plot = review.dynamics
+    plot = review.details.dynamics
     assert plot.plot.isVisible() and not plot.note.isVisible()
     for _ in range(3):
         sample = review.current_sample()
@@ -233,8 +234,8 @@ def test_dynamics_plot_says_why_it_is_hidden_without_dynamics(qtbot: QtBot, imag
         qtbot.addWidget(review)
         review.show()
         assert review.current_sample() is not None
-        assert not review.dynamics.plot.isVisible() and review.dynamics.shown is None
-        assert review.dynamics.note.isVisible() and "dynamics" in review.dynamics.note.text()
+        assert not review.details.dynamics.plot.isVisible() and review.details.dynamics.shown is None
+        assert review.details.dynamics.note.isVisible() and "dynamics" in review.details.dynamics.note.text()
         view = DataMapView(opened)
         qtbot.addWidget(view)
         view.show()
@@ -265,22 +266,22 @@ def test_review_queue_by_class_pair(qtbot: QtBot, image_project: Path) -> None:
         review = ReviewView(opened, ThumbnailCache(opened.root))
         qtbot.addWidget(review)
         # The pair box lists the pairs with their counts; choosing one filters the queue to it.
-        assert [review.pair_box.itemText(i) for i in range(review.pair_box.count())] == [
+        assert [review.queue.pair_box.itemText(i) for i in range(review.queue.pair_box.count())] == [
             "All class pairs", "cat → dog  (5)", "dog → fox  (2)", "fox → cat  (1)"]
-        review.pair_box.setCurrentIndex(2)
-        review.pair_box.activated.emit(2)
+        review.queue.pair_box.setCurrentIndex(2)
+        review.queue.pair_box.activated.emit(2)
         assert opened.pair_filter == (1, 2)
         assert list(review.model.ids()) == list(np.flatnonzero((labels == 1) & (suggested == 2)))
         review.show_all_flagged()
-        assert opened.pair_filter is None and review.pair_box.currentIndex() == 0
+        assert opened.pair_filter is None and review.queue.pair_box.currentIndex() == 0
         # Ordered by class pair: the commonest pair first, each pair by rank, samples with no other class last.
-        review.order_box.setCurrentIndex(review.order_box.findData(BY_PAIR))
-        review.order_box.activated.emit(review.order_box.currentIndex())
+        review.queue.order_box.setCurrentIndex(review.queue.order_box.findData(BY_PAIR))
+        review.queue.order_box.activated.emit(review.queue.order_box.currentIndex())
         queue = list(review.model.ids())
         assert queue[:5] == list(np.flatnonzero((labels == 0) & (suggested == 1)))
         assert queue[5:7] == list(np.flatnonzero((labels == 1) & (suggested == 2)))
         assert queue[7:8] == list(np.flatnonzero((labels == 2) & (suggested == 0)))
         assert sorted(queue) == list(range(len(labels)))
-        assert "class pair" in review.filter_label.text()
+        assert "class pair" in review.queue.filter_label.text()
     finally:
         opened.close()

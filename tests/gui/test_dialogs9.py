@@ -110,7 +110,7 @@ def test_retrain_from_the_menu_starts_the_chosen_method(qtbot: QtBot, window: ob
     assert isinstance(window, MainWindow)
     assert window.open_project(image_project)
     started: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(window, "_start_job",  # type: ignore[attr-defined]
+    monkeypatch.setattr(window.launcher, "start",  # type: ignore[attr-defined]
                         lambda command, options: started.append((command, options)))
 
     def choose_sln() -> None:
@@ -156,7 +156,7 @@ def test_compare_two_methods_from_the_app_on_the_real_engine(qtbot: QtBot, windo
 
     assert isinstance(window, MainWindow)
     assert window.open_project(image_project)
-    window.train_options = TrainOptions(epochs=1, image_size=16, device="cpu")
+    window.launcher.train_options = TrainOptions(epochs=1, image_size=16, device="cpu")
     assert window.page is not None and window.page.results.compare_table.isHidden()
 
     problems: list[str] = []
@@ -237,17 +237,17 @@ def test_review_says_each_detectors_verdict_and_how_many_agree(qtbot: QtBot, win
     review.set_current_row(0)
     sample = review.current_sample()
     assert sample == 0
-    labels = review._score_labels
+    labels = review.details.score_labels
     assert labels["cl"].text() == "0.900  ·  flagged"
     assert labels["aum"].text() == "0.100  ·  not flagged"
     assert labels["agreement"].text() == "1 of 2 detectors flag it"
     # The queue by one detector, or by agreement, from the combo box in the review header.
-    box = review.order_box
+    box = review.queue.order_box
     assert box.isVisible() and box.count() == 4  # ranked, aum, agreement, by class pair
     box.setCurrentIndex(box.findData("aum"))
     box.activated.emit(box.currentIndex())
     assert list(review.model.ids()) == [n - 1, n - 2, n - 3, n - 4, 2]  # aum's flagged set, highest score first
-    assert "flagged by aum" in review.filter_label.text()
+    assert "flagged by aum" in review.queue.filter_label.text()
     box.setCurrentIndex(box.findData("agreement"))
     box.activated.emit(box.currentIndex())
     assert list(review.model.ids())[0] == 2  # the one both detectors flag

@@ -248,7 +248,7 @@ def test_the_retrain_dialog_keeps_its_own_epochs(window: MainWindow, image_proje
     from auditor.views.retrain_dialog import RetrainDialog
 
     assert window.open_project(image_project)
-    window.train_options = TrainOptions(epochs=4, folds=5)  # what the last audit dialog chose (K-fold epochs)
+    window.launcher.train_options = TrainOptions(epochs=4, folds=5)  # what the last audit dialog chose (K-fold epochs)
     shown: list[int] = []
 
     def run_dialog(dialog: RetrainDialog) -> int:
@@ -258,12 +258,12 @@ def test_the_retrain_dialog_keeps_its_own_epochs(window: MainWindow, image_proje
 
     started: list[list[str]] = []
     monkeypatch.setattr(RetrainDialog, "exec", run_dialog)
-    monkeypatch.setattr(window, "start_retrain", lambda options: started.append(options.args()))
-    window.choose_retrain()
+    monkeypatch.setattr(window.launcher, "start_retrain", lambda options: started.append(options.args()))
+    window.launcher.choose_retrain()
     assert shown == [TrainOptions().epochs]  # its own default, not the audit's 4
     assert started[0][started[0].index("--epochs") + 1] == "7"
-    assert window.train_options.epochs == 4  # and the audit's setting is not the retrain's either
-    window.choose_retrain()
+    assert window.launcher.train_options.epochs == 4  # and the audit's setting is not the retrain's either
+    window.launcher.choose_retrain()
     assert shown[-1] == 7  # the retrain's own last choice
 
 
@@ -273,7 +273,7 @@ def test_a_failed_csv_import_reopens_the_dialog_with_its_choices(qtbot: QtBot, w
 
     table = tmp_path / "labels.csv"
     table.write_text("file,annotator,truth,note\nmissing/a.png,cat,cat,x\nmissing/b.png,dog,dog,y\n")
-    first = window.open_csv_dialog(table)
+    first = window.maker.open_csv_dialog(table)
     first.label_column.setCurrentText("annotator")
     first.truth_column.setCurrentText("truth")
     first.image_root.setText(str(tmp_path / "nowhere"))

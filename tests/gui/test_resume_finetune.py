@@ -89,7 +89,7 @@ def test_a_killed_audit_shows_interrupted_and_resumes_from_the_app_to_the_same_s
 
     # Start a real audit, SIGKILL its engine once the first checkpoint is written.
     with qtbot.waitSignal(window.jobs.job_finished, timeout=240_000) as finished:
-        process = window.start_audit(options)
+        process = window.launcher.start_audit(options)
         assert process is not None
         qtbot.waitUntil(lambda: bool(process.run_id) and
                         (root / "runs" / process.run_id / "checkpoint-dynamics.pt").is_file(), timeout=120_000)
@@ -111,7 +111,7 @@ def test_a_killed_audit_shows_interrupted_and_resumes_from_the_app_to_the_same_s
     assert status == "ok"
     assert window.session.audit.run.id == killed_id  # the resumed run finished and is the current audit
 
-    status, _ = run_job(qtbot, window, lambda: window.start_audit(options))  # the same audit, uninterrupted
+    status, _ = run_job(qtbot, window, lambda: window.launcher.start_audit(options))  # the same audit, uninterrupted
     assert status == "ok"
     uninterrupted = window.session.audit.run.id
     assert uninterrupted != killed_id

@@ -14,21 +14,21 @@ def test_review_decisions_leave_the_review_current_and_the_export_says_its_score
         qtbot: QtBot, window: MainWindow, image_project: Path, tmp_path: Path) -> None:
     assert window.open_project(image_project)
     session, page = window.session, window.page
-    assert session is not None and page is not None and session.audit is not None and window.stale_banner is not None
+    assert session is not None and page is not None and session.audit is not None and window.frame is not None
     run_id = session.audit.run.id
 
     # Nothing decided since the audit: the export writes its scores without a word.
     with qtbot.waitSignal(window.job_finished, timeout=60_000) as blocker:
-        window.export(tmp_path / "fresh.csv")
+        window.exporter.export(tmp_path / "fresh.csv")
     assert blocker.args == ["export", "ok"]
     assert "out of date" not in page.results.export_status.text()
 
     session.decide(0, "relabel", 2)  # reviewing the audit: its suggestions for the others stand
-    assert session.stale_reason() is None and not window.stale_banner.isVisibleTo(window)
+    assert session.stale_reason() is None and not window.frame.stale_banner.isVisibleTo(window)
 
     # The audit trained on the labels before that decision: the export's scores describe those.
     with qtbot.waitSignal(window.job_finished, timeout=60_000) as blocker:
-        window.export(tmp_path / "stale.csv")
+        window.exporter.export(tmp_path / "stale.csv")
     assert blocker.args == ["export", "ok"]
     said = page.results.export_status.text()
     assert f"Its score columns come from cl of audit {run_id}, which is out of date" in said

@@ -123,12 +123,12 @@ def test_stale_audit_is_marked_and_accepting_asks(qtbot: QtBot, window: MainWind
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     assert window.open_project(image_project)
     session, page = window.session, window.page
-    assert session is not None and page is not None and window.stale_banner is not None
-    assert session.stale_reason() is None and not window.stale_banner.isVisibleTo(window)
+    assert session is not None and page is not None and window.frame is not None
+    assert session.stale_reason() is None and not window.frame.stale_banner.isVisibleTo(window)
     change_labels_elsewhere(image_project, {3: 0, 10: 2})  # inject-noise with another seed, from the CLI
     session.reload_if_changed()
-    assert window.stale_banner.isVisibleTo(window)
-    assert "computed on labels that have since changed: run a new audit" in window.stale_banner.text()
+    assert window.frame.stale_banner.isVisibleTo(window)
+    assert "computed on labels that have since changed: run a new audit" in window.frame.stale_banner.text()
     assert "noise injected" in (session.stale_reason() or "")
 
     review = page.review
@@ -216,8 +216,9 @@ def test_a_read_only_project_opens_for_viewing(qtbot: QtBot, window: MainWindow,
     assert window.open_project(image_project)
     session, page = window.session, window.page
     assert session is not None and page is not None and session.read_only
-    assert window.read_only_banner is not None and window.read_only_banner.isVisibleTo(window)
-    assert "Read-only" in window.read_only_banner.text() and "decisions are disabled" in window.read_only_banner.text()
+    assert window.frame is not None and window.frame.read_only_banner.isVisibleTo(window)
+    banner = window.frame.read_only_banner.text()
+    assert "Read-only" in banner and "decisions are disabled" in banner
     assert "(read-only)" in window.windowTitle()
     assert not window.audit_action.isEnabled() and not window.retrain_action.isEnabled()
     review = page.review
@@ -239,7 +240,7 @@ def test_an_interrupted_run_shows_how_to_resume(qtbot: QtBot, window: MainWindow
         with cli.transaction() as conn:
             conn.execute("UPDATE runs SET spec = ? WHERE id = ?", (json.dumps(spec), run.id))
     assert window.open_project(image_project)
-    banner = window.interrupted_banner
+    banner = window.frame.interrupted_banner
     assert banner is not None and banner.isVisibleTo(window)
     assert "Interrupted" in banner.text() and "running" not in banner.text()
     assert f"python -m engine audit {image_project} --resume {run.id}" in banner.text()

@@ -127,7 +127,7 @@ def test_review_keyboard(qtbot: QtBot, session: ProjectSession) -> None:
     assert session.decision(target) is None and view.current_sample() == target
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert session.decision(target) is not None
-    assert view.counter.text() == "Reviewed 3 / 9 flagged"
+    assert view.queue.counter.text() == "Reviewed 3 / 9 flagged"
     with Project.open(session.root) as project:  # committed, seen from another connection
         assert set(project.decisions()) == {queue[0], queue[1], target}
 
@@ -161,8 +161,8 @@ def test_threshold_and_noise_matrix_drive_the_review(qtbot: QtBot, session: Proj
         matrix.choose(1, 0)
     ids = review.model.ids()
     assert len(ids) == 3 and all(session.labels[i] == 1 for i in ids)
-    assert "dog" in review.filter_label.text() and review.clear_filter_button.isVisibleTo(review)
-    review.clear_filter_button.click()
+    assert "dog" in review.queue.filter_label.text() and review.queue.clear_filter_button.isVisibleTo(review)
+    review.queue.clear_filter_button.click()
     assert session.pair_filter is None and review.model.total() == 9
 
 

@@ -17,7 +17,7 @@ from auditor.views.csv_dialog import CsvDialog
 
 def test_open_image_folder_runs_engine_init(qtbot: QtBot, window: MainWindow, image_folder: Path) -> None:
     with qtbot.waitSignal(window.project_opened, timeout=60_000) as blocker:
-        window.create_project("shapes", ["--images", str(image_folder)])
+        window.maker.create_project("shapes", ["--images", str(image_folder)])
     root = Path(blocker.args[0])
     assert root.parent == (settings.data_dir() / "projects").resolve()
     assert window.session is not None and window.session.class_names == ["circle", "cross", "stripes"]
@@ -42,14 +42,14 @@ def test_open_csv_with_the_column_dialog(qtbot: QtBot, window: MainWindow, image
     args = dialog.init_args()
     assert args[args.index("--label-column") + 1] == "annotator_label" and "--truth-column" not in args
     with qtbot.waitSignal(window.project_opened, timeout=60_000):
-        window.create_project("labels", args)
+        window.maker.create_project("labels", args)
     assert window.session is not None and window.session.num_samples == 36
 
 
 def test_a_bad_dataset_is_reported_and_the_app_stays_up(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    process = window.create_project("empty", ["--images", str(empty)])
+    process = window.maker.create_project("empty", ["--images", str(empty)])
     with qtbot.waitSignal(process.finished, timeout=60_000) as blocker:
         pass
     assert blocker.args == ["error"]
@@ -120,3 +120,18 @@ def test_export_from_the_menu_and_the_button(qtbot: QtBot, window: MainWindow, i
     assert sum(1 for _ in cleaned.rglob("*.png")) == 23  # one removed
     assert (tmp_path / f"{window.session.name}-cleaned.csv").is_file()
     assert str(cleaned) in window.page.results.export_status.text()
+
+
+def test_the_edit_menu_offers_redo_right_after_an_undo(window: MainWindow, image_project: Path) -> None:
+    # The session's own undo history is brought up to date before the menus are told (issue 20: it used to be
+    # updated after, so Redo stayed greyed out after Undo, and Undo after Redo).
+    assert window.open_project(image_project)
+    assert window.page is not None and window.session is not None
+    review = window.page.review
+    review.open_sample(int(window.session.review_queue()[0]))
+    review.keep_current()
+    assert window.undo_action.isEnabled() and not window.redo_action.isEnabled()
+    window.undo_action.trigger()
+    assert window.redo_action.isEnabled() and not window.undo_action.isEnabled()
+    window.redo_action.trigger()
+    assert window.undo_action.isEnabled() and not window.redo_action.isEnabled()
