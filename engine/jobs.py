@@ -95,11 +95,18 @@ def refuse_resume_if_label_state_changed(project: Project, run: RunInfo) -> None
         raise refusal
 
 
+def _decisions_matter(project: Project, run: RunInfo) -> bool:
+    """Do the decisions made since ``run`` started change what it trains on? For an audit that recorded
+    its labels, only when they relabel or remove a sample differently (a keep changes nothing it
+    trains on); for every other run, any change."""
+    return run.kind != "audit" or project.decisions_stale_reason(run) is not None
+
+
 def resume_refusal(project: Project, run: RunInfo) -> UserError | None:
     """Why ``run`` may not be resumed because what it trains on changed (see
     :func:`refuse_resume_if_label_state_changed`), or None; ``status`` says it before anyone tries."""
     changed = [part for part in project.label_state_changes(run)
-               if part == "labels" or run.kind in DECISION_DEPENDENT_KINDS]
+               if part == "labels" or (run.kind in DECISION_DEPENDENT_KINDS and _decisions_matter(project, run))]
     if not changed:
         return None
     what = " and ".join(changed)

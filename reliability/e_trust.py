@@ -7,10 +7,12 @@ Groups (registered in e_commands.GROUPS):
   recorded as ``bulk`` and none in ``status --json``'s trusted set; its bad values refused
   with a message naming the option; and SIGKILLs at random moments of the bulk step, after
   which the decisions are all there or none (never a half step).
-- ``resume-after-decisions``: an audit SIGKILLed mid-run, then a relabel (or a keep), then
-  ``audit --resume``: refused with one message that names what changed and the command
-  that starts anew, no traceback, the run not left running, nothing of the old folds
-  reused; ``status`` says it cannot be resumed; the new audit it names then finishes.
+- ``resume-after-decisions``: an audit SIGKILLed mid-run, then a relabel, a keep or nothing, then
+  ``audit --resume``. After a relabel it is refused (its folds were drawn on other labels) with
+  one message naming what changed and the command that starts anew, no traceback, the run not
+  left running, nothing of the old folds reused, ``status`` saying it cannot be resumed, and
+  the new audit it names then finishes. After a keep (nothing it trains on changed) or nothing,
+  the resume finishes.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def _bulk_kill(audited: Path, case: int, cases: int) -> dict[str, Any]:
 
 
 def resume_after_decisions(rec: lib.Recorder, bases: Any) -> None:
-    for case, (decision, expect_refusal) in enumerate([(["--relabel", "bee"], True), (["--keep"], True),
+    for case, (decision, expect_refusal) in enumerate([(["--relabel", "bee"], True), (["--keep"], False),
                                                        (None, False)]):
         rec.add(_resume_case(bases.tiny, case, decision, expect_refusal))
 

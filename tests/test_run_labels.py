@@ -156,6 +156,26 @@ def test_a_resume_with_the_same_labels_reuses_its_finished_fold(image_folder: Pa
         assert status == "ok" and (run.folder / "fold0.npz").read_bytes() == fold0
 
 
+def test_a_keep_made_while_an_audit_was_stopped_leaves_it_resumable(
+        image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A keep changes nothing an audit trains on (its labels, its folds): the resume goes on and reuses fold 0."""
+    root = tmp_path / "p"
+    with folder_project(image_folder, root) as project:
+        token = CancelToken()
+        run, status = run_audit(project, TINY, folds=3, events=CancelAfterFirstFold(token), cancel=token)
+        assert status == "cancelled"
+        fold0 = (run.folder / "fold0.npz").read_bytes()
+        project.decide(int(project.sample_table().train_ids[0]), "keep")
+    assert main(["status", str(root), "--json"]) == 0
+    listed = next(entry for entry in json.loads(capsys.readouterr().out)["runs"] if entry["id"] == run.id)
+    assert listed["resume_refused"] is None and f"--resume {run.id}" in listed["resume"]
+    assert main(["audit", str(root), "--resume", run.id, *TINY_ARGS]) == 0
+    with Project.open(root) as project:
+        finished = project.run(run.id)
+        assert finished.status == "ok" and (finished.folder / "fold0.npz").read_bytes() == fold0
+        assert project.stale_reason(finished) is None  # its scores still describe the labels
+
+
 def test_record_run_labels_refuses_other_labels_for_the_same_run(tmp_path: Path) -> None:
     labels, keep = np.array([0, 1, 2]), np.array([True, False, True])
     first = record_run_labels(tmp_path, labels, keep)

@@ -118,10 +118,10 @@ class LabelState(Decisions):
         if changed_file:
             return changed_file
         if "decisions" in changed and run.kind in DECISION_DEPENDENT_KINDS and not decided_since_ok:
-            return self._decisions_stale_reason(run)
+            return self.decisions_stale_reason(run)
         return None
 
-    def _decisions_stale_reason(self, run: RunInfo) -> str | None:
+    def decisions_stale_reason(self, run: RunInfo) -> str | None:
         """Why ``run`` no longer describes the labels after the decisions changed, or None when it still does.
 
         An audit that recorded its labels (engine.run_labels) is stale when they differ from the
