@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine.bulk import latest_scored_audit
 from engine.detectors import review_detector
 from engine.errors import DamagedProjectError, UserError, user_error_from_exception
 from engine.store import Decision, Project, RunInfo
+from engine.workflows.bulk import latest_scored_audit
 
 AGREEMENT = "agreement"  # a review order: samples most detectors flag first
 BY_PAIR = "class pair"  # a review order: grouped by (given, suggested) pair, the commonest pair first
@@ -108,7 +108,7 @@ def load_audit(project: Project, run: RunInfo) -> AuditScores | None:
 def _audited_mask(project: Project, run: RunInfo, count: int) -> np.ndarray:
     """(N,) bool: the ids the run recorded as audited, else (older runs) the training split."""
     mask = np.zeros(count, dtype=bool)
-    ids = _load_array(run.folder, "audited_ids.npy")  # engine.audit.AUDITED_IDS_FILE (engine.audit is heavy)
+    ids = _load_array(run.folder, "audited_ids.npy")  # engine.workflows.audit.AUDITED_IDS_FILE (engine.workflows.audit is heavy)
     if ids is not None and ids.ndim == 1 and np.issubdtype(ids.dtype, np.integer) \
             and (len(ids) == 0 or (ids.min() >= 0 and ids.max() < count)):
         mask[ids] = True

@@ -50,7 +50,7 @@ Action = Literal["relabel", "remove", "keep"]
 ACTIONS: tuple[str, ...] = ("relabel", "remove", "keep")
 OUTSIDE_LABEL_SET = -1  # true_label of an open-set sample: its class is none of ours
 # How a decision was made. Only a person's look at one sample is evidence that its label is clean
-# (engine.trusted): a bulk action decides samples nobody looked at, and the engine's own are guesses.
+# (engine.workflows.trusted): a bulk action decides samples nobody looked at, and the engine's own are guesses.
 PERSON, BULK, AUTOMATIC = "person", "bulk", "automatic"
 PROVENANCES: tuple[str, ...] = (PERSON, BULK, AUTOMATIC)
 
@@ -895,7 +895,7 @@ class Project:
         Every run is stale once the observed labels change (its scores and suggestions are
         about labels that no longer exist). A run that trained on the decisions is stale too
         once they change: an audit when the effective labels (relabels applied, removals)
-        differ from those it recorded (engine.run_labels), a retrain once the decisions change
+        differ from those it recorded (engine.evidence.run_labels), a retrain once the decisions change
         at all. ``decided_since_ok``: decisions made since do not count (an audit's own review:
         deciding its flagged samples one by one leaves its suggestions for the others as they
         were). A run that recorded no fingerprint (made by an older version) is "unknown", not stale: None.
@@ -906,13 +906,13 @@ class Project:
             cause = "".join(f"; noise injected ({noise['mode']}, rate {noise['rate']}, seed {noise['seed']})"
                             for noise in later[-1:])
             return f"labels changed since this {run.kind} run{cause}: its results describe labels that no longer exist"
-        from engine.imported import source_changed_reason  # an imported run: its file changed since
+        from engine.evidence.imported import source_changed_reason  # an imported run: its file changed since
 
         changed_file = source_changed_reason(run)
         if changed_file:
             return changed_file
         if "decisions" in changed and run.kind in DECISION_DEPENDENT_KINDS and not decided_since_ok:
-            from engine.run_labels import decisions_stale_reason
+            from engine.evidence.run_labels import decisions_stale_reason
 
             return decisions_stale_reason(self, run)
         return None

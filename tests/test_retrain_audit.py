@@ -9,14 +9,15 @@ import pytest
 import torch
 from cleanlab.filter import find_label_issues
 
-from engine.audit import run_audit
 from engine.cli import main
 from engine.errors import UserError
-from engine.evaluate import evaluate_run
 from engine.export import export_csv
-from engine.retrain import cleaned_training_set, heldout_targets, parse_top_k, run_retrain
 from engine.store import Project
 from engine.training.config import TrainConfig
+from engine.workflows.audit import run_audit
+from engine.workflows.evaluate import evaluate_run
+from engine.workflows.retrain import run_retrain
+from engine.workflows.training_set import cleaned_training_set, heldout_to_measure, parse_top_k
 
 ACCURACY_FLOOR = 0.5  # digits, 10 classes: chance is 0.1
 
@@ -49,7 +50,7 @@ def test_training_set_applies_decisions(tmp_path: Path) -> None:
         np.testing.assert_array_equal(training.train_ids, [0, 2, 3, 4, 5, 6, 7])
         assert training.labels[2] == 0 and training.n_removed == 1 and training.n_relabeled == 1
         assert len(training.auto_ids) == 0 and training.audit_run is None
-        eval_ids, eval_labels, against = heldout_targets(project, training)
+        eval_ids, eval_labels, against = heldout_to_measure(project)
         assert against == "truth"
         np.testing.assert_array_equal(eval_ids, [8, 9])
         np.testing.assert_array_equal(eval_labels, [2, 1])  # the truth, not the decision
@@ -59,7 +60,7 @@ def test_heldout_without_truth_uses_the_given_labels_not_edited_ones(tmp_path: P
     with small_project(tmp_path / "p", truth_known=False) as project:
         project.decide(8, "remove")
         project.decide(9, "relabel", "b")
-        eval_ids, eval_labels, against = heldout_targets(project, cleaned_training_set(project))
+        eval_ids, eval_labels, against = heldout_to_measure(project)
         assert against == "given_labels"
         # Every held-out sample, against the label it was imported with: decisions never move the yardstick.
         np.testing.assert_array_equal(eval_ids, [8, 9])

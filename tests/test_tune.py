@@ -12,17 +12,17 @@ from typing import Any
 import optuna  # the hpo extra; the dev extra installs it
 import pytest
 
+from engine.cancel import CancelToken
 from engine.cli import main
 from engine.commands.status import run_status
 from engine.data.importing import import_folder
 from engine.errors import UserError
 from engine.events import Event, EventSink, Result
-from engine.jobs import CancelToken
 from engine.noise import inject_noise
-from engine.retrain import resolve_best_options as retrain_best
 from engine.store import Project
 from engine.training.config import TrainConfig
-from engine.tune import STUDY_FILE, open_study, resolve_best_options, run_tune, tune_spec
+from engine.workflows.retrain import resolve_best_options as retrain_best
+from engine.workflows.tune import STUDY_FILE, open_study, resolve_best_options, run_tune, tune_spec
 
 CONFIG = TrainConfig(epochs=2, image_size=16, batch_size=8, device="cpu", seed=0)
 SEARCH: dict[str, Any] = {"method": "sln", "params": ["sigma=0.1,0.5,1.0"], "val_fraction": 0.2}
@@ -92,7 +92,7 @@ class PruneAfterFirst(optuna.pruners.BasePruner):
 
 def test_a_pruned_trial_is_an_outcome_recorded_as_pruned(image_folder: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("engine.tune.make_pruner", PruneAfterFirst)
+    monkeypatch.setattr("engine.workflows.tune.make_pruner", PruneAfterFirst)
     root = tiny_project(tmp_path / "p", image_folder)
     events = Recorder()
     with Project.open(root) as project:

@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
 
 def add_audit_epoch_options(parser: argparse.ArgumentParser) -> None:
     """The training options, with the audit's two epoch counts: K-fold models' and the dynamics run's."""
-    from engine.audit import DEFAULT_DYNAMICS_EPOCHS
+    from engine.workflows.audit import DEFAULT_DYNAMICS_EPOCHS
 
     add_train_options(parser, epochs_help="epochs of each K-fold model (default 12); also of the dynamics run "
                       "unless --dynamics-epochs is given")
@@ -52,7 +52,7 @@ def add_audit_epoch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from engine.audit import AUDIT_KIND, audit_body, resolve_dynamics_epochs
+    from engine.workflows.audit import AUDIT_KIND, audit_body, resolve_dynamics_epochs
 
     def spec() -> dict[str, Any]:
         refuse_repeated_detectors(args.detectors)

@@ -151,8 +151,7 @@ def run_training_command(
     from engine.store import Project
     from engine.training.config import TrainConfig
 
-    sink = make_sink(args)
-    try:
+    def work(sink: EventSink) -> str:
         from engine.training import distributed
 
         # Under torchrun only rank 0 writes the store; the other ranks read it.
@@ -177,7 +176,21 @@ def run_training_command(
             config = TrainConfig.from_dict(spec["train"])
             if run is not None:
                 config = resumed_precision(run, config, getattr(args, "precision", None))
-            _, status = run_job(project, kind, spec, lambda ctx: body(ctx, config, spec), sink, run=run)
+            return run_job(project, kind, spec, lambda ctx: body(ctx, config, spec), sink, run=run)[1]
+
+    return run_with_sink(args, work)
+
+
+def run_with_sink(args: argparse.Namespace, work: Callable[[EventSink], str]) -> int:
+    """Run ``work(sink)``, which returns a run's status, with the command's events; the exit status.
+
+    A UserError, even one raised before a run exists, reaches a --json consumer as ``error`` and ``done``.
+    """
+    from engine.errors import UserError
+
+    sink = make_sink(args)
+    try:
+        status = work(sink)
     except UserError as exc:
         sink.error(exc.message, exc.hint)
         sink.done("error", exc.message)

@@ -50,8 +50,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from engine.compare import COMPARE_KIND, compare_body, compare_spec, options_for_methods, parse_method_list
-    from engine.trusted import trusted_spec
+    from engine.workflows.compare import COMPARE_KIND, compare_body, compare_spec, options_for_methods, parse_method_list
+    from engine.workflows.trusted import trusted_spec
 
     def spec() -> dict[str, Any]:
         names = parse_method_list(args.methods)

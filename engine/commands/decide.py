@@ -3,7 +3,7 @@
 Each decision is committed to the project database before the command
 returns (the store's transactions), so a crash right after loses nothing.
 ``decide --sample`` records a person's decision about one sample; ``decide --all-flagged``
-is the app's bulk action (``engine.bulk``): one undoable step, recorded as bulk, never trusted.
+is the app's bulk action (``engine.workflows.bulk``): one undoable step, recorded as bulk, never trusted.
 """
 
 from __future__ import annotations
@@ -161,9 +161,9 @@ def refuse_options(args: argparse.Namespace, given: dict[str, bool], why: str) -
 
 
 def handle_all_flagged(args: argparse.Namespace) -> int:
-    """Every flagged, undecided training sample of one detector, decided as one bulk step (engine.bulk)."""
-    from engine import bulk
+    """Every flagged, undecided training sample of one detector, decided as one bulk step (engine.workflows.bulk)."""
     from engine.errors import UserError
+    from engine.workflows import bulk
 
     if args.relabel is not None:
         raise UserError(f"--all-flagged takes --accept, --remove or --keep, not --relabel {args.relabel}",

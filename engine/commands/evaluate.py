@@ -23,8 +23,8 @@ def add_parser(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from engine.commands.status import run_td_lstm_weights
-    from engine.evaluate import evaluate_run, evaluation_run, format_evaluation
     from engine.store import Project
+    from engine.workflows.evaluate import evaluate_run, evaluation_run, format_evaluation
 
     with Project.open(args.project) as project:
         report = evaluate_run(project, args.run)

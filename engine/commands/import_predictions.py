@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.commands.common import EXIT_FOR_STATUS, add_json_option, add_project_argument, make_sink
+from engine.commands.common import add_json_option, add_project_argument, run_with_sink
+from engine.events import EventSink
 
 
 def add_parser(subparsers: Any) -> None:
@@ -41,14 +42,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from engine.errors import UserError
-    from engine.imported import ImportRefused, import_predictions, validate
+    from engine.evidence.imported import ImportRefused, import_predictions, validate
     from engine.store import Project
 
-    sink = make_sink(args)
     options = {"pred_probs": args.pred_probs, "embeddings": args.embeddings, "paths": args.paths,
                "logits": args.logits, "name": args.name}
-    try:
+
+    def work(sink: EventSink) -> str:
         with Project.open(args.project) as project:
             if args.check:
                 preview = validate(project, **options)
@@ -57,7 +57,7 @@ def handle(args: argparse.Namespace) -> int:
                 if not preview.ok:
                     raise ImportRefused(preview)
                 sink.done("ok", "the files can be imported")
-                return 0
+                return "ok"
             try:
                 result = import_predictions(project, events=sink, **options)
             except ImportRefused as refused:
@@ -72,13 +72,9 @@ def handle(args: argparse.Namespace) -> int:
                 print(f"recorded audit run {result.run.id} from {source}")
                 if result.embeddings:
                     print(f"embeddings stored in {result.embeddings['array']}")
-    except UserError as exc:
-        sink.error(exc.message, exc.hint)
-        sink.done("error", exc.message)
-        return 2
-    finally:
-        sink.close()
-    return EXIT_FOR_STATUS[result.status]
+            return result.status
+
+    return run_with_sink(args, work)
 
 
 def _print_preview(args: argparse.Namespace, lines: list[str]) -> None:

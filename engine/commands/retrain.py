@@ -67,7 +67,7 @@ def add_seeds_option(parser: argparse.ArgumentParser, default: int = 3) -> None:
 
 def auto_spec(args: argparse.Namespace) -> dict[str, Any]:
     """The auto-mode part of a spec; the audit is named now, so a resume follows the same one."""
-    from engine.retrain import parse_top_k
+    from engine.workflows.training_set import parse_top_k
 
     top_k = None if args.auto_top_k is None else parse_top_k(args.auto_top_k)
     audit_run = args.audit_run
@@ -82,8 +82,8 @@ def auto_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_trusted(args: argparse.Namespace, trusted: dict[str, Any], methods: list[str]) -> None:
     """Refuse before the run starts when a meta method would have no trusted sample of some class."""
-    from engine.compare import check_trusted_before_start
     from engine.store import Project
+    from engine.workflows.trusted import check_trusted_before_start
 
     with Project.open(args.project) as project:
         check_trusted_before_start(project, trusted, methods, args.seed)
@@ -119,8 +119,8 @@ def add_parser(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from engine.methods import split_option_args
-    from engine.retrain import RETRAIN_KIND, resolve_best_options, retrain_body, retrain_spec
-    from engine.trusted import trusted_spec
+    from engine.workflows.retrain import RETRAIN_KIND, resolve_best_options, retrain_body, retrain_spec
+    from engine.workflows.trusted import trusted_spec
 
     def spec() -> dict[str, Any]:
         trusted = trusted_spec(args.trusted_per_class, args.trusted_csv)

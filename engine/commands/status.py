@@ -9,11 +9,11 @@ from typing import Any
 
 from engine.commands.common import add_json_option, add_project_argument, print_json
 from engine.events import format_duration
-from engine.imported import evidence_source
+from engine.evidence.imported import evidence_source
 from engine.methods import METHODS
 from engine.store import Project, RunInfo
-from engine.trusted import describe_review_summary, review_summary
 from engine.words import plural
+from engine.workflows.trusted import describe_review_summary, review_summary
 
 
 def add_parser(subparsers: Any) -> None:

@@ -50,7 +50,7 @@ def add_parser(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from engine.training.config import TrainConfig
-    from engine.tune import TUNE_KIND, tune_body, tune_spec
+    from engine.workflows.tune import TUNE_KIND, tune_body, tune_spec
 
     def spec() -> dict[str, Any]:
         return tune_spec(method=args.method, params=args.param, trials=args.trials, val_fraction=args.val_fraction,

@@ -29,135 +29,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
-from engine.errors import UserError
+from engine.cancel import CancelToken
 from engine.events import EventSink
-from engine.jobs import CancelToken, JobContext, run_job
+from engine.jobs import JobContext, run_job
 from engine.stats import describe_spread, spread
-from engine.store import UNKNOWN_TRUTH, Project, RunInfo, atomic_write_bytes
+from engine.store import Project, RunInfo, SampleTable, atomic_write_bytes
+from engine.workflows.paired_models import (
+    BASELINE_METHOD,
+    DEFAULT_SEEDS,
+    ModelPlan,
+    arm_figures,
+    difference_figures,
+    paired_seeds,
+    parse_seeds,
+    train_models,
+)
+from engine.workflows.training_set import AutoAction, TrainingSet, heldout_to_measure, training_set_of_spec
+from engine.workflows.trusted import trusted_for_run
 
 if TYPE_CHECKING:
-    from engine.compare import ModelPlan
     from engine.training.config import TrainConfig
     from engine.training.fit import FitResult
+    from engine.workflows.trusted import TrustedSet
 
 RETRAIN_KIND = "retrain"
 MODEL_FILE = "model.pt"
 MODEL_INFO_FILE = "model.json"  # beside model.pt: the classes, the image size, the method and its options
-BASELINE_METHOD = "ce"
-DEFAULT_SEEDS = 3
-AutoAction = Literal["remove", "relabel"]
-
-
-@dataclass(frozen=True)
-class TrainingSet:
-    """What the cleaned model trains on.
-
-    Attributes
-    ----------
-    labels : np.ndarray of shape (N,)
-        Labels with decisions (and auto suggestions) applied.
-    keep : np.ndarray of shape (N,) bool
-        False for removed samples.
-    train_ids : np.ndarray of shape (n,)
-        Train-split ids that are kept, the cleaned model's training set.
-    auto_ids : np.ndarray of shape (k,)
-        Ids changed by auto mode (empty without it), most suspect first.
-    """
-
-    labels: np.ndarray
-    keep: np.ndarray
-    train_ids: np.ndarray
-    auto_ids: np.ndarray
-    n_removed: int  # train samples dropped
-    n_relabeled: int  # kept train samples whose label differs from the observed one
-    audit_run: str | None = None  # the audit whose suggestions auto mode applied
-
-
-def parse_top_k(value: str) -> int | Literal["flagged"]:
-    """``--auto-top-k``: a positive count, or ``flagged`` for the detector's whole flagged set."""
-    if value == "flagged":
-        return "flagged"
-    try:
-        k = int(value)
-    except ValueError:
-        raise UserError(f"--auto-top-k {value!r} is not a number", "pass a count like 100, or `flagged`") from None
-    if k < 1:
-        raise UserError(f"--auto-top-k {k} must be at least 1", "pass a count like 100, or `flagged`")
-    return k
-
-
-def cleaned_training_set(
-    project: Project,
-    *,
-    auto_top_k: int | Literal["flagged"] | None = None,
-    auto_action: AutoAction = "remove",
-    audit_run: str | None = None,
-    detector: str = "cl",
-) -> TrainingSet:
-    """The decisions applied to the train split, plus the top-k audit suggestions in auto mode.
-
-    Auto mode takes the train-split samples the user has not decided about, in
-    the audit's ranking order (``"flagged"``: all of those the detector flagged),
-    and removes them or relabels them to the suggested label.
-    """
-    table = project.sample_table()
-    labels, keep = project.labels_with_decisions()
-    auto_ids = np.zeros(0, dtype=np.int64)
-    run_id: str | None = None
-    if auto_top_k is not None:
-        if auto_action not in ("remove", "relabel"):
-            raise UserError(f"unknown auto action {auto_action!r}", "use remove or relabel")
-        run = project.run(audit_run, kind=None if audit_run else "audit")
-        run_id = run.id
-        stale = project.stale_reason(run, decided_since_ok=True)  # auto mode skips the samples decided since
-        if stale:
-            raise UserError(f"auto mode would apply the suggestions of audit {run.id}, but the {stale}",
-                            "run a new audit first (`python -m engine audit PROJECT`), then retrain")
-        scores = project.scores(run.id, detector)
-        decided = np.zeros(len(labels), dtype=bool)
-        decided[list(project.decisions())] = True
-        candidates = np.argsort(scores["rank"], kind="stable")  # ids, most suspect first
-        candidates = candidates[(table.split[candidates] == "train") & ~decided[candidates]]
-        flagged_only = auto_top_k == "flagged"
-        auto_ids = candidates[scores["flagged"][candidates]] if flagged_only else candidates[:auto_top_k]
-        if auto_action == "remove":
-            keep[auto_ids] = False
-        else:
-            suggested = scores["suggested"][auto_ids]
-            has_suggestion = suggested >= 0
-            labels[auto_ids[has_suggestion]] = suggested[has_suggestion]
-    train = table.train_ids
-    kept = train[keep[train]]
-    return TrainingSet(
-        labels=labels,
-        keep=keep,
-        train_ids=kept,
-        auto_ids=auto_ids,
-        n_removed=int(len(train) - len(kept)),
-        n_relabeled=int((labels[kept] != table.label[kept]).sum()),
-        audit_run=run_id,
-    )
-
-
-def heldout_targets(project: Project, training: TrainingSet) -> tuple[np.ndarray, np.ndarray, str]:
-    """(eval ids (m,), their labels (m,), "truth" | "given_labels") on the test split.
-
-    ``training`` is not consulted: no decision, relabel or removal, changes what the
-    held-out split is measured against (see the module docstring).
-    """
-    table = project.sample_table()
-    test_ids = table.test_ids
-    if not len(test_ids):
-        raise UserError("this project has no held-out (test) samples to measure accuracy on",
-                        "re-import the dataset with a test split")
-    truth = table.true_label[test_ids]
-    if (truth != UNKNOWN_TRUTH).all():
-        # Open-set samples (truth -1) have no right class: no model can be right on them.
-        eval_ids = test_ids[truth >= 0]
-        return eval_ids, table.true_label[eval_ids], "truth"
-    return test_ids, table.given_label[test_ids], "given_labels"
 
 
 def _save_state_dict(path: Any, model: Any) -> None:
@@ -183,62 +80,81 @@ def model_record(config: TrainConfig, project: Project, method: str, options: di
             "options": options, "seed": seed, "trained_on": "cleaned labels"}
 
 
+@dataclass(frozen=True)
+class RetrainSettings:
+    """What a retrain's spec asks: the method and its options, the seeds, and whether to train the baseline."""
+
+    method: str
+    options: dict[str, Any]
+    seeds: list[int]
+    baseline: bool  # also train on the uncorrected labels (the "original" arm)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], first_seed: int) -> RetrainSettings:
+        from engine.methods import parse_options
+
+        method = str(spec.get("method", BASELINE_METHOD))
+        return cls(method, parse_options(method, spec.get("options") or {}),
+                   paired_seeds(first_seed, int(spec.get("seeds", 1))),  # an older spec trained one seed
+                   bool(spec.get("baseline", True)))
+
+    def plans(self, table: SampleTable, training: TrainingSet) -> list[ModelPlan]:
+        """Seed by seed, the cleaned model and (with the baseline) the original one: a stopped job has whole
+        pairs behind it."""
+        plans: list[ModelPlan] = []
+        for seed in self.seeds:
+            plans.append(ModelPlan("cleaned", self.method, self.options, seed, training.train_ids,
+                                   training.labels[training.train_ids]))
+            if self.baseline:
+                plans.append(ModelPlan("original", self.method, self.options, seed, table.train_ids,
+                                       table.label[table.train_ids]))
+        return plans
+
+
 def retrain_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
     """The job body; ``spec`` is :func:`retrain_spec`'s (a spec of an older version lacks method and seeds)."""
-    from engine.compare import (
-        ModelPlan,
-        arm_figures,
-        difference_figures,
-        paired_seeds,
-        train_models,
-        trusted_for_run,
-    )
-    from engine.crossval import save_array
-    from engine.methods import parse_options
-
-    project = ctx.project
-    table = project.sample_table()
-    method = str(spec.get("method", BASELINE_METHOD))
-    options = parse_options(method, spec.get("options") or {})
-    seeds = paired_seeds(config.seed, int(spec.get("seeds", 1)))  # an older spec trained one seed
-    baseline = bool(spec.get("baseline", True))
-    training = cleaned_training_set(
-        project,
-        auto_top_k=spec.get("auto_top_k"),
-        auto_action=spec.get("auto_action", "remove"),
-        audit_run=spec.get("audit_run"),
-        detector=spec.get("detector", "cl"),
-    )
-    eval_ids, eval_labels, against = heldout_targets(project, training)
+    from engine.arrays import save_array
     from engine.training.distributed import is_main
 
+    project = ctx.project
+    settings = RetrainSettings.from_spec(spec, config.seed)
+    training = training_set_of_spec(project, spec)
+    eval_ids, eval_labels, against = heldout_to_measure(project)
     if is_main():  # under torchrun, rank 0 alone writes
         save_array(ctx.run.folder / "labels.npy", training.labels)
         save_array(ctx.run.folder / "keep.npy", training.keep)
-    trusted = trusted_for_run(ctx, spec.get("trusted") or {}, [method], config.seed)
+    trusted = trusted_for_run(ctx, spec.get("trusted") or {}, [settings.method], config.seed)
     ctx.events.log(
         f"cleaned training set: {len(training.train_ids)} samples ({training.n_removed} removed, "
-        f"{training.n_relabeled} relabeled); method {method}; seeds {', '.join(map(str, seeds))}; "
+        f"{training.n_relabeled} relabeled); method {settings.method}; seeds {', '.join(map(str, settings.seeds))}; "
         f"scoring {len(eval_ids)} held-out samples against {against}"
     )
-    plans: list[ModelPlan] = []
-    for seed in seeds:  # seed by seed: a stopped job has whole pairs behind it
-        plans.append(ModelPlan("cleaned", method, options, seed, training.train_ids,
-                               training.labels[training.train_ids]))
-        if baseline:
-            plans.append(ModelPlan("original", method, options, seed, table.train_ids, table.label[table.train_ids]))
 
     def keep_first_cleaned(plan: ModelPlan, fit: FitResult) -> None:
-        if plan.arm == "cleaned" and plan.seed == seeds[0] and is_main():
+        if plan.arm == "cleaned" and plan.seed == settings.seeds[0] and is_main():
             _save_model(ctx.run.folder, fit, config, project, plan)
 
-    records = train_models(ctx, config, plans, eval_ids, eval_labels, stage="retrain", trusted=trusted,
-                           on_model=keep_first_cleaned)
+    records = train_models(ctx, config, settings.plans(project.sample_table(), training), eval_ids, eval_labels,
+                           stage="retrain", trusted=trusted, on_model=keep_first_cleaned)
+    summary = retrain_summary(project, config, spec, settings, training, records, (against, len(eval_ids)), trusted)
+    report_retrain(ctx, summary, against)
+    return summary
+
+
+def retrain_summary(project: Project, config: TrainConfig, spec: dict[str, Any], settings: RetrainSettings,
+                    training: TrainingSet, records: dict[str, dict[str, Any]], measured: tuple[str, int],
+                    trusted: TrustedSet | None) -> dict[str, Any]:
+    """The run's summary: each arm's accuracy over the seeds, their difference paired by seed, what was trained.
+
+    ``measured``: what the held-out samples were scored against, and how many.
+    """
+    seeds, baseline = settings.seeds, settings.baseline
+    against, n_eval = measured
     cleaned = arm_figures(records, "cleaned", seeds)
     original = arm_figures(records, "original", seeds) if baseline else None
     difference = difference_figures(records, "cleaned", "original", seeds) if baseline else None
-    summary: dict[str, Any] = {
-        # The means over the seeds, under the names of a one-seed retrain (the app and older readers use them).
+    return {
+        # The means over the seeds, under the names of a one-seed retrain (the app reads them).
         "accuracy_cleaned": cleaned["accuracy_mean"],
         "accuracy_original": None if original is None else original["accuracy_mean"],
         "accuracy_cleaned_std": cleaned["accuracy_std"],
@@ -248,15 +164,13 @@ def retrain_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> 
         "difference": difference,  # cleaned - original, paired by seed, with its 95% interval
         "verdict": None if difference is None else difference["verdict"],
         "seeds": seeds,
-        "method": {"name": method, "options": options},
-        "trusted": None if trusted is None else {"source": trusted.source, "count": int(len(trusted.ids)),
-                                                 "ids_file": "trusted_ids.npy"},
+        "method": {"name": settings.method, "options": settings.options},
+        "trusted": None if trusted is None else trusted.record(),
         "accuracy_cleaned_measured_against": against,
         "accuracy_original_measured_against": against,
-        "evaluated_against": against,  # the older name, kept for readers of earlier summaries
-        "n_eval": int(len(eval_ids)),
+        "n_eval": int(n_eval),
         "n_train_cleaned": int(len(training.train_ids)),
-        "n_train_original": int(len(table.train_ids)),
+        "n_train_original": int(len(project.sample_table().train_ids)),
         "n_removed": training.n_removed,
         "n_relabeled": training.n_relabeled,
         "n_auto": int(len(training.auto_ids)),
@@ -264,17 +178,23 @@ def retrain_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> 
             "top_k": spec["auto_top_k"], "action": spec.get("auto_action", "remove"),
             "audit_run": training.audit_run, "detector": spec.get("detector", "cl"),
         },
-        "model": model_record(config, project, method, options, seeds[0]),
+        "model": model_record(config, project, settings.method, settings.options, seeds[0]),
     }
+
+
+def report_retrain(ctx: JobContext, summary: dict[str, Any], against: str) -> None:
+    """The retrain's ``result`` event and its line: held-out accuracy before and after, and the difference."""
     ctx.events.result("retrain", {key: summary[key] for key in (
         "accuracy_cleaned", "accuracy_original", "accuracy_cleaned_std", "accuracy_original_std", "difference",
-        "verdict", "seeds", "method", "evaluated_against", "n_train_cleaned", "n_removed", "n_relabeled")})
-    after = describe_spread(spread(cleaned["accuracy_per_seed"]))
-    before = "n/a" if original is None else describe_spread(spread(original["accuracy_per_seed"]))
+        "verdict", "seeds", "method", "accuracy_cleaned_measured_against", "accuracy_original_measured_against",
+        "n_train_cleaned", "n_removed", "n_relabeled")})
+    seeds, difference = summary["seeds"], summary["difference"]
+    after = describe_spread(spread(summary["accuracy_cleaned_per_seed"]))
+    before = ("n/a" if summary["accuracy_original_per_seed"] is None
+              else describe_spread(spread(summary["accuracy_original_per_seed"])))
     change = "" if difference is None else f"; cleaned - original: {difference['text']}"
     ctx.events.log(f"held-out accuracy ({against}, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}): "
                    f"original {before}, cleaned {after}{change}")
-    return summary
 
 
 def retrain_spec(
@@ -291,7 +211,6 @@ def retrain_spec(
 ) -> dict[str, Any]:
     """The run spec's retrain part (training settings go under ``train``); ``options`` are the method's,
     validated here (strings from the command line, or typed values)."""
-    from engine.compare import parse_seeds
     from engine.methods import parse_options
 
     return {"auto_top_k": auto_top_k, "auto_action": auto_action, "audit_run": audit_run,
@@ -318,9 +237,9 @@ def run_retrain(
 
 def resolve_best_options(project: Project | Path, method: str, options: dict[str, Any]) -> dict[str, Any]:
     """``--option sigma=best``: each ``best`` replaced by that option's winner in the project's latest finished
-    tune of ``method`` (see engine.tune); UserError when there is none."""
-    from engine.tune import BEST
-    from engine.tune import resolve_best_options as from_tune
+    tune of ``method`` (see engine.workflows.tune); UserError when there is none."""
+    from engine.workflows.tune import BEST
+    from engine.workflows.tune import resolve_best_options as from_tune
 
     if not any(isinstance(value, str) and value.strip().lower() == BEST for value in options.values()):
         return options

@@ -3,7 +3,7 @@
 Needs the truth: injected noise keeps it, and a CSV import can name a truth
 column. A sample is truly mislabeled when its true label differs from the label
 the run used (an audit trains and scores on the labels with the person's decisions
-applied, and records them: engine.run_labels; for a run made by an older version,
+applied, and records them: engine.evidence.run_labels; for a run made by an older version,
 which recorded none, the observed label, and the report says so); an open-set sample (true label -1, outside the label set) is
 always mislabeled, since no class of ours is right for it. Samples whose truth
 is unknown are left out; if none is known, that is an error. Only the train
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
-from engine.run_labels import labels_for_grading
+from engine.evidence.run_labels import labels_for_grading
 from engine.store import UNKNOWN_TRUTH, Project, RunInfo, SampleTable
 
 
@@ -134,7 +134,7 @@ def evaluate_run(project: Project, run_id: str | None = None) -> dict[str, Any]:
         metrics["true_noise_rate"] = float(noisy[known].mean())
         metrics["flagged_rate"] = float(saved["flagged"][known].mean())
         detectors[name] = metrics
-    from engine.imported import evidence_source
+    from engine.evidence.imported import evidence_source
 
     return {
         "run_id": run.id,
