@@ -68,6 +68,31 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epoc
                        help="threads for image decoding (default: all cores)")
 
 
+def add_training_command(
+    subparsers: Any,
+    name: str,
+    *,
+    handle: Callable[[argparse.Namespace], int],
+    own_options: Callable[[argparse.ArgumentParser], None] | None = None,
+    epochs_help: str | None = None,
+    **parser_options: Any,
+) -> argparse.ArgumentParser:
+    """A sub-command that trains: PROJECT, the training options, the command's ``own_options``, --resume, --json.
+
+    ``parser_options`` (help, description, formatter_class, epilog) go to ``add_parser``; ``epochs_help``
+    to :func:`add_train_options`.
+    """
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, **parser_options)
+    add_project_argument(parser)
+    add_train_options(parser, epochs_help=epochs_help)
+    if own_options is not None:
+        own_options(parser)
+    add_resume_option(parser)
+    add_json_option(parser)
+    parser.set_defaults(func=handle)
+    return parser
+
+
 def add_fold_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=ranged("--folds"), default=3, help="cross-validation folds (default 3)")
 

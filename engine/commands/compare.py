@@ -5,13 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import (
-    add_json_option,
-    add_project_argument,
-    add_resume_option,
-    add_train_options,
-    run_training_command,
-)
+from engine.commands.common import add_training_command, run_training_command
 from engine.commands.retrain import (
     METHODS_EPILOG,
     MethodsHelpFormatter,
@@ -24,8 +18,9 @@ from engine.commands.retrain import (
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "compare", help="train several methods with the same seeds and compare their held-out accuracy",
+    add_training_command(
+        subparsers, "compare", handle=handle, own_options=add_compare_options,
+        help="train several methods with the same seeds and compare their held-out accuracy",
         description="Train each method of --methods once per seed (--seeds, the same seeds for every method) on "
         "the train split with the decisions applied, score each model on the held-out split (against the "
         "truth where known), and report per method the accuracy as mean ± std and the difference to ce "
@@ -33,8 +28,9 @@ def add_parser(subparsers: Any) -> None:
         "interval holds zero. A resumed compare skips the models that finished.",
         formatter_class=MethodsHelpFormatter, epilog=METHODS_EPILOG,
     )
-    add_project_argument(parser)
-    add_train_options(parser)
+
+
+def add_compare_options(parser: argparse.ArgumentParser) -> None:
     method = parser.add_argument_group("methods")
     method.add_argument("--methods", default="ce", metavar="A,B,...",
                         help="comma-separated methods to compare (every method is listed below)")
@@ -44,9 +40,6 @@ def add_parser(subparsers: Any) -> None:
     add_seeds_option(parser)
     add_trusted_options(parser)
     add_auto_options(parser)
-    add_resume_option(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

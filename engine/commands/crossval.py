@@ -5,28 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import (
-    add_fold_option,
-    add_json_option,
-    add_project_argument,
-    add_resume_option,
-    add_train_options,
-    run_training_command,
-)
+from engine.commands.common import add_fold_option, add_training_command, run_training_command
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "crossval", help="train K fold models and store out-of-sample probabilities (N, K) for every sample",
+    add_training_command(
+        subparsers, "crossval", handle=handle, own_options=add_fold_option,
+        help="train K fold models and store out-of-sample probabilities (N, K) for every sample",
         description="Train one model per fold (stratified, seeded) and store each sample's out-of-sample "
         "predicted probabilities as pred_probs.npy in a new run folder.",
     )
-    add_project_argument(parser)
-    add_train_options(parser)
-    add_fold_option(parser)
-    add_resume_option(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -5,13 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import (
-    add_json_option,
-    add_project_argument,
-    add_resume_option,
-    add_train_options,
-    run_training_command,
-)
+from engine.commands.common import add_training_command, run_training_command
 from engine.options import ranged
 
 METHODS_EPILOG = "\x00methods"  # replaced by the registry's listing when --help is shown (it imports torch)
@@ -90,8 +84,9 @@ def check_trusted(args: argparse.Namespace, trusted: dict[str, Any], methods: li
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "retrain", help="train on the train split with the decisions applied; compare with the uncorrected labels",
+    add_training_command(
+        subparsers, "retrain", handle=handle, own_options=add_retrain_options,
+        help="train on the train split with the decisions applied; compare with the uncorrected labels",
         description="Train a model on the train split with the decisions applied (removed samples dropped, "
         "relabels used) and, in the same run, the same model on the uncorrected labels, each once per seed "
         "(--seeds, default 3). Both are scored on the held-out split (against the truth where known); the "
@@ -100,8 +95,9 @@ def add_parser(subparsers: Any) -> None:
         "model.json (classes, image size, method) in the run folder.",
         formatter_class=MethodsHelpFormatter, epilog=METHODS_EPILOG,
     )
-    add_project_argument(parser)
-    add_train_options(parser)
+
+
+def add_retrain_options(parser: argparse.ArgumentParser) -> None:
     method = parser.add_argument_group("method")
     method.add_argument("--method", default="ce", metavar="NAME",
                         help="the training method of both models (default ce; every method is listed below)")
@@ -112,9 +108,6 @@ def add_parser(subparsers: Any) -> None:
     add_auto_options(parser)
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the models on the uncorrected labels (half the time; no before/after)")
-    add_resume_option(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
