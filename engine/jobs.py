@@ -124,9 +124,12 @@ def run_job(
     """
     from engine.training import distributed
 
+    def make_run() -> RunInfo:
+        return _new_or_resumed_run(project, kind, spec, run)
+
     if distributed.active():
-        return _run_job_distributed(project, kind, spec, body, events, cancel, run)
-    return _run_body(project, _new_or_resumed_run(project, kind, spec, run), kind, body, events, cancel)
+        return _run_job_distributed(project, make_run, kind, body, events, cancel)
+    return _run_body(project, make_run(), kind, body, events, cancel)
 
 
 def _new_or_resumed_run(project: Project, kind: str, spec: dict[str, Any], run: RunInfo | None) -> RunInfo:
@@ -209,22 +212,17 @@ def _run_body(
     return run, status
 
 
-def _run_job_distributed(
-    project: Project,
-    kind: str,
-    spec: dict[str, Any],
-    body: Callable[[JobContext], dict[str, Any]],
-    events: EventSink,
-    cancel: CancelToken | None,
-    run: RunInfo | None,
-) -> tuple[RunInfo, str]:
-    """:func:`run_job` on one of several torchrun ranks: rank 0 records the run; the others only compute."""
+def _run_job_distributed(project: Project, make_run: Callable[[], RunInfo], kind: str,
+                         body: Callable[[JobContext], dict[str, Any]], events: EventSink,
+                         cancel: CancelToken | None) -> tuple[RunInfo, str]:
+    """:func:`run_job` on one of several torchrun ranks: rank 0 makes the run (``make_run``) and records it; the
+    others only compute."""
     from engine.training import distributed
 
     if distributed.is_main():
         made: RunInfo | None = None
         try:
-            made = _new_or_resumed_run(project, kind, spec, run)
+            made = make_run()
         finally:  # the other ranks wait for the run; None tells them it was refused (rank 0 says why)
             distributed.broadcast_object(None if made is None else
                                          (made.id, made.kind, made.created, made.spec, project.fingerprint()))

@@ -68,6 +68,27 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epoc
                        help="threads for image decoding (default: all cores)")
 
 
+def add_command(
+    subparsers: Any,
+    name: str,
+    *,
+    handle: Callable[[argparse.Namespace], int],
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    **parser_options: Any,
+) -> argparse.ArgumentParser:
+    """A sub-command on a project: PROJECT, the command's own ``arguments``, then --json; ``handle`` runs it.
+
+    ``parser_options`` (help, description, formatter_class, epilog) go to ``add_parser``.
+    """
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, **parser_options)
+    add_project_argument(parser)
+    if arguments is not None:
+        arguments(parser)
+    add_json_option(parser)
+    parser.set_defaults(func=handle)
+    return parser
+
+
 def add_training_command(
     subparsers: Any,
     name: str,
@@ -77,20 +98,18 @@ def add_training_command(
     epochs_help: str | None = None,
     **parser_options: Any,
 ) -> argparse.ArgumentParser:
-    """A sub-command that trains: PROJECT, the training options, the command's ``own_options``, --resume, --json.
+    """A sub-command that trains (:func:`add_command`): the training options, the command's ``own_options``, --resume.
 
-    ``parser_options`` (help, description, formatter_class, epilog) go to ``add_parser``; ``epochs_help``
-    to :func:`add_train_options`.
+    ``epochs_help`` goes to :func:`add_train_options`.
     """
-    parser: argparse.ArgumentParser = subparsers.add_parser(name, **parser_options)
-    add_project_argument(parser)
-    add_train_options(parser, epochs_help=epochs_help)
-    if own_options is not None:
-        own_options(parser)
-    add_resume_option(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
-    return parser
+
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        add_train_options(parser, epochs_help=epochs_help)
+        if own_options is not None:
+            own_options(parser)
+        add_resume_option(parser)
+
+    return add_command(subparsers, name, handle=handle, arguments=arguments, **parser_options)
 
 
 def add_fold_option(parser: argparse.ArgumentParser) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import add_json_option, add_project_argument, run_with_sink
+from engine.commands.common import add_command, run_with_sink
 from engine.workflows.finetune_detector import MIN_REVIEWED
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "finetune-detector",
+    add_command(
+        subparsers, "finetune-detector", handle=handle,
         help="fine-tune the td_lstm detector on your reviewed samples and re-score the project (no training)",
         description="Fine-tune the td_lstm detector on the samples you reviewed in the latest audit with training "
         "dynamics (relabeled or removed = mislabeled, kept = correct; at least "
@@ -24,9 +24,6 @@ def add_parser(subparsers: Any) -> None:
         "dynamics with td_lstm and ensemble re-scored. Reports the detector's ROC-AUC against your verdicts before "
         "and after: in-sample and by k-fold over your reviews.",
     )
-    add_project_argument(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.commands.common import add_json_option, add_project_argument, run_with_sink
+from engine.commands.common import add_command, run_with_sink
 from engine.events import EventSink
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "import-predictions", help="record your own model's out-of-sample predictions (and embeddings) as an audit",
+    add_command(
+        subparsers, "import-predictions", handle=handle, arguments=add_import_predictions_arguments,
+        help="record your own model's out-of-sample predictions (and embeddings) as an audit",
         description="Check every row of the files, then record the predictions as an audit run scored by "
         "confident learning (cl: cleanlab's flagged set, ranked by self-confidence), judged against the labels "
         "with your decisions applied. status, evaluate, the review, decide, retrain and export treat it like any "
@@ -21,7 +22,9 @@ def add_parser(subparsers: Any) -> None:
         "column per class name in any order; a .npy has one row per line of --paths. Every training sample "
         "needs a row; held-out samples may have rows (stored, never audited).",
     )
-    add_project_argument(parser)
+
+
+def add_import_predictions_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred-probs", type=Path, metavar="FILE", default=None,
                         help="out-of-sample class probabilities: .csv (path + one column per class) or .npy (N, K) "
                         "with --paths")
@@ -37,8 +40,6 @@ def add_parser(subparsers: Any) -> None:
                         help="a name for this source (default: the file's name without extension)")
     parser.add_argument("--check", action="store_true",
                         help="only check the files and show what would be imported; write nothing")
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from engine.commands.common import add_training_command, run_training_command
@@ -83,9 +84,29 @@ def check_trusted(args: argparse.Namespace, trusted: dict[str, Any], methods: li
         check_trusted_before_start(project, trusted, methods, args.seed)
 
 
+def add_methods_command(subparsers: Any, name: str, *, handle: Callable[[argparse.Namespace], int],
+                        method_group: str, method_options: Callable[[Any], None],
+                        more_options: Callable[[argparse.ArgumentParser], None] | None = None,
+                        **parser_options: Any) -> None:
+    """retrain and compare: a training command with ``method_options`` in ``method_group``, the seeds, the trusted
+    set and auto mode (then ``more_options``); its --help lists every method with its options."""
+
+    def own_options(parser: argparse.ArgumentParser) -> None:
+        method_options(parser.add_argument_group(method_group))
+        add_seeds_option(parser)
+        add_trusted_options(parser)
+        add_auto_options(parser)
+        if more_options is not None:
+            more_options(parser)
+
+    add_training_command(subparsers, name, handle=handle, own_options=own_options,
+                         formatter_class=MethodsHelpFormatter, epilog=METHODS_EPILOG, **parser_options)
+
+
 def add_parser(subparsers: Any) -> None:
-    add_training_command(
-        subparsers, "retrain", handle=handle, own_options=add_retrain_options,
+    add_methods_command(
+        subparsers, "retrain", handle=handle, method_group="method", method_options=add_method_option,
+        more_options=add_baseline_option,
         help="train on the train split with the decisions applied; compare with the uncorrected labels",
         description="Train a model on the train split with the decisions applied (removed samples dropped, "
         "relabels used) and, in the same run, the same model on the uncorrected labels, each once per seed "
@@ -93,19 +114,17 @@ def add_parser(subparsers: Any) -> None:
         "difference is paired by seed and reported with its 95% interval, or as 'no measurable change' when "
         "the interval holds zero. The first seed's cleaned model is saved as model.pt (a state_dict) with "
         "model.json (classes, image size, method) in the run folder.",
-        formatter_class=MethodsHelpFormatter, epilog=METHODS_EPILOG,
     )
 
 
-def add_retrain_options(parser: argparse.ArgumentParser) -> None:
-    method = parser.add_argument_group("method")
+def add_method_option(method: Any) -> None:
     method.add_argument("--method", default="ce", metavar="NAME",
                         help="the training method of both models (default ce; every method is listed below)")
     method.add_argument("--option", action="append", metavar="KEY=VALUE", default=None,
                         help="an option of the method (repeatable), e.g. --option sigma=0.5")
-    add_seeds_option(parser)
-    add_trusted_options(parser)
-    add_auto_options(parser)
+
+
+def add_baseline_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the models on the uncorrected labels (half the time; no before/after)")
 

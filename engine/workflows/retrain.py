@@ -34,16 +34,8 @@ from engine.events import EventSink
 from engine.jobs import JobContext, run_job
 from engine.stats import describe_spread, spread
 from engine.store import Project, RunInfo, SampleTable, atomic_write_bytes
-from engine.workflows.paired_models import (
-    BASELINE_METHOD,
-    DEFAULT_SEEDS,
-    ModelPlan,
-    arm_figures,
-    difference_figures,
-    paired_seeds,
-    parse_seeds,
-    train_models,
-)
+from engine.workflows import paired_models
+from engine.workflows.paired_models import BASELINE_METHOD, DEFAULT_SEEDS, ModelPlan
 from engine.workflows.training_set import AutoAction, TrainingSet, heldout_to_measure, training_set_of_spec
 from engine.workflows.trusted import trusted_for_run
 
@@ -95,7 +87,7 @@ class RetrainSettings:
 
         method = str(spec.get("method", BASELINE_METHOD))
         return cls(method, parse_options(method, spec.get("options") or {}),
-                   paired_seeds(first_seed, int(spec.get("seeds", 1))),  # an older spec trained one seed
+                   paired_models.paired_seeds(first_seed, int(spec.get("seeds", 1))),  # an older spec trained one seed
                    bool(spec.get("baseline", True)))
 
     def plans(self, table: SampleTable, training: TrainingSet) -> list[ModelPlan]:
@@ -134,8 +126,9 @@ def retrain_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> 
         if plan.arm == "cleaned" and plan.seed == settings.seeds[0] and is_main():
             _save_model(ctx.run.folder, fit, config, project, plan)
 
-    records = train_models(ctx, config, settings.plans(project.sample_table(), training), eval_ids, eval_labels,
-                           stage="retrain", trusted=trusted, on_model=keep_first_cleaned)
+    plans = settings.plans(project.sample_table(), training)
+    records = paired_models.train_models(ctx, config, plans, eval_ids, eval_labels, stage="retrain", trusted=trusted,
+                                         on_model=keep_first_cleaned)
     summary = retrain_summary(project, config, spec, settings, training, records, (against, len(eval_ids)), trusted)
     report_retrain(ctx, summary, against)
     return summary
@@ -150,9 +143,9 @@ def retrain_summary(project: Project, config: TrainConfig, spec: dict[str, Any],
     """
     seeds, baseline = settings.seeds, settings.baseline
     against, n_eval = measured
-    cleaned = arm_figures(records, "cleaned", seeds)
-    original = arm_figures(records, "original", seeds) if baseline else None
-    difference = difference_figures(records, "cleaned", "original", seeds) if baseline else None
+    cleaned = paired_models.arm_figures(records, "cleaned", seeds)
+    original = paired_models.arm_figures(records, "original", seeds) if baseline else None
+    difference = paired_models.difference_figures(records, "cleaned", "original", seeds) if baseline else None
     return {
         # The means over the seeds, under the names of a one-seed retrain (the app reads them).
         "accuracy_cleaned": cleaned["accuracy_mean"],
@@ -215,7 +208,7 @@ def retrain_spec(
 
     return {"auto_top_k": auto_top_k, "auto_action": auto_action, "audit_run": audit_run,
             "detector": detector, "baseline": baseline, "method": method,
-            "options": parse_options(method, options or {}), "seeds": parse_seeds(seeds),
+            "options": parse_options(method, options or {}), "seeds": paired_models.parse_seeds(seeds),
             "trusted": trusted or {"per_class": None, "csv": None}}
 
 
