@@ -17,7 +17,7 @@ from engine.training.config import TrainConfig
 from engine.workflows.audit import run_audit
 from engine.workflows.evaluate import evaluate_run
 from engine.workflows.retrain import run_retrain
-from engine.workflows.training_set import cleaned_training_set, heldout_to_measure, parse_top_k
+from engine.workflows.sample_sets import cleaned_training_set, heldout_to_measure, parse_top_k
 
 ACCURACY_FLOOR = 0.5  # digits, 10 classes: chance is 0.1
 

@@ -15,7 +15,7 @@ from engine.methods import METHODS, MethodInfo
 from engine.noise import inject_noise
 from engine.store import Project
 from engine.workflows import trusted
-from engine.workflows.training_set import heldout_to_measure
+from engine.workflows.sample_sets import heldout_to_measure
 
 TRAIN = ["--epochs", "1", "--image-size", "16", "--batch-size", "8", "--device", "cpu"]
 

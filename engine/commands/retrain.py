@@ -62,7 +62,7 @@ def add_seeds_option(parser: argparse.ArgumentParser, default: int = 3) -> None:
 
 def auto_spec(args: argparse.Namespace) -> dict[str, Any]:
     """The auto-mode part of a spec; the audit is named now, so a resume follows the same one."""
-    from engine.workflows.training_set import parse_top_k
+    from engine.workflows.sample_sets import parse_top_k
 
     top_k = None if args.auto_top_k is None else parse_top_k(args.auto_top_k)
     audit_run = args.audit_run

@@ -378,7 +378,7 @@ def _record_run(ctx: JobContext, probs: np.ndarray, has_row: np.ndarray, source:
 
 def _heldout_accuracy(table: Any, probs: np.ndarray, heldout: np.ndarray) -> tuple[float | None, str, int]:
     """Accuracy on the held-out samples the file had rows for, against what a trained audit's is measured on."""
-    from engine.workflows.evaluate import heldout_targets
+    from engine.workflows.sample_sets import heldout_targets
 
     test_ids, target, against = heldout_targets(table)
     chosen = np.isin(test_ids, heldout)

@@ -7,7 +7,7 @@ Jobs that make a recorded run (through :func:`engine.jobs.run_job`):
   detection.py: running detectors on gathered evidence and storing their scores (the audit, an import,
   a re-score);
 - retrain.py (``retrain``), compare.py (``compare``), tune.py (``tune``): models trained on the cleaned
-  labels; what they share sits below them: training_set.py (the cleaned training set, the held-out
+  labels; what they share sits below them: sample_sets.py (the cleaned training set, the held-out
   targets), paired_models.py (models trained once per seed and compared by seed, the run's trusted set),
   trusted.py (which samples the meta-learning methods may take as clean);
 - finetune_detector.py: the review fine-tunes td_lstm, and the project is re-scored (``finetune-detector``);

@@ -33,7 +33,7 @@ from engine.workflows.paired_models import (
     parse_seeds,
     train_models,
 )
-from engine.workflows.training_set import heldout_to_measure, training_set_of_spec
+from engine.workflows.sample_sets import heldout_to_measure, training_set_of_spec
 from engine.workflows.trusted import trusted_for_run
 
 if TYPE_CHECKING:

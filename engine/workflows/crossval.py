@@ -23,7 +23,7 @@ from engine.training import distributed
 from engine.training.config import TrainConfig
 from engine.training.fit import StageProgress, fit_and_evaluate
 from engine.training.loop import predict_probs, steps_per_epoch
-from engine.workflows.evaluate import heldout_targets
+from engine.workflows.sample_sets import heldout_targets
 
 CROSSVAL_KIND = "crossval"
 PRED_PROBS_FILE = "pred_probs.npy"

@@ -177,18 +177,3 @@ def format_evaluation(report: dict[str, Any]) -> str:
             f"{fmt(true_rate):>10}"
         )
     return "\n".join(lines)
-
-
-def heldout_targets(table: SampleTable) -> tuple[np.ndarray, np.ndarray, str]:
-    """(ids, target labels, against what) that held-out accuracy is measured on, per fold and overall.
-
-    Against the truth where it is known (open-set samples, which have no right
-    class, are left out: "truth"), else against the labels the held-out samples
-    were imported with ("given_labels"), never edited ones: a held-out label
-    changed after the model's own suggestion would grade the model by itself.
-    """
-    test_ids = table.test_ids
-    truth = table.true_label[test_ids]
-    if len(test_ids) and (truth != UNKNOWN_TRUTH).all():
-        return test_ids[truth >= 0], truth[truth >= 0], "truth"
-    return test_ids, table.given_label[test_ids], "given_labels"

@@ -36,7 +36,7 @@ from engine.stats import describe_spread, spread
 from engine.store import Project, RunInfo, SampleTable, atomic_write_bytes
 from engine.workflows import paired_models
 from engine.workflows.paired_models import BASELINE_METHOD, DEFAULT_SEEDS, ModelPlan
-from engine.workflows.training_set import AutoAction, TrainingSet, heldout_to_measure, training_set_of_spec
+from engine.workflows.sample_sets import AutoAction, TrainingSet, heldout_to_measure, training_set_of_spec
 from engine.workflows.trusted import trusted_for_run
 
 if TYPE_CHECKING:

@@ -272,7 +272,7 @@ def tune_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dic
     from engine.methods import parse_options
     from engine.training.fit import StageProgress, fit_and_evaluate
     from engine.training.loop import steps_per_epoch
-    from engine.workflows.training_set import cleaned_training_set
+    from engine.workflows.sample_sets import cleaned_training_set
 
     hpo = import_optuna()
     project = ctx.project

@@ -1,10 +1,11 @@
-"""The cleaned training set a model of retrain, compare or tune learns from, and the held-out set it is measured on.
+"""Which samples a model trains on (the cleaned training set of retrain, compare and tune) and which it is measured
+on (the held-out set, for every job that reports a held-out accuracy).
 
 The cleaned training set is the TRAIN split with the person's decisions applied (removed
 samples dropped, relabels used); in *auto* mode the top-k suggestions of an audit are applied
 on top, without review and without being written as decisions. The held-out (test) split is
 measured against the truth where it is known, else the labels it was imported with, never
-edited ones (see :func:`engine.workflows.evaluate.heldout_targets`).
+edited ones (:func:`heldout_targets`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from engine.errors import UserError
-from engine.store import Project
-from engine.workflows.evaluate import heldout_targets
+from engine.store import UNKNOWN_TRUTH, Project, SampleTable
 
 AutoAction = Literal["remove", "relabel"]
 
@@ -117,7 +117,7 @@ def heldout_to_measure(project: Project) -> tuple[np.ndarray, np.ndarray, str]:
     """(eval ids (m,), their labels (m,), "truth" | "given_labels") on the test split; refused when it is empty.
 
     No decision, relabel or removal changes what the held-out split is measured against (see
-    :func:`engine.workflows.evaluate.heldout_targets`).
+    :func:`heldout_targets`).
     """
     table = project.sample_table()
     if not len(table.test_ids):
@@ -132,3 +132,18 @@ def training_set_of_spec(project: Project, spec: Mapping[str, Any]) -> TrainingS
     return cleaned_training_set(project, auto_top_k=spec.get("auto_top_k"),
                                 auto_action=spec.get("auto_action", "remove"), audit_run=spec.get("audit_run"),
                                 detector=spec.get("detector", "cl"))
+
+
+def heldout_targets(table: SampleTable) -> tuple[np.ndarray, np.ndarray, str]:
+    """(ids, target labels, against what) that held-out accuracy is measured on, per fold and overall.
+
+    Against the truth where it is known (open-set samples, which have no right
+    class, are left out: "truth"), else against the labels the held-out samples
+    were imported with ("given_labels"), never edited ones: a held-out label
+    changed after the model's own suggestion would grade the model by itself.
+    """
+    test_ids = table.test_ids
+    truth = table.true_label[test_ids]
+    if len(test_ids) and (truth != UNKNOWN_TRUTH).all():
+        return test_ids[truth >= 0], truth[truth >= 0], "truth"
+    return test_ids, table.given_label[test_ids], "given_labels"
