@@ -101,6 +101,7 @@ def test_a_csv_import_is_an_audit_scored_by_cl_that_status_evaluate_export_and_d
     np.testing.assert_array_equal(np.argsort(scores["rank"])[:len(ranked)], train[ranked])
     assert not scores["flagged"][table.test_ids].any() and (scores["score"][table.test_ids] == 0).all()
     assert run.summary["heldout_accuracy"] is not None and run.summary["n_heldout"] == len(table.test_ids)
+    assert "heldout_evaluated_against" not in run.summary  # written once, as heldout_accuracy_measured_against
 
     root = str(project.root)
     assert main(["evaluate", root, "--json"]) == 0
