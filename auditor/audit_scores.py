@@ -85,7 +85,7 @@ def load_audit(project: Project, run: RunInfo) -> AuditScores | None:
 def _audited_mask(project: Project, run: RunInfo, count: int) -> np.ndarray:
     """(N,) bool: the ids the run recorded as audited, else (older runs) the training split."""
     mask = np.zeros(count, dtype=bool)
-    ids = _load_array(run.folder, "audited_ids.npy")  # engine.audit.AUDITED_IDS_FILE (engine.audit is heavy)
+    ids = _load_array(run.folder, "audited_ids.npy")  # engine.workflows.audit.AUDITED_IDS_FILE (that module is heavy)
     if ids is not None and ids.ndim == 1 and np.issubdtype(ids.dtype, np.integer) \
             and (len(ids) == 0 or (ids.min() >= 0 and ids.max() < count)):
         mask[ids] = True

@@ -1,10 +1,10 @@
 """Detector quality against the known truth, with numpy only (the app never imports scikit-learn).
 
-The figures are those of ``python -m engine evaluate`` (:func:`engine.evaluate.evaluate_run`,
+The figures are those of ``python -m engine evaluate`` (:func:`engine.workflows.evaluate.evaluate_run`,
 which uses scikit-learn): ROC-AUC and average precision of each detector's scores,
 precision/recall/F1 of its flagged set, over the train samples whose truth is known.
 A sample counts as mislabeled when the label the run used differs from the truth
-(:func:`read_truth` with the run; engine.run_labels). The curves are computed on
+(:func:`read_truth` with the run; engine.evidence.run_labels). The curves are computed on
 every sample; :func:`decimate` picks the few thousand vertices a plot needs.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.run_labels import labels_for_grading
+from engine.evidence.run_labels import labels_for_grading
 from engine.store import UNKNOWN_TRUTH, Project, RunInfo
 
 
@@ -34,7 +34,7 @@ class Truth:
 
     @property
     def mislabeled(self) -> np.ndarray:
-        """Known and wrong; an open-set sample (true label -1) is always wrong (as in engine.evaluate)."""
+        """Known and wrong; an open-set sample (true label -1) is always wrong (as in engine.workflows.evaluate)."""
         return self.known & (self.true_label != self.label)
 
     @property
@@ -142,7 +142,7 @@ def decimate(x: np.ndarray, y: np.ndarray, max_points: int = 2000) -> np.ndarray
 
 def detection_metrics(is_noisy: np.ndarray, scores: np.ndarray, flagged: np.ndarray,
                       detector_curves: Curves | None = None) -> dict[str, Any]:
-    """The figures of :func:`engine.evaluate.detection_metrics` (same keys, same values), with numpy.
+    """The figures of :func:`engine.workflows.evaluate.detection_metrics` (same keys, same values), with numpy.
 
     ``detector_curves``: :func:`curves` of these scores, when already computed.
     """

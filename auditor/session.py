@@ -28,9 +28,9 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from auditor import review_order
 from auditor.audit_scores import AuditScores, load_audit
 from auditor.decision_ledger import DecisionLedger, MadeElsewhere
-from engine.bulk import latest_scored_audit
 from engine.errors import DamagedProjectError, UserError, user_error_from_exception
 from engine.store import Decision, Project, RunInfo
+from engine.workflows.bulk import latest_scored_audit
 
 WATCH_INTERVAL_MS = 1000  # how often an open project is checked for changes made elsewhere
 STALE_SUGGESTIONS = "these suggestions were computed on labels that have since changed: run a new audit"

@@ -70,9 +70,9 @@ def accept_everything(project: Any, run_id: str, detector: str, action: str) -> 
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.audit import DEFAULT_DYNAMICS_EPOCHS, run_audit
-    from engine.retrain import run_retrain
     from engine.training.config import TrainConfig
+    from engine.workflows.audit import DEFAULT_DYNAMICS_EPOCHS, run_audit
+    from engine.workflows.retrain import run_retrain
 
     config = TrainConfig.from_args(args)
     events = EventSink(console=ConsoleRenderer(sys.stderr, quiet=args.quiet))

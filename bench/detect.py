@@ -111,11 +111,11 @@ def limited_folder(args: argparse.Namespace, workdir: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.audit import resolve_dynamics_epochs, run_audit
     from engine.data.cache import ensure_cache
     from engine.data.importing import import_csv, import_folder
-    from engine.evaluate import evaluate_run
     from engine.training.config import TrainConfig
+    from engine.workflows.audit import resolve_dynamics_epochs, run_audit
+    from engine.workflows.evaluate import evaluate_run
 
     config = TrainConfig.from_args(args)
     events = EventSink(console=ConsoleRenderer(sys.stderr, quiet=args.quiet))

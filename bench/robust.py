@@ -159,12 +159,12 @@ def bench_main(argv: list[str] | None, parse: Callable[[list[str] | None], argpa
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.audit import run_audit
-    from engine.compare import options_for_methods, parse_method_list, run_compare
     from engine.methods import METHODS, method_info
     from engine.stats import paired_difference, spread
     from engine.training.config import TrainConfig
-    from engine.trusted import trusted_spec
+    from engine.workflows.audit import run_audit
+    from engine.workflows.compare import options_for_methods, parse_method_list, run_compare
+    from engine.workflows.trusted import trusted_spec
 
     config = TrainConfig.from_args(args)
     events = EventSink(console=ConsoleRenderer(sys.stderr, quiet=args.quiet))

@@ -50,7 +50,7 @@ import numpy as np
 
 from engine.detectors import review_detector
 from engine.errors import UserError, ensure_free_space, user_error_from_oserror
-from engine.run_labels import audited_mask, labels_for_grading
+from engine.evidence.run_labels import audited_mask, labels_for_grading
 from engine.store import (
     DB_NAME,
     Project,

@@ -18,29 +18,10 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from engine.cancel import CancelToken
 from engine.errors import Cancelled, UserError, user_error_from_exception
 from engine.events import EventSink
 from engine.store import DECISION_DEPENDENT_KINDS, Project, RunInfo, atomic_write_bytes
-
-
-class CancelToken:
-    """Set by a signal handler or a caller; checked by the work between steps."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.reason = ""
-
-    def request(self, reason: str = "cancel requested") -> None:
-        self.reason = reason
-        self._event.set()
-
-    @property
-    def requested(self) -> bool:
-        return self._event.is_set()
-
-    def raise_if_requested(self) -> None:
-        if self._event.is_set():
-            raise Cancelled(self.reason)
 
 
 @dataclass
@@ -150,14 +131,20 @@ def run_job(
     """
     from engine.training import distributed
 
+    def make_run() -> RunInfo:
+        return _new_or_resumed_run(project, kind, spec, run)
+
     if distributed.active():
-        return _run_job_distributed(project, kind, spec, body, events, cancel, run)
+        return _run_job_distributed(project, make_run, kind, body, events, cancel)
+    return _run_body(project, make_run(), kind, body, events, cancel)
+
+
+def _new_or_resumed_run(project: Project, kind: str, spec: dict[str, Any], run: RunInfo | None) -> RunInfo:
+    """A new run of ``kind``, or ``run`` claimed for a resume (refused when what it trains on changed)."""
     if run is None:
-        run = project.new_run(kind, record_resolved_precision(spec))
-    else:
-        refuse_resume_if_label_state_changed(project, run)
-        run = project.claim_run_for_resume(run.id)  # refuses a finished run, or one still running elsewhere
-    return _run_body(project, run, kind, body, events, cancel)
+        return project.new_run(kind, record_resolved_precision(spec))
+    refuse_resume_if_label_state_changed(project, run)
+    return project.claim_run_for_resume(run.id)  # refuses a finished run, or one still running elsewhere
 
 
 def _run_body(
@@ -232,26 +219,17 @@ def _run_body(
     return run, status
 
 
-def _run_job_distributed(
-    project: Project,
-    kind: str,
-    spec: dict[str, Any],
-    body: Callable[[JobContext], dict[str, Any]],
-    events: EventSink,
-    cancel: CancelToken | None,
-    run: RunInfo | None,
-) -> tuple[RunInfo, str]:
-    """:func:`run_job` on one of several torchrun ranks: rank 0 records the run; the others only compute."""
+def _run_job_distributed(project: Project, make_run: Callable[[], RunInfo], kind: str,
+                         body: Callable[[JobContext], dict[str, Any]], events: EventSink,
+                         cancel: CancelToken | None) -> tuple[RunInfo, str]:
+    """:func:`run_job` on one of several torchrun ranks: rank 0 makes the run (``make_run``) and records it; the
+    others only compute."""
     from engine.training import distributed
 
     if distributed.is_main():
         made: RunInfo | None = None
         try:
-            if run is None:
-                made = project.new_run(kind, record_resolved_precision(spec))
-            else:
-                refuse_resume_if_label_state_changed(project, run)
-                made = project.claim_run_for_resume(run.id)
+            made = make_run()
         finally:  # the other ranks wait for the run; None tells them it was refused (rank 0 says why)
             distributed.broadcast_object(None if made is None else
                                          (made.id, made.kind, made.created, made.spec, project.fingerprint()))

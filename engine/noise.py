@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,44 @@ def inject_noise(
     open-set images written. Returns a summary: mode, rate, seed, params, changed,
     train_samples, realised_rate, transitions (``"a->b": count``, most common first).
     """
+    _check_request(mode, rate, seed, class_map)
+    events = events or EventSink()
+    table = project.sample_table()
+    clean = clean_labels(project, table)
+    train = table.train_ids
+    drawn = _draw(project, table, clean, mode, rate, np.random.default_rng(seed), class_map, image_size, events)
+    old_overrides = {index: path for index, path in enumerate(table.image_override) if path}
+    project.set_labels(drawn.labels, drawn.truth, drawn.overrides)
+    if old_overrides or drawn.overrides:
+        # Open-set images were replaced or removed: only the cache of the dataset's own images stays valid.
+        for file in clear_cache(project, keep_clean=True):
+            events.log(f"removed stale image cache {file.name}", "debug")
+        _remove_stale_openset_files(project, drawn.overrides)
+
+    noisy_train = (drawn.labels[train] != clean[train]) | (drawn.truth[train] == OUTSIDE_LABEL_SET)
+    changed = int(noisy_train.sum())
+    project.record_noise(mode, float(rate), int(seed), drawn.params, changed)
+    names = project.class_names()
+    transitions = Counter(
+        f"{names[clean[i]]}->{names[drawn.labels[i]] if drawn.truth[i] != OUTSIDE_LABEL_SET else 'outside'}"
+        for i in train[noisy_train]
+    )
+    summary = {
+        "mode": mode,
+        "rate": float(rate),
+        "seed": int(seed),
+        "params": drawn.params,
+        "changed": changed,
+        "train_samples": int(len(train)),
+        "realised_rate": changed / len(train) if len(train) else 0.0,
+        "transitions": dict(transitions.most_common()),
+    }
+    events.log(f"{mode} noise: {changed} of {len(train)} training labels noisy "
+               f"({summary['realised_rate']:.1%}, asked {rate:.1%}, seed {seed})")
+    return summary
+
+
+def _check_request(mode: str, rate: float, seed: int, class_map: ClassMap | None) -> None:
     if mode not in MODES:
         raise UserError(f"unknown noise mode {mode!r}", f"use one of: {', '.join(MODES)}")
     if not 0 <= rate < 1:
@@ -69,17 +108,25 @@ def inject_noise(
     if class_map and mode != "asymmetric":
         raise UserError(f"a class map only applies to asymmetric noise, not {mode}",
                         "drop --class-map or use --mode asymmetric")
-    events = events or EventSink()
-    table = project.sample_table()
-    num_classes = project.num_classes
-    clean = clean_labels(project, table)
-    train = table.train_ids
-    rng = np.random.default_rng(seed)
-    labels = clean.copy()
-    truth = clean.copy()
-    overrides: dict[int, str] = {}
-    params: dict[str, Any] = {}
 
+
+@dataclass
+class _Drawn:
+    """One draw of noise: every sample's label and truth (N,), open-set image paths by sample id, the mode's params."""
+
+    labels: np.ndarray
+    truth: np.ndarray
+    overrides: dict[int, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _draw(project: Project, table: SampleTable, clean: np.ndarray, mode: str, rate: float,
+          rng: np.random.Generator, class_map: ClassMap | None, image_size: int, events: EventSink) -> _Drawn:
+    """The noisy labels of ``mode`` at ``rate`` over the train split, drawn from ``clean`` with ``rng``."""
+    num_classes = project.num_classes
+    train = table.train_ids
+    drawn = _Drawn(clean.copy(), clean.copy())
+    labels = drawn.labels
     if mode == "symmetric":
         chosen = rng.choice(train, size=int(round(rate * len(train))), replace=False)
         # An offset in 1..K-1 lands uniformly on one of the *other* classes.
@@ -87,7 +134,7 @@ def inject_noise(
     elif mode == "asymmetric":
         mapping = _resolve_map(project, class_map, num_classes)
         names = project.class_names()
-        params["class_map"] = {names[src]: names[dst] for src, dst in mapping.items()}
+        drawn.params["class_map"] = {names[src]: names[dst] for src, dst in mapping.items()}
         for src, dst in sorted(mapping.items()):
             members = train[clean[train] == src]
             chosen = rng.choice(members, size=int(round(rate * len(members))), replace=False)
@@ -95,47 +142,18 @@ def inject_noise(
     elif mode == "instance":
         features = _instance_features(ensure_clean_cache(project, image_size, events=events)[train])
         labels[train] = _instance_flip(features, clean[train], num_classes, rate, rng)
-        params.update(flip_rate_std=INSTANCE_RATE_STD, features=f"{_FEATURE_GRID}x{_FEATURE_GRID}x3 mean-pooled "
-                      f"{image_size}px images, standardised", image_size=image_size)
+        drawn.params.update(flip_rate_std=INSTANCE_RATE_STD, features=f"{_FEATURE_GRID}x{_FEATURE_GRID}x3 "
+                            f"mean-pooled {image_size}px images, standardised", image_size=image_size)
     else:  # openset
         chosen = np.sort(rng.choice(train, size=int(round(rate * len(train))), replace=False))
         source = ensure_clean_cache(project, image_size, events=events)
         # Files about to be overwritten may be in a cache under an unchanged name: drop it first.
         clear_cache(project, keep_clean=True)
         kinds = _write_openset_images(project, chosen, source, train, image_size, rng)
-        overrides = {int(index): f"{OPENSET_DIR}/{index}.png" for index in chosen}
-        truth[chosen] = OUTSIDE_LABEL_SET
-        params.update(image_size=image_size, kinds=dict(Counter(kinds)))
-
-    old_overrides = {index: path for index, path in enumerate(table.image_override) if path}
-    project.set_labels(labels, truth, overrides)
-    if old_overrides or overrides:
-        # Open-set images were replaced or removed: only the cache of the dataset's own images stays valid.
-        for file in clear_cache(project, keep_clean=True):
-            events.log(f"removed stale image cache {file.name}", "debug")
-        _remove_stale_openset_files(project, overrides)
-
-    noisy_train = (labels[train] != clean[train]) | (truth[train] == OUTSIDE_LABEL_SET)
-    changed = int(noisy_train.sum())
-    project.record_noise(mode, float(rate), int(seed), params, changed)
-    names = project.class_names()
-    transitions = Counter(
-        f"{names[clean[i]]}->{names[labels[i]] if truth[i] != OUTSIDE_LABEL_SET else 'outside'}"
-        for i in train[noisy_train]
-    )
-    summary = {
-        "mode": mode,
-        "rate": float(rate),
-        "seed": int(seed),
-        "params": params,
-        "changed": changed,
-        "train_samples": int(len(train)),
-        "realised_rate": changed / len(train) if len(train) else 0.0,
-        "transitions": dict(transitions.most_common()),
-    }
-    events.log(f"{mode} noise: {changed} of {len(train)} training labels noisy "
-               f"({summary['realised_rate']:.1%}, asked {rate:.1%}, seed {seed})")
-    return summary
+        drawn.overrides = {int(index): f"{OPENSET_DIR}/{index}.png" for index in chosen}
+        drawn.truth[chosen] = OUTSIDE_LABEL_SET
+        drawn.params.update(image_size=image_size, kinds=dict(Counter(kinds)))
+    return drawn
 
 
 def clean_labels(project: Project, table: SampleTable | None = None) -> np.ndarray:

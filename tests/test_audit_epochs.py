@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.audit import DEFAULT_DYNAMICS_EPOCHS, resolve_dynamics_epochs, run_audit
 from engine.commands.audit import add_audit_epoch_options
 from engine.errors import UserError
 from engine.store import Project
 from engine.training.config import TrainConfig
 from engine.training.recorders import load_dynamics
+from engine.workflows.audit import DEFAULT_DYNAMICS_EPOCHS, resolve_dynamics_epochs, run_audit
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -52,7 +52,7 @@ def test_the_dynamics_run_trains_its_own_epochs_and_kfold_its_own(demo_project: 
 
 
 def test_library_callers_get_the_same_dynamics_default_as_the_cli_and_the_app() -> None:
-    from engine.audit import audit_spec
+    from engine.workflows.audit import audit_spec
 
     spec = audit_spec(TrainConfig(epochs=3), 2, ["aum"])  # run_audit's spec: no dynamics_epochs named
     assert spec["dynamics_epochs"] == DEFAULT_DYNAMICS_EPOCHS == resolve_dynamics_epochs(None, None)

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
+from engine.cancel import CancelToken
 from engine.cli import main
-from engine.compare import options_for_methods, parse_method_list, run_compare
 from engine.data.importing import import_folder
 from engine.errors import UserError
 from engine.events import Event, EventSink, Progress
-from engine.jobs import CancelToken
 from engine.methods import METHODS, MethodInfo
 from engine.noise import inject_noise
 from engine.stats import NO_MEASURABLE_CHANGE, describe_difference, paired_difference, spread
 from engine.store import Project
 from engine.training.config import TrainConfig
+from engine.workflows.compare import options_for_methods, parse_method_list, run_compare
 
 TRAIN = ["--epochs", "1", "--image-size", "16", "--batch-size", "8", "--device", "cpu"]
 CONFIG = TrainConfig(epochs=1, image_size=16, batch_size=8, device="cpu", seed=0)

@@ -10,12 +10,12 @@ from cleanlab.count import estimate_py_and_noise_matrices_from_probabilities
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
-from engine.audit import run_detectors
-from engine.crossval import heldout_accuracy
 from engine.detectors import DETECTORS, DetectorInputs, parse_detectors, ranking_flagged_first
 from engine.detectors.confident_learning import confident_learning
 from engine.errors import UserError
 from engine.store import Project
+from engine.workflows.crossval import heldout_accuracy
+from engine.workflows.detection import run_detectors
 
 
 def noisy_problem(n: int = 1500, k: int = 5, rate: float = 0.2, seed: int = 0):

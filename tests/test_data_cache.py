@@ -12,12 +12,12 @@ import pytest
 from conftest import IMAGE_FOLDER_PER_CLASS, RecordingSink
 from PIL import Image
 
+from engine.cancel import CancelToken
 from engine.data import images
 from engine.data.cache import cache_path, clear_cache, ensure_cache
 from engine.data.importing import import_folder
 from engine.errors import Cancelled, UserError
 from engine.events import Progress
-from engine.jobs import CancelToken
 from engine.store import Project
 
 

@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.audit import AUDITED_IDS_FILE, run_audit
 from engine.detectors import DetectorInputs, DetectorResult, parse_detectors, required_evidence
 from engine.detectors.confident_learning import confident_learning
 from engine.detectors.ensemble import detect as ensemble_detect
 from engine.detectors.ensemble import rank_average
 from engine.detectors.ocl import detect as ocl_detect
 from engine.errors import UserError
-from engine.evaluate import evaluate_run, format_evaluation
 from engine.methods.ocl import off_diagonal_mask
 from engine.store import Project
 from engine.training.config import TrainConfig
@@ -25,6 +23,8 @@ from engine.training.data import Batch
 from engine.training.hooks import StepOutput
 from engine.training.loop import TrainState
 from engine.training.recorders import ConfidentClassRecorder, batch_confident_classes
+from engine.workflows.audit import AUDITED_IDS_FILE, run_audit
+from engine.workflows.evaluate import evaluate_run, format_evaluation
 
 
 def fake_state(epoch: int) -> TrainState:

@@ -82,8 +82,8 @@ def only_run(project: Path) -> Path:
 def test_two_gloo_ranks_match_one_process(tiny_project: Path, tmp_path: Path, batch_size: int) -> None:
     one = copy_project(tiny_project, tmp_path / "one")
     two = copy_project(tiny_project, tmp_path / "two")
-    from engine.audit import run_audit
     from engine.training.config import TrainConfig
+    from engine.workflows.audit import run_audit
 
     # The reference: one process, in this one (the same job as `python -m engine audit`).
     config = TrainConfig(epochs=2, batch_size=batch_size, image_size=16, device="cpu", precision="fp32", model=MODEL)

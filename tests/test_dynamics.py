@@ -10,20 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from engine.audit import AUDITED_IDS_FILE, audit_body, audit_spec, run_audit
+from engine.cancel import CancelToken
 from engine.detectors import DETECTORS, DetectorInputs, parse_detectors, required_evidence
 from engine.detectors.aum import detect as aum_detect
 from engine.detectors.cartography import detect as cartography_detect
 from engine.errors import Cancelled, UserError
-from engine.evaluate import evaluate_run
 from engine.events import EventSink, Metric
-from engine.jobs import CancelToken, run_job
+from engine.jobs import run_job
 from engine.store import Project
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches, batch_chunks
 from engine.training.hooks import Callback, StepOutput
 from engine.training.loop import Trainer, TrainState
 from engine.training.recorders import DynamicsRecorder, load_dynamics
+from engine.workflows.audit import AUDITED_IDS_FILE, audit_body, audit_spec, run_audit
+from engine.workflows.evaluate import evaluate_run
 
 
 def fake_state(epoch: int) -> TrainState:

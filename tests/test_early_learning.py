@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audit import run_audit
 from engine.detectors import DetectorInputs
 from engine.detectors.aum import detect as aum_detect
 from engine.detectors.cartography import detect as cartography_detect
@@ -21,6 +20,7 @@ from engine.detectors.early_learning import (
 from engine.store import Project
 from engine.training.config import TrainConfig
 from engine.training.recorders import td_class_order
+from engine.workflows.audit import run_audit
 
 
 def test_the_window_is_the_second_quarter_of_training_or_every_epoch_of_a_short_run() -> None:

@@ -11,8 +11,8 @@ from sklearn.metrics import average_precision_score, f1_score, precision_score, 
 
 from engine.cli import main
 from engine.errors import UserError
-from engine.evaluate import detection_metrics, evaluate_run, truly_mislabeled
 from engine.store import OUTSIDE_LABEL_SET, UNKNOWN_TRUTH, Project
+from engine.workflows.evaluate import detection_metrics, evaluate_run, truly_mislabeled
 
 
 def make_project(root: Path, labels: np.ndarray, truth: np.ndarray | None, k: int = 3) -> Project:

@@ -482,7 +482,7 @@ def test_a_set_is_staged_in_the_project_so_a_killed_export_leaves_nothing_beside
 
 def scored_audit(project: Project, detectors: dict[str, str]) -> str:
     """An audit of the train split (as a real one: audited_ids.npy) whose detectors suggest a class each."""
-    from engine.run_labels import AUDITED_IDS_FILE
+    from engine.evidence.run_labels import AUDITED_IDS_FILE
 
     n = project.num_samples
     train = project.sample_table().train_ids
@@ -525,7 +525,7 @@ def test_the_export_carries_the_detector_the_review_ranks_by(csv_project: Projec
 
 def test_the_export_says_when_its_scores_are_stale(csv_project: Project, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from engine.run_labels import record_run_labels
+    from engine.evidence.run_labels import record_run_labels
 
     project = csv_project
     run_id = scored_audit(project, {"cl": "dog"})
@@ -547,7 +547,7 @@ def test_the_export_says_when_its_scores_are_stale(csv_project: Project, tmp_pat
 
 
 def test_cleanlab_labels_are_the_ones_the_audit_trained_on(csv_project: Project, tmp_path: Path) -> None:
-    from engine.run_labels import record_run_labels
+    from engine.evidence.run_labels import record_run_labels
 
     project = csv_project
     relabeled = sample_id(project, "cat/9.png")

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from engine.audit import AUDITED_IDS_FILE
 from engine.cli import main
-from engine.commands.finetune_detector import check_enough_reviews, stored_result
 from engine.detectors import DetectorInputs
 from engine.detectors.ensemble import detect as ensemble_detect
 from engine.detectors.td_lstm import project_weights_path, score_td, shipped_weights_path
 from engine.errors import UserError
 from engine.store import Project
 from engine.training.recorders import DYNAMICS_FOLDER, load_dynamics
+from engine.workflows.audit import AUDITED_IDS_FILE
+from engine.workflows.finetune_detector import check_enough_reviews, stored_result
 from tests.conftest import make_image_folder
 
 AUDIT = ["--epochs", "3", "--image-size", "16", "--batch-size", "8", "--workers", "1"]

@@ -17,7 +17,7 @@ import pytest
 
 from engine.cli import main
 from engine.data.importing import import_folder
-from engine.imported import ImportRefused, import_predictions, validate
+from engine.evidence.imported import ImportRefused, import_predictions, validate
 from engine.store import Project
 
 
@@ -69,7 +69,7 @@ def test_a_csv_import_is_an_audit_scored_by_cl_that_status_evaluate_export_and_d
         project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from cleanlab.filter import find_label_issues
 
-    from engine.bulk import latest_scored_audit
+    from engine.workflows.bulk import latest_scored_audit
 
     assert main(["inject-noise", str(project.root), "--mode", "symmetric", "--rate", "0.2"]) == 0  # a truth
     capsys.readouterr()
@@ -101,6 +101,7 @@ def test_a_csv_import_is_an_audit_scored_by_cl_that_status_evaluate_export_and_d
     np.testing.assert_array_equal(np.argsort(scores["rank"])[:len(ranked)], train[ranked])
     assert not scores["flagged"][table.test_ids].any() and (scores["score"][table.test_ids] == 0).all()
     assert run.summary["heldout_accuracy"] is not None and run.summary["n_heldout"] == len(table.test_ids)
+    assert "heldout_evaluated_against" not in run.summary  # written once, as heldout_accuracy_measured_against
 
     root = str(project.root)
     assert main(["evaluate", root, "--json"]) == 0
@@ -121,8 +122,8 @@ def test_export_cleanlab_of_a_k_fold_audit_imported_back_gives_the_same_ranking_
         demo_project: Path, tmp_path: Path) -> None:
     from cleanlab.filter import find_label_issues
 
-    from engine.audit import run_audit
     from engine.training.config import TrainConfig
+    from engine.workflows.audit import run_audit
 
     with Project.open(demo_project) as project:
         project.decide(int(project.sample_table().train_ids[0]), "relabel", 3)  # judged against these labels too
@@ -259,7 +260,7 @@ def test_npy_files_need_paths_of_matching_length_and_width(project: Project, tmp
 
 
 def test_embeddings_are_stored_memory_mapped_and_bad_ones_refused(project: Project, tmp_path: Path) -> None:
-    from engine.imported_embeddings import read_embeddings
+    from engine.evidence.imported_embeddings import read_embeddings
 
     table = project.sample_table()
     rng = np.random.default_rng(0)
@@ -290,7 +291,7 @@ def test_embeddings_are_stored_memory_mapped_and_bad_ones_refused(project: Proje
 
 def test_a_failure_while_writing_leaves_no_run_and_no_embeddings(project: Project, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.audit
+    import engine.workflows.detection
 
     write_csv(project, tmp_path / "preds.csv", honest_probs(project))
     np.save(tmp_path / "emb.npy", np.ones((project.num_samples, 4), dtype=np.float32))
@@ -299,7 +300,7 @@ def test_a_failure_while_writing_leaves_no_run_and_no_embeddings(project: Projec
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(engine.audit, "run_detectors", full_disk)
+    monkeypatch.setattr(engine.workflows.detection, "run_detectors", full_disk)
     result = import_predictions(project, pred_probs=tmp_path / "preds.csv", embeddings=tmp_path / "emb.npy",
                                 paths=tmp_path / "paths.txt")
     assert result.status == "error" and result.run is None

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
+from engine.cancel import CancelToken
 from engine.errors import Cancelled, UserError
 from engine.events import EventSink
-from engine.jobs import CancelToken
 from engine.methods import MethodContext, build_method, parse_options
 from engine.methods.meta import example_gradients
 from engine.training.config import TrainConfig

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from engine.cancel import CancelToken
 from engine.errors import Cancelled, UserError
 from engine.events import EventSink
-from engine.jobs import CancelToken
 from engine.methods import MethodContext, build_method, parse_options
 from engine.methods.mlc import MetaLabelCorrection, sgd_lookahead, soft_cross_entropy
 from engine.training.config import TrainConfig

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from cleanlab.count import compute_confident_joint
 from torch import nn
 
+from engine.cancel import CancelToken
 from engine.errors import Cancelled, UserError
 from engine.events import EventSink
-from engine.jobs import CancelToken
 from engine.methods import MethodContext, build_method
 from engine.methods.mixgen import MixGen, mix_images
 from engine.methods.ocl import OnlineConfidentLearning, SupervisionMatrix, off_diagonal_mask

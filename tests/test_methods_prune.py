@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from engine.cancel import CancelToken
 from engine.data.importing import import_folder
 from engine.errors import Cancelled, UserError
 from engine.events import EventSink
-from engine.jobs import CancelToken
 from engine.methods import MethodContext, build_method, parse_options
 from engine.methods.prune import Prune, audit_evidence, most_suspect
 from engine.training.config import TrainConfig

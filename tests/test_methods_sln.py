@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from engine.cancel import CancelToken
 from engine.errors import Cancelled, UserError
 from engine.events import EventSink
-from engine.jobs import CancelToken
 from engine.methods import MethodContext, build_method
 from engine.methods.sln import MomentumModel, SLNMomentum, SLNMomentumCorrection, StochasticLabelNoise
 from engine.training.config import TrainConfig

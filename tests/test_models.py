@@ -165,6 +165,7 @@ def test_a_local_weights_file_trains_and_the_run_records_it(image_folder: Path, 
     with Project.open(project_root) as project:
         run = project.runs()[0]
         assert run.status == "ok"
+        assert "heldout_accuracy_measured_against" in run.summary and "heldout_evaluated_against" not in run.summary
         train = run.spec["train"]
         events = (run.folder / "events.jsonl").read_text()
     assert (train["weights"], train["weights_name"]) == (str(weights), "donor.pt")

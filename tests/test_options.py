@@ -83,7 +83,7 @@ def test_the_api_refuses_with_the_same_words() -> None:
 
 
 def test_dynamics_epochs_zero_or_huge_is_refused_not_replaced(capsys: pytest.CaptureFixture[str]) -> None:
-    from engine.audit import resolve_dynamics_epochs
+    from engine.workflows.audit import resolve_dynamics_epochs
 
     with pytest.raises(UserError, match="--dynamics-epochs 0 is out of range"):
         resolve_dynamics_epochs(0, 38)  # before: 0 fell through to --epochs
@@ -141,7 +141,7 @@ def test_trusted_per_class_above_the_smallest_class_is_refused(project_with_trut
         assert any(f"class {name!r}" in err for name, count in counts.items() if count == smallest)
     with Project.open(project_with_truth) as project:
         assert not project.runs()
-        from engine import trusted
+        from engine.workflows import trusted
 
         chosen = trusted.choose(project, trusted.trusted_spec(per_class=smallest), seed=0)
         assert len(chosen.ids) == smallest * len(counts)  # the smallest class's count itself is fine

@@ -79,8 +79,8 @@ def test_a_resume_keeps_the_precision_its_run_resolved(tiny_project: Path, monke
     args = ["--epochs", "1", "--batch-size", "8", "--image-size", "16", "--model", "small_cnn", "--folds", "2"]
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)  # the machine the run began on
     with Project.open(tiny_project) as project:
-        from engine.audit import audit_spec
         from engine.jobs import record_resolved_precision
+        from engine.workflows.audit import audit_spec
 
         spec = record_resolved_precision(audit_spec(TrainConfig(**{**TINY.to_dict(), "epochs": 1}), 2, ["cl"]))
         assert spec["train"]["precision"] == "auto" and spec["resolved_precision"] == "bf16"

@@ -9,14 +9,15 @@ import pytest
 import torch
 from cleanlab.filter import find_label_issues
 
-from engine.audit import run_audit
 from engine.cli import main
 from engine.errors import UserError
-from engine.evaluate import evaluate_run
 from engine.export import export_csv
-from engine.retrain import cleaned_training_set, heldout_targets, parse_top_k, run_retrain
 from engine.store import Project
 from engine.training.config import TrainConfig
+from engine.workflows.audit import run_audit
+from engine.workflows.evaluate import evaluate_run
+from engine.workflows.retrain import run_retrain
+from engine.workflows.sample_sets import cleaned_training_set, heldout_to_measure, parse_top_k
 
 ACCURACY_FLOOR = 0.5  # digits, 10 classes: chance is 0.1
 
@@ -49,7 +50,7 @@ def test_training_set_applies_decisions(tmp_path: Path) -> None:
         np.testing.assert_array_equal(training.train_ids, [0, 2, 3, 4, 5, 6, 7])
         assert training.labels[2] == 0 and training.n_removed == 1 and training.n_relabeled == 1
         assert len(training.auto_ids) == 0 and training.audit_run is None
-        eval_ids, eval_labels, against = heldout_targets(project, training)
+        eval_ids, eval_labels, against = heldout_to_measure(project)
         assert against == "truth"
         np.testing.assert_array_equal(eval_ids, [8, 9])
         np.testing.assert_array_equal(eval_labels, [2, 1])  # the truth, not the decision
@@ -59,7 +60,7 @@ def test_heldout_without_truth_uses_the_given_labels_not_edited_ones(tmp_path: P
     with small_project(tmp_path / "p", truth_known=False) as project:
         project.decide(8, "remove")
         project.decide(9, "relabel", "b")
-        eval_ids, eval_labels, against = heldout_targets(project, cleaned_training_set(project))
+        eval_ids, eval_labels, against = heldout_to_measure(project)
         assert against == "given_labels"
         # Every held-out sample, against the label it was imported with: decisions never move the yardstick.
         np.testing.assert_array_equal(eval_ids, [8, 9])
@@ -129,6 +130,7 @@ def test_audit_and_retrain_end_to_end_on_the_demo(demo_project: Path, tmp_path: 
         assert summary["n_samples"] == n and summary["n_audited"] == len(train)
         assert summary["n_flagged"]["cl"] == len(direct)
         assert summary["heldout_accuracy_measured_against"] == "truth"
+        assert "heldout_evaluated_against" not in summary  # each key written once (readers fall back to it)
         # Clearly better than chance (0.1) on the easy digits, even after one short epoch per fold.
         assert summary["heldout_accuracy"] > ACCURACY_FLOOR
         # The demo's noise is 20% of the train split; the estimate is of that split, in the right region.
@@ -154,6 +156,7 @@ def test_audit_and_retrain_end_to_end_on_the_demo(demo_project: Path, tmp_path: 
         assert result["n_removed"] == 21 and result["n_relabeled"] == 1 and result["n_auto"] == 20
         assert result["n_train_cleaned"] == len(table.train_ids) - 21
         assert result["accuracy_cleaned_measured_against"] == result["accuracy_original_measured_against"] == "truth"
+        assert "evaluated_against" not in result  # the older name is read (the app falls back to it), not written
         assert result["accuracy_cleaned"] > ACCURACY_FLOOR and result["accuracy_original"] > ACCURACY_FLOOR
         assert result["n_eval"] == len(test)  # every held-out sample, the open-set-free demo has none to skip
         state = torch.load(retrain_run.folder / "model.pt", weights_only=True)

@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 
 from auditor.metrics import evaluation_report, read_truth
-from engine.audit import audit_body, audit_spec, run_audit
+from engine.cancel import CancelToken
 from engine.cli import main
-from engine.crossval import crossval_pred_probs
 from engine.data.importing import import_folder
 from engine.errors import UserError
-from engine.evaluate import evaluate_run
 from engine.events import Event, EventSink, Metric
-from engine.jobs import CancelToken, JobContext, run_job
-from engine.run_labels import LABELS_USED_FILE, REMOVED_FILE, read_run_labels, record_run_labels
+from engine.evidence.run_labels import LABELS_USED_FILE, REMOVED_FILE, read_run_labels, record_run_labels
+from engine.jobs import JobContext, run_job
 from engine.store import Project
 from engine.training.config import TrainConfig
+from engine.workflows.audit import audit_body, audit_spec, run_audit
+from engine.workflows.crossval import crossval_pred_probs
+from engine.workflows.evaluate import evaluate_run
 
 TINY = TrainConfig(model="small_cnn", epochs=1, image_size=16, batch_size=8, seed=0)
 TINY_ARGS = ["--model", "small_cnn", "--epochs", "1", "--image-size", "16", "--batch-size", "8"]

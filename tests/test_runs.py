@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 import engine.store.runs
-from engine.audit import run_detectors
 from engine.cli import main
 from engine.commands.common import check_resumed_model
 from engine.detectors import DetectorInputs, parse_detectors
 from engine.errors import UserError
 from engine.store import Project, process_alive, this_process
+from engine.workflows.detection import run_detectors
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,7 +97,7 @@ def test_stale_reason_per_kind(tmp_path: Path) -> None:
 
 
 def test_an_audit_is_stale_when_the_labels_it_recorded_differ_from_the_effective_ones(tmp_path: Path) -> None:
-    from engine.run_labels import record_run_labels
+    from engine.evidence.run_labels import record_run_labels
 
     with Project.open(make_project(tmp_path / "p")) as project:
         project.decide(0, "relabel", "dog")

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from engine import resources_dir
-from engine.audit import run_audit
 from engine.cli import main
 from engine.detectors import DetectorInputs, parse_detectors
 from engine.detectors.lstm_model import (
@@ -32,10 +31,11 @@ from engine.detectors.td_lstm import (
     td_of_every_sample,
 )
 from engine.errors import UserError
-from engine.evaluate import evaluate_run
 from engine.noise import inject_noise
 from engine.store import Project
 from engine.training.config import TrainConfig
+from engine.workflows.audit import run_audit
+from engine.workflows.evaluate import evaluate_run
 
 
 def synthetic_td(n: int, width: int, epochs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.crossval import PRED_PROBS_FILE, crossval_pred_probs
+from engine.cancel import CancelToken
 from engine.data.importing import import_folder
 from engine.errors import Cancelled, DiskFullError, UserError
 from engine.events import Done, Error, Event, EventSink, Metric, parse_event, read_events
-from engine.jobs import CancelToken, run_job
+from engine.jobs import run_job
 from engine.store import Project
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches
@@ -31,6 +31,7 @@ from engine.training.loop import (
     TrainingDiverged,
     TrainState,
 )
+from engine.workflows.crossval import PRED_PROBS_FILE, crossval_pred_probs
 
 # small_cnn: it learns the tiny folder in two epochs; cnn7, the default, is deeper and needs more than a test's budget.
 TINY = TrainConfig(model="small_cnn", epochs=2, batch_size=8, image_size=16, seed=3)

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import trusted
 from engine.cli import main
 from engine.data.importing import import_folder
 from engine.errors import UserError
 from engine.methods import METHODS, MethodInfo
 from engine.noise import inject_noise
-from engine.retrain import cleaned_training_set, heldout_targets
 from engine.store import Project
+from engine.workflows import trusted
+from engine.workflows.sample_sets import heldout_to_measure
 
 TRAIN = ["--epochs", "1", "--image-size", "16", "--batch-size", "8", "--device", "cpu"]
 
@@ -62,7 +62,7 @@ def test_per_class_draws_from_the_truth_with_the_seed(image_folder: Path, tmp_pa
         np.testing.assert_array_equal(again.ids, chosen.ids)
         other = trusted.choose(project, trusted.trusted_spec(per_class=2), seed=4)
         assert not np.array_equal(other.ids, chosen.ids)
-        eval_ids, _, _ = heldout_targets(project, cleaned_training_set(project))
+        eval_ids, _, _ = heldout_to_measure(project)
         assert not set(chosen.ids.tolist()) & set(eval_ids.tolist())
     with pytest.raises(UserError, match="must be at least 1"):
         trusted.trusted_spec(per_class=0)

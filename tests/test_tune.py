@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -12,17 +13,17 @@ from typing import Any
 import optuna  # the hpo extra; the dev extra installs it
 import pytest
 
+from engine.cancel import CancelToken
 from engine.cli import main
 from engine.commands.status import run_status
 from engine.data.importing import import_folder
 from engine.errors import UserError
 from engine.events import Event, EventSink, Result
-from engine.jobs import CancelToken
 from engine.noise import inject_noise
-from engine.retrain import resolve_best_options as retrain_best
 from engine.store import Project
 from engine.training.config import TrainConfig
-from engine.tune import STUDY_FILE, open_study, resolve_best_options, run_tune, tune_spec
+from engine.workflows.retrain import resolve_best_options as retrain_best
+from engine.workflows.tune import STUDY_FILE, open_study, resolve_best_options, run_tune, tune_spec
 
 CONFIG = TrainConfig(epochs=2, image_size=16, batch_size=8, device="cpu", seed=0)
 SEARCH: dict[str, Any] = {"method": "sln", "params": ["sigma=0.1,0.5,1.0"], "val_fraction": 0.2}
@@ -92,7 +93,7 @@ class PruneAfterFirst(optuna.pruners.BasePruner):
 
 def test_a_pruned_trial_is_an_outcome_recorded_as_pruned(image_folder: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("engine.tune.make_pruner", PruneAfterFirst)
+    monkeypatch.setattr("engine.workflows.tune.make_pruner", PruneAfterFirst)
     root = tiny_project(tmp_path / "p", image_folder)
     events = Recorder()
     with Project.open(root) as project:
@@ -104,6 +105,26 @@ def test_a_pruned_trial_is_an_outcome_recorded_as_pruned(image_folder: Path, tmp
     assert [trial["epochs_reported"] for trial in summary["trials"]][1:] == [1, 1]  # stopped after one epoch
     assert summary["best_trial"] == 0
     assert [result["state"] for result in events.trial_results()] == ["complete", "pruned", "pruned"]
+
+
+class PruneAtSecondEpoch(optuna.pruners.BasePruner):
+    """Prunes every trial but the first one at its second report: its first epoch's checkpoint is on disk."""
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        return bool(trial.number >= 1 and len(trial.intermediate_values) >= 2)
+
+
+def test_a_pruned_trial_leaves_no_checkpoint(image_folder: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("engine.workflows.tune.make_pruner", PruneAtSecondEpoch)
+    root = tiny_project(tmp_path / "p", image_folder)
+    with Project.open(root) as project:
+        run, status = run_tune(project, dataclasses.replace(CONFIG, epochs=3), events=Recorder(), **SEARCH)
+        summary = project.run(run.id).summary
+    assert status == "ok"
+    assert [trial["epochs_reported"] for trial in summary["trials"]] == [3, 2, 2]
+    assert summary["n_pruned"] == 2
+    assert not list(run.folder.glob("checkpoint-*.pt"))  # a pruned trial will never continue: its checkpoint goes
 
 
 def test_a_study_stopped_mid_trial_resumes_and_finishes_its_trials(image_folder: Path, tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.audit import DEFAULT_DYNAMICS_EPOCHS  # numpy-only: no torch in the app's process
 from engine.options import spin_range
 from engine.training.config import DEFAULT_MODEL
+from engine.workflows.audit import DEFAULT_DYNAMICS_EPOCHS  # numpy-only: no torch in the app's process
 
 RESNETS = ("resnet18", "resnet34", "resnet50")  # the models with ImageNet weights (engine.models.TORCHVISION_RESNETS)
 MODELS = (DEFAULT_MODEL, "small_cnn", *RESNETS)

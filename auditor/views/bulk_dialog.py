@@ -1,7 +1,7 @@
 """Bulk decisions: accept every suggestion above a score, or for one class pair, or remove every
 flagged sample of a class. The dialog counts what it will do before, and it is one undo step after.
 
-Which samples it decides and what it records come from ``engine.bulk``, as for the CLI's
+Which samples it decides and what it records come from ``engine.workflows.bulk``, as for the CLI's
 ``decide --all-flagged``; the decisions are recorded as bulk, so none of them is trusted."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from auditor.session import ProjectSession
-from engine import bulk
+from engine.workflows import bulk
 
 ACTIONS = (
     ("accept", "Accept the suggestion (relabel to it)"),

@@ -34,7 +34,7 @@ from auditor.session import ProjectSession
 from auditor.style import column_layout, text_label
 from engine.words import plural
 
-AUDITED_IDS_FILE = "audited_ids.npy"  # engine.audit.AUDITED_IDS_FILE (engine.audit is not imported: it is heavy)
+AUDITED_IDS_FILE = "audited_ids.npy"  # engine.evidence.run_labels.AUDITED_IDS_FILE (engine.workflows.audit is heavy)
 CONFIDENCE_FILE = "cartography_confidence.npy"
 DYNAMICS_FOLDER = "dynamics"  # engine.training.recorders.DYNAMICS_FOLDER (not imported: it imports torch)
 VARIABILITY_FILE = "cartography_variability.npy"

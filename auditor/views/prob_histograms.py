@@ -22,7 +22,7 @@ from auditor.session import ProjectSession
 from auditor.views.lazy import RefreshWhenShown
 
 BINS = 40
-PRED_PROBS_FILE = "pred_probs.npy"  # engine.crossval.PRED_PROBS_FILE (not imported: it imports torch)
+PRED_PROBS_FILE = "pred_probs.npy"  # engine.workflows.crossval.PRED_PROBS_FILE (not imported: it imports torch)
 DYNAMICS_FOLDER = "dynamics"  # engine.training.recorders.DYNAMICS_FOLDER (likewise)
 KFOLD = "kfold"
 LAST_EPOCH = "last_epoch"

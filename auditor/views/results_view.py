@@ -165,7 +165,7 @@ def _recorded_ids(path: str) -> frozenset[int]:
 
 def teach_readiness(session: ProjectSession) -> tuple[bool, str]:
     """Whether the td_lstm detector can be fine-tuned on the reviews now, and a sentence saying why (not)."""
-    from engine.commands.finetune_detector import MIN_REVIEWED
+    from engine.workflows.finetune_detector import MIN_REVIEWED
 
     audits = [run for run in session.runs()
               if run.kind == "audit" and run.status == "ok" and (run.folder / "dynamics" / "td.npy").is_file()]

@@ -53,8 +53,8 @@ class TrustedSummary:
 
 
 def review_trusted_summary(project: Project) -> TrustedSummary:
-    """What ``engine.trusted.from_review`` will give a run (numpy only: no torch in the app)."""
-    from engine.trusted import review_summary
+    """What ``engine.workflows.trusted.from_review`` will give a run (numpy only: no torch in the app)."""
+    from engine.workflows.trusted import review_summary
 
     summary = review_summary(project)
     missing = [name for name, count in summary["per_class"].items() if count == 0]

@@ -5,46 +5,45 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import (
-    add_fold_option,
-    add_json_option,
-    add_project_argument,
-    add_resume_option,
-    add_train_options,
-    run_training_command,
-)
+from engine.commands.common import add_fold_option, add_train_options, add_training_command, run_training_command
 from engine.detectors import DETECTORS, parse_detectors
 from engine.options import ranged
 
+EPOCHS_HELP = "epochs of each K-fold model (default 12); also of the dynamics run unless --dynamics-epochs is given"
+
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "audit", help="find probably mislabeled samples (confident learning, AUM, cartography)",
+    add_training_command(
+        subparsers, "audit", handle=handle, own_options=add_audit_options, epochs_help=EPOCHS_HELP,
+        help="find probably mislabeled samples (confident learning, AUM, cartography)",
         description="Gather the evidence the chosen detectors need (cl: one model per fold, K-fold probabilities; "
         "aum, cartography: one model on all training samples, its training dynamics recorded), score every "
         "training sample with each detector, and store the scores, suggested labels and the flagged set in a new "
         "audit run. Training uses your decisions: relabeled samples as relabeled, removed samples left out (they "
         "are still scored). Held-out (test) samples are never audited: accuracy is measured on them.",
     )
-    add_project_argument(parser)
-    add_audit_epoch_options(parser)
+
+
+def add_audit_options(parser: argparse.ArgumentParser) -> None:
+    """The audit's own options: the dynamics run's epochs, the folds, the detectors, td_lstm's weights."""
+    add_dynamics_epochs_option(parser)
     add_fold_option(parser)
     parser.add_argument("--detectors", default="cl", metavar="NAMES",
                         help=f"comma-separated detectors to run, or all (default cl); known: {', '.join(DETECTORS)}")
     parser.add_argument("--td-weights", choices=("project", "shipped"), default="project",
                         help="td_lstm's weights: project (default) = the ones finetune-detector fine-tuned on your "
                         "reviews when the project has them, else the shipped ones; shipped = always the shipped ones")
-    add_resume_option(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def add_audit_epoch_options(parser: argparse.ArgumentParser) -> None:
     """The training options, with the audit's two epoch counts: K-fold models' and the dynamics run's."""
-    from engine.audit import DEFAULT_DYNAMICS_EPOCHS
+    add_train_options(parser, epochs_help=EPOCHS_HELP)
+    add_dynamics_epochs_option(parser)
 
-    add_train_options(parser, epochs_help="epochs of each K-fold model (default 12); also of the dynamics run "
-                      "unless --dynamics-epochs is given")
+
+def add_dynamics_epochs_option(parser: argparse.ArgumentParser) -> None:
+    from engine.workflows.audit import DEFAULT_DYNAMICS_EPOCHS
+
     parser.add_argument("--dynamics-epochs", type=ranged("--dynamics-epochs"), default=None, metavar="N",
                         help="epochs of the one model whose training dynamics aum, cartography, ocl and td_lstm "
                         f"read (default {DEFAULT_DYNAMICS_EPOCHS}, or --epochs when that is given): a long run "
@@ -52,7 +51,7 @@ def add_audit_epoch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from engine.audit import AUDIT_KIND, audit_body, resolve_dynamics_epochs
+    from engine.workflows.audit import AUDIT_KIND, audit_body, resolve_dynamics_epochs
 
     def spec() -> dict[str, Any]:
         refuse_repeated_detectors(args.detectors)

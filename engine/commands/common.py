@@ -68,6 +68,50 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epoc
                        help="threads for image decoding (default: all cores)")
 
 
+def add_command(
+    subparsers: Any,
+    name: str,
+    *,
+    handle: Callable[[argparse.Namespace], int],
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    **parser_options: Any,
+) -> argparse.ArgumentParser:
+    """A sub-command on a project: PROJECT, the command's own ``arguments``, then --json; ``handle`` runs it.
+
+    ``parser_options`` (help, description, formatter_class, epilog) go to ``add_parser``.
+    """
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, **parser_options)
+    add_project_argument(parser)
+    if arguments is not None:
+        arguments(parser)
+    add_json_option(parser)
+    parser.set_defaults(func=handle)
+    return parser
+
+
+def add_training_command(
+    subparsers: Any,
+    name: str,
+    *,
+    handle: Callable[[argparse.Namespace], int],
+    own_options: Callable[[argparse.ArgumentParser], None] | None = None,
+    epochs_help: str | None = None,
+    **parser_options: Any,
+) -> argparse.ArgumentParser:
+    """A sub-command that trains (:func:`add_command`): the training options, the command's ``own_options``, --resume.
+
+    ``epochs_help`` goes to :func:`add_train_options`.
+    """
+
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        add_train_options(parser, epochs_help=epochs_help)
+        if own_options is not None:
+            own_options(parser)
+        add_resume_option(parser)
+
+    return add_command(subparsers, name, handle=handle, arguments=arguments, **parser_options)
+
+
 def add_fold_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=ranged("--folds"), default=3, help="cross-validation folds (default 3)")
 
@@ -151,8 +195,7 @@ def run_training_command(
     from engine.store import Project
     from engine.training.config import TrainConfig
 
-    sink = make_sink(args)
-    try:
+    def work(sink: EventSink) -> str:
         from engine.training import distributed
 
         # Under torchrun only rank 0 writes the store; the other ranks read it.
@@ -177,7 +220,21 @@ def run_training_command(
             config = TrainConfig.from_dict(spec["train"])
             if run is not None:
                 config = resumed_precision(run, config, getattr(args, "precision", None))
-            _, status = run_job(project, kind, spec, lambda ctx: body(ctx, config, spec), sink, run=run)
+            return run_job(project, kind, spec, lambda ctx: body(ctx, config, spec), sink, run=run)[1]
+
+    return run_with_sink(args, work)
+
+
+def run_with_sink(args: argparse.Namespace, work: Callable[[EventSink], str]) -> int:
+    """Run ``work(sink)``, which returns a run's status, with the command's events; the exit status.
+
+    A UserError, even one raised before a run exists, reaches a --json consumer as ``error`` and ``done``.
+    """
+    from engine.errors import UserError
+
+    sink = make_sink(args)
+    try:
+        status = work(sink)
     except UserError as exc:
         sink.error(exc.message, exc.hint)
         sink.done("error", exc.message)

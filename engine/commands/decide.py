@@ -3,7 +3,7 @@
 Each decision is committed to the project database before the command
 returns (the store's transactions), so a crash right after loses nothing.
 ``decide --sample`` records a person's decision about one sample; ``decide --all-flagged``
-is the app's bulk action (``engine.bulk``): one undoable step, recorded as bulk, never trusted.
+is the app's bulk action (``engine.workflows.bulk``): one undoable step, recorded as bulk, never trusted.
 """
 
 from __future__ import annotations
@@ -12,20 +12,27 @@ import argparse
 import shlex
 from typing import Any
 
-from engine.commands.common import add_json_option, add_project_argument, print_json
+from engine.commands.common import add_command, print_json
 from engine.store import Decision, Project, SampleTable
 
 PAST_TENSE = {"relabel": "relabeled", "remove": "removed", "keep": "kept (verified)", "unreviewed": "unreviewed"}
 
 
 def add_parser(subparsers: Any) -> None:
-    decide = subparsers.add_parser(
-        "decide", help="record a decision about one sample (relabel, remove or keep), or about every flagged one",
+    add_command(
+        subparsers, "decide", handle=handle_decide, arguments=add_decide_arguments,
+        help="record a decision about one sample (relabel, remove or keep), or about every flagged one",
         description="Record a decision about one sample, or (--all-flagged) about every flagged training sample "
                     "of an audit at once, as the app's bulk action does. It is saved at once and can be undone; "
                     "a bulk step is undone as a whole. Only decisions about one sample count as trusted.",
     )
-    add_project_argument(decide)
+    for name, help_text in (("undo", "take back the latest decision"), ("redo", "re-apply the latest undone decision")):
+        add_command(subparsers, name, handle=handle_undo if name == "undo" else handle_redo, help=help_text,
+                    description=help_text.capitalize() + ".")
+    add_command(subparsers, "decisions", handle=handle_list, help="list the current decisions")
+
+
+def add_decide_arguments(decide: argparse.ArgumentParser) -> None:
     which = decide.add_mutually_exclusive_group(required=True)
     which.add_argument("--sample", metavar="ID", help="the sample: its id, or its path as written in the dataset")
     which.add_argument("--all-flagged", action="store_true",
@@ -53,19 +60,6 @@ def add_parser(subparsers: Any) -> None:
     decide.add_argument("--include-heldout", action="store_true",
                         help="allow a decision about a held-out (test) sample; its labels are what accuracy "
                         "is measured against, so they are left alone unless you ask")
-    add_json_option(decide)
-    decide.set_defaults(func=handle_decide)
-
-    for name, help_text in (("undo", "take back the latest decision"), ("redo", "re-apply the latest undone decision")):
-        parser = subparsers.add_parser(name, help=help_text, description=help_text.capitalize() + ".")
-        add_project_argument(parser)
-        add_json_option(parser)
-        parser.set_defaults(func=handle_undo if name == "undo" else handle_redo)
-
-    listing = subparsers.add_parser("decisions", help="list the current decisions")
-    add_project_argument(listing)
-    add_json_option(listing)
-    listing.set_defaults(func=handle_list)
 
 
 def describe(project: Project, decision: Decision, table: SampleTable | None = None) -> dict[str, Any]:
@@ -161,9 +155,9 @@ def refuse_options(args: argparse.Namespace, given: dict[str, bool], why: str) -
 
 
 def handle_all_flagged(args: argparse.Namespace) -> int:
-    """Every flagged, undecided training sample of one detector, decided as one bulk step (engine.bulk)."""
-    from engine import bulk
+    """Every flagged, undecided training sample of one detector, decided as one bulk step (engine.workflows.bulk)."""
     from engine.errors import UserError
+    from engine.workflows import bulk
 
     if args.relabel is not None:
         raise UserError(f"--all-flagged takes --accept, --remove or --keep, not --relabel {args.relabel}",

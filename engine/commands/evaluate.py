@@ -5,26 +5,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import add_json_option, add_project_argument, print_json
+from engine.commands.common import add_command, print_json
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "evaluate", help="score each detector of an audit against the known truth",
+    add_command(
+        subparsers, "evaluate", handle=handle, arguments=add_run_option,
+        help="score each detector of an audit against the known truth",
         description="Where the truth is known (injected noise, or a CSV truth column), report ROC-AUC and "
         "average precision of each detector's scores, precision/recall/F1 of its flagged set, and the "
         "estimated against the true noise rate.",
     )
-    add_project_argument(parser)
+
+
+def add_run_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", metavar="RUN_ID", default=None, help="the audit run (default: the latest)")
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from engine.commands.status import run_td_lstm_weights
-    from engine.evaluate import evaluate_run, evaluation_run, format_evaluation
     from engine.store import Project
+    from engine.workflows.evaluate import evaluate_run, evaluation_run, format_evaluation
 
     with Project.open(args.project) as project:
         report = evaluate_run(project, args.run)

@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.commands.common import add_json_option, add_project_argument, print_json
+from engine.commands.common import add_command, print_json
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "export", help="write the corrected labels CSV (and optionally the cleaned ImageFolder, cleanlab arrays)",
+    add_command(
+        subparsers, "export", handle=handle, arguments=add_export_arguments,
+        help="write the corrected labels CSV (and optionally the cleaned ImageFolder, cleanlab arrays)",
         description="Write one CSV row per sample: the input's columns plus original_label, final_label, action "
         "(kept, relabeled, removed, unreviewed), score, suggested_label and detector. Cells are escaped so a "
         "spreadsheet never reads them as formulas (plain numbers stay as they are). The files are written as one "
@@ -20,7 +21,9 @@ def add_parser(subparsers: Any) -> None:
         "writes into the project, over the CSV it was imported from, or over its images. Held-out samples, which "
         "an audit never scores, have empty score columns; a warning says when the audit saw other labels.",
     )
-    add_project_argument(parser)
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.csv", help="the CSV to write")
     parser.add_argument("--run", metavar="RUN_ID", default=None,
                         help="the audit run whose scores and suggestions to include (default: the latest)")
@@ -34,8 +37,6 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--cleanlab", type=Path, metavar="DIR", default=None,
                         help="also write pred_probs.npy, noise_matrix.npy, labels.npy (and final_labels.npy, "
                         "classes.txt) of the audit run for cleanlab users")
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

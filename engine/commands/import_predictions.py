@@ -6,12 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.commands.common import EXIT_FOR_STATUS, add_json_option, add_project_argument, make_sink
+from engine.commands.common import add_command, run_with_sink
+from engine.events import EventSink
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "import-predictions", help="record your own model's out-of-sample predictions (and embeddings) as an audit",
+    add_command(
+        subparsers, "import-predictions", handle=handle, arguments=add_import_predictions_arguments,
+        help="record your own model's out-of-sample predictions (and embeddings) as an audit",
         description="Check every row of the files, then record the predictions as an audit run scored by "
         "confident learning (cl: cleanlab's flagged set, ranked by self-confidence), judged against the labels "
         "with your decisions applied. status, evaluate, the review, decide, retrain and export treat it like any "
@@ -20,7 +22,9 @@ def add_parser(subparsers: Any) -> None:
         "column per class name in any order; a .npy has one row per line of --paths. Every training sample "
         "needs a row; held-out samples may have rows (stored, never audited).",
     )
-    add_project_argument(parser)
+
+
+def add_import_predictions_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred-probs", type=Path, metavar="FILE", default=None,
                         help="out-of-sample class probabilities: .csv (path + one column per class) or .npy (N, K) "
                         "with --paths")
@@ -36,19 +40,16 @@ def add_parser(subparsers: Any) -> None:
                         help="a name for this source (default: the file's name without extension)")
     parser.add_argument("--check", action="store_true",
                         help="only check the files and show what would be imported; write nothing")
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from engine.errors import UserError
-    from engine.imported import ImportRefused, import_predictions, validate
+    from engine.evidence.imported import ImportRefused, import_predictions, validate
     from engine.store import Project
 
-    sink = make_sink(args)
     options = {"pred_probs": args.pred_probs, "embeddings": args.embeddings, "paths": args.paths,
                "logits": args.logits, "name": args.name}
-    try:
+
+    def work(sink: EventSink) -> str:
         with Project.open(args.project) as project:
             if args.check:
                 preview = validate(project, **options)
@@ -57,7 +58,7 @@ def handle(args: argparse.Namespace) -> int:
                 if not preview.ok:
                     raise ImportRefused(preview)
                 sink.done("ok", "the files can be imported")
-                return 0
+                return "ok"
             try:
                 result = import_predictions(project, events=sink, **options)
             except ImportRefused as refused:
@@ -72,13 +73,9 @@ def handle(args: argparse.Namespace) -> int:
                 print(f"recorded audit run {result.run.id} from {source}")
                 if result.embeddings:
                     print(f"embeddings stored in {result.embeddings['array']}")
-    except UserError as exc:
-        sink.error(exc.message, exc.hint)
-        sink.done("error", exc.message)
-        return 2
-    finally:
-        sink.close()
-    return EXIT_FOR_STATUS[result.status]
+            return result.status
+
+    return run_with_sink(args, work)
 
 
 def _print_preview(args: argparse.Namespace, lines: list[str]) -> None:

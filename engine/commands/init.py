@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.commands.common import EXIT_FOR_STATUS, add_json_option, add_project_argument, make_sink
+from engine.commands.common import EXIT_FOR_STATUS, add_command, make_sink
 from engine.data.importing import import_csv, import_folder, import_summary
 from engine.errors import UserError, user_error_from_oserror
 from engine.events import ConsoleRenderer, EventSink
@@ -21,13 +21,15 @@ _SHOWN_SKIPS = 10
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "init",
+    add_command(
+        subparsers, "init", handle=summary_job("import", _import, print_import_summary), arguments=add_init_arguments,
         help="make a project from an image folder or a CSV of labels",
         description="Make a project from an ImageFolder dataset (<dir>/<class>/<image>, or <dir>/train/... and "
         "<dir>/test/...) or from a CSV of image paths and labels. Unreadable images are skipped and listed.",
     )
-    add_project_argument(parser)
+
+
+def add_init_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", metavar="DIR", help="ImageFolder dataset: one sub-folder per class")
     source.add_argument("--csv", metavar="FILE", help="CSV with one row per image (extra columns are kept)")
@@ -40,8 +42,6 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--seed", type=ranged("--seed"), default=0, help="seed of the test split (default 0)")
     parser.add_argument("--folds", type=ranged("--folds"), default=3,
                         help="cross-validation folds to plan for: each class needs this many training images")
-    add_json_option(parser)
-    parser.set_defaults(func=run)
 
 
 def console_sink() -> EventSink:
@@ -95,11 +95,18 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(args: argparse.Namespace) -> int:
-    code, summary = run_with_events(args, "import", lambda events: _import(args, events))
-    if summary is not None:
-        print_import_summary(summary)
-    return code
+def summary_job(kind: str, body: Callable[[argparse.Namespace, EventSink], dict[str, Any]],
+                show: Callable[[dict[str, Any]], None]) -> Callable[[argparse.Namespace], int]:
+    """The handler of a job that answers with a summary (init, demo, inject-noise): ``body(args, events)`` runs
+    it as :func:`run_with_events` says; without --json, ``show`` prints the summary for a person."""
+
+    def handle(args: argparse.Namespace) -> int:
+        code, summary = run_with_events(args, kind, lambda events: body(args, events))
+        if summary is not None:
+            show(summary)
+        return code
+
+    return handle
 
 
 def _import(args: argparse.Namespace, events: EventSink) -> dict[str, Any]:

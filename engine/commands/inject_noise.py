@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import add_json_option, add_project_argument
-from engine.commands.init import run_with_events
+from engine.commands.common import add_command
+from engine.commands.init import summary_job
 from engine.events import EventSink
 from engine.noise import MODES, inject_noise, parse_class_map
 from engine.options import ranged
@@ -16,13 +16,16 @@ _SHOWN_TRANSITIONS = 10
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "inject-noise",
+    add_command(
+        subparsers, "inject-noise", handle=summary_job("noise", _inject, print_noise_summary),
+        arguments=add_inject_noise_arguments,
         help="replace the training labels by the clean labels plus synthetic noise (truth kept)",
         description="Inject label noise into the training split (the test split stays clean). Each injection "
         "starts from the clean labels; the same seed repeats the same noise.",
     )
-    add_project_argument(parser)
+
+
+def add_inject_noise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, required=True,
                         help="symmetric (uniform to another class), asymmetric (pair flips by a class map), "
                         "instance (image-dependent), openset (images from outside the label set)")
@@ -32,14 +35,9 @@ def add_parser(subparsers: Any) -> None:
                         help="asymmetric only: source:target classes by name or id (default: each class to the next)")
     parser.add_argument("--image-size", type=ranged("--image-size"), default=32,
                         help="resolution of the images read (instance) or written (openset); default 32")
-    add_json_option(parser)
-    parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    code, summary = run_with_events(args, "noise", lambda events: _inject(args, events))
-    if summary is None:
-        return code
+def print_noise_summary(summary: dict[str, Any]) -> None:
     print(f"{summary['mode']} noise, rate {summary['rate']:g}, seed {summary['seed']}: "
           f"{summary['changed']} of {summary['train_samples']} training samples noisy "
           f"(realised {summary['realised_rate']:.1%}); test split untouched")
@@ -47,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {pair}: {count}")
     if len(summary["transitions"]) > _SHOWN_TRANSITIONS:
         print(f"  ... {len(summary['transitions']) - _SHOWN_TRANSITIONS} more class pairs (`--json` lists all)")
-    return 0
 
 
 def _inject(args: argparse.Namespace, events: EventSink) -> dict[str, Any]:

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
-from engine.commands.common import (
-    add_json_option,
-    add_project_argument,
-    add_resume_option,
-    add_train_options,
-    run_training_command,
-)
+from engine.commands.common import add_training_command, run_training_command
 from engine.options import ranged
 
 METHODS_EPILOG = "\x00methods"  # replaced by the registry's listing when --help is shown (it imports torch)
@@ -67,7 +62,7 @@ def add_seeds_option(parser: argparse.ArgumentParser, default: int = 3) -> None:
 
 def auto_spec(args: argparse.Namespace) -> dict[str, Any]:
     """The auto-mode part of a spec; the audit is named now, so a resume follows the same one."""
-    from engine.retrain import parse_top_k
+    from engine.workflows.sample_sets import parse_top_k
 
     top_k = None if args.auto_top_k is None else parse_top_k(args.auto_top_k)
     audit_run = args.audit_run
@@ -82,45 +77,62 @@ def auto_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_trusted(args: argparse.Namespace, trusted: dict[str, Any], methods: list[str]) -> None:
     """Refuse before the run starts when a meta method would have no trusted sample of some class."""
-    from engine.compare import check_trusted_before_start
     from engine.store import Project
+    from engine.workflows.trusted import check_trusted_before_start
 
     with Project.open(args.project) as project:
         check_trusted_before_start(project, trusted, methods, args.seed)
 
 
+def add_methods_command(subparsers: Any, name: str, *, handle: Callable[[argparse.Namespace], int],
+                        method_group: str, method_options: Callable[[Any], None],
+                        more_options: Callable[[argparse.ArgumentParser], None] | None = None,
+                        **parser_options: Any) -> None:
+    """retrain and compare: a training command with ``method_options`` in ``method_group``, the seeds, the trusted
+    set and auto mode (then ``more_options``); its --help lists every method with its options."""
+
+    def own_options(parser: argparse.ArgumentParser) -> None:
+        method_options(parser.add_argument_group(method_group))
+        add_seeds_option(parser)
+        add_trusted_options(parser)
+        add_auto_options(parser)
+        if more_options is not None:
+            more_options(parser)
+
+    add_training_command(subparsers, name, handle=handle, own_options=own_options,
+                         formatter_class=MethodsHelpFormatter, epilog=METHODS_EPILOG, **parser_options)
+
+
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "retrain", help="train on the train split with the decisions applied; compare with the uncorrected labels",
+    add_methods_command(
+        subparsers, "retrain", handle=handle, method_group="method", method_options=add_method_option,
+        more_options=add_baseline_option,
+        help="train on the train split with the decisions applied; compare with the uncorrected labels",
         description="Train a model on the train split with the decisions applied (removed samples dropped, "
         "relabels used) and, in the same run, the same model on the uncorrected labels, each once per seed "
         "(--seeds, default 3). Both are scored on the held-out split (against the truth where known); the "
         "difference is paired by seed and reported with its 95% interval, or as 'no measurable change' when "
         "the interval holds zero. The first seed's cleaned model is saved as model.pt (a state_dict) with "
         "model.json (classes, image size, method) in the run folder.",
-        formatter_class=MethodsHelpFormatter, epilog=METHODS_EPILOG,
     )
-    add_project_argument(parser)
-    add_train_options(parser)
-    method = parser.add_argument_group("method")
+
+
+def add_method_option(method: Any) -> None:
     method.add_argument("--method", default="ce", metavar="NAME",
                         help="the training method of both models (default ce; every method is listed below)")
     method.add_argument("--option", action="append", metavar="KEY=VALUE", default=None,
                         help="an option of the method (repeatable), e.g. --option sigma=0.5")
-    add_seeds_option(parser)
-    add_trusted_options(parser)
-    add_auto_options(parser)
+
+
+def add_baseline_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the models on the uncorrected labels (half the time; no before/after)")
-    add_resume_option(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from engine.methods import split_option_args
-    from engine.retrain import RETRAIN_KIND, resolve_best_options, retrain_body, retrain_spec
-    from engine.trusted import trusted_spec
+    from engine.workflows.retrain import RETRAIN_KIND, resolve_best_options, retrain_body, retrain_spec
+    from engine.workflows.trusted import trusted_spec
 
     def spec() -> dict[str, Any]:
         trusted = trusted_spec(args.trusted_per_class, args.trusted_csv)

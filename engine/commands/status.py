@@ -7,19 +7,16 @@ import shlex
 from collections import Counter
 from typing import Any
 
-from engine.commands.common import add_json_option, add_project_argument, print_json
+from engine.commands.common import add_command, print_json
 from engine.events import format_duration
 from engine.methods import METHODS
 from engine.store import Project, RunInfo, evidence_source
-from engine.trusted import describe_review_summary, review_summary
 from engine.words import plural
+from engine.workflows.trusted import describe_review_summary, review_summary
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("status", help="show a project's data, noise, runs and decisions")
-    add_project_argument(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
+    add_command(subparsers, "status", handle=handle, help="show a project's data, noise, runs and decisions")
 
 
 RESUMABLE = ("interrupted", "cancelled", "error", "unknown")

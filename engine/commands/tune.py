@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import (
-    add_json_option,
-    add_project_argument,
-    add_resume_option,
-    add_train_options,
-    run_training_command,
-)
+from engine.commands.common import add_training_command, run_training_command
 from engine.options import ranged
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "tune", help="search a method's options (e.g. sln's sigma) on a validation split; needs the hpo extra",
+    add_training_command(
+        subparsers, "tune", handle=handle, own_options=add_search_options,
+        help="search a method's options (e.g. sln's sigma) on a validation split; needs the hpo extra",
         description="Train one model per trial on the train split (decisions applied) less a validation split "
         "carved from it with --seed, and score it on that split against its given, possibly noisy, labels; the "
         "held-out split is never used. The --param values form a grid; hopeless trials are pruned (median of "
@@ -26,8 +21,9 @@ def add_parser(subparsers: Any) -> None:
         "Then `retrain --method M --option NAME=best` trains with the winner. "
         "Needs Optuna: pip install 'label-auditor[hpo]'.",
     )
-    add_project_argument(parser)
-    add_train_options(parser)
+
+
+def add_search_options(parser: argparse.ArgumentParser) -> None:
     search = parser.add_argument_group("search")
     search.add_argument("--method", default="sln", metavar="NAME", help="the method whose options are searched "
                         "(default sln; see `python -m engine retrain --help` for every method's options)")
@@ -43,14 +39,11 @@ def add_parser(subparsers: Any) -> None:
     search.add_argument("--study", dest="study_name", default=None, metavar="NAME",
                         help="the study's name in the storage (default: derived from the search, so workers "
                         "running the same command join the same study)")
-    add_resume_option(parser)
-    add_json_option(parser)
-    parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from engine.training.config import TrainConfig
-    from engine.tune import TUNE_KIND, tune_body, tune_spec
+    from engine.workflows.tune import TUNE_KIND, tune_body, tune_spec
 
     def spec() -> dict[str, Any]:
         return tune_spec(method=args.method, params=args.param, trials=args.trials, val_fraction=args.val_fraction,

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cancel import CancelToken
 from engine.data import images
 from engine.errors import MB, Cancelled, DiskFullError, UserError, ensure_free_space, is_disk_full
 from engine.events import EtaEstimator, EventSink
-from engine.jobs import CancelToken
 from engine.store import Project
 
 # Bump when load_square_rgb's output changes, so old caches are not reused.

@@ -207,7 +207,7 @@ def td_of_every_sample(recorded_ids: np.ndarray, recorded_td: np.ndarray, probs:
     final model's probabilities (``probs`` (N, K)) in td's column order, repeated over the epochs.
 
     The audit's evidence for a sample left out of training is the final model's prediction,
-    repeated (as for its margin; see engine/audit.py).
+    repeated (as for its margin; see engine/workflows/audit.py).
     """
     from engine.training.recorders import td_class_order
 

@@ -3,7 +3,7 @@
 Every decision is committed before the call returns. ``decision_history`` keeps each one with
 the state it replaced, so undo and redo walk it; decisions made together (a bulk action) share
 a batch number and undo as one step. ``provenance`` says how a decision was made: only a
-person's look at one sample is evidence that its label is clean (engine.trusted).
+person's look at one sample is evidence that its label is clean (engine.workflows.trusted).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from engine.store.samples import Samples
 
 ACTIONS: tuple[str, ...] = ("relabel", "remove", "keep")
 # How a decision was made. Only a person's look at one sample is evidence that its label is clean
-# (engine.trusted): a bulk action decides samples nobody looked at, and the engine's own are guesses.
+# (engine.workflows.trusted): a bulk action decides samples nobody looked at, and the engine's own are guesses.
 PERSON, BULK, AUTOMATIC = "person", "bulk", "automatic"
 PROVENANCES: tuple[str, ...] = (PERSON, BULK, AUTOMATIC)
 

@@ -15,8 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.imported_files import file_sha256
-from engine.run_labels import checked_run_labels
+from engine.evidence.imported_files import file_sha256
+from engine.evidence.run_labels import checked_run_labels
 from engine.store.decisions import Decisions
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # Run kinds whose results depend on the decisions too (not only on the labels): see LabelState.stale_reason.
 # They train on the decisions: an audit on the labels with the relabels applied and the removed left out.
 DECISION_DEPENDENT_KINDS = frozenset({"audit", "retrain", "compare", "tune"})
-IMPORTED_SOURCE = "imported"  # spec["evidence"]["oof_probs"]["source"] of a run made by engine.imported
+IMPORTED_SOURCE = "imported"  # spec["evidence"]["oof_probs"]["source"] of a run made by engine.evidence.imported
 
 
 def evidence_source(run: RunInfo) -> dict[str, Any]:
@@ -103,7 +103,7 @@ class LabelState(Decisions):
         Every run is stale once the observed labels change (its scores and suggestions are
         about labels that no longer exist). A run that trained on the decisions is stale too
         once they change: an audit when the effective labels (relabels applied, removals)
-        differ from those it recorded (engine.run_labels), a retrain once the decisions change
+        differ from those it recorded (engine.evidence.run_labels), a retrain once the decisions change
         at all. ``decided_since_ok``: decisions made since do not count (an audit's own review:
         deciding its flagged samples one by one leaves its suggestions for the others as they
         were). A run that recorded no fingerprint (made by an older version) is "unknown", not stale: None.
@@ -124,7 +124,7 @@ class LabelState(Decisions):
     def decisions_stale_reason(self, run: RunInfo) -> str | None:
         """Why ``run`` no longer describes the labels after the decisions changed, or None when it still does.
 
-        An audit that recorded its labels (engine.run_labels) is stale when they differ from the
+        An audit that recorded its labels (engine.evidence.run_labels) is stale when they differ from the
         project's effective labels (observed labels with the decisions applied; removals included); a
         run that did not (an older version, or a run kind that records none) is stale whenever the
         decisions changed.

@@ -21,7 +21,7 @@ from engine.training.hooks import Callback, Method
 from engine.training.loop import ProgressFn, Trainer, TrainState, predict_probs, steps_per_epoch
 
 if TYPE_CHECKING:
-    from engine.trusted import TrustedSet
+    from engine.workflows.trusted import TrustedSet
 
 
 class StageProgress:

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.cancel import CancelToken
 from engine.errors import Cancelled, UserError, ensure_free_space
 from engine.events import EventSink
-from engine.jobs import CancelToken
 from engine.models import build_model, default_learning_rate
 from engine.training import distributed
 from engine.training.config import TrainConfig

@@ -17,8 +17,8 @@ from auditor.views import detector_curves
 from auditor.views.detector_curves import NO_TRUTH, DetectorCurvesView
 from auditor.views.noisy_grid import NoisyGridView
 from auditor.views.prob_histograms import BINS, LAST_EPOCH, ProbHistogramsView
-from engine.evaluate import evaluate_run
 from engine.store import DB_NAME, Project
+from engine.workflows.evaluate import evaluate_run
 from tests.gui.conftest import make_image_project
 
 DETECTORS = ("cl", "aum")

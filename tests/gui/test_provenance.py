@@ -49,7 +49,7 @@ def test_the_bulk_dialog_records_bulk_decisions(qtbot: QtBot, image_project: Pat
 
 
 def test_the_bulk_dialog_and_the_cli_decide_the_same_samples(qtbot: QtBot, image_project: Path) -> None:
-    from engine import bulk
+    from engine.workflows import bulk
 
     session = ProjectSession.open(image_project)
     try:

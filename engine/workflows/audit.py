@@ -39,23 +39,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.detectors import (
-    OOF_PROBS,
-    DetectorInfo,
-    DetectorInputs,
-    DetectorResult,
-    available_evidence,
-    parse_detectors,
-    required_evidence,
-)
+from engine.cancel import CancelToken
+from engine.detectors import OOF_PROBS, DetectorInputs, DetectorResult, parse_detectors, required_evidence
 from engine.events import EventSink
-from engine.jobs import CancelToken, JobContext, run_job
-from engine.run_labels import AUDITED_IDS_FILE, record_run_labels
+from engine.evidence.run_labels import AUDITED_IDS_FILE, record_run_labels
+from engine.jobs import JobContext, run_job
 from engine.store import Project, RunInfo
+from engine.workflows.detection import run_detectors
 
 if TYPE_CHECKING:
     from engine.training.config import TrainConfig
@@ -63,71 +58,6 @@ if TYPE_CHECKING:
 AUDIT_KIND = "audit"
 DEFAULT_DETECTORS = ("cl",)
 DYNAMICS_CHECKPOINT = "checkpoint-dynamics.pt"
-
-
-def run_detectors(
-    project: Project,
-    run: RunInfo,
-    detectors: list[DetectorInfo],
-    inputs: DetectorInputs,
-    events: EventSink | None = None,
-    cancel: CancelToken | None = None,
-    scored_ids: np.ndarray | None = None,
-) -> dict[str, DetectorResult]:
-    """Run each detector on ``inputs``; save its scores to the project and its extras to the run folder.
-
-    ``scored_ids`` (default: every sample) are the sample ids the detectors see: they get
-    the rows of ``inputs`` at those ids, and the returned results are indexed by position
-    in ``scored_ids`` (so are per-sample extras). The stored scores cover every sample:
-    the others get score 0, no suggestion, not flagged, ranked last.
-    """
-    from engine.run_labels import save_array  # not engine.crossval: an imported audit needs no torch
-
-    n = len(inputs.labels)
-    if scored_ids is not None:
-        scored_ids = np.asarray(scored_ids, dtype=np.int64)
-        inputs = DetectorInputs(
-            inputs.labels[scored_ids], inputs.num_classes,
-            None if inputs.pred_probs is None else inputs.pred_probs[scored_ids],
-            {name: array[scored_ids] for name, array in inputs.arrays.items()}, settings=inputs.settings,
-        )
-    results: dict[str, DetectorResult] = {}
-    for index, info in enumerate(detectors):
-        if cancel is not None:
-            cancel.raise_if_requested()
-        if events is not None:
-            events.progress("detect", index, len(detectors), message=info.title)
-        available = available_evidence(inputs)
-        missing = [name for name in info.requires if name not in available]
-        if missing:
-            raise ValueError(f"detector {info.name} needs {', '.join(missing)}, which this audit did not record")
-        started = time.perf_counter()
-        step_inputs = DetectorInputs(inputs.labels, inputs.num_classes, inputs.pred_probs, inputs.arrays, dict(results),
-                                     inputs.settings)
-        result = info.load()(step_inputs)
-        stored = result if scored_ids is None else spread_to_all_samples(result, scored_ids, n)
-        project.save_scores(run.id, info.name, stored.scores, stored.suggested, stored.flagged, stored.ranking)
-        for name, array in result.extras.items():
-            save_array(run.folder / f"{name}.npy", array)
-        result.summary["seconds"] = round(time.perf_counter() - started, 3)
-        results[info.name] = result
-        if events is not None:
-            events.log(f"{info.name}: {result.num_flagged} of {len(result.scores)} samples flagged")
-    if events is not None:
-        events.progress("detect", len(detectors), len(detectors))
-    return results
-
-
-def spread_to_all_samples(result: DetectorResult, scored_ids: np.ndarray, n: int) -> DetectorResult:
-    """A result over ``scored_ids`` as one over all ``n`` samples: the rest score 0, unflagged, ranked last."""
-    scores = np.zeros(n, dtype=np.float64)
-    scores[scored_ids] = result.scores
-    suggested = np.full(n, -1, dtype=np.int64)
-    suggested[scored_ids] = result.suggested
-    flagged = np.zeros(n, dtype=bool)
-    flagged[scored_ids] = result.flagged
-    ranking = np.concatenate([scored_ids[result.ranking], np.setdiff1d(np.arange(n), scored_ids)])
-    return DetectorResult(scores, suggested, flagged, ranking, result.extras, result.summary)
 
 
 DEFAULT_DYNAMICS_EPOCHS = 45
@@ -231,25 +161,24 @@ def record_dynamics(
     return arrays, probs
 
 
-def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
-    """The job body: gather the evidence, detect, summarise. ``spec`` has ``folds`` and ``detectors``."""
-    from engine.crossval import crossval_pred_probs, heldout_accuracy, save_array
+@dataclass
+class GatheredEvidence:
+    """What the detectors read, and the out-of-sample probabilities the held-out accuracy is measured with."""
+
+    pred_probs: np.ndarray | None  # (N, K) K-fold probabilities (oof_probs), or None
+    arrays: dict[str, np.ndarray]  # the dynamics run's evidence by kind, (N, ...) each
+    heldout_probs: np.ndarray  # (N, K)
+    heldout_model: str  # which model(s) gave ``heldout_probs``, in words
+    timings: dict[str, float]
+
+
+def gather_evidence(ctx: JobContext, config: TrainConfig, spec: dict[str, Any], evidence: list[str],
+                    labels: np.ndarray, keep: np.ndarray, fit_ids: np.ndarray) -> GatheredEvidence:
+    """Train what ``evidence`` needs: the K-fold models (oof_probs), and the one dynamics run for every other kind."""
+    from engine.workflows.crossval import crossval_pred_probs
 
     folds = int(spec.get("folds", 3))
-    detectors = parse_detectors(list(spec.get("detectors", DEFAULT_DETECTORS)))
-    evidence = required_evidence(detectors)
-    project = ctx.project
-    table = project.sample_table()
     timings: dict[str, float] = {}
-    # The person's decisions: relabels are trained on and audited as such; removed samples are not trained on.
-    labels, keep = project.labels_with_decisions()
-    from engine.training import distributed
-
-    # Recorded before any training (a resume checks them): what grades or shows this run uses these labels.
-    labels_used = record_run_labels(ctx.run.folder, labels, keep) if distributed.is_main() else {}
-    audited_ids = table.train_ids  # held-out samples are never audited (see the module docstring)
-    fit_ids = audited_ids[keep[audited_ids]]
-
     pred_probs: np.ndarray | None = None
     arrays: dict[str, np.ndarray] = {}
     heldout_probs: np.ndarray | None = None
@@ -270,23 +199,58 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
             heldout_probs, heldout_model = final_probs, "one model trained on all training samples"
         ctx.cancel.raise_if_requested()
     assert heldout_probs is not None, "every detector requires oof_probs or dynamics"
+    return GatheredEvidence(pred_probs, arrays, heldout_probs, heldout_model, timings)
+
+
+def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
+    """The job body: gather the evidence, detect, summarise. ``spec`` has ``folds`` and ``detectors``."""
+    from engine.arrays import save_array
+    from engine.detectors.td_lstm import detector_settings  # the project's fine-tuned weights, or the shipped ones
+    from engine.training import distributed
+
+    detectors = parse_detectors(list(spec.get("detectors", DEFAULT_DETECTORS)))
+    evidence = required_evidence(detectors)
+    project = ctx.project
+    table = project.sample_table()
+    # The person's decisions: relabels are trained on and audited as such; removed samples are not trained on.
+    labels, keep = project.labels_with_decisions()
+    # Recorded before any training (a resume checks them): what grades or shows this run uses these labels.
+    labels_used = record_run_labels(ctx.run.folder, labels, keep) if distributed.is_main() else {}
+    audited_ids = table.train_ids  # held-out samples are never audited (see the module docstring)
+    fit_ids = audited_ids[keep[audited_ids]]
+    gathered = gather_evidence(ctx, config, spec, evidence, labels, keep, fit_ids)
     if not distributed.is_main():
         return {}  # under torchrun the evidence is gathered; rank 0 alone detects and writes
 
-    from engine.detectors.td_lstm import detector_settings  # the project's fine-tuned weights, or the shipped ones
-
-    inputs = DetectorInputs(labels=labels, num_classes=project.num_classes, pred_probs=pred_probs, arrays=arrays,
+    inputs = DetectorInputs(labels=labels, num_classes=project.num_classes, pred_probs=gathered.pred_probs,
+                            arrays=gathered.arrays,
                             settings=detector_settings(project.root, spec.get("td_lstm_weights", "project")))
     started = time.perf_counter()
     save_array(ctx.run.folder / AUDITED_IDS_FILE, audited_ids)
     results = run_detectors(project, ctx.run, detectors, inputs, ctx.events, ctx.cancel, scored_ids=audited_ids)
-    timings["detect"] = round(time.perf_counter() - started, 3)
+    gathered.timings["detect"] = round(time.perf_counter() - started, 3)
+    summary = audit_summary(project, int(spec.get("folds", 3)), evidence, (labels, keep, labels_used), fit_ids,
+                            results, gathered)
+    report_audit(ctx, summary)
+    return summary
 
-    accuracy, against, n_eval = heldout_accuracy(table, heldout_probs)
+
+def audit_summary(project: Project, folds: int, evidence: list[str],
+                  trained_labels: tuple[np.ndarray, np.ndarray, dict[str, Any]], fit_ids: np.ndarray,
+                  results: dict[str, DetectorResult], gathered: GatheredEvidence) -> dict[str, Any]:
+    """The run's summary: the counts, each detector's flagged set and summary, the held-out accuracy, timings.
+
+    ``trained_labels``: the labels the run used, which samples it kept, and their record (``labels_used``).
+    """
+    from engine.workflows.crossval import heldout_accuracy
+
+    labels, keep, labels_used = trained_labels
+    table = project.sample_table()
+    audited_ids = table.train_ids
+    accuracy, against, n_eval = heldout_accuracy(table, gathered.heldout_probs)
     # The headline estimate comes from confident learning when it ran, else from the first detector.
     headline = results.get("cl") or next(iter(results.values()))
-    n_removed = int((~keep[audited_ids]).sum())
-    summary: dict[str, Any] = {
+    return {
         "n_samples": len(table.label),
         "n_train": len(table.train_ids),
         "n_test": len(table.test_ids),
@@ -295,29 +259,33 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
         "evidence": evidence,
         "n_audited": len(audited_ids),
         "n_trained_on": len(fit_ids),
-        "n_removed_by_decisions": n_removed,  # scored, not trained on
+        "n_removed_by_decisions": int((~keep[audited_ids]).sum()),  # scored, not trained on
         "n_relabeled_by_decisions": int((labels[audited_ids] != table.label[audited_ids]).sum()),
-        "labels_used": labels_used,  # the labels it trained and scored on: engine.run_labels
+        "labels_used": labels_used,  # the labels it trained and scored on: engine.evidence.run_labels
         "n_flagged": {name: result.num_flagged for name, result in results.items()},
         "estimated_noise_rate": headline.summary.get("estimated_noise_rate"),  # of the train split
         "heldout_accuracy": accuracy,
         "heldout_accuracy_measured_against": against,
-        "heldout_accuracy_model": heldout_model,
-        "heldout_evaluated_against": against,  # the older name, kept for readers of earlier summaries
+        "heldout_accuracy_model": gathered.heldout_model,
         "n_heldout": n_eval,
         "detectors": {name: result.summary for name, result in results.items()},
-        "timings_s": timings,
+        "timings_s": gathered.timings,
     }
+
+
+def report_audit(ctx: JobContext, summary: dict[str, Any]) -> None:
+    """The audit's ``result`` event and its closing log line."""
     ctx.events.result("audit", {key: summary[key] for key in (
         "n_samples", "n_audited", "n_flagged", "estimated_noise_rate", "heldout_accuracy",
         "heldout_accuracy_measured_against")})
     flagged = ", ".join(f"{name} {count}" for name, count in summary["n_flagged"].items())
+    accuracy = summary["heldout_accuracy"]
     ctx.events.log(
-        f"audit done: flagged {flagged} of {len(audited_ids)} training samples; estimated noise rate "
+        f"audit done: flagged {flagged} of {summary['n_audited']} training samples; estimated noise rate "
         f"{summary['estimated_noise_rate']:.3f}"
-        + (f"; held-out accuracy {accuracy:.3f} (against {against}, {heldout_model})" if accuracy is not None else "")
+        + (f"; held-out accuracy {accuracy:.3f} (against {summary['heldout_accuracy_measured_against']}, "
+           f"{summary['heldout_accuracy_model']})" if accuracy is not None else "")
     )
-    return summary
 
 
 def audit_spec(config: TrainConfig, folds: int, detectors: list[str] | tuple[str, ...],

@@ -21,14 +21,13 @@ module imports no part of it (its ``Project`` and ``RunInfo`` are for type check
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.atomic_files import atomic_write_bytes
+from engine.arrays import save_array
 from engine.errors import UserError
 
 if TYPE_CHECKING:
@@ -55,13 +54,6 @@ class GradingLabels:
     labels: np.ndarray  # (N,) int64
     recorded: bool  # True: the run's own; False: the project's observed labels (an older run)
     description: str
-
-
-def save_array(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to ``path`` atomically (a reader sees the old file or the new one). Light: no torch."""
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _sha256(path: Path) -> str:

@@ -3,7 +3,7 @@
 Needs the truth: injected noise keeps it, and a CSV import can name a truth
 column. A sample is truly mislabeled when its true label differs from the label
 the run used (an audit trains and scores on the labels with the person's decisions
-applied, and records them: engine.run_labels; for a run made by an older version,
+applied, and records them: engine.evidence.run_labels; for a run made by an older version,
 which recorded none, the observed label, and the report says so); an open-set sample (true label -1, outside the label set) is
 always mislabeled, since no class of ours is right for it. Samples whose truth
 is unknown are left out; if none is known, that is an error. Only the train
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
-from engine.run_labels import labels_for_grading
+from engine.evidence.run_labels import labels_for_grading
 from engine.store import UNKNOWN_TRUTH, Project, RunInfo, SampleTable, evidence_source
 
 
@@ -175,18 +175,3 @@ def format_evaluation(report: dict[str, Any]) -> str:
             f"{fmt(true_rate):>10}"
         )
     return "\n".join(lines)
-
-
-def heldout_targets(table: SampleTable) -> tuple[np.ndarray, np.ndarray, str]:
-    """(ids, target labels, against what) that held-out accuracy is measured on, per fold and overall.
-
-    Against the truth where it is known (open-set samples, which have no right
-    class, are left out: "truth"), else against the labels the held-out samples
-    were imported with ("given_labels"), never edited ones: a held-out label
-    changed after the model's own suggestion would grade the model by itself.
-    """
-    test_ids = table.test_ids
-    truth = table.true_label[test_ids]
-    if len(test_ids) and (truth != UNKNOWN_TRUTH).all():
-        return test_ids[truth >= 0], truth[truth >= 0], "truth"
-    return test_ids, table.given_label[test_ids], "given_labels"

@@ -19,14 +19,18 @@ back on resume, so a resumed run learns from the same samples even if the CSV ch
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.errors import UserError
 from engine.store import PERSON, PROVENANCES, Project
+
+if TYPE_CHECKING:
+    from engine.jobs import JobContext
 
 IDS_FILE = "trusted_ids.npy"
 LABELS_FILE = "trusted_labels.npy"
@@ -51,6 +55,10 @@ class TrustedSet:
 
     def per_class(self, num_classes: int) -> np.ndarray:
         return np.bincount(self.labels, minlength=num_classes)
+
+    def record(self) -> dict[str, Any]:
+        """What a run's summary says of its trusted set: where it came from, how many, the file of their ids."""
+        return {"source": self.source, "count": int(len(self.ids)), "ids_file": IDS_FILE}
 
     def describe(self, class_names: list[str]) -> str:
         counts = self.per_class(len(class_names))
@@ -221,7 +229,7 @@ def require_every_class(trusted: TrustedSet, class_names: list[str], methods: li
 
 
 def save(folder: Path, trusted: TrustedSet) -> None:
-    from engine.crossval import save_array
+    from engine.arrays import save_array
 
     save_array(folder / IDS_FILE, trusted.ids)
     save_array(folder / LABELS_FILE, trusted.labels)
@@ -234,3 +242,41 @@ def load_saved(folder: Path, source: str) -> TrustedSet | None:
     ids = np.load(folder / IDS_FILE, allow_pickle=False).astype(np.int64)
     labels = np.load(folder / LABELS_FILE, allow_pickle=False).astype(np.int64)
     return TrustedSet(ids, labels, source)
+
+
+# ------------------------------------------------------------------ a run's trusted set
+def trusted_for_run(ctx: JobContext, spec: Mapping[str, Any], methods: Sequence[str], seed: int) -> TrustedSet | None:
+    """The run's trusted set, or None when no method needs one and none was named.
+
+    Chosen at the run's start and saved in its folder; a resumed run reads it back.
+    Stops (UserError) when a meta-learning method would have a class without one.
+    """
+    from engine.methods import method_info
+
+    needing = [name for name in methods if method_info(name).needs_trusted]
+    named = bool(spec.get("per_class") or spec.get("csv"))
+    if not needing and not named:
+        return None
+    source = "csv" if spec.get("csv") else "per_class" if spec.get("per_class") else "review"
+    saved = load_saved(ctx.run.folder, source)
+    chosen = saved or choose(ctx.project, dict(spec), seed)
+    names = ctx.project.class_names()
+    if needing:
+        require_every_class(chosen, names, needing)
+    from engine.training.distributed import is_main
+
+    if saved is None and is_main():  # under torchrun, rank 0 alone writes (the choice is seeded: alike on all)
+        save(ctx.run.folder, chosen)
+    ctx.events.log(chosen.describe(names) + "; kept out of the held-out evaluation (all are training samples)")
+    return chosen
+
+
+def check_trusted_before_start(project: Project, spec: Mapping[str, Any], methods: Sequence[str], seed: int) -> None:
+    """The trusted-set check of :func:`trusted_for_run`, before a run is made (a clear refusal, no failed run)."""
+    from engine.methods import method_info
+
+    needing = [name for name in methods if method_info(name).needs_trusted]
+    if needing or spec.get("per_class") or spec.get("csv"):
+        chosen = choose(project, dict(spec), seed)
+        if needing:
+            require_every_class(chosen, project.class_names(), needing)

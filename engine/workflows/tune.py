@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.cancel import CancelToken
 from engine.errors import Cancelled, UserError
 from engine.events import EventSink
-from engine.jobs import CancelToken, JobContext, run_job
+from engine.jobs import JobContext, run_job
 from engine.store import Project, RunInfo, process_alive, this_process
 from engine.training.config import TrainConfig
 from engine.training.hooks import Callback
@@ -269,9 +270,9 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def tune_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
     """The job body; ``spec`` is :func:`tune_spec`'s with ``train``."""
     from engine.methods import parse_options
-    from engine.retrain import cleaned_training_set
     from engine.training.fit import StageProgress, fit_and_evaluate
     from engine.training.loop import steps_per_epoch
+    from engine.workflows.sample_sets import cleaned_training_set
 
     hpo = import_optuna()
     project = ctx.project

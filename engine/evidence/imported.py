@@ -8,11 +8,11 @@ holds what a trained audit's does for confident learning:
 
 - ``pred_probs.npy`` (N, K) float32, sample-id order (zeros for held-out samples the file had no row for;
   ``imported_ids.npy`` lists the samples it had a row for);
-- ``labels_used.npy`` / ``removed_by_decisions.npy`` (engine.run_labels): the labels with the person's
+- ``labels_used.npy`` / ``removed_by_decisions.npy`` (engine.evidence.run_labels): the labels with the person's
   decisions applied, which the probabilities are judged against, as a trained audit records them;
 - ``audited_ids.npy`` (the train split), ``confident_joint.npy``, ``noise_matrix.npy``; scores of the
   ``cl`` detector in the project database, saved by the same code as a trained audit's
-  (:func:`engine.audit.run_detectors`): cleanlab's ``find_label_issues`` flagged set, ranked by
+  (:func:`engine.workflows.detection.run_detectors`): cleanlab's ``find_label_issues`` flagged set, ranked by
   self-confidence, exactly as engine/detectors/confident_learning.py does for K-fold probabilities.
 
 Held-out (test) samples may have rows: they are stored (held-out accuracy) but never audited.
@@ -36,10 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from engine.cancel import CancelToken
 from engine.errors import UserError
 from engine.events import EventSink
-from engine.imported_embeddings import StagedEmbeddings, check_embeddings, embeddings_files, valid_name
-from engine.imported_files import (
+from engine.evidence.imported_embeddings import StagedEmbeddings, check_embeddings, embeddings_files, valid_name
+from engine.evidence.imported_files import (
     SHOWN,
     ImportProblem,
     Problems,
@@ -48,14 +49,14 @@ from engine.imported_files import (
     file_sha256,
     open_rows,
 )
-from engine.jobs import CancelToken, JobContext, run_job
+from engine.jobs import JobContext, run_job
 from engine.store import Project, RunInfo
 from engine.store.label_state import IMPORTED_SOURCE
 
 IMPORTED_IDS_FILE = "imported_ids.npy"  # the samples the file had a row for
 SUM_TOLERANCE = 1e-3  # as confident_learning.validate_pred_probs: float32 softmax rows sum to 1 within ~1e-6
 DETECTOR = "cl"
-PRED_PROBS_FILE = "pred_probs.npy"  # engine.crossval.PRED_PROBS_FILE, without importing torch
+PRED_PROBS_FILE = "pred_probs.npy"  # engine.workflows.crossval.PRED_PROBS_FILE, without importing torch
 
 
 @dataclass
@@ -322,9 +323,10 @@ def _listed(names: list[str]) -> str:
 def _record_run(ctx: JobContext, probs: np.ndarray, has_row: np.ndarray, source: dict[str, Any],
                 timings: dict[str, float]) -> dict[str, Any]:
     """The job body: record the probabilities and the labels they are judged against, run ``cl``, summarise."""
-    from engine.audit import run_detectors
+    from engine.arrays import save_array
     from engine.detectors import OOF_PROBS, DetectorInputs, parse_detectors
-    from engine.run_labels import AUDITED_IDS_FILE, record_run_labels, save_array
+    from engine.evidence.run_labels import AUDITED_IDS_FILE, record_run_labels
+    from engine.workflows.detection import run_detectors
 
     started = time.perf_counter()
     project, folder = ctx.project, ctx.run.folder
@@ -332,7 +334,7 @@ def _record_run(ctx: JobContext, probs: np.ndarray, has_row: np.ndarray, source:
     labels, keep = project.labels_with_decisions()
     labels_used = record_run_labels(folder, labels, keep)
     audited_ids = table.train_ids  # held-out samples are never audited
-    save_array(folder / PRED_PROBS_FILE, probs)  # the name engine.crossval gives a trained audit's
+    save_array(folder / PRED_PROBS_FILE, probs)  # the name engine.workflows.crossval gives a trained audit's
     save_array(folder / IMPORTED_IDS_FILE, np.flatnonzero(has_row))
     save_array(folder / AUDITED_IDS_FILE, audited_ids)
     inputs = DetectorInputs(labels=labels, num_classes=project.num_classes, pred_probs=probs)
@@ -361,7 +363,6 @@ def _record_run(ctx: JobContext, probs: np.ndarray, has_row: np.ndarray, source:
         "heldout_accuracy": accuracy,
         "heldout_accuracy_measured_against": against,
         "heldout_accuracy_model": "the imported predictions",
-        "heldout_evaluated_against": against,
         "n_heldout": n_eval,
         "detectors": {name: result.summary for name, result in results.items()},
         "timings_s": timings,
@@ -376,7 +377,7 @@ def _record_run(ctx: JobContext, probs: np.ndarray, has_row: np.ndarray, source:
 
 def _heldout_accuracy(table: Any, probs: np.ndarray, heldout: np.ndarray) -> tuple[float | None, str, int]:
     """Accuracy on the held-out samples the file had rows for, against what a trained audit's is measured on."""
-    from engine.evaluate import heldout_targets
+    from engine.workflows.sample_sets import heldout_targets
 
     test_ids, target, against = heldout_targets(table)
     chosen = np.isin(test_ids, heldout)

@@ -7,7 +7,7 @@ training, "keep" verifies each. It may be narrowed to one class pair (given clas
 class). Held-out samples are never decided this way (they measure the models), and samples
 already decided are left as they are unless asked otherwise. The decisions are recorded as
 bulk (see ``engine.store.PROVENANCES``): nobody looked at each sample, so none of them enters
-the trusted set of the meta-learning methods (``engine.trusted``).
+the trusted set of the meta-learning methods (``engine.workflows.trusted``).
 """
 
 from __future__ import annotations

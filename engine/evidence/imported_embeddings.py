@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ensure_free_space
-from engine.imported_files import Problems, RowMatcher, file_record, file_sha256, open_rows
+from engine.evidence.imported_files import Problems, RowMatcher, file_record, file_sha256, open_rows
 from engine.store import atomic_write_bytes, fsync_folder, temp_name_prefix
 
 EMBEDDINGS_FOLDER = "embeddings"

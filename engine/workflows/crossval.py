@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from engine.arrays import save_array
 from engine.errors import UserError
-from engine.evaluate import heldout_targets
+from engine.evidence.run_labels import record_run_labels
 from engine.jobs import JobContext
-from engine.run_labels import save_array  # noqa: F401 - where it was before; the audit imports it from here
 from engine.store import SampleTable, atomic_write_bytes
 from engine.training import distributed
 from engine.training.config import TrainConfig
 from engine.training.fit import StageProgress, fit_and_evaluate
 from engine.training.loop import predict_probs, steps_per_epoch
+from engine.workflows.sample_sets import heldout_targets
 
+CROSSVAL_KIND = "crossval"
 PRED_PROBS_FILE = "pred_probs.npy"
 FOLDS_FILE = "folds.npy"
 
@@ -151,3 +154,17 @@ def heldout_accuracy(table: SampleTable, pred_probs: np.ndarray) -> tuple[float 
     if not len(test_ids):
         return None, against, 0
     return float((pred_probs[test_ids].argmax(axis=1) == target).mean()), against, len(test_ids)
+
+
+def crossval_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> dict[str, Any]:
+    """The ``crossval`` job: out-of-sample probabilities of every sample, trained on the observed labels."""
+    table = ctx.project.sample_table()
+    # It trains on the observed labels, decisions left aside: recorded like an audit's (engine.evidence.run_labels).
+    labels_used = record_run_labels(ctx.run.folder, table.label, np.ones(len(table.label), dtype=bool)) \
+        if distributed.is_main() else {}
+    probs = crossval_pred_probs(ctx, config, spec["folds"], labels=table.label)
+    accuracy, against, _ = heldout_accuracy(table, probs)
+    summary: dict[str, Any] = {"pred_probs": PRED_PROBS_FILE, "samples": int(len(probs)), "labels_used": labels_used,
+                               "heldout_accuracy": accuracy, "heldout_accuracy_measured_against": against}
+    ctx.events.result("pred_probs", {"path": str(ctx.run.folder / PRED_PROBS_FILE), "shape": list(probs.shape)})
+    return summary
