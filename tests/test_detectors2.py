@@ -18,13 +18,13 @@ from engine.detectors.ensemble import rank_average
 from engine.detectors.ocl import detect as ocl_detect
 from engine.errors import UserError
 from engine.evaluate import evaluate_run, format_evaluation
-from engine.methods.ocl import off_diagonal_mask
 from engine.store import Project
+from engine.training.confident_classes import batch_confident_classes, off_diagonal_mask
 from engine.training.config import TrainConfig
 from engine.training.data import Batch
 from engine.training.hooks import StepOutput
 from engine.training.loop import TrainState
-from engine.training.recorders import ConfidentClassRecorder, batch_confident_classes
+from engine.training.recorders import ConfidentClassRecorder
 
 
 def fake_state(epoch: int) -> TrainState:

@@ -29,13 +29,13 @@ from engine.detectors.td_lstm import (
     flag_expected_count,
     reviewed_targets,
     shipped_weights_path,
-    td_of_every_sample,
 )
 from engine.errors import UserError
 from engine.evaluate import evaluate_run
 from engine.noise import inject_noise
 from engine.store import Project
 from engine.training.config import TrainConfig
+from engine.training.recorders import td_of_every_sample
 
 
 def synthetic_td(n: int, width: int, epochs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -199,23 +199,3 @@ def reviewed_targets(
             rows.append(row)
             targets.append(1.0)
     return np.asarray(rows, dtype=np.int64), np.asarray(targets, dtype=np.float32)
-
-
-def td_of_every_sample(recorded_ids: np.ndarray, recorded_td: np.ndarray, probs: np.ndarray,
-                       labels: np.ndarray) -> np.ndarray:
-    """(N, W, E) float16, indexed by sample id: the recorded td, and for the samples not trained on the
-    final model's probabilities (``probs`` (N, K)) in td's column order, repeated over the epochs.
-
-    The audit's evidence for a sample left out of training is the final model's prediction,
-    repeated (as for its margin; see engine/audit.py).
-    """
-    from engine.training.recorders import td_class_order
-
-    n, (width, epochs) = len(labels), recorded_td.shape[1:]
-    td = np.empty((n, width, epochs), dtype=np.float16)
-    td[recorded_ids] = recorded_td
-    others = np.setdiff1d(np.arange(n), recorded_ids)
-    if len(others):
-        classes = td_class_order(probs[others], np.asarray(labels)[others], width)
-        td[others] = np.take_along_axis(probs[others], classes, axis=1)[:, :, None].astype(np.float16)
-    return td
