@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+from engine.detectors import DetectorInputs, DetectorResult
 from engine.errors import UserError
 
 WEIGHTS_FILE = "td_lstm.pt"
@@ -139,18 +139,11 @@ def result_from_scores(scores: np.ndarray, suggested: np.ndarray, epochs: int, w
                        weights_file: str) -> DetectorResult:
     """The detector's result from its scores: the estimated count flagged, most suspect first."""
     flagged = flag_expected_count(scores)
-    flagged_ids = np.flatnonzero(flagged)
-    flagged_ids = flagged_ids[np.argsort(-scores[flagged_ids], kind="stable")]
     n = len(scores)
-    return DetectorResult(
-        scores=scores,
-        suggested=suggested,
-        flagged=flagged,
-        ranking=ranking_flagged_first(flagged_ids, scores),
+    return DetectorResult.from_flagged(
+        scores, suggested, flagged, -scores,
         extras={"td_lstm": scores.astype(np.float32)},
         summary={
-            "n_flagged": int(flagged.sum()),
-            "flagged_rate": float(flagged.mean()) if n else 0.0,
             "estimated_noise_rate": float(scores.mean()) if n else 0.0,
             "threshold": "the round(sum of scores) highest scores (the estimated count)",
             "epochs": epochs,
