@@ -5,7 +5,8 @@ each callback's state under their names (validated plain state, numpy arrays
 saved as tensors), the training samples (ids and labels) they were made on,
 and the precision they trained in (fp32, bf16, fp16). Resuming with other
 samples, another method, other callbacks or another precision raises
-:class:`CheckpointMismatch` instead of continuing on something else.
+:class:`CheckpointMismatch` instead of continuing on something else (what a checkpoint holds, and
+its checks: :mod:`engine.training.checkpoints`).
 
 A loss that becomes NaN or infinite ends training with :class:`TrainingDiverged`
 (a :class:`~engine.errors.UserError` whose hint is a lower learning rate); the
@@ -15,8 +16,6 @@ last finished epoch's checkpoint is left as it was.
 from __future__ import annotations
 
 import contextlib
-import glob
-import hashlib
 import io
 import math
 import os
@@ -36,6 +35,16 @@ from engine.events import EventSink
 from engine.jobs import CancelToken
 from engine.models import build_model, default_learning_rate
 from engine.training import data_parallel, distributed
+from engine.training.checkpoints import (
+    CHECKPOINT_FORMAT,
+    START_A_NEW_RUN,
+    CheckpointMismatch,
+    checkpoint_state,
+    describe_sample_change,
+    fsync_folder,
+    remove_stale_temporaries,
+    training_samples_fingerprint,
+)
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches, batch_chunks
 from engine.training.device import amp_dtype, precision_mismatch, precision_name
@@ -43,75 +52,9 @@ from engine.training.hooks import Callback, Method, StepOutput
 
 ProgressFn = Callable[[int, int], None]  # (batches done, batches in this fit)
 
-CHECKPOINT_FORMAT = 2
-START_A_NEW_RUN = "start a new run instead of resuming this one"
-
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite: the learning rate is too high (or the data holds NaNs)."""
-
-
-class CheckpointMismatch(UserError):
-    """A checkpoint made on other training samples, or with another method or other callbacks."""
-
-
-class CheckpointStateError(TypeError):
-    """A method's or callback's ``state_dict`` holds something a checkpoint cannot keep."""
-
-
-PLAIN_STATE = "tensors, numpy arrays, numbers, strings, None, and lists, tuples or dicts of those"
-
-
-def checkpoint_state(state: Any, owner: str, key: str = "state") -> Any:
-    """``state`` as it can be saved and loaded with ``weights_only=True``: numpy arrays become tensors.
-
-    Raises CheckpointStateError naming ``owner`` and the key path of anything else.
-    """
-    if state is None or isinstance(state, (bool, int, float, str)):
-        return state
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    if isinstance(state, np.ndarray):
-        try:
-            return torch.from_numpy(np.ascontiguousarray(state)).clone()
-        except TypeError as exc:
-            raise CheckpointStateError(f"{owner}: {key} is a numpy array of dtype {state.dtype}, which has no "
-                                       f"tensor form; checkpoint state may hold only {PLAIN_STATE}") from exc
-    if isinstance(state, np.generic):
-        return checkpoint_state(state.item(), owner, key)
-    if isinstance(state, (list, tuple)):
-        items = [checkpoint_state(item, owner, f"{key}[{index}]") for index, item in enumerate(state)]
-        return items if isinstance(state, list) else tuple(items)
-    if isinstance(state, dict):
-        plain = {}
-        for name, value in state.items():
-            if not isinstance(name, (str, int)) or isinstance(name, bool):
-                raise CheckpointStateError(f"{owner}: {key} has a key of type {type(name).__name__}; "
-                                           "checkpoint state keys must be strings or integers")
-            plain[name] = checkpoint_state(value, owner, f"{key}[{name!r}]")
-        return plain
-    raise CheckpointStateError(f"{owner}: {key} holds a {type(state).__name__}; "
-                               f"checkpoint state may hold only {PLAIN_STATE}")
-
-
-def training_samples_fingerprint(ids: np.ndarray, labels: np.ndarray) -> str:
-    """sha256 over the training sample ids (in order) and the labels they are trained on."""
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(ids, dtype="<i8").tobytes())
-    digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
-    return digest.hexdigest()
-
-
-def _describe_sample_change(old_ids: np.ndarray, old_labels: np.ndarray,
-                            new_ids: np.ndarray, new_labels: np.ndarray) -> str:
-    old = dict(zip(old_ids.tolist(), old_labels.tolist(), strict=True))
-    new = dict(zip(new_ids.tolist(), new_labels.tolist(), strict=True))
-    removed = len(old.keys() - new.keys())
-    added = len(new.keys() - old.keys())
-    relabeled = sum(1 for key in old.keys() & new.keys() if old[key] != new[key])
-    parts = [f"{count} {what}" for count, what in ((removed, "removed"), (added, "added"), (relabeled, "relabeled"))
-             if count]
-    return ", ".join(parts) if parts else "the same samples in another order"
 
 
 @dataclass
@@ -315,7 +258,7 @@ class Trainer:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
             raise
-        _fsync_folder(folder)
+        fsync_folder(folder)
 
     def load_checkpoint(self) -> bool:
         """Resume from the checkpoint if there is one; True when it was loaded.
@@ -326,7 +269,7 @@ class Trainer:
         if self.checkpoint_path is None:
             return False
         if distributed.is_main():
-            _remove_stale_temporaries(self.checkpoint_path)
+            remove_stale_temporaries(self.checkpoint_path)
         # Under torchrun rank 0's checkpoint decides, and every rank must read that same file.
         if not distributed.broadcast_object(self.checkpoint_path.is_file()):
             return False
@@ -366,7 +309,7 @@ class Trainer:
         if saved["fingerprint"] == self.samples_fingerprint():
             return
         ids = self.state.train_ids
-        change = _describe_sample_change(saved["ids"].cpu().numpy(), saved["labels"].cpu().numpy(),
+        change = describe_sample_change(saved["ids"].cpu().numpy(), saved["labels"].cpu().numpy(),
                                          ids, self.state.data.labels[torch.from_numpy(ids)].numpy())
         where = self.stage if self.state.fold is None else f"{self.stage} fold {self.state.fold + 1}"
         raise CheckpointMismatch(
@@ -550,27 +493,6 @@ class Trainer:
         state.scheduler.step()
         state.step += 1
         return output
-
-
-def _remove_stale_temporaries(checkpoint: Path) -> None:
-    """Temporary files of ``checkpoint`` that a killed save left behind (one engine works on a run)."""
-    for stale in checkpoint.parent.glob(f".{glob.escape(checkpoint.name)}.*.tmp"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable; some platforms (Windows) cannot open a folder."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 @torch.no_grad()
