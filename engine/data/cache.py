@@ -22,14 +22,17 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.data import images
 from engine.errors import MB, Cancelled, DiskFullError, UserError, ensure_free_space, is_disk_full
 from engine.events import EtaEstimator, EventSink
-from engine.jobs import CancelToken
-from engine.store import Project
+
+if TYPE_CHECKING:
+    from engine.jobs import CancelToken
+    from engine.store import Project
 
 # Bump when load_square_rgb's output changes, so old caches are not reused.
 _POLICY_VERSION = "shorter-side-bilinear-center-crop-v1"
