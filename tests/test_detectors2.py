@@ -16,13 +16,13 @@ from engine.detectors.ensemble import detect as ensemble_detect
 from engine.detectors.ensemble import rank_average
 from engine.detectors.ocl import detect as ocl_detect
 from engine.errors import UserError
-from engine.methods.ocl import off_diagonal_mask
 from engine.store import Project
+from engine.training.confident_classes import batch_confident_classes, off_diagonal_mask
 from engine.training.config import TrainConfig
 from engine.training.data import Batch
 from engine.training.hooks import StepOutput
 from engine.training.loop import TrainState
-from engine.training.recorders import ConfidentClassRecorder, batch_confident_classes
+from engine.training.recorders import ConfidentClassRecorder
 from engine.workflows.audit import AUDITED_IDS_FILE, run_audit
 from engine.workflows.evaluate import evaluate_run, format_evaluation
 
@@ -189,3 +189,14 @@ def test_an_ocl_audit_records_confident_classes_and_evaluate_shows_estimated_and
         assert "est.noise" in table and "true.noise" in table
         ocl_row = next(line for line in table.splitlines() if line.startswith("ocl "))
         assert ocl_row.split()[-2:] == [f"{report['detectors']['ocl']['estimated_noise_rate']:.3f}", "0.200"]
+
+
+def test_a_flagged_set_is_ranked_first_by_its_own_order_and_counted_in_the_summary() -> None:
+    scores = np.array([0.9, 0.2, 0.5, 0.7, 0.1])
+    flagged = np.array([False, True, True, False, True])
+    result = DetectorResult.from_flagged(scores, np.full(5, -1), flagged, np.array([0.0, 3.0, 1.0, 0.0, 1.0]),
+                                         extras={}, summary={"threshold": "by hand"})
+    # Flagged by the order given (ties by id: 2 before 4), then the others by score.
+    assert result.ranking.tolist() == [2, 4, 1, 0, 3]
+    assert result.summary == {"n_flagged": 3, "flagged_rate": 0.6, "threshold": "by hand"}
+    assert list(result.summary) == ["n_flagged", "flagged_rate", "threshold"]

@@ -24,7 +24,7 @@ from torch import nn
 
 from engine.events import Done, Error, parse_event, read_events
 from engine.store import Project
-from engine.training import distributed
+from engine.training import data_parallel, distributed
 
 TESTS = Path(__file__).resolve().parent
 MODEL = "test_distributed:tiny_model"
@@ -233,30 +233,30 @@ def test_methods_that_own_their_step_and_tiny_batches_are_refused(two_ranks: Non
     from engine.training.hooks import Method
 
     with pytest.raises(UserError, match="one process") as refused:
-        distributed.check_trainable(LearningToReweight.__new__(LearningToReweight), 128)
+        data_parallel.check_trainable(LearningToReweight.__new__(LearningToReweight), 128)
     assert "l2rw" in refused.value.message.lower()
     with pytest.raises(UserError, match="--batch-size 4"):
-        distributed.check_trainable(Method(), 3)
-    distributed.check_trainable(Method(), 4)
+        data_parallel.check_trainable(Method(), 3)
+    data_parallel.check_trainable(Method(), 4)
 
 
 def test_global_batches_are_one_process_batches_split_whole_and_uneven(two_ranks: None) -> None:
     from engine.training.data import batch_chunks
     from engine.training.loop import steps_per_epoch
 
-    chunks = distributed.train_chunks(np.arange(13), 4)
+    chunks = data_parallel.train_chunks(np.arange(13), 4)
     assert [len(chunk) for chunk in chunks] == [4, 4, 5]  # a tail of 1 joins the batch before, as in one process
     # A tail of 2 or more is a step of its own, as in one process, however many ranks share it.
     for n in range(2, 40):
         for batch_size in (4, 5, 8):
-            lengths = [len(chunk) for chunk in distributed.train_chunks(np.arange(n), batch_size)]
+            lengths = [len(chunk) for chunk in data_parallel.train_chunks(np.arange(n), batch_size)]
             assert lengths == [len(chunk) for chunk in batch_chunks(np.arange(n), batch_size, merge_single=True)]
             assert len(lengths) == steps_per_epoch(n, batch_size), (n, batch_size)  # the schedule's count
-    assert [len(chunk) for chunk in distributed.train_chunks(np.arange(11), 4)] == [4, 4, 3]
-    assert [distributed.part_bounds(5, 2, rank) for rank in (0, 1)] == [(0, 3), (3, 5)]
+    assert [len(chunk) for chunk in data_parallel.train_chunks(np.arange(11), 4)] == [4, 4, 3]
+    assert [data_parallel.part_bounds(5, 2, rank) for rank in (0, 1)] == [(0, 3), (3, 5)]
     # Under 2 samples per rank: fewer parts of 2 or more; the rank left over takes the step with none.
-    assert [distributed.part_bounds(3, 2, rank) for rank in (0, 1)] == [(0, 3), (3, 3)]
-    assert [distributed.part_bounds(5, 4, rank) for rank in range(4)] == [(0, 3), (3, 5), (5, 5), (5, 5)]
+    assert [data_parallel.part_bounds(3, 2, rank) for rank in (0, 1)] == [(0, 3), (3, 3)]
+    assert [data_parallel.part_bounds(5, 4, rank) for rank in range(4)] == [(0, 3), (3, 5), (5, 5), (5, 5)]
     assert distributed.shard(np.arange(5)).tolist() == [3, 4]  # rank 1's contiguous share
 
 
@@ -323,8 +323,8 @@ def _overflow_on_rank_one(rank: int, init_file: str, results: str) -> None:
         model = nn.Linear(3, 2)
         unused = nn.Parameter(torch.ones(2))  # no rank computes a gradient for it: it must keep none
         optimizer = torch.optim.SGD([*model.parameters(), unused], lr=0.1)
-        averager = distributed.GradientAverager(optimizer)
-        scaler = distributed.grad_scaler("cpu", averager)
+        averager = data_parallel.GradientAverager(optimizer)
+        scaler = data_parallel.grad_scaler("cpu", averager)
         steps = []
         for step in range(2):
             x = torch.full((2, 3), float(rank + 1 + step))

@@ -88,6 +88,46 @@ def test_td_orders_other_classes_by_their_mean_probability_over_epochs(tmp_path:
     assert dynamics.td_classes[0].tolist() == [0, 2, 1]
 
 
+def test_the_recorder_hands_over_its_evidence_for_every_sample_the_others_from_the_final_model(
+        tmp_path: Path) -> None:
+    # Samples 0 and 2 are trained on (2 epochs); 1 and 3 are not: their evidence is the final model's prediction.
+    recorder = DynamicsRecorder(tmp_path / "dyn", np.array([2, 0]), np.array([1, 0]), 3, 2)
+    recorder.on_fit_start(fake_state(0))
+    for epoch in range(2):
+        feed(recorder, epoch, [0, 2], {0: 0, 2: 1}, {0: [2.0, 0.0, 0.0], 2: [0.0, 1.0, float(epoch)]})
+    recorder.on_fit_end(fake_state(2))
+    final_probs = np.zeros((4, 3), dtype=np.float32)
+    final_probs[1] = [0.2, 0.5, 0.3]
+    final_probs[3] = [0.6, 0.3, 0.1]
+    labels = np.array([0, 2, 1, 1])
+    arrays = recorder.evidence_arrays(final_probs, labels)
+    assert list(arrays) == ["margin", "given_prob", "mean_probs", "early_probs", "td"]
+    recorded = load_dynamics(tmp_path / "dyn")
+    np.testing.assert_array_equal(arrays["margin"][[0, 2]], recorded.margin)
+    np.testing.assert_array_equal(arrays["mean_probs"][[0, 2]], recorded.mean_probs)
+    # Sample 1 (label 2): given 0.3, strongest other 0.5, margin log(0.3 / 0.5), the same every epoch.
+    np.testing.assert_allclose(arrays["margin"][1], [np.log(0.3 / 0.5)] * 2, rtol=1e-5)
+    np.testing.assert_allclose(arrays["given_prob"][3], [0.3, 0.3], rtol=1e-6)
+    np.testing.assert_array_equal(arrays["mean_probs"][[1, 3]], final_probs[[1, 3]])
+    np.testing.assert_array_equal(arrays["early_probs"][[1, 3]], final_probs[[1, 3]])
+    assert arrays["td"].shape == (4, 3, 2)
+    np.testing.assert_allclose(arrays["td"][3, :, 1], [0.3, 0.6, 0.1], atol=1e-3)  # label 1 first, then by probability
+
+
+def test_the_confident_class_recorder_gives_a_sample_not_trained_on_its_final_prediction(tmp_path: Path) -> None:
+    from engine.training.recorders import ConfidentClassRecorder
+
+    recorder = ConfidentClassRecorder(tmp_path / "dyn", np.array([0, 2]), np.array([0, 1]), 2, 1)
+    recorder.on_fit_start(fake_state(0))
+    batch = Batch(torch.zeros(2, 3, 2, 2), torch.tensor([0, 1]), torch.tensor([0, 2]))
+    recorder.on_batch_end(fake_state(0), batch, StepOutput(torch.zeros(()), torch.tensor([[2.0, 0.0], [0.0, 2.0]])))
+    recorder.on_epoch_end(fake_state(1))
+    final_probs = np.array([[0.0, 0.0], [0.1, 0.9], [0.0, 0.0]], dtype=np.float32)
+    # Sample 1 is labelled 0, but only the prediction decides: class 1.
+    arrays = recorder.evidence_arrays(final_probs, np.array([0, 0, 1]))
+    assert arrays["confident_class"].tolist() == [[0], [1], [1]]
+
+
 def test_a_trailing_batch_of_one_joins_the_batch_before_it() -> None:
     assert [len(chunk) for chunk in batch_chunks(np.arange(17), 8, merge_single=True)] == [8, 9]
     assert [len(chunk) for chunk in batch_chunks(np.arange(17), 8)] == [8, 8, 1]

@@ -18,7 +18,8 @@ from engine.errors import Cancelled, UserError
 from engine.events import EventSink
 from engine.methods import MethodContext, build_method
 from engine.methods.mixgen import MixGen, mix_images
-from engine.methods.ocl import OnlineConfidentLearning, SupervisionMatrix, off_diagonal_mask
+from engine.methods.ocl import OnlineConfidentLearning, SupervisionMatrix
+from engine.training.confident_classes import off_diagonal_mask
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches
 from engine.training.hooks import Callback, Method, StepOutput

@@ -15,10 +15,11 @@ from engine.errors import Cancelled, UserError
 from engine.events import EventSink
 from engine.methods import MethodContext, build_method, parse_options
 from engine.methods.prune import Prune, audit_evidence, most_suspect
+from engine.training.checkpoints import CheckpointMismatch
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches
 from engine.training.hooks import Callback, StepOutput
-from engine.training.loop import CheckpointMismatch, Trainer, TrainState
+from engine.training.loop import Trainer, TrainState
 
 TRAIN = np.arange(80)  # ids 80..95 are held out
 

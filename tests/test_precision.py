@@ -49,8 +49,9 @@ def test_bf16_training_gives_float32_probabilities_close_to_fp32(tiny_project: P
 
 def test_a_checkpoint_refuses_to_resume_in_another_precision(tiny_project: Path, tmp_path: Path) -> None:  # noqa: F811
     from engine.events import EventSink
+    from engine.training.checkpoints import CheckpointMismatch
     from engine.training.data import ImageBatches
-    from engine.training.loop import CheckpointMismatch, Trainer
+    from engine.training.loop import Trainer
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8)

@@ -28,12 +28,12 @@ from engine.detectors.td_lstm import (
     flag_expected_count,
     reviewed_targets,
     shipped_weights_path,
-    td_of_every_sample,
 )
 from engine.errors import UserError
 from engine.noise import inject_noise
 from engine.store import Project
 from engine.training.config import TrainConfig
+from engine.training.recorders import td_of_every_sample
 from engine.workflows.audit import run_audit
 from engine.workflows.evaluate import evaluate_run
 

@@ -21,16 +21,11 @@ from engine.errors import Cancelled, DiskFullError, UserError
 from engine.events import Done, Error, Event, EventSink, Metric, parse_event, read_events
 from engine.jobs import run_job
 from engine.store import Project
+from engine.training.checkpoints import CheckpointMismatch, CheckpointStateError
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, ImageBatches
 from engine.training.hooks import Callback, Method, StepOutput
-from engine.training.loop import (
-    CheckpointMismatch,
-    CheckpointStateError,
-    Trainer,
-    TrainingDiverged,
-    TrainState,
-)
+from engine.training.loop import Trainer, TrainingDiverged, TrainState
 from engine.workflows.crossval import PRED_PROBS_FILE, crossval_pred_probs
 
 # small_cnn: it learns the tiny folder in two epochs; cnn7, the default, is deeper and needs more than a test's budget.

@@ -22,6 +22,7 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,7 +30,10 @@ from engine.cancel import CancelToken
 from engine.data import images
 from engine.errors import MB, Cancelled, DiskFullError, UserError, ensure_free_space, is_disk_full
 from engine.events import EtaEstimator, EventSink
-from engine.store import Project
+
+if TYPE_CHECKING:
+    from engine.cancel import CancelToken
+    from engine.store import Project
 
 # Bump when load_square_rgb's output changes, so old caches are not reused.
 _POLICY_VERSION = "shorter-side-bilinear-center-crop-v1"
@@ -47,6 +51,7 @@ def ensure_cache(
     project: Project,
     image_size: int,
     *,
+    open_set: bool = True,
     events: EventSink | None = None,
     workers: int | None = None,
     cancel: CancelToken | None = None,
@@ -54,32 +59,23 @@ def ensure_cache(
     """The decoded images, shape (N, image_size, image_size, 3) uint8, read-only memmap.
 
     Images are read from the image root, or from the project folder where a sample has
-    an ``image_override`` (open-set noise). Progress goes to ``events`` as stage "cache".
+    an ``image_override`` (open-set noise; ``open_set=False``: never, the dataset's own images).
+    Progress goes to ``events`` as stage "cache".
     """
     table = project.sample_table()
-    root = project.image_root
-    sources = [project.root / override if override else root / path
-               for path, override in zip(table.paths, table.image_override)]
-    target = _path_for(project.cache_dir, image_size, table.paths, table.image_override)
-    clean = _path_for(project.cache_dir, image_size, table.paths, [None] * len(table.paths))
+    none: list[str | None] = [None] * len(table.paths)
+    overrides = table.image_override if open_set else none
+    sources = [project.root / override if override else project.image_root / path
+               for path, override in zip(table.paths, overrides)]
+    target = _path_for(project.cache_dir, image_size, table.paths, overrides)
+    clean = _path_for(project.cache_dir, image_size, table.paths, none)
     return _ensure(target, sources, table.paths, image_size, events=events, workers=workers, cancel=cancel,
                    keep=clean)
 
 
-def ensure_clean_cache(
-    project: Project,
-    image_size: int,
-    *,
-    events: EventSink | None = None,
-    workers: int | None = None,
-    cancel: CancelToken | None = None,
-) -> np.memmap:
-    """Like :func:`ensure_cache` but ignoring open-set replacements: the dataset's own images."""
-    table = project.sample_table()
-    root = project.image_root
-    target = _path_for(project.cache_dir, image_size, table.paths, [None] * len(table.paths))
-    return _ensure(target, [root / path for path in table.paths], table.paths, image_size,
-                   events=events, workers=workers, cancel=cancel, keep=target)
+def ensure_clean_cache(project: Project, image_size: int, *, events: EventSink | None = None) -> np.memmap:
+    """The dataset's own images, open-set replacements ignored (what noise injection reads)."""
+    return ensure_cache(project, image_size, open_set=False, events=events)
 
 
 def clear_cache(project: Project, *, keep_clean: bool = False) -> list[Path]:

@@ -86,6 +86,20 @@ class DetectorResult:
     def num_flagged(self) -> int:
         return int(np.count_nonzero(self.flagged))
 
+    @classmethod
+    def from_flagged(cls, scores: np.ndarray, suggested: np.ndarray, flagged: np.ndarray, suspicion_order: np.ndarray,
+                     extras: dict[str, np.ndarray], summary: dict[str, Any]) -> DetectorResult:
+        """The result of a detector that flags a set: the flagged samples ranked first, by ``suspicion_order`` (N,)
+        ascending (most suspect first; ties by id), then the rest by score; ``n_flagged`` and ``flagged_rate``
+        lead the summary."""
+        flagged_ids = np.flatnonzero(flagged)
+        flagged_ids = flagged_ids[np.argsort(suspicion_order[flagged_ids], kind="stable")]
+        n = len(scores)
+        return cls(scores=scores, suggested=suggested, flagged=flagged,
+                   ranking=ranking_flagged_first(flagged_ids, scores), extras=extras,
+                   summary={"n_flagged": int(flagged.sum()), "flagged_rate": float(flagged.mean()) if n else 0.0,
+                            **summary})
+
 
 Detector = Callable[[DetectorInputs], DetectorResult]
 

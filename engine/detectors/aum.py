@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first, suggest_classes
+from engine.detectors import DetectorInputs, DetectorResult, suggest_classes
 from engine.detectors.early_learning import flag_estimated_count
 
 
@@ -58,21 +58,10 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
     aum = area_under_margin(inputs.arrays["margin"])
     scores = np.clip(suspicion_from_aum(aum), 0.0, 1.0)
     flagged, estimate = flag_estimated_count(inputs.arrays, inputs.labels, scores, aum < 0, "AUM < 0")
-    flagged_ids = np.flatnonzero(flagged)
-    flagged_ids = flagged_ids[np.argsort(aum[flagged_ids], kind="stable")]  # most negative first
     suggested = suggest_classes(np.asarray(inputs.arrays["mean_probs"]), inputs.labels, flagged)
-    n = len(aum)
-    return DetectorResult(
-        scores=scores,
-        suggested=suggested,
-        flagged=flagged,
-        ranking=ranking_flagged_first(flagged_ids, scores),
+    return DetectorResult.from_flagged(
+        scores, suggested, flagged, aum,  # the most negative AUM first
         extras={"aum": aum.astype(np.float32)},
-        summary={
-            "n_flagged": int(flagged.sum()),
-            "flagged_rate": float(flagged.mean()) if n else 0.0,
-            **estimate,
-            "threshold": "the estimated count of the lowest AUMs",
-            "epochs": int(np.asarray(inputs.arrays["margin"]).shape[1]),
-        },
+        summary={**estimate, "threshold": "the estimated count of the lowest AUMs",
+                 "epochs": int(np.asarray(inputs.arrays["margin"]).shape[1])},
     )

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first, suggest_classes
+from engine.detectors import DetectorInputs, DetectorResult, suggest_classes
 from engine.detectors.early_learning import flag_estimated_count
 
 
@@ -54,24 +54,13 @@ def detect(inputs: DetectorInputs) -> DetectorResult:
     scores = np.clip(1.0 - confidence, 0.0, 1.0)
     flagged, estimate = flag_estimated_count(inputs.arrays, inputs.labels, scores, correctness < 0.5,
                                              "correctness < 0.5")
-    flagged_ids = np.flatnonzero(flagged)
-    flagged_ids = flagged_ids[np.argsort(-scores[flagged_ids], kind="stable")]
     suggested = suggest_classes(np.asarray(inputs.arrays["mean_probs"]), inputs.labels, flagged)
-    n = len(scores)
-    return DetectorResult(
-        scores=scores,
-        suggested=suggested,
-        flagged=flagged,
-        ranking=ranking_flagged_first(flagged_ids, scores),
+    return DetectorResult.from_flagged(
+        scores, suggested, flagged, -scores,
         extras={
             "cartography_confidence": confidence.astype(np.float32),
             "cartography_variability": variability.astype(np.float32),
             "cartography_correctness": correctness.astype(np.float32),
         },
-        summary={
-            "n_flagged": int(flagged.sum()),
-            "flagged_rate": float(flagged.mean()) if n else 0.0,
-            **estimate,
-            "threshold": "the estimated count of the lowest confidences",
-        },
+        summary={**estimate, "threshold": "the estimated count of the lowest confidences"},
     )

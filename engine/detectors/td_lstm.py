@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first
+from engine.detectors import DetectorInputs, DetectorResult
 from engine.errors import UserError
 
 WEIGHTS_FILE = "td_lstm.pt"
@@ -139,18 +139,11 @@ def result_from_scores(scores: np.ndarray, suggested: np.ndarray, epochs: int, w
                        weights_file: str) -> DetectorResult:
     """The detector's result from its scores: the estimated count flagged, most suspect first."""
     flagged = flag_expected_count(scores)
-    flagged_ids = np.flatnonzero(flagged)
-    flagged_ids = flagged_ids[np.argsort(-scores[flagged_ids], kind="stable")]
     n = len(scores)
-    return DetectorResult(
-        scores=scores,
-        suggested=suggested,
-        flagged=flagged,
-        ranking=ranking_flagged_first(flagged_ids, scores),
+    return DetectorResult.from_flagged(
+        scores, suggested, flagged, -scores,
         extras={"td_lstm": scores.astype(np.float32)},
         summary={
-            "n_flagged": int(flagged.sum()),
-            "flagged_rate": float(flagged.mean()) if n else 0.0,
             "estimated_noise_rate": float(scores.mean()) if n else 0.0,
             "threshold": "the round(sum of scores) highest scores (the estimated count)",
             "epochs": epochs,
@@ -199,23 +192,3 @@ def reviewed_targets(
             rows.append(row)
             targets.append(1.0)
     return np.asarray(rows, dtype=np.int64), np.asarray(targets, dtype=np.float32)
-
-
-def td_of_every_sample(recorded_ids: np.ndarray, recorded_td: np.ndarray, probs: np.ndarray,
-                       labels: np.ndarray) -> np.ndarray:
-    """(N, W, E) float16, indexed by sample id: the recorded td, and for the samples not trained on the
-    final model's probabilities (``probs`` (N, K)) in td's column order, repeated over the epochs.
-
-    The audit's evidence for a sample left out of training is the final model's prediction,
-    repeated (as for its margin; see engine/workflows/audit.py).
-    """
-    from engine.training.recorders import td_class_order
-
-    n, (width, epochs) = len(labels), recorded_td.shape[1:]
-    td = np.empty((n, width, epochs), dtype=np.float16)
-    td[recorded_ids] = recorded_td
-    others = np.setdiff1d(np.arange(n), recorded_ids)
-    if len(others):
-        classes = td_class_order(probs[others], np.asarray(labels)[others], width)
-        td[others] = np.take_along_axis(probs[others], classes, axis=1)[:, :, None].astype(np.float16)
-    return td

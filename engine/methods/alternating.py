@@ -15,20 +15,11 @@ form (one forward-mode pass, no second-order backward), equal to it to float tol
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from engine.methods.meta import (
-    VARIANTS,
-    WEIGHTINGS,
-    RealStep,
-    TrustedBatches,
-    check_choice,
-    check_common,
-    example_gradients,
-    weights_from_gradients,
-)
-from engine.methods.meta_mixup import LabelMemory, mixup_step
-from engine.training.hooks import Method, StepOutput
+from engine.methods.meta import VARIANTS, WEIGHTINGS, check_choice, check_common, example_gradients, weights_from_gradients
+from engine.methods.meta_mixup import TrustedMixupMethod, mixup_step
+from engine.training.hooks import StepOutput
 
 if TYPE_CHECKING:
     from engine.methods import MethodContext
@@ -54,15 +45,12 @@ class AlternatingOptions:
         check_common("alternating", self.max_grad_norm, self.trusted_batch_size)
 
 
-class AlternatingReweightMixup(Method):
+class AlternatingReweightMixup(TrustedMixupMethod):
     name = "alternating"
 
     def __init__(self, options: AlternatingOptions, context: MethodContext) -> None:
+        super().__init__(options, context)
         self.options = options
-        self.context = context
-        self.trusted = TrustedBatches(context, options.trusted_batch_size)
-        self.real = RealStep(options.max_grad_norm)
-        self.memory = LabelMemory(context) if options.variant == "soft" else None
 
     def optimise(self, state: TrainState, batch: Batch) -> StepOutput:
         if state.step % 2 == 1:
@@ -72,14 +60,3 @@ class AlternatingReweightMixup(Method):
         weights = weights_from_gradients(gradient, self.options.weighting)
         logits = self.real.forward(state, batch)
         return self.real.finish(state, logits, batch.y, weights, {"weights": weights, "meta_gradient": gradient})
-
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"trusted": self.trusted.state_dict()}
-        if self.memory is not None:
-            state["memory"] = self.memory.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.trusted.load_state_dict(state["trusted"])
-        if self.memory is not None:
-            self.memory.load_state_dict(state["memory"])

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from engine.errors import UserError
+from engine.methods.lookahead import sgd_lookahead
 from engine.training.hooks import StepOutput
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def _example_gradients(state: TrainState, x: torch.Tensor, targets: torch.Tensor
                        trusted_x: torch.Tensor, trusted_y: torch.Tensor) -> torch.Tensor:
     model = state.model
     named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
-    ahead, scales = _zero_gradient_step(state.optimizer, [param for _, param in named])
+    ahead, scales = sgd_lookahead(state.optimizer, [param for _, param in named])
     ahead_params = {name: weight.requires_grad_(True) for (name, _), weight in zip(named, ahead, strict=True)}
     trusted_logits = functional_call(model, (ahead_params, _buffer_copies(model)), (trusted_x,))
     trusted_loss = F.cross_entropy(trusted_logits.float(), trusted_y)
@@ -182,43 +183,6 @@ def _quiet_forward_ad_start() -> Iterator[None]:
 def _buffer_copies(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's buffers, copied: a train-mode forward updates BatchNorm statistics in place."""
     return {name: buffer.clone() for name, buffer in model.named_buffers()}
-
-
-def _zero_gradient_step(optimizer: torch.optim.Optimizer,
-                        params: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[float]]:
-    """Each parameter after an SGD step of ``optimizer`` with a zero gradient, and lr * s (see above).
-
-    PyTorch's SGD, step for step: weight decay joins the gradient; a missing momentum buffer starts
-    as the gradient itself (undampened), so s = 1 + momentum (Nesterov) or 1 on the first step, and
-    1 + momentum * (1 - dampening) or 1 - dampening after it. Optimiser state is read, never changed.
-    """
-    if not isinstance(optimizer, torch.optim.SGD):
-        raise UserError(f"the meta-learning methods look ahead one SGD step; the trainer's optimiser is "
-                        f"{type(optimizer).__name__}", "train with the built-in trainer (SGD)")
-    settings: dict[int, dict[str, Any]] = {id(param): group for group in optimizer.param_groups
-                                           for param in group["params"]}
-    ahead, scales = [], []
-    with torch.no_grad():
-        for param in params:
-            group = settings[id(param)]
-            lr, momentum, dampening = float(group["lr"]), group["momentum"], group["dampening"]
-            direction = group["weight_decay"] * param
-            scale = 1.0
-            if momentum != 0:
-                buffer = optimizer.state.get(param, {}).get("momentum_buffer")
-                if buffer is None:
-                    moment, moment_scale = direction, 1.0
-                else:
-                    moment, moment_scale = buffer * momentum + (1 - dampening) * direction, 1 - dampening
-                if group["nesterov"]:
-                    direction, scale = direction + momentum * moment, 1 + momentum * moment_scale
-                else:
-                    direction, scale = moment, moment_scale
-            if group.get("maximize"):
-                scale = -scale  # the gradient is negated; weight decay and momentum are not
-            ahead.append(param - lr * direction)
-            scales.append(lr * scale)
-    return ahead, scales
 
 
 def weights_from_gradients(gradient: torch.Tensor, weighting: str) -> torch.Tensor:

@@ -19,7 +19,7 @@ form (one forward-mode pass, no second-order backward), equal to it to float tol
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -85,18 +85,23 @@ def mixup_step(state: TrainState, batch: Batch, real: RealStep, trusted: Trusted
     return real.finish(state, logits, targets, weights, {"beta": beta, "targets": targets.detach(), "weights": weights})
 
 
-class MetaMixup(Method):
-    name = "meta_mixup"
+class MixupSettings(Protocol):
+    """The options of a method that takes meta-mixup steps (``meta_mixup``, ``alternating``)."""
 
-    def __init__(self, options: MetaMixupOptions, context: MethodContext) -> None:
-        self.options = options
+    variant: str
+    max_grad_norm: float | None
+    trusted_batch_size: int | None
+
+
+class TrustedMixupMethod(Method):
+    """What ``meta_mixup`` and ``alternating`` share: trusted batches, the real step and, for the ``soft``
+    variant, the label memory, all kept in checkpoints; a subclass says how a batch is stepped."""
+
+    def __init__(self, options: MixupSettings, context: MethodContext) -> None:
         self.context = context
         self.trusted = TrustedBatches(context, options.trusted_batch_size)
         self.real = RealStep(options.max_grad_norm)
         self.memory = LabelMemory(context) if options.variant == "soft" else None
-
-    def optimise(self, state: TrainState, batch: Batch) -> StepOutput:
-        return mixup_step(state, batch, self.real, self.trusted, self.memory)
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"trusted": self.trusted.state_dict()}
@@ -108,3 +113,14 @@ class MetaMixup(Method):
         self.trusted.load_state_dict(state["trusted"])
         if self.memory is not None:
             self.memory.load_state_dict(state["memory"])
+
+
+class MetaMixup(TrustedMixupMethod):
+    name = "meta_mixup"
+
+    def __init__(self, options: MetaMixupOptions, context: MethodContext) -> None:
+        super().__init__(options, context)
+        self.options = options
+
+    def optimise(self, state: TrainState, batch: Batch) -> StepOutput:
+        return mixup_step(state, batch, self.real, self.trusted, self.memory)

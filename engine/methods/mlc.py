@@ -29,7 +29,6 @@ float32 without autocast or a grad scaler: derivatives of derivatives in float16
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,8 @@ from torch import nn
 from torch.func import functional_call
 
 from engine.errors import UserError
+from engine.methods.lookahead import sgd_lookahead
+from engine.methods.losses import soft_cross_entropy
 from engine.methods.meta import directional_derivative
 from engine.training.hooks import Method, StepOutput
 
@@ -105,41 +106,6 @@ def classifier_head(model: nn.Module) -> nn.Linear:
         raise UserError(f"method mlc needs a model whose classifier is a linear layer; {type(model).__name__} has none",
                         "use a built-in model (small_cnn, resnet18, ...) or one ending in nn.Linear")
     return linear[-1]
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
-
-
-def sgd_lookahead(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor],
-                  grads: Sequence[torch.Tensor], eta: float) -> tuple[list[torch.Tensor], float]:
-    """The weights after one step of ``optimizer`` (SGD) with ``grads``, and the step's scale s * eta.
-
-    Momentum buffers are read, never changed: this step is imagined, the real one follows.
-    """
-    if not isinstance(optimizer, torch.optim.SGD):
-        raise UserError(f"method mlc looks ahead one SGD step; the trainer's optimiser is {type(optimizer).__name__}",
-                        "train with the built-in trainer (SGD)")
-    group = optimizer.param_groups[0]
-    momentum, dampening = group["momentum"], group["dampening"]
-    weight_decay, nesterov = group["weight_decay"], group["nesterov"]
-    scale = 1.0
-    new = []
-    with torch.no_grad():
-        for param, grad in zip(params, grads, strict=True):
-            direction = grad + weight_decay * param
-            if momentum > 0:
-                buffer = optimizer.state.get(param, {}).get("momentum_buffer")
-                # PyTorch's first step starts the buffer at the gradient itself, undampened.
-                moment = direction.clone() if buffer is None else buffer * momentum + (1 - dampening) * direction
-                if nesterov:
-                    direction = direction + momentum * moment
-                    scale = 1 + momentum * (1 - dampening)
-                else:
-                    direction = moment
-                    scale = 1 - dampening
-            new.append(param - eta * direction)
-    return new, scale * eta
 
 
 def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -250,8 +216,7 @@ class MetaLabelCorrection(Method):
         grad_train = torch.autograd.grad(loss, params)
 
         # 3. the imagined step, and the trusted loss's gradient there
-        eta = float(state.optimizer.param_groups[0]["lr"])
-        ahead, step_scale = sgd_lookahead(state.optimizer, params, grad_train, eta)
+        ahead, scales = sgd_lookahead(state.optimizer, params, grad_train)
         ahead = [p.detach().requires_grad_(True) for p in ahead]
         ahead_logits = functional_call(model, {name: p for (name, _), p in zip(named, ahead, strict=True)},
                                        (x_trusted,))
@@ -260,14 +225,18 @@ class MetaLabelCorrection(Method):
         # 4. meta-gradient: through grad_train (second order), plus the discounted earlier steps
         with torch.no_grad():
             norm2 = _flat(list(grad_trusted)).pow(2).sum().clamp_min(1e-12)
-            gamma = torch.dot((1 - step_scale) * _flat(list(grad_ahead)), _flat(list(grad_trusted))) / norm2
+            gamma = torch.dot(_flat([(1 - scale) * grad for grad, scale in zip(grad_ahead, scales, strict=True)]),
+                              _flat(list(grad_trusted))) / norm2
         # proxy = -s * eta * <g_s, gw'>, of which only g_s's corrected-label part depends on the meta-net:
         # <d/dw -mean_i sum_k t_ik log p_ik, gw'> = -mean_i sum_k t_ik * d/dt log p_ik(w + t gw').
+        # Each parameter's s * eta is its group's, taken relative to the first (1.0 with one group).
+        reference = next((scale for scale in scales if scale != 0), 1.0)
         log_prob_change = directional_derivative(
-            model, {name: grad for (name, _), grad in zip(named, grad_ahead, strict=True)}, batch.x,
-            lambda output: F.log_softmax(output.float(), dim=1))
+            model, {name: grad * (scale / reference) for (name, _), grad, scale in zip(named, grad_ahead, scales,
+                                                                                        strict=True)},
+            batch.x, lambda output: F.log_softmax(output.float(), dim=1))
         self._features = None  # the look-ahead's forward passed the hook: keep no reference to it
-        proxy = step_scale * share * (targets * log_prob_change).sum(dim=1).mean()
+        proxy = reference * share * (targets * log_prob_change).sum(dim=1).mean()
         meta_grads = torch.autograd.grad(proxy, meta_params, allow_unused=True)
         for index, (param, grad) in enumerate(zip(meta_params, meta_grads, strict=True)):
             total = (torch.zeros_like(param) if grad is None else grad.detach()) + gamma * self.meta_gradient[index]

@@ -24,19 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import UserError
+from engine.training.confident_classes import off_diagonal_mask
 from engine.training.hooks import Callback, Method, StepOutput
 
 if TYPE_CHECKING:
     from engine.methods import MethodContext
     from engine.training.data import Batch
     from engine.training.loop import TrainState
-
-# cleanlab's constants: thresholds are clipped from below, compared with a small tolerance, and a
-# class absent from the batch gets a threshold no probability reaches.
-_THRESHOLD_FLOOR = 2e-6
-_TOLERANCE = 1e-6
-_ABSENT_CLASS_THRESHOLD = 2.0
-
 
 @dataclass
 class OCLOptions:
@@ -51,25 +45,6 @@ class OCLOptions:
         if not 0 <= self.smoothing < 1:
             raise UserError(f"smoothing={self.smoothing} is out of range",
                             "give a smoothing from 0 to below 1, e.g. --option smoothing=0.1")
-
-
-def off_diagonal_mask(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B,) True where confident learning puts a sample off the confident joint's diagonal.
-
-    The same rule as cleanlab's ``compute_confident_joint(..., return_indices_of_off_diagonals=True)``
-    on this batch alone: the threshold of class k is the mean probability of k over the samples labelled
-    k; a sample's confident classes are those it reaches the threshold of; its guess is the confident
-    class (the most probable one when several are); a sample with no confident class is not counted.
-    """
-    num_classes = probs.shape[1]
-    one_hot = F.one_hot(labels, num_classes).to(probs.dtype)
-    counts = one_hot.sum(dim=0)
-    means = (one_hot * probs).sum(dim=0) / counts.clamp(min=1)
-    thresholds = torch.where(counts > 0, means, torch.full_like(means, _ABSENT_CLASS_THRESHOLD))
-    confident = probs >= thresholds.clamp(min=_THRESHOLD_FLOOR) - _TOLERANCE
-    how_many = confident.sum(dim=1)
-    guess = torch.where(how_many > 1, probs.argmax(dim=1), confident.to(torch.uint8).argmax(dim=1))
-    return (how_many > 0) & (guess != labels)
 
 
 class SupervisionMatrix(Callback):

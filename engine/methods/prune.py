@@ -128,7 +128,7 @@ class Prune(Method):
                 "relabeled_to": self.relabel_to[torch.from_numpy(self.relabeled)]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from engine.training.loop import START_A_NEW_RUN, CheckpointMismatch
+        from engine.training.checkpoints import START_A_NEW_RUN, CheckpointMismatch
 
         mine = self.state_dict()
         if any(not torch.equal(state[key].cpu(), mine[key]) for key in mine):

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import UserError
+from engine.methods.losses import soft_cross_entropy
 from engine.training.hooks import Callback, Method, StepOutput
 
 if TYPE_CHECKING:
@@ -102,11 +103,6 @@ class SLNCorrectionOptions(SLNMomentumOptions):
         if self.label_correction_epoch is not None and self.label_correction_epoch < 1:
             raise UserError(f"label_correction_epoch={self.label_correction_epoch} is too small",
                             "the momentum model needs at least one epoch first: give 1 or more")
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean of ``-sum(targets * log_softmax(logits))``: the seed's loss for noisy and soft targets."""
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
 class StochasticLabelNoise(Method):

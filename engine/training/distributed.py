@@ -10,16 +10,9 @@ What each rank does:
 
 - every rank runs the same job, reading the project (read-only on ranks other than 0) and
   the image cache (built by rank 0 first, see :func:`main_first`);
-- training: every global batch (the configured ``--batch-size``, the same batches a single
-  process trains on, a small last one included: the same steps, the same schedule) is split
-  into one contiguous part per rank (a last batch under 2 samples per rank into fewer parts,
-  the other ranks joining its step with no samples); each rank computes the gradient of its
-  part and :class:`GradientAverager` all-reduces them before each optimiser step (before
-  float16's inf check), weighted by each part's share of the batch, so the step is that of
-  the whole batch.
-  Augmentation draws its random numbers for the whole batch on every rank (same seed, same
-  generator), so a rank's part is augmented as in one process. Floating-point buffers
-  (BatchNorm running statistics) are averaged over the ranks at every epoch end;
+- training: every global batch (the same batches a single process trains on) is split into one
+  part per rank and the gradients are averaged before each optimiser step, so the step is that of
+  the whole batch (:mod:`engine.training.data_parallel`);
 - prediction: each rank scores its contiguous shard of the ids and the shards are gathered
   in rank order: every sample once, in the order asked for (no sampler padding, nothing doubled);
 - recorders gather each batch's ids, labels and logits from every rank and rank 0 writes them;
@@ -53,7 +46,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -66,10 +59,8 @@ from engine.events import Event, EventSink
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
-    from engine.training.data import Batch, ImageBatches
-    from engine.training.hooks import Method
+    from engine.training.data import Batch
 
 TIMEOUT_ENV = "LABEL_AUDITOR_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
@@ -205,7 +196,8 @@ def device_for(device: torch.device) -> torch.device:
     return device
 
 
-def _comm_device() -> torch.device:
+def comm_device() -> torch.device:
+    """Where collectives run: this rank's GPU under NCCL, the CPU under gloo."""
     import torch
 
     assert _context is not None
@@ -229,7 +221,7 @@ def broadcast_object(value: T) -> T:
     import torch.distributed as dist
 
     holder = [value]
-    dist.broadcast_object_list(holder, src=0, device=_comm_device())
+    dist.broadcast_object_list(holder, src=0, device=comm_device())
     return holder[0]
 
 
@@ -238,7 +230,7 @@ def broadcast_tensor(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     import torch.distributed as dist
 
-    moved = tensor.to(_comm_device()).contiguous()
+    moved = tensor.to(comm_device()).contiguous()
     dist.broadcast(moved, src=0)
     return moved.to(tensor.device)
 
@@ -250,7 +242,7 @@ def any_rank(flag: bool) -> bool:
     import torch
     import torch.distributed as dist
 
-    value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=_comm_device())
+    value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=comm_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 
@@ -262,7 +254,7 @@ def sum_over_ranks(*values: float) -> list[float]:
     import torch
     import torch.distributed as dist
 
-    tensor = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+    tensor = torch.tensor(values, dtype=torch.float64, device=comm_device())
     dist.all_reduce(tensor)
     return [float(value) for value in tensor.cpu()]
 
@@ -282,7 +274,7 @@ def gather_rows(local: np.ndarray) -> np.ndarray:
     padded = np.zeros((max(max(counts), 1), *trailing), dtype=dtype)
     if len(local):
         padded[: len(local)] = local
-    tensor = torch.from_numpy(padded).to(_comm_device())
+    tensor = torch.from_numpy(padded).to(comm_device())
     parts = [torch.empty_like(tensor) for _ in range(_context.world_size)]
     dist.all_gather(parts, tensor)
     return np.concatenate([part[:count].cpu().numpy() for part, count in zip(parts, counts, strict=True)])
@@ -310,206 +302,6 @@ def gather_batch(batch: Batch, logits: torch.Tensor) -> tuple[np.ndarray, torch.
     whole = gather_rows(packed)
     return (whole[:, 0].astype(np.int64), torch.from_numpy(whole[:, 1].astype(np.int64)),
             torch.from_numpy(whole[:, 2:].astype(np.float32)))
-
-
-# ------------------------------------------------------------------ training
-def check_trainable(method: Method, batch_size: int) -> None:
-    """Refuse what cannot train data-parallel: a method that owns its step, or too small a batch."""
-    if _context is None:
-        return
-    from engine.training.hooks import Method as PlainMethod
-
-    if type(method).optimise is not PlainMethod.optimise:
-        raise UserError(f"method {method.name!r} takes its own optimisation steps (a look-ahead or meta step), "
-                        f"which do not run data-parallel ({_context.world_size} torchrun processes)",
-                        f"run it in one process: python -m engine ... --method {method.name} (without torchrun)")
-    if batch_size < 2 * _context.world_size:
-        raise UserError(f"--batch-size {batch_size} is too small for {_context.world_size} processes: each needs "
-                        "at least 2 samples of every batch", f"use --batch-size {2 * _context.world_size} or more")
-
-
-def train_chunks(ids: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """The global batches of an epoch: exactly those one process trains on (a one-sample tail joins the batch
-    before; a tail of 2 or more is a step of its own), so N processes take one process's steps."""
-    from engine.training.data import batch_chunks
-
-    return list(batch_chunks(np.asarray(ids, dtype=np.int64), batch_size, merge_single=True))
-
-
-def part_bounds(batch: int, ranks: int, rank: int) -> tuple[int, int]:
-    """[start, stop) of ``rank``'s contiguous part of a global batch of ``batch`` samples.
-
-    Every part that is not empty holds at least 2 samples (BatchNorm trains on no fewer): a small last
-    batch (under 2 per rank) is split among fewer ranks, and the others take part in its step with none.
-    """
-    parts = max(1, min(ranks, batch // 2))
-    sizes = [batch // parts + (1 if index < batch % parts else 0) if index < parts else 0 for index in range(ranks)]
-    start = sum(sizes[:rank])
-    return start, start + sizes[rank]
-
-
-class GradientAverager:
-    """Before each optimiser step, the gradients of the whole global batch on every rank.
-
-    Each rank's gradient is the mean over its part of the batch; weighted by the part's share
-    (``weight``, set for every batch; 0 for a rank with no part) and summed over the ranks, it is
-    the mean over the batch. Every trainable parameter takes part, with zeros where this rank has
-    no gradient, so the ranks always reduce the same tensor; a parameter no rank has a gradient
-    for keeps none (as in one process, the optimiser then leaves it alone).
-
-    With a grad scaler (:func:`grad_scaler`) the average is taken before the scaler's inf check,
-    so every rank sees the same gradients, an overflow on any rank included, and all skip or
-    all take the step.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.weight = 1.0 / world_size()
-        self.optimizer = optimizer
-        self.averaged = False  # this step's gradients are averaged already (the scaler asked first)
-        self.handle = optimizer.register_step_pre_hook(self._before_step)
-
-    def average(self) -> None:
-        import torch
-        import torch.distributed as dist
-
-        params = [parameter for group in self.optimizer.param_groups for parameter in group["params"]
-                  if parameter.requires_grad]
-        if not params:
-            return
-        device = _comm_device()
-        pieces = [parameter.grad.detach().to(device, torch.float32).reshape(-1) * self.weight
-                  if parameter.grad is not None else torch.zeros(parameter.numel(), device=device)
-                  for parameter in params]
-        has_grad = torch.tensor([parameter.grad is not None for parameter in params], dtype=torch.float32,
-                                device=device)
-        flat = torch.cat([*pieces, has_grad])
-        dist.all_reduce(flat)
-        offset = 0
-        reduced = []
-        for parameter in params:
-            reduced.append(flat[offset:offset + parameter.numel()].view(parameter.shape))
-            offset += parameter.numel()
-        for parameter, summed, anyone in zip(params, reduced, flat[offset:].tolist(), strict=True):
-            if not anyone:
-                continue
-            if parameter.grad is None:
-                parameter.grad = summed.to(parameter.device, parameter.dtype).clone()
-            else:
-                parameter.grad.copy_(summed.to(parameter.grad.device, parameter.grad.dtype))
-        self.averaged = True
-
-    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if not self.averaged:
-            self.average()
-        self.averaged = False
-
-
-def grad_scaler(device_type: str, averager: GradientAverager | None) -> torch.amp.GradScaler:
-    """float16's loss scaler; under torchrun one that averages the gradients before it looks for infs.
-
-    A plain scaler checks each rank's own gradients: a rank whose part overflowed would skip the step
-    (and its all-reduce) while the others take it, and the ranks would drift apart or hang.
-    """
-    import torch
-
-    if averager is None:
-        return torch.amp.GradScaler(device_type)
-    return _averaging_scaler_class()(device_type, averager)
-
-
-_AVERAGING_SCALER: Any = None
-
-
-def _averaging_scaler_class() -> Any:
-    global _AVERAGING_SCALER
-    if _AVERAGING_SCALER is None:
-        import torch
-
-        class AveragingGradScaler(torch.amp.GradScaler):
-            def __init__(self, device_type: str, averager: GradientAverager) -> None:
-                super().__init__(device_type)
-                self.averager = averager
-
-            def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
-                self.averager.average()  # the same gradients on every rank before the inf check
-                super().unscale_(optimizer)
-
-            def step(self, optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> float | None:
-                try:
-                    return super().step(optimizer, *args, **kwargs)
-                finally:
-                    self.averager.averaged = False  # a skipped step leaves the flag for the next one otherwise
-
-        _AVERAGING_SCALER = AveragingGradScaler
-    return _AVERAGING_SCALER
-
-
-def idle_step(state: Any) -> Any:
-    """This rank's share of a step on a small last batch it holds no part of (:func:`part_bounds`).
-
-    It adds zero gradients to the average and takes the same optimiser (and scaler) step as the
-    ranks that trained, so every rank keeps the same weights and the same schedule.
-    """
-    import torch
-
-    from engine.training.hooks import StepOutput
-
-    state.optimizer.zero_grad(set_to_none=True)
-    if state.scaler is not None:
-        state.scaler.scale(torch.zeros((), device=state.device))  # its scale exists even before a first step
-        state.scaler.step(state.optimizer)
-        state.scaler.update()
-    else:
-        state.optimizer.step()
-    return StepOutput(torch.zeros((), device=state.device), torch.zeros((0, state.num_classes), device=state.device))
-
-
-def sharded_batches(data: ImageBatches, ids: np.ndarray, batch_size: int, *, augment: str,
-                    generator: torch.Generator, averager: GradientAverager) -> Iterator[Batch]:
-    """This rank's part of every global batch of ``ids``, augmented as the whole batch is in one process.
-
-    A rank with no part of a small last batch gets an empty batch (the trainer takes :func:`idle_step`).
-    """
-    import torch
-
-    from engine.training.data import Batch, augment_batch
-
-    assert _context is not None
-    for chunk in train_chunks(ids, batch_size):
-        start, stop = part_bounds(len(chunk), _context.world_size, _context.rank)
-        local = chunk[start:stop]
-        if augment != "none":
-            # The random crops and flips are drawn for the whole batch, as one process draws them.
-            whole = torch.zeros((len(chunk), *data.images.shape[1:]), dtype=torch.uint8, device=data.device)
-            raw = whole.permute(0, 3, 1, 2)
-            raw[start:stop] = data.gather(local)
-            raw = augment_batch(raw, augment, generator)[start:stop]
-        else:
-            raw = data.gather(local)
-        averager.weight = len(local) / len(chunk)
-        ids_tensor = torch.from_numpy(local)
-        yield Batch(data.normalise(raw), data.labels[ids_tensor].to(data.device), ids_tensor)
-
-
-def broadcast_model(model: nn.Module) -> None:
-    """Rank 0's weights and buffers on every rank (the same seed makes them alike; this makes them equal)."""
-    if _context is None:
-        return
-    for tensor in [*model.parameters(), *model.buffers()]:
-        tensor.data.copy_(broadcast_tensor(tensor.data))
-
-
-def average_buffers(model: nn.Module) -> None:
-    """Floating-point buffers (BatchNorm running statistics) averaged over the ranks."""
-    if _context is None:
-        return
-    import torch.distributed as dist
-
-    for buffer in model.buffers():
-        if buffer.is_floating_point():
-            moved = buffer.data.to(_comm_device())
-            dist.all_reduce(moved)
-            buffer.data.copy_((moved / _context.world_size).to(buffer.device))
 
 
 # ------------------------------------------------------------------ rank 0 first, failures

@@ -12,8 +12,6 @@ from torch import nn
 
 from engine.errors import UserError
 from engine.events import EtaEstimator, EventSink
-from engine.jobs import JobContext
-from engine.store import Project
 from engine.training.config import TrainConfig
 from engine.training.data import ImageBatches
 from engine.training.device import amp_dtype, resolve_device
@@ -21,6 +19,8 @@ from engine.training.hooks import Callback, Method
 from engine.training.loop import ProgressFn, Trainer, TrainState, predict_probs, steps_per_epoch
 
 if TYPE_CHECKING:
+    from engine.jobs import JobContext
+    from engine.store import Project
     from engine.workflows.trusted import TrustedSet
 
 

@@ -5,7 +5,8 @@ each callback's state under their names (validated plain state, numpy arrays
 saved as tensors), the training samples (ids and labels) they were made on,
 and the precision they trained in (fp32, bf16, fp16). Resuming with other
 samples, another method, other callbacks or another precision raises
-:class:`CheckpointMismatch` instead of continuing on something else.
+:class:`CheckpointMismatch` instead of continuing on something else (what a checkpoint holds, and
+its checks: :mod:`engine.training.checkpoints`).
 
 A loss that becomes NaN or infinite ends training with :class:`TrainingDiverged`
 (a :class:`~engine.errors.UserError` whose hint is a lower learning rate); the
@@ -15,14 +16,12 @@ last finished epoch's checkpoint is left as it was.
 from __future__ import annotations
 
 import contextlib
-import glob
-import hashlib
 import io
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,83 +34,27 @@ from engine.cancel import CancelToken
 from engine.errors import Cancelled, UserError, ensure_free_space
 from engine.events import EventSink
 from engine.models import build_model, default_learning_rate
-from engine.training import distributed
+from engine.training import data_parallel, distributed
+from engine.training.checkpoints import (
+    CHECKPOINT_FORMAT,
+    START_A_NEW_RUN,
+    CheckpointMismatch,
+    checkpoint_state,
+    describe_sample_change,
+    fsync_folder,
+    remove_stale_temporaries,
+    training_samples_fingerprint,
+)
 from engine.training.config import TrainConfig
-from engine.training.data import ImageBatches, batch_chunks
+from engine.training.data import Batch, ImageBatches, batch_chunks
 from engine.training.device import amp_dtype, precision_mismatch, precision_name
 from engine.training.hooks import Callback, Method, StepOutput
 
 ProgressFn = Callable[[int, int], None]  # (batches done, batches in this fit)
 
-CHECKPOINT_FORMAT = 2
-START_A_NEW_RUN = "start a new run instead of resuming this one"
-
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite: the learning rate is too high (or the data holds NaNs)."""
-
-
-class CheckpointMismatch(UserError):
-    """A checkpoint made on other training samples, or with another method or other callbacks."""
-
-
-class CheckpointStateError(TypeError):
-    """A method's or callback's ``state_dict`` holds something a checkpoint cannot keep."""
-
-
-PLAIN_STATE = "tensors, numpy arrays, numbers, strings, None, and lists, tuples or dicts of those"
-
-
-def checkpoint_state(state: Any, owner: str, key: str = "state") -> Any:
-    """``state`` as it can be saved and loaded with ``weights_only=True``: numpy arrays become tensors.
-
-    Raises CheckpointStateError naming ``owner`` and the key path of anything else.
-    """
-    if state is None or isinstance(state, (bool, int, float, str)):
-        return state
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    if isinstance(state, np.ndarray):
-        try:
-            return torch.from_numpy(np.ascontiguousarray(state)).clone()
-        except TypeError as exc:
-            raise CheckpointStateError(f"{owner}: {key} is a numpy array of dtype {state.dtype}, which has no "
-                                       f"tensor form; checkpoint state may hold only {PLAIN_STATE}") from exc
-    if isinstance(state, np.generic):
-        return checkpoint_state(state.item(), owner, key)
-    if isinstance(state, (list, tuple)):
-        items = [checkpoint_state(item, owner, f"{key}[{index}]") for index, item in enumerate(state)]
-        return items if isinstance(state, list) else tuple(items)
-    if isinstance(state, dict):
-        plain = {}
-        for name, value in state.items():
-            if not isinstance(name, (str, int)) or isinstance(name, bool):
-                raise CheckpointStateError(f"{owner}: {key} has a key of type {type(name).__name__}; "
-                                           "checkpoint state keys must be strings or integers")
-            plain[name] = checkpoint_state(value, owner, f"{key}[{name!r}]")
-        return plain
-    raise CheckpointStateError(f"{owner}: {key} holds a {type(state).__name__}; "
-                               f"checkpoint state may hold only {PLAIN_STATE}")
-
-
-def training_samples_fingerprint(ids: np.ndarray, labels: np.ndarray) -> str:
-    """sha256 over the training sample ids (in order) and the labels they are trained on."""
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(ids, dtype="<i8").tobytes())
-    digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
-    return digest.hexdigest()
-
-
-def _describe_sample_change(old_ids: np.ndarray, old_labels: np.ndarray,
-                            new_ids: np.ndarray, new_labels: np.ndarray) -> str:
-    old = dict(zip(old_ids.tolist(), old_labels.tolist(), strict=True))
-    new = dict(zip(new_ids.tolist(), new_labels.tolist(), strict=True))
-    removed = len(old.keys() - new.keys())
-    added = len(new.keys() - old.keys())
-    relabeled = sum(1 for key in old.keys() & new.keys() if old[key] != new[key])
-    parts = [f"{count} {what}" for count, what in ((removed, "removed"), (added, "added"), (relabeled, "relabeled"))
-             if count]
-    return ", ".join(parts) if parts else "the same samples in another order"
 
 
 @dataclass
@@ -132,6 +75,15 @@ class EpochPosition:
     def from_payload(cls, payload: dict[str, Any]) -> EpochPosition:
         return cls(payload["order"].cpu(), int(payload["next_batch"]), float(payload["loss_sum"]),
                    int(payload["correct"]), int(payload["seen"]))
+
+
+@dataclass
+class EpochSums:
+    """An epoch's running figures; the loss and correct counts stay on the device until they are read."""
+
+    loss: torch.Tensor  # the sum of the batches' mean loss times their size
+    correct: torch.Tensor
+    seen: int
 
 
 @dataclass
@@ -216,7 +168,7 @@ class Trainer:
         self.augment = augment
         self._resume_at: EpochPosition | None = None
         self.eval_ids, self.eval_labels = self._eval_subset(eval_ids, eval_labels, config)
-        distributed.check_trainable(self.method, config.batch_size)
+        data_parallel.check_trainable(self.method, config.batch_size)
         device = data.device
         # Seed before building: initial weights are part of a repeatable run.
         torch.manual_seed(config.seed * 1000 + (fold or 0))
@@ -235,13 +187,13 @@ class Trainer:
                                                         pct_start=0.25, anneal_strategy="linear")
         generator = torch.Generator().manual_seed(config.seed * 1000 + (fold or 0))
         # Under torchrun: every step averages the gradients of all ranks' parts of the batch.
-        self._averager = distributed.GradientAverager(optimizer) if distributed.active() else None
+        self._averager = data_parallel.GradientAverager(optimizer) if distributed.active() else None
         amp = amp_dtype(device, config.precision)
         self.state = TrainState(
             config=config, model=model, optimizer=optimizer, scheduler=scheduler, device=device,
             generator=generator, num_classes=num_classes, train_ids=np.asarray(train_ids), data=data,
             fold=fold, amp=amp,
-            scaler=distributed.grad_scaler(device.type, self._averager) if amp == torch.float16 else None,
+            scaler=data_parallel.grad_scaler(device.type, self._averager) if amp == torch.float16 else None,
         )
 
     @staticmethod
@@ -306,7 +258,7 @@ class Trainer:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
             raise
-        _fsync_folder(folder)
+        fsync_folder(folder)
 
     def load_checkpoint(self) -> bool:
         """Resume from the checkpoint if there is one; True when it was loaded.
@@ -317,7 +269,7 @@ class Trainer:
         if self.checkpoint_path is None:
             return False
         if distributed.is_main():
-            _remove_stale_temporaries(self.checkpoint_path)
+            remove_stale_temporaries(self.checkpoint_path)
         # Under torchrun rank 0's checkpoint decides, and every rank must read that same file.
         if not distributed.broadcast_object(self.checkpoint_path.is_file()):
             return False
@@ -357,7 +309,7 @@ class Trainer:
         if saved["fingerprint"] == self.samples_fingerprint():
             return
         ids = self.state.train_ids
-        change = _describe_sample_change(saved["ids"].cpu().numpy(), saved["labels"].cpu().numpy(),
+        change = describe_sample_change(saved["ids"].cpu().numpy(), saved["labels"].cpu().numpy(),
                                          ids, self.state.data.labels[torch.from_numpy(ids)].numpy())
         where = self.stage if self.state.fold is None else f"{self.stage} fold {self.state.fold + 1}"
         raise CheckpointMismatch(
@@ -396,7 +348,7 @@ class Trainer:
         if self.load_checkpoint():
             within = f", batch {self._resume_at.next_batch + 1}" if self._resume_at else ""
             self.events.log(f"{self.stage}: resumed at epoch {state.epoch + 1} of {self.config.epochs}{within}")
-        distributed.broadcast_model(state.model)
+        data_parallel.broadcast_model(state.model)
         self.method.setup(state)
         for callback in self.callbacks:
             callback.on_fit_start(state)
@@ -409,6 +361,18 @@ class Trainer:
         return state
 
     def _train_one_epoch(self, per_epoch: int, total: int) -> None:
+        """One epoch, or the rest of a stopped one: its batches, then its figures, checks and checkpoint."""
+        position = self._epoch_position()
+        self.state.model.train()
+        sums = EpochSums(torch.full((), position.loss_sum, device=self.state.device),
+                         torch.full((), position.correct, device=self.state.device, dtype=torch.long), position.seen)
+        started = time.perf_counter()
+        self._train_batches(position, sums, per_epoch, total)
+        values = self._epoch_figures(sums, started)
+        self._end_epoch(values)
+
+    def _epoch_position(self) -> EpochPosition:
+        """Where the epoch starts: a resumed epoch's position, or a new epoch's shuffled order (callbacks told)."""
         state = self.state
         # Asked to stop between epochs: the last epoch's checkpoint is on disk already.
         if self._stop_requested():
@@ -418,27 +382,30 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_epoch_start(state)
             order = torch.from_numpy(state.train_ids)[torch.randperm(len(state.train_ids), generator=state.generator)]
-            position = EpochPosition(distributed.broadcast_tensor(order), 0, 0.0, 0, 0)
-        elif not distributed.is_main():
-            position = EpochPosition(position.order, position.next_batch, 0.0, 0, 0)  # rank 0 holds the sums so far
-        state.model.train()
-        loss_sum = torch.full((), position.loss_sum, device=state.device)
-        correct = torch.full((), position.correct, device=state.device, dtype=torch.long)
-        seen = position.seen
-        started = time.perf_counter()
-        last_report = 0.0
+            return EpochPosition(distributed.broadcast_tensor(order), 0, 0.0, 0, 0)
+        if not distributed.is_main():
+            return EpochPosition(position.order, position.next_batch, 0.0, 0, 0)  # rank 0 holds the sums so far
+        return position
+
+    def _epoch_batches(self, position: EpochPosition) -> Iterator[Batch]:
+        """The batches of the epoch from ``position`` on (under torchrun, this rank's part of each)."""
+        state = self.state
         remaining = position.order[position.next_batch * self.config.batch_size:].numpy()
         if self._averager is not None:
-            batches = distributed.sharded_batches(state.data, remaining, self.config.batch_size, augment=self.augment,
-                                                  generator=state.generator, averager=self._averager)
-        else:
-            batches = state.data.batches(remaining, self.config.batch_size, augment=self.augment,
-                                         generator=state.generator, drop_last=True)
-        for index, batch in enumerate(batches, start=position.next_batch):
+            return data_parallel.sharded_batches(state.data, remaining, self.config.batch_size, augment=self.augment,
+                                               generator=state.generator, averager=self._averager)
+        return state.data.batches(remaining, self.config.batch_size, augment=self.augment,
+                                  generator=state.generator, drop_last=True)
+
+    def _train_batches(self, position: EpochPosition, sums: EpochSums, per_epoch: int, total: int) -> None:
+        """A step per batch, adding to ``sums``; ends early when the loss diverged, raises Cancelled when asked."""
+        state = self.state
+        last_report = 0.0
+        for index, batch in enumerate(self._epoch_batches(position), start=position.next_batch):
             output = self._optimise(batch)
-            loss_sum += output.loss.detach() * len(batch.y)
-            correct += (output.logits.detach().argmax(1) == batch.y).sum()
-            seen += len(batch.y)
+            sums.loss += output.loss.detach() * len(batch.y)
+            sums.correct += (output.logits.detach().argmax(1) == batch.y).sum()
+            sums.seen += len(batch.y)
             for callback in self.callbacks:
                 callback.on_batch_end(state, batch, output)
             now = time.perf_counter()
@@ -446,32 +413,47 @@ class Trainer:
                 last_report = now
                 # Reading the sum waits for the device: only as often as progress is reported. Ranks
                 # (whose sums differ) stop alike: they learn of a divergence at the epoch end.
-                if not distributed.active() and not math.isfinite(float(loss_sum)):
-                    break  # diverged: reported below, with this epoch's metrics
+                if not distributed.active() and not math.isfinite(float(sums.loss)):
+                    return  # diverged: reported at the epoch end, with this epoch's metrics
                 if self.on_progress:
                     self.on_progress(state.epoch * per_epoch + index + 1, total)
             if index + 1 < per_epoch and self._stop_requested():
-                total_loss, total_correct, total_seen = distributed.sum_over_ranks(float(loss_sum), int(correct), seen)
-                if not math.isfinite(total_loss):
-                    break  # never checkpoint a diverged model
-                # Checked after a batch, before the next one draws its random augmentation: the
-                # checkpoint then holds the exact point to continue from, and no work is lost.
-                distributed.average_buffers(state.model)
-                self.save_checkpoint(EpochPosition(position.order, index + 1, total_loss, int(total_correct),
-                                                   int(total_seen)))
-                raise Cancelled(self.cancel.reason or "stopped on another rank")
-        if distributed.active():  # the epoch's figures over every rank's part, the same model on every rank
+                self._stop_within_epoch(position, index + 1, sums)
+                return  # the sums diverged: never checkpoint a diverged model
+
+    def _stop_within_epoch(self, position: EpochPosition, next_batch: int, sums: EpochSums) -> None:
+        """Checkpoint the point to continue from and raise Cancelled; returns only when the loss diverged."""
+        total_loss, total_correct, total_seen = distributed.sum_over_ranks(float(sums.loss), int(sums.correct),
+                                                                           sums.seen)
+        if not math.isfinite(total_loss):
+            return
+        # Checked after a batch, before the next one draws its random augmentation: the
+        # checkpoint then holds the exact point to continue from, and no work is lost.
+        data_parallel.average_buffers(self.state.model)
+        self.save_checkpoint(EpochPosition(position.order, next_batch, total_loss, int(total_correct),
+                                           int(total_seen)))
+        raise Cancelled(self.cancel.reason or "stopped on another rank")
+
+    def _epoch_figures(self, sums: EpochSums, started: float) -> dict[str, float]:
+        """The epoch's loss, accuracy, learning rate and speed (over every rank's part, the same model on each)."""
+        state = self.state
+        loss_sum, correct, seen = sums.loss, sums.correct, sums.seen
+        if distributed.active():
             loss_total, correct_total, seen_total = distributed.sum_over_ranks(float(loss_sum), int(correct), seen)
             loss_sum, correct = torch.tensor(loss_total), torch.tensor(int(correct_total))
             seen = int(seen_total)
-            distributed.average_buffers(state.model)
+            data_parallel.average_buffers(state.model)
         elapsed = time.perf_counter() - started
-        values = {
+        return {
             "loss": float(loss_sum) / max(seen, 1),
             "acc": float(correct) / max(seen, 1),
             "lr": float(state.optimizer.param_groups[0]["lr"]),
             "images_per_s": seen / elapsed if elapsed > 0 else math.nan,
         }
+
+    def _end_epoch(self, values: dict[str, float]) -> None:
+        """Refuse a diverged epoch, score the held-out samples, report, tell the callbacks, checkpoint."""
+        state = self.state
         # The loss is computed before each step: the last step may have blown up the weights unseen.
         broken = values["loss"] if not math.isfinite(values["loss"]) else self._non_finite_weight()
         if broken is not None:
@@ -507,31 +489,10 @@ class Trainer:
     def _optimise(self, batch: Any) -> StepOutput:
         state = self.state
         # Under torchrun a rank may hold no part of a small last batch: it takes the step all the same.
-        output = self.method.optimise(state, batch) if len(batch.y) else distributed.idle_step(state)
+        output = self.method.optimise(state, batch) if len(batch.y) else data_parallel.idle_step(state)
         state.scheduler.step()
         state.step += 1
         return output
-
-
-def _remove_stale_temporaries(checkpoint: Path) -> None:
-    """Temporary files of ``checkpoint`` that a killed save left behind (one engine works on a run)."""
-    for stale in checkpoint.parent.glob(f".{glob.escape(checkpoint.name)}.*.tmp"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable; some platforms (Windows) cannot open a folder."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 @torch.no_grad()

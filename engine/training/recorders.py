@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from numpy.lib.format import open_memmap
 
 from engine.errors import UserError, ensure_free_space
 from engine.training import distributed
+from engine.training.confident_classes import batch_confident_classes
 from engine.training.hooks import Callback, StepOutput
 
 if TYPE_CHECKING:
@@ -53,7 +55,31 @@ TD_WIDTH = 10  # the given label + the 9 strongest other classes (all of them fo
 ROWS_PER_CHUNK = 4096  # rows read at once when the td array is built at the end
 
 
-class DynamicsRecorder(Callback):
+class EvidenceRecorder(Callback):
+    """A callback that records evidence in the audit's one training run and hands it over for every sample.
+
+    :meth:`evidence_arrays` turns what it recorded for the samples trained on into arrays indexed by sample
+    id; a sample left out of training (removed by a decision, or held out) gets the final model's
+    prediction as its evidence. A new kind of evidence is a new recorder: the audit merges what each returns.
+    """
+
+    ids: np.ndarray  # (n,) the sample ids trained on, sorted: the rows of what is recorded
+
+    def evidence_arrays(self, final_probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """Evidence name -> (N, ...) array indexed by sample id, for all N samples.
+
+        ``final_probs`` (N, K): the final model's probabilities of the samples not trained on (rows of the
+        others are not read); ``labels`` (N,): the labels trained on (the given ones for the others).
+        Rank 0 alone calls it under torchrun: it reads the files the recorder wrote.
+        """
+        raise NotImplementedError(f"{type(self).__name__} names no evidence arrays")
+
+    def untrained_ids(self, num_samples: int) -> np.ndarray:
+        """The sample ids of ``range(num_samples)`` that training never saw, sorted."""
+        return np.setdiff1d(np.arange(num_samples), self.ids)
+
+
+class DynamicsRecorder(EvidenceRecorder):
     """Records per-sample, per-epoch training dynamics into ``folder`` (see the module docstring).
 
     Parameters
@@ -180,6 +206,36 @@ class DynamicsRecorder(Callback):
             raise UserError(f"the checkpoint's dynamics recorder had shape {shape}", "start a new run")
         self.visits = state["visits"].cpu().numpy().astype(np.int16)
 
+    def evidence_arrays(self, final_probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """``margin`` and ``given_prob`` (N, E), ``mean_probs`` and ``early_probs`` (N, K) float32, ``td`` (N, W, E).
+
+        A sample not trained on gets the final model's prediction repeated over the epochs (its margin is
+        the final model's, from its probabilities).
+        """
+        from engine.detectors.early_learning import class_probs_from_td, early_learning_window
+
+        recorded = load_dynamics(self.folder)
+        n, num_classes, epochs = len(labels), self.num_classes, self.epochs
+        others = self.untrained_ids(n)
+        margin = np.empty((n, epochs), dtype=np.float32)
+        given_prob = np.empty((n, epochs), dtype=np.float32)
+        mean_probs = np.empty((n, num_classes), dtype=np.float32)
+        early_probs = np.empty((n, num_classes), dtype=np.float32)  # how many are mislabeled: early_learning.py
+        margin[recorded.ids] = recorded.margin
+        given_prob[recorded.ids] = recorded.given_prob
+        mean_probs[recorded.ids] = recorded.mean_probs
+        early_probs[recorded.ids] = class_probs_from_td(recorded.td, recorded.td_classes, num_classes,
+                                                        early_learning_window(epochs))
+        if len(others):
+            given, final_margin = given_prob_and_margin(final_probs[others], labels[others])
+            margin[others] = final_margin[:, None]
+            given_prob[others] = given[:, None]
+            mean_probs[others] = final_probs[others]
+            early_probs[others] = final_probs[others]
+        td = td_of_every_sample(recorded.ids, np.asarray(recorded.td), final_probs, labels)  # for td_lstm
+        return {"margin": margin, "given_prob": given_prob, "mean_probs": mean_probs, "early_probs": early_probs,
+                "td": td}
+
     # ---------------------------------------------------------------- the end
     def _build_td(self) -> None:
         """td (n, W, E), td_classes (n, W) and mean_probs (n, K) from probs.npy, a chunk of rows at a time."""
@@ -222,6 +278,38 @@ def td_class_order(mean_probs: np.ndarray, labels: np.ndarray, width: int) -> np
     return np.concatenate([labels[:, None], ranked], axis=1).astype(np.int64)
 
 
+def td_of_every_sample(recorded_ids: np.ndarray, recorded_td: np.ndarray, probs: np.ndarray,
+                       labels: np.ndarray) -> np.ndarray:
+    """(N, W, E) float16, indexed by sample id: the recorded td, and for the samples not trained on the
+    final model's probabilities (``probs`` (N, K)) in td's column order, repeated over the epochs.
+
+    The audit's evidence for a sample left out of training is the final model's prediction,
+    repeated (as for its margin).
+    """
+    n, (width, epochs) = len(labels), recorded_td.shape[1:]
+    td = np.empty((n, width, epochs), dtype=np.float16)
+    td[recorded_ids] = recorded_td
+    others = np.setdiff1d(np.arange(n), recorded_ids)
+    if len(others):
+        classes = td_class_order(probs[others], np.asarray(labels)[others], width)
+        td[others] = np.take_along_axis(probs[others], classes, axis=1)[:, :, None].astype(np.float16)
+    return td
+
+
+def given_prob_and_margin(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) float64 each: the probability of the label, and the margin of AUM from probabilities alone.
+
+    Logits share the softmax normaliser: their difference is the log ratio of the probabilities.
+    """
+    probs = probs.astype(np.float64)
+    rows = np.arange(len(labels))
+    given = probs[rows, labels]
+    rest = probs.copy()
+    rest[rows, labels] = -np.inf
+    tiny = np.finfo(np.float32).tiny  # log of a probability that underflowed to 0
+    return given, np.log(np.maximum(given, tiny)) - np.log(np.maximum(rest.max(axis=1), tiny))
+
+
 @dataclass(frozen=True)
 class Dynamics:
     """Recorded dynamics read back, rows in ``ids`` order (arrays memory-mapped, read-only)."""
@@ -256,37 +344,10 @@ def load_dynamics(folder: Path) -> Dynamics:
 
 # ------------------------------------------------------------------ per-batch confident classes (ocl)
 CONFIDENT_CLASS_FILE = "confident_class.npy"
-NO_CONFIDENT_CLASS = -1  # the sample reached no class's threshold in its batch
 UNRECORDED = -2  # the loop has not shown the sample in that epoch (yet)
-# cleanlab's constants (compute_confident_joint): thresholds are clipped from below, compared with a
-# small tolerance, and a class absent from the batch gets a threshold no probability reaches.
-_THRESHOLD_FLOOR = 2e-6
-_TOLERANCE = 1e-6
-_ABSENT_CLASS_THRESHOLD = 2.0
 
 
-def batch_confident_classes(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B,) int64: each sample's confident class within its batch, -1 where it has none.
-
-    The rule of cleanlab's ``compute_confident_joint`` applied to one batch, as online confident
-    learning (seeds/ocl-mixgen-confident-learning.md) does: the threshold of class k is the
-    mean probability of k over the batch's samples labelled k; a sample's confident classes are those
-    whose threshold it reaches; its confident class is that one, or the most probable when several
-    are. The sample sits off the diagonal of the batch's confident joint when its confident class
-    exists and differs from its label (the same rule as ``engine.methods.ocl.off_diagonal_mask``).
-    """
-    num_classes = probs.shape[1]
-    one_hot = torch.nn.functional.one_hot(labels, num_classes).to(probs.dtype)
-    counts = one_hot.sum(dim=0)
-    means = (one_hot * probs).sum(dim=0) / counts.clamp(min=1)
-    thresholds = torch.where(counts > 0, means, torch.full_like(means, _ABSENT_CLASS_THRESHOLD))
-    confident = probs >= thresholds.clamp(min=_THRESHOLD_FLOOR) - _TOLERANCE
-    how_many = confident.sum(dim=1)
-    guess = torch.where(how_many > 1, probs.argmax(dim=1), confident.to(torch.uint8).argmax(dim=1))
-    return torch.where(how_many > 0, guess, torch.full_like(guess, NO_CONFIDENT_CLASS))
-
-
-class ConfidentClassRecorder(Callback):
+class ConfidentClassRecorder(EvidenceRecorder):
     """Records, per training sample and epoch, its confident class in its batch (evidence ``confident_class``).
 
     ``confident_class.npy`` (n, E) int16 in ``folder`` (the same ``dynamics/`` folder as
@@ -374,19 +435,24 @@ class ConfidentClassRecorder(Callback):
         """(n, E) int16, rows in sorted-id order (``self.ids``): the finished record."""
         return np.load(self.path, mmap_mode="r")
 
-    @staticmethod
-    def untrained(probs: np.ndarray, labels: np.ndarray, epochs: int) -> np.ndarray:
-        """(m, E) for samples not trained on: the final model's most probable class, repeated over epochs.
+    def evidence_arrays(self, final_probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """``confident_class`` (N, E) int16: the record, and for a sample not trained on the final model's most
+        probable class, repeated over epochs.
 
-        They were in no batch, so no batch threshold applies; the most probable class is the one
-        cleanlab makes confident whenever any class is.
+        Such a sample was in no batch, so no batch threshold applies; the most probable class is the one
+        cleanlab makes confident whenever any class is (the label plays no part).
         """
-        del labels  # the prediction alone decides; kept for the common signature
-        return np.repeat(np.asarray(probs).argmax(axis=1).astype(np.int16)[:, None], epochs, axis=1)
+        classes = np.empty((len(labels), self.epochs), dtype=np.int16)
+        classes[self.ids] = self.read()
+        others = self.untrained_ids(len(labels))
+        if len(others):
+            final_class = np.asarray(final_probs[others]).argmax(axis=1).astype(np.int16)
+            classes[others] = np.repeat(final_class[:, None], self.epochs, axis=1)
+        return {self.evidence: classes}
 
 
 # Evidence recorded alongside the dynamics, in the same single training run, by the recorder that
 # makes it: requirement name (engine.detectors.EVIDENCE) -> recorder class.
-EVIDENCE_RECORDERS: dict[str, type[ConfidentClassRecorder]] = {
+EVIDENCE_RECORDERS: dict[str, Callable[[Path, np.ndarray, np.ndarray, int, int], EvidenceRecorder]] = {
     ConfidentClassRecorder.evidence: ConfidentClassRecorder,
 }

@@ -101,64 +101,31 @@ def record_dynamics(
     probs : np.ndarray of shape (N, K)
         The final model's probabilities of the samples it did not train on (zeros for the others).
     """
-    from engine.detectors.early_learning import class_probs_from_td, early_learning_window
-    from engine.detectors.td_lstm import td_of_every_sample
     from engine.training import distributed
     from engine.training.fit import fit_and_evaluate
     from engine.training.loop import predict_probs
-    from engine.training.recorders import DYNAMICS_FOLDER, EVIDENCE_RECORDERS, DynamicsRecorder, load_dynamics
+    from engine.training.recorders import DYNAMICS_FOLDER, EVIDENCE_RECORDERS, DynamicsRecorder
 
     project = ctx.project
     n, num_classes, epochs = project.num_samples, project.num_classes, config.epochs
     table = project.sample_table()
     recorder = DynamicsRecorder(ctx.run.folder / DYNAMICS_FOLDER, train_ids, labels[train_ids], num_classes, epochs)
-    extra_recorders = [EVIDENCE_RECORDERS[name](recorder.folder, train_ids, labels[train_ids], num_classes, epochs)
-                       for name in evidence if name in EVIDENCE_RECORDERS]
+    recorders = [recorder, *(EVIDENCE_RECORDERS[name](recorder.folder, train_ids, labels[train_ids], num_classes,
+                                                      epochs) for name in evidence if name in EVIDENCE_RECORDERS)]
     ctx.events.log(f"dynamics: one model on {len(train_ids)} samples, recording every epoch")
     test_ids = table.test_ids
     result = fit_and_evaluate(
         ctx, config, train_ids, labels[train_ids], test_ids, table.given_label[test_ids], stage="train",
-        callbacks=[recorder, *extra_recorders], checkpoint_name=DYNAMICS_CHECKPOINT,
+        callbacks=recorders, checkpoint_name=DYNAMICS_CHECKPOINT,
     )
-    others = np.setdiff1d(np.arange(n), recorder.ids)
+    others = recorder.untrained_ids(n)
     probs = np.zeros((n, num_classes), dtype=np.float32)
     if len(others):  # under torchrun every rank scores its share of them
         probs[others] = predict_probs(result.model, result.data, others, result.state.amp)
     if not distributed.is_main():
         return {}, probs  # rank 0 alone has the recorded files and runs the detectors
-    recorded = load_dynamics(recorder.folder)
-    margin = np.empty((n, epochs), dtype=np.float32)
-    given_prob = np.empty((n, epochs), dtype=np.float32)
-    mean_probs = np.empty((n, num_classes), dtype=np.float32)
-    margin[recorded.ids] = recorded.margin
-    given_prob[recorded.ids] = recorded.given_prob
-    mean_probs[recorded.ids] = recorded.mean_probs
-    if len(others):
-        other_probs = probs[others].astype(np.float64)
-        given = other_probs[np.arange(len(others)), labels[others]]
-        rest = other_probs.copy()
-        rest[np.arange(len(others)), labels[others]] = -np.inf
-        tiny = np.finfo(np.float32).tiny  # log of a probability that underflowed to 0
-        # Logits share the softmax normaliser: their difference is the log ratio of the probabilities.
-        final_margin = np.log(np.maximum(given, tiny)) - np.log(np.maximum(rest.max(axis=1), tiny))
-        margin[others] = final_margin[:, None]
-        given_prob[others] = given[:, None]
-        mean_probs[others] = probs[others]
-    early_probs = np.empty((n, num_classes), dtype=np.float32)  # how many are mislabeled: early_learning.py
-    early_probs[recorded.ids] = class_probs_from_td(recorded.td, recorded.td_classes, num_classes,
-                                                    early_learning_window(epochs))
-    if len(others):
-        early_probs[others] = probs[others]
-    arrays: dict[str, np.ndarray] = {"margin": margin, "given_prob": given_prob, "mean_probs": mean_probs,
-                                     "early_probs": early_probs}
-    arrays["td"] = td_of_every_sample(recorded.ids, np.asarray(recorded.td), probs, labels)  # for td_lstm
-    for extra in extra_recorders:
-        spread = np.empty((n, epochs), dtype=np.int16)
-        spread[extra.ids] = extra.read()
-        if len(others):
-            spread[others] = extra.untrained(probs[others], labels[others], epochs)
-        arrays[extra.evidence] = spread
-    return arrays, probs
+    # Each recorder hands over its own evidence, for every sample (the others: the final model's prediction).
+    return {name: array for each in recorders for name, array in each.evidence_arrays(probs, labels).items()}, probs
 
 
 @dataclass
