@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "status",
     "train_detector",
     "finetune_detector",
+    "embed",
 )
 
 
