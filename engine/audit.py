@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.detectors import (
+    DETECTORS,
+    EMBEDDINGS,
     OOF_PROBS,
     DetectorInfo,
     DetectorInputs,
@@ -258,7 +260,7 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
         timings["crossval"] = round(time.perf_counter() - started, 3)
         heldout_probs, heldout_model = pred_probs, f"mean of the {folds} fold models"
         ctx.cancel.raise_if_requested()
-    if any(name != OOF_PROBS for name in evidence):  # every other kind comes from the one dynamics run
+    if any(name not in (OOF_PROBS, EMBEDDINGS) for name in evidence):  # the rest come from the one dynamics run
         started = time.perf_counter()
         # Runs from before --dynamics-epochs trained the dynamics model for --epochs.
         dynamics_config = dataclasses.replace(config, epochs=int(spec.get("dynamics_epochs") or config.epochs))
@@ -267,9 +269,14 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
         if heldout_probs is None:
             heldout_probs, heldout_model = final_probs, "one model trained on all training samples"
         ctx.cancel.raise_if_requested()
-    assert heldout_probs is not None, "every detector requires oof_probs or dynamics"
     if not distributed.is_main():
         return {}  # under torchrun the evidence is gathered; rank 0 alone detects and writes
+    if EMBEDDINGS in evidence:  # the embeddings' neighbour index (engine/embeddings/evidence.py): no training
+        from engine.embeddings.evidence import gather_embedding_evidence
+
+        started = time.perf_counter()
+        arrays = {**arrays, **gather_embedding_evidence(ctx, spec, audited_ids)}
+        timings["embeddings"] = round(time.perf_counter() - started, 3)
 
     from engine.detectors.td_lstm import detector_settings  # the project's fine-tuned weights, or the shipped ones
 
@@ -280,9 +287,13 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
     results = run_detectors(project, ctx.run, detectors, inputs, ctx.events, ctx.cancel, scored_ids=audited_ids)
     timings["detect"] = round(time.perf_counter() - started, 3)
 
-    accuracy, against, n_eval = heldout_accuracy(table, heldout_probs)
-    # The headline estimate comes from confident learning when it ran, else from the first detector.
-    headline = results.get("cl") or next(iter(results.values()))
+    if heldout_probs is not None:
+        accuracy, against, n_eval = heldout_accuracy(table, heldout_probs)
+    else:  # only detectors on embeddings ran: no model was trained to measure
+        accuracy, against, n_eval, heldout_model = None, "", 0, ""
+    # The headline estimate comes from confident learning when it ran, else from the first label detector.
+    label_results = [result for name, result in results.items() if DETECTORS[name].issue == "label"]
+    headline = results.get("cl") or (label_results or list(results.values()))[0]
     n_removed = int((~keep[audited_ids]).sum())
     summary: dict[str, Any] = {
         "n_samples": len(table.label),
@@ -311,15 +322,16 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
         "heldout_accuracy_measured_against")})
     flagged = ", ".join(f"{name} {count}" for name, count in summary["n_flagged"].items())
     ctx.events.log(
-        f"audit done: flagged {flagged} of {len(audited_ids)} training samples; estimated noise rate "
-        f"{summary['estimated_noise_rate']:.3f}"
+        f"audit done: flagged {flagged} of {len(audited_ids)} training samples"
+        + (f"; estimated noise rate {summary['estimated_noise_rate']:.3f}"
+           if summary["estimated_noise_rate"] is not None else "")
         + (f"; held-out accuracy {accuracy:.3f} (against {against}, {heldout_model})" if accuracy is not None else "")
     )
     return summary
 
 
 def audit_spec(config: TrainConfig, folds: int, detectors: list[str] | tuple[str, ...],
-               dynamics_epochs: int | None = None) -> dict[str, Any]:
+               dynamics_epochs: int | None = None, embedding_source: str | None = None) -> dict[str, Any]:
     """The run spec of an audit (what ``--resume`` re-reads): training settings, folds, detectors.
 
     ``dynamics_epochs``: the dynamics run's epochs (default :data:`DEFAULT_DYNAMICS_EPOCHS`, as for the
@@ -327,7 +339,7 @@ def audit_spec(config: TrainConfig, folds: int, detectors: list[str] | tuple[str
     """
     names = [info.name for info in parse_detectors(list(detectors))]  # fails before a run is made
     return {"train": config.to_dict(), "folds": int(folds), "detectors": names,
-            "dynamics_epochs": resolve_dynamics_epochs(dynamics_epochs, None)}
+            "dynamics_epochs": resolve_dynamics_epochs(dynamics_epochs, None), "embedding_source": embedding_source}
 
 
 def run_audit(
@@ -339,12 +351,13 @@ def run_audit(
     events: EventSink | None = None,
     cancel: CancelToken | None = None,
     dynamics_epochs: int | None = None,
+    embedding_source: str | None = None,
 ) -> tuple[RunInfo, str]:
     """Audit the project as a recorded run; returns (run, status: ok | error | cancelled).
 
     The library entry point (tests, bench, the GUI's engine process);
     ``python -m engine audit`` is the same job.
     """
-    spec = audit_spec(config, folds, detectors, dynamics_epochs)
+    spec = audit_spec(config, folds, detectors, dynamics_epochs, embedding_source)
     return run_job(project, AUDIT_KIND, spec, lambda ctx: audit_body(ctx, config, spec),
                    events or EventSink(), cancel=cancel)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual name
@@ -47,9 +48,20 @@ STAGES = (
 
 
 class SameConv2d(nn.Conv2d):
-    """A convolution padded like TensorFlow's "same": output = ceil(input / stride), extra padding right/below."""
+    """A convolution padded like TensorFlow's "same": output = ceil(input / stride), extra padding right/below.
+
+    With stride 1 (and an odd kernel) that is the symmetric ``kernel // 2`` the convolution pads itself,
+    with no copy of the input; only strided convolutions pad separately.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.stride == (1, 1) and all(size % 2 == 1 for size in self.kernel_size):
+            self.padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1) and all(size % 2 == 1 for size in self.kernel_size):
+            return F.conv2d(x, self.weight, self.bias, 1, self.padding, self.dilation, self.groups)
         height, width = x.shape[-2:]
         pad_h = _same_padding(height, self.kernel_size[0], self.stride[0])
         pad_w = _same_padding(width, self.kernel_size[1], self.stride[1])
@@ -90,8 +102,8 @@ class MBConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
         if self.has_expansion:
-            out = F.relu6(self._bn0(self._expand_conv(out)))
-        out = F.relu6(self._bn1(self._depthwise_conv(out)))
+            out = F.relu6(self._bn0(self._expand_conv(out)), inplace=True)
+        out = F.relu6(self._bn1(self._depthwise_conv(out)), inplace=True)
         out = self._bn2(self._project_conv(out))
         return out + x if self.skip else out
 
@@ -115,10 +127,10 @@ class EfficientNetLite0(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1280): the globally averaged features before the classifier (what ``embed`` stores)."""
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
         for block in self._blocks:
             x = block(x)
-        x = F.relu6(self._bn1(self._conv_head(x)))
+        x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
         return x.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

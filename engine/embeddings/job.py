@@ -76,20 +76,32 @@ def samples_fingerprint(project: Project) -> str:
 
 
 def embed_body(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
+    """The job body: :func:`compute_embeddings` with ``spec`` (:func:`embed_spec`), summarised."""
+    info, summary = compute_embeddings(ctx, spec["backbone"], int(spec["image_size"]), int(spec["batch_size"]),
+                                       force=bool(spec.get("force")))
+    if not summary["reused"]:
+        ctx.events.result("embed", summary)
+    return summary
+
+
+def compute_embeddings(ctx: JobContext, backbone_name: str, image_size: int, batch_size: int = DEFAULT_BATCH_SIZE,
+                       *, force: bool = False) -> tuple[EmbeddingInfo, dict[str, Any]]:
+    """Embed every sample of ``ctx.project`` with ``backbone_name`` inside the job ``ctx`` (an embed or an audit
+    run): the stored source and a summary. Existing embeddings of these settings are reused."""
     from engine.embeddings.backbones import load_backbone
 
     project, events = ctx.project, ctx.events
     n = project.num_samples
     if n == 0:
         raise UserError(f"the project {project.root} has no samples to embed", "import a dataset first (python -m engine init)")
-    backbone = load_backbone(spec["backbone"], int(spec["image_size"]), project, events.log)
+    backbone = load_backbone(backbone_name, image_size, project, events.log)
     key = {"backbone": backbone.name, "weights": backbone.identity, "image_size": backbone.image_size,
            "dims": backbone.dims, "num_samples": n, "samples": samples_fingerprint(project)}
     existing = read_info(project.root, backbone.name)
-    if existing is not None and not spec.get("force"):
+    if existing is not None and not force:
         if existing.meta.get("key") == key:
             events.log(f"embeddings {backbone.name!r} are already computed with these settings: {existing.path}")
-            return _summary(existing, reused=True)
+            return existing, _summary(existing, reused=True)
         made = existing.meta.get("key", {})
         raise UserError(
             f"the project already has embeddings {backbone.name!r} made with other settings (image size "
@@ -100,7 +112,7 @@ def embed_body(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
         events.log(f"resuming: rows 0-{writer.rows_done - 1} of {n} were embedded by an earlier run")
     started = time.perf_counter()
     first = writer.rows_done
-    _embed_rows(ctx, backbone, writer, int(spec["batch_size"]))
+    _embed_rows(ctx, backbone, writer, batch_size)
     seconds = time.perf_counter() - started
     meta = {"source": backbone.name, "kind": "computed", "backbone": backbone.name, "image_size": backbone.image_size,
             "weights": backbone.identity, "key": key, "run_id": ctx.run.id, "created": time.time()}
@@ -108,9 +120,8 @@ def embed_body(ctx: JobContext, spec: dict[str, Any]) -> dict[str, Any]:
     summary = _summary(info, reused=False)
     summary["seconds"] = round(seconds, 3)
     summary["images_per_s"] = round((n - first) / seconds, 1) if seconds > 0 else None
-    events.result("embed", summary)
     events.log(f"embedded {n} samples with {backbone.name} ({backbone.dims} dims) at {backbone.image_size} px: {info.path}")
-    return summary
+    return info, summary
 
 
 def _summary(info: EmbeddingInfo, *, reused: bool) -> dict[str, Any]:
