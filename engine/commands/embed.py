@@ -44,6 +44,10 @@ def handle(args: argparse.Namespace) -> int:
     try:
         spec = embed_spec(args.backbone, args.image_size, args.batch_size, args.force)
         with Project.open(args.project) as project:
+            if spec["backbone"] == "audit":  # refused before a run is made, like the other options
+                from engine.embeddings.backbones import latest_audit_model
+
+                latest_audit_model(project)
             _, status = run_job(project, EMBED_KIND, spec, lambda ctx: embed_body(ctx, spec), sink)
     except UserError as exc:
         sink.error(exc.message, exc.hint)

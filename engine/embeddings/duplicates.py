@@ -11,7 +11,7 @@
 Both thresholds are calibrated by bench/duplicates.py on edited copies of real images (the README's
 table of recall and precision per edit and method). Links of every method join one graph; each
 connected set of two or more samples is a :class:`DuplicateGroup`, named by the loosest method
-that holds it together, with the lowest similarity of those links. A group whose members carry
+that holds it together (a pair linked by two methods counts as the stricter), with the lowest similarity of those links. A group whose members carry
 different labels is a label suspect (at most one of the labels is right); a group with members in
 both splits is a held-out sample that training has seen, which inflates held-out accuracy.
 
@@ -147,7 +147,7 @@ def image_hashes(project: Project, *, progress: ProgressFn | None = None,
     folder = embeddings_folder(project.root)
     cache = folder / f"image-hashes-{samples_fingerprint(project)}.npz"
     with contextlib.suppress(OSError, ValueError, KeyError), np.load(cache) as data:
-        return {name: data[name] for name in ("file", "pixels", "phash")}
+        return {"file": data["file_sha256"], "pixels": data["pixels_sha256"], "phash": data["phash"]}
     table = project.sample_table()
     n = len(table.paths)
     sources = [project.root / override if override else project.image_root / path
@@ -177,7 +177,7 @@ def image_hashes(project: Project, *, progress: ProgressFn | None = None,
                 progress(min(start + chunk, n), n)
     folder.mkdir(parents=True, exist_ok=True)
     temporary = cache.with_name(f".{cache.name}.{os.getpid()}.partial.npz")
-    np.savez(temporary, file=file_digests, pixels=pixel_digests, phash=phashes)
+    np.savez(temporary, file_sha256=file_digests, pixels_sha256=pixel_digests, phash=phashes)
     os.replace(temporary, cache)
     return {"file": file_digests, "pixels": pixel_digests, "phash": phashes}
 
@@ -249,9 +249,14 @@ def group_links(n: int, links: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> 
     all_pairs = [pairs for _, pairs, _ in links if len(pairs)]
     if not all_pairs:
         return []
-    pairs = np.concatenate(all_pairs)
+    pairs = np.sort(np.concatenate(all_pairs), axis=1)
     method_rank = np.concatenate([np.full(len(p), METHODS.index(m)) for m, p, _ in links if len(p)])
     similarity = np.concatenate([np.asarray(s, dtype=np.float64) for _, p, s in links if len(p)])
+    # A pair two methods link counts as the strictest of them (an exact copy is also a perceptual match).
+    order = np.lexsort((method_rank, pairs[:, 1], pairs[:, 0]))
+    pairs, method_rank, similarity = pairs[order], method_rank[order], similarity[order]
+    first = np.r_[True, (pairs[1:] != pairs[:-1]).any(axis=1)]
+    pairs, method_rank, similarity = pairs[first], method_rank[first], similarity[first]
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     sizes = np.bincount(component, minlength=n)

@@ -167,6 +167,7 @@ def load_efficientnet_lite0(path: Path | None = None) -> EfficientNetLite0:
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold ``bn`` (eval statistics) into ``conv`` in place: w' = w * g / s, b' = beta - mean * g / s."""
+    assert bn.running_var is not None and bn.running_mean is not None, "a BatchNorm with running statistics"
     scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
     bias = bn.bias.detach() - bn.running_mean * scale
     if conv.bias is not None:
