@@ -11,7 +11,8 @@
 Both thresholds are calibrated by bench/duplicates.py on edited copies of real images (the README's
 table of recall and precision per edit and method). Links of every method join one graph; each
 connected set of two or more samples is a :class:`DuplicateGroup`, named by the loosest method
-that holds it together (a pair linked by two methods counts as the stricter), with the lowest similarity of those links. A group whose members carry
+that holds it together (a pair linked by two methods counts as the stricter), with the lowest
+similarity of those links. A group whose members carry
 different labels is a label suspect (at most one of the labels is right); a group with members in
 both splits is a held-out sample that training has seen, which inflates held-out accuracy.
 

@@ -152,15 +152,25 @@ def _embed_rows(ctx: JobContext, backbone: Any, writer: PartialEmbeddings, batch
             stop = min(start + batch_size, n)
             pending = pool.submit(pixels.read, starts[index + 1], min(starts[index + 1] + batch_size, n)) \
                 if index + 1 < len(starts) else None
-            x = torch.from_numpy(raw).permute(0, 3, 1, 2).float()
-            x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-            features = backbone.module(x).float()
-            writer.write(start, features.numpy())
+            writer.write(start, embed_batch(backbone, raw, mean, std))
             written = stop
             if stop - last_saved >= SAVE_EVERY_ROWS or stop == n:
                 writer.save_progress(stop)
                 last_saved = stop
             events.progress("embed", stop, n, eta.eta(stop - starts[0]))
+
+
+def embed_batch(backbone: Any, raw: np.ndarray, mean: Any = None, std: Any = None) -> np.ndarray:
+    """(B, D) float32 embeddings of uint8 (B, S, S, 3) images (S: the backbone's image size)."""
+    import torch
+
+    if mean is None or std is None:
+        mean = torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        std = torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(raw)).permute(0, 3, 1, 2).float()
+        x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+        return np.asarray(backbone.module(x).float().numpy(), dtype=np.float32)
 
 
 class _PixelSource:
