@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "train_detector",
     "finetune_detector",
     "embed",
+    "duplicates",
 )
 
 

@@ -253,3 +253,33 @@ def test_audit_runs_the_embedding_detectors_on_stored_embeddings(project_with_co
         scores = project.scores(run.id, "knn")
         assert len(scores["score"]) == project.num_samples
         assert not scores["flagged"][table.test_ids].any()  # held-out samples are never audited
+
+
+def test_cli_duplicates_and_outliers(project_with_copies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    root = str(project_with_copies)
+    assert main(["outliers", root]) == 2
+    err = capsys.readouterr().err
+    assert "has no embeddings yet" in err and f"python -m engine embed {root}" in err
+    assert main(["duplicates", root, "--methods", "file,psychic"]) == 2
+    assert "unknown duplicate method 'psychic'" in capsys.readouterr().err
+    assert main(["duplicates", root, "--min-cosine", "2"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["duplicates", root]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 duplicate groups") and "no embeddings: flipped, shifted and cropped copies" in out
+    with Project.open(project_with_copies) as project:
+        points, _ = clustered(project.num_samples // 3 + 1, 3, 16, spread=0.3)
+        points = points[: project.num_samples]
+        points[5] = 40.0 * np.random.default_rng(9).normal(size=16)
+        save_embeddings(project.root, "e", points)
+        train = set(project.sample_table().train_ids.tolist())
+    assert main(["outliers", root, "--json", "--limit", "3", "--k", "3"]) == 0
+    import json
+
+    listed = json.loads(capsys.readouterr().out)
+    if 5 in train:
+        assert listed["top"][0]["sample_id"] == 5 and listed["top"][0]["flagged"]
+    assert all(row["sample_id"] in train for row in listed["top"])
+    assert main(["outliers", root, "--k", "0"]) == 2

