@@ -154,10 +154,11 @@ def count(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-duplicates-") as tmp:
         started = time.perf_counter()
         if args.dataset.is_dir():
-            project = import_folder(Path(tmp) / "p", args.dataset, events=events)
+            project = import_folder(Path(tmp) / "p", args.dataset, test_fraction=args.test_fraction, events=events)
         else:
             project = import_csv(Path(tmp) / "p", args.dataset, args.image_root or args.dataset.parent,
-                                 path_column="path", label_column=args.label_column, events=events)
+                                 path_column="path", label_column=args.label_column, test_fraction=args.test_fraction,
+                                 events=events)
         timings["import"] = time.perf_counter() - started
         with project:
             started = time.perf_counter()
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-root", type=Path, default=None)
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("--test-fraction", type=float, default=0.0, help="--count: held out at import (default 0)")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

@@ -4,7 +4,8 @@ Evidence: ``embeddings`` (the source's neighbour index; engine/embeddings/eviden
 whose neighbours in a good feature space mostly carry another label is probably mislabeled: the
 features came from a model that never saw these labels, so the vote does not memorise them.
 
-- vote probabilities: per sample, the share of its k = 50 nearest scored neighbours (cosine)
+- vote probabilities: per sample, the share of its k = 50 nearest scored neighbours (cosine; fewer
+  where the median class has under 100 samples: at most half of it)
   in each class (99%), blended with the cosine-weighted share (1%) so ties break toward closer
   neighbours;
 - score: 1 - the vote probability of the given label;
@@ -43,7 +44,11 @@ def detect(inputs: DetectorInputs, k: int = KNN_NEIGHBORS) -> DetectorResult:
     from engine.detectors.confident_learning import confident_learning
 
     labels = np.asarray(inputs.labels, dtype=np.int64)
-    ids, sims = scored_neighbors(inputs, int(inputs.settings.get("knn_k", k)))
+    k = int(inputs.settings.get("knn_k", k))
+    counts = np.bincount(labels, minlength=inputs.num_classes)
+    # A vote over more neighbours than a typical class has would always be mixed: at most half of one.
+    k = max(1, min(k, int(np.median(counts[counts > 0])) // 2 if counts.any() else k))
+    ids, sims = scored_neighbors(inputs, k)
     probs = neighbor_vote(labels, ids, sims, inputs.num_classes)
     result = confident_learning(labels, probs)
     summary = {**result.summary, "k": int(ids.shape[1]), "ranked_by": "share of neighbours agreeing with the label",
