@@ -284,3 +284,17 @@ def test_cli_duplicates_and_outliers(project_with_copies: Path, capsys: pytest.C
         assert listed["top"][0]["sample_id"] == 5 and listed["top"][0]["flagged"]
     assert all(row["sample_id"] in train for row in listed["top"])
     assert main(["outliers", root, "--k", "0"]) == 2
+
+
+@pytest.mark.parametrize("method", ["exact", "hnsw"])
+def test_a_nan_embedding_row_is_named(tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    points, _ = clustered(40, 2, 8)
+    points[70] = np.nan
+    save_embeddings(tmp_path, "src", points)
+    array, info = load_embeddings(tmp_path, "src")
+    from engine.embeddings import neighbors
+
+    # Chunks of 16 rows: the row number counts from the array's start, not the chunk's.
+    monkeypatch.setattr(neighbors, "NORMALISE_CHUNK_ROWS", 16)
+    with pytest.raises(UserError, match="embedding row 70 holds NaN"):
+        neighbor_graph(tmp_path, info, array, 5, method=method)

@@ -61,14 +61,17 @@ class NeighborGraph:
         return NeighborGraph(self.ids[:, :k], self.sims[:, :k], self.method, self.source, self.sha256, self.seconds)
 
 
-def normalised(array: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float32, a new in-memory array, read from ``array`` in chunks); zero rows stay 0."""
+def normalised(array: np.ndarray, first_row: int = 0) -> np.ndarray:
+    """Rows scaled to unit length (float32, a new in-memory array, read from ``array`` in chunks); zero rows stay 0.
+
+    ``first_row``: the sample id of ``array``'s first row (a chunk of a larger array), for the error message.
+    """
     n = len(array)
     out = np.empty(array.shape, dtype=np.float32)
     for start in range(0, n, NORMALISE_CHUNK_ROWS):
         chunk = np.asarray(array[start:start + NORMALISE_CHUNK_ROWS], dtype=np.float32)
         if not np.isfinite(chunk).all():
-            bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+            bad = first_row + start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
             raise UserError(f"embedding row {bad} holds NaN or infinity", "make or import the embeddings again")
         norms = np.linalg.norm(chunk, axis=1, keepdims=True)
         out[start:start + len(chunk)] = chunk / np.maximum(norms, 1e-12)
@@ -123,7 +126,7 @@ def approximate_neighbors(array: np.ndarray, k: int, *, progress: ProgressFn | N
     for start in range(0, n, chunk):  # added in chunks: progress and cancel between them
         if should_stop is not None and should_stop():
             raise Cancelled("neighbour search cancelled")
-        index.add(normalised(array[start:start + chunk]))
+        index.add(normalised(array[start:start + chunk], start))
         if progress is not None:
             progress(min(start + chunk, n), 2 * n)
     index.hnsw.efSearch = max(HNSW_EF_SEARCH_MIN, 2 * (k_eff + 1))
@@ -131,7 +134,7 @@ def approximate_neighbors(array: np.ndarray, k: int, *, progress: ProgressFn | N
         if should_stop is not None and should_stop():
             raise Cancelled("neighbour search cancelled")
         stop = min(start + chunk, n)
-        found_sims, found_ids = index.search(normalised(array[start:stop]), k_eff + 1)
+        found_sims, found_ids = index.search(normalised(array[start:stop], start), k_eff + 1)
         own = found_ids == np.arange(start, stop)[:, None]
         # Drop each row's own id (or, when the search missed it, its last neighbour) to keep k.
         drop = np.where(own.any(axis=1), own.argmax(axis=1), k_eff)
