@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "train_detector",
     "finetune_detector",
     "import_predictions",
+    "embed",
+    "duplicates",
 )
 
 

@@ -33,6 +33,9 @@ def add_audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--td-weights", choices=("project", "shipped"), default="project",
                         help="td_lstm's weights: project (default) = the ones finetune-detector fine-tuned on your "
                         "reviews when the project has them, else the shipped ones; shipped = always the shipped ones")
+    parser.add_argument("--embedding-source", default=None, metavar="NAME",
+                        help="the embeddings knn, near_duplicate and outlier read (default: the newest; with none, "
+                        "the default backbone's are computed first, as `python -m engine embed` does)")
 
 
 def add_audit_epoch_options(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +60,8 @@ def handle(args: argparse.Namespace) -> int:
         refuse_repeated_detectors(args.detectors)
         detectors = [info.name for info in parse_detectors(args.detectors)]  # an unknown name fails here, clearly
         return {"folds": args.folds, "detectors": detectors, "td_lstm_weights": args.td_weights,
-                "dynamics_epochs": resolve_dynamics_epochs(args.dynamics_epochs, args.epochs)}
+                "dynamics_epochs": resolve_dynamics_epochs(args.dynamics_epochs, args.epochs),
+                "embedding_source": args.embedding_source}
 
     return run_training_command(args, AUDIT_KIND, spec, audit_body)
 

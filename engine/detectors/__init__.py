@@ -113,6 +113,8 @@ class DetectorInfo:
     requires: tuple[str, ...]
     entry: str  # "module:function", imported on first use
     combines: bool = False  # reads the results of the detectors that ran before it (DetectorInputs.earlier)
+    issue: str = "label"  # the kind of issue it finds (ISSUE_KINDS): only "label" detectors rank the review
+    in_ensemble: bool = True  # the ensemble combines it (label detectors only, and only where that helps)
 
     def load(self) -> Detector:
         module_name, _, function_name = self.entry.partition(":")
@@ -131,7 +133,13 @@ DYNAMICS_ARRAYS = ("margin", "given_prob", "mean_probs", "early_probs")
 # confident_class (N, E) int: each sample's confident class in its training batch per epoch, -1 for none
 # (online confident learning's per-batch confident joint), recorded in the same run as the dynamics.
 CONFIDENT_CLASS = "confident_class"
-EVIDENCE = (OOF_PROBS, DYNAMICS, CONFIDENT_CLASS)
+# embeddings (N, D) of one source, as its cached neighbour index (engine/embeddings/evidence.py): the arrays
+# neighbor_ids (N, k) int64 sample ids, nearest first; neighbor_sims (N, k) their cosine similarities; sample_id (N,).
+EMBEDDINGS = "embeddings"
+NEIGHBOR_ARRAYS = ("neighbor_ids", "neighbor_sims", "sample_id")
+EVIDENCE = (OOF_PROBS, DYNAMICS, CONFIDENT_CLASS, EMBEDDINGS)
+# What a detector finds: a wrong label; a copy of another sample; a sample unlike any other.
+ISSUE_KINDS = ("label", "duplicate", "outlier")
 
 DETECTORS: dict[str, DetectorInfo] = {
     info.name: info
@@ -146,6 +154,13 @@ DETECTORS: dict[str, DetectorInfo] = {
                      (DYNAMICS,), "engine.detectors.td_lstm:detect"),
         DetectorInfo("ocl", "Online confident learning: off the per-batch confident joint (one run)",
                      (CONFIDENT_CLASS,), "engine.detectors.ocl:detect"),
+        DetectorInfo("knn", "Label disagreement among the nearest neighbours in embedding space (SimiFeat)",
+                     (EMBEDDINGS,), "engine.detectors.knn:detect", in_ensemble=False),
+        DetectorInfo("near_duplicate", "Near-duplicates: another sample's embedding almost the same",
+                     (EMBEDDINGS,), "engine.detectors.embedding_issues:near_duplicates", issue="duplicate",
+                     in_ensemble=False),
+        DetectorInfo("outlier", "Outliers: far from their k-th nearest neighbour in embedding space",
+                     (EMBEDDINGS,), "engine.detectors.embedding_issues:outliers", issue="outlier", in_ensemble=False),
         DetectorInfo("ensemble", "Ensemble: rank average of the other detectors of the audit", (),
                      "engine.detectors.ensemble:detect", combines=True),
     )
@@ -158,10 +173,17 @@ REVIEW_DETECTORS = ("ensemble", "cl")  # the detector that ranks the review by d
 def review_detector(detectors: Sequence[str]) -> str:
     """The detector of an audit whose ranking and suggestions the review shows, and the export writes, by default.
 
-    The ensemble when the audit ran it, else confident learning, else the audit's first detector
-    (``detectors``: the names it has scores from, never empty).
+    The ensemble when the audit ran it, else confident learning, else the audit's first detector of
+    label issues, else its first (``detectors``: the names it has scores from, never empty).
     """
-    return next((name for name in REVIEW_DETECTORS if name in detectors), detectors[0])
+    labels = [name for name in detectors if name not in DETECTORS or DETECTORS[name].issue == "label"]
+    return next((name for name in REVIEW_DETECTORS if name in detectors), (labels or list(detectors))[0])
+
+
+def ensemble_members(names: Sequence[str]) -> list[str]:
+    """Which of ``names`` (detectors that ran) the ensemble combines: label detectors marked ``in_ensemble``."""
+    return [name for name in names if name != "ensemble"
+            and (name not in DETECTORS or (DETECTORS[name].issue == "label" and DETECTORS[name].in_ensemble))]
 
 
 def available_evidence(inputs: DetectorInputs) -> set[str]:
@@ -171,6 +193,8 @@ def available_evidence(inputs: DetectorInputs) -> set[str]:
         available.add(OOF_PROBS)
     if all(name in inputs.arrays for name in DYNAMICS_ARRAYS):
         available.add(DYNAMICS)
+    if all(name in inputs.arrays for name in NEIGHBOR_ARRAYS):
+        available.add(EMBEDDINGS)
     return available
 
 
@@ -202,9 +226,11 @@ def parse_detectors(names: str | list[str]) -> list[DetectorInfo]:
             chosen.append(get_detector(name))
     if not chosen:
         raise UserError("no detector chosen", f"name at least one of: {', '.join(DETECTORS)}, or all")
-    if all(info.combines for info in chosen):
-        raise UserError(f"{chosen[0].name} combines other detectors and none was chosen",
-                        f"name it with others, e.g. cl,aum,{chosen[0].name}, or all")
+    if all(info.combines for info in chosen) or (
+            any(info.combines for info in chosen) and not ensemble_members([info.name for info in chosen])):
+        combining = next(info.name for info in chosen if info.combines)
+        raise UserError(f"{combining} combines other detectors of label issues and none was chosen",
+                        f"name it with others, e.g. cl,aum,{combining}, or all")
     # A combining detector runs after those it combines, wherever it was named.
     return sorted(chosen, key=lambda info: info.combines)
 

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from engine.detectors import DetectorInputs, DetectorResult, ranking_flagged_first, suggest_classes
+from engine.detectors import DetectorInputs, DetectorResult, ensemble_members, ranking_flagged_first, suggest_classes
 from engine.detectors.early_learning import top_scores_per_class
 
 
@@ -73,7 +73,8 @@ def median_flagged_per_class(results: Mapping[str, DetectorResult], labels: np.n
 
 def detect(inputs: DetectorInputs) -> DetectorResult:
     """The rank average of the earlier detectors, flagged per class by the median of their flagged counts."""
-    members = {name: result for name, result in inputs.earlier.items() if name != "ensemble"}
+    # Duplicates and outliers are other kinds of issue; knn joins only where it measurably helps (its DetectorInfo).
+    members = {name: inputs.earlier[name] for name in ensemble_members(list(inputs.earlier))}
     if not members:
         raise ValueError("the ensemble needs the results of at least one other detector of the audit")
     n = len(inputs.labels)

@@ -45,7 +45,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.cancel import CancelToken
-from engine.detectors import OOF_PROBS, DetectorInputs, DetectorResult, parse_detectors, required_evidence
+from engine.detectors import (
+    DETECTORS,
+    EMBEDDINGS,
+    OOF_PROBS,
+    DetectorInputs,
+    DetectorResult,
+    parse_detectors,
+    required_evidence,
+)
 from engine.events import EventSink
 from engine.evidence.run_labels import AUDITED_IDS_FILE, record_run_labels
 from engine.jobs import JobContext, run_job
@@ -134,7 +142,7 @@ class GatheredEvidence:
 
     pred_probs: np.ndarray | None  # (N, K) K-fold probabilities (oof_probs), or None
     arrays: dict[str, np.ndarray]  # the dynamics run's evidence by kind, (N, ...) each
-    heldout_probs: np.ndarray  # (N, K)
+    heldout_probs: np.ndarray | None  # (N, K); None when only detectors on embeddings ran (nothing trained)
     heldout_model: str  # which model(s) gave ``heldout_probs``, in words
     timings: dict[str, float]
 
@@ -156,7 +164,7 @@ def gather_evidence(ctx: JobContext, config: TrainConfig, spec: dict[str, Any], 
         timings["crossval"] = round(time.perf_counter() - started, 3)
         heldout_probs, heldout_model = pred_probs, f"mean of the {folds} fold models"
         ctx.cancel.raise_if_requested()
-    if any(name != OOF_PROBS for name in evidence):  # every other kind comes from the one dynamics run
+    if any(name not in (OOF_PROBS, EMBEDDINGS) for name in evidence):  # the rest come from the one dynamics run
         started = time.perf_counter()
         # Runs from before --dynamics-epochs trained the dynamics model for --epochs.
         dynamics_config = dataclasses.replace(config, epochs=int(spec.get("dynamics_epochs") or config.epochs))
@@ -165,7 +173,6 @@ def gather_evidence(ctx: JobContext, config: TrainConfig, spec: dict[str, Any], 
         if heldout_probs is None:
             heldout_probs, heldout_model = final_probs, "one model trained on all training samples"
         ctx.cancel.raise_if_requested()
-    assert heldout_probs is not None, "every detector requires oof_probs or dynamics"
     return GatheredEvidence(pred_probs, arrays, heldout_probs, heldout_model, timings)
 
 
@@ -188,6 +195,12 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
     gathered = gather_evidence(ctx, config, spec, evidence, labels, keep, fit_ids)
     if not distributed.is_main():
         return {}  # under torchrun the evidence is gathered; rank 0 alone detects and writes
+    if EMBEDDINGS in evidence:  # the embeddings' neighbour index (engine/embeddings/evidence.py): no training
+        from engine.embeddings.evidence import gather_embedding_evidence
+
+        started = time.perf_counter()
+        gathered.arrays = {**gathered.arrays, **gather_embedding_evidence(ctx, spec, audited_ids)}
+        gathered.timings["embeddings"] = round(time.perf_counter() - started, 3)
 
     inputs = DetectorInputs(labels=labels, num_classes=project.num_classes, pred_probs=gathered.pred_probs,
                             arrays=gathered.arrays,
@@ -214,9 +227,11 @@ def audit_summary(project: Project, folds: int, evidence: list[str],
     labels, keep, labels_used = trained_labels
     table = project.sample_table()
     audited_ids = table.train_ids
-    accuracy, against, n_eval = heldout_accuracy(table, gathered.heldout_probs)
-    # The headline estimate comes from confident learning when it ran, else from the first detector.
-    headline = results.get("cl") or next(iter(results.values()))
+    accuracy, against, n_eval = (heldout_accuracy(table, gathered.heldout_probs) if gathered.heldout_probs is not None
+                                 else (None, "", 0))  # only detectors on embeddings ran: no model to measure
+    # The headline estimate comes from confident learning when it ran, else from the first label detector.
+    label_results = [result for name, result in results.items() if DETECTORS[name].issue == "label"]
+    headline = results.get("cl") or (label_results or list(results.values()))[0]
     return {
         "n_samples": len(table.label),
         "n_train": len(table.train_ids),
@@ -248,15 +263,16 @@ def report_audit(ctx: JobContext, summary: dict[str, Any]) -> None:
     flagged = ", ".join(f"{name} {count}" for name, count in summary["n_flagged"].items())
     accuracy = summary["heldout_accuracy"]
     ctx.events.log(
-        f"audit done: flagged {flagged} of {summary['n_audited']} training samples; estimated noise rate "
-        f"{summary['estimated_noise_rate']:.3f}"
+        f"audit done: flagged {flagged} of {summary['n_audited']} training samples"
+        + (f"; estimated noise rate {summary['estimated_noise_rate']:.3f}"
+           if summary["estimated_noise_rate"] is not None else "")
         + (f"; held-out accuracy {accuracy:.3f} (against {summary['heldout_accuracy_measured_against']}, "
            f"{summary['heldout_accuracy_model']})" if accuracy is not None else "")
     )
 
 
 def audit_spec(config: TrainConfig, folds: int, detectors: list[str] | tuple[str, ...],
-               dynamics_epochs: int | None = None) -> dict[str, Any]:
+               dynamics_epochs: int | None = None, embedding_source: str | None = None) -> dict[str, Any]:
     """The run spec of an audit (what ``--resume`` re-reads): training settings, folds, detectors.
 
     ``dynamics_epochs``: the dynamics run's epochs (default :data:`DEFAULT_DYNAMICS_EPOCHS`, as for the
@@ -264,7 +280,7 @@ def audit_spec(config: TrainConfig, folds: int, detectors: list[str] | tuple[str
     """
     names = [info.name for info in parse_detectors(list(detectors))]  # fails before a run is made
     return {"train": config.to_dict(), "folds": int(folds), "detectors": names,
-            "dynamics_epochs": resolve_dynamics_epochs(dynamics_epochs, None)}
+            "dynamics_epochs": resolve_dynamics_epochs(dynamics_epochs, None), "embedding_source": embedding_source}
 
 
 def run_audit(
@@ -276,12 +292,13 @@ def run_audit(
     events: EventSink | None = None,
     cancel: CancelToken | None = None,
     dynamics_epochs: int | None = None,
+    embedding_source: str | None = None,
 ) -> tuple[RunInfo, str]:
     """Audit the project as a recorded run; returns (run, status: ok | error | cancelled).
 
     The library entry point (tests, bench, the GUI's engine process);
     ``python -m engine audit`` is the same job.
     """
-    spec = audit_spec(config, folds, detectors, dynamics_epochs)
+    spec = audit_spec(config, folds, detectors, dynamics_epochs, embedding_source)
     return run_job(project, AUDIT_KIND, spec, lambda ctx: audit_body(ctx, config, spec),
                    events or EventSink(), cancel=cancel)

@@ -1,0 +1,220 @@
+"""The neighbour index of an embedding source: each sample's k nearest others by cosine similarity.
+
+Built once per source and cached beside it (``<source>.neighbors-k<K>-<sha256[:16]>.npz``, keyed by
+the source's sha256, so a changed array never meets an old index), and read by every detector
+that works on embeddings (knn, near_duplicate, outlier) and by the duplicate finder. A cached
+index with at least the k asked for serves any smaller k.
+
+Exact where it fits: blocked matrix products (torch, float32), a block of queries against every
+row at a time, so memory stays at block x N. The cost grows with N^2 x D; above
+:data:`EXACT_WORK_LIMIT` an approximate index does it (faiss's HNSW, chosen by bench/neighbors.py:
+the README's table of recall@10, time and memory on 50k against hnswlib, usearch and pynndescent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.embeddings import EmbeddingInfo, embeddings_folder
+from engine.errors import Cancelled, UserError
+
+# N^2 x D multiply-adds that exact search may take: about a minute on two cores (50k x 50k x 1280 = 3.2e12).
+EXACT_WORK_LIMIT = 4e12
+HNSW_LINKS = 32  # M: links per node; 32 keeps recall@10 >= 0.97 on the bench's 50k and 1M
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH_MIN = 64  # efSearch is max(this, 2k)
+EXACT_BLOCK_ROWS = 1024
+NORMALISE_CHUNK_ROWS = 65536
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class NeighborGraph:
+    """Each sample's k nearest others, most similar first.
+
+    ``ids`` (N, k) int64: neighbour sample ids (never the sample itself; -1 where fewer than k
+    exist); ``sims`` (N, k) float32: their cosine similarities (-inf where the id is -1).
+    """
+
+    ids: np.ndarray
+    sims: np.ndarray
+    method: str  # "exact" or "hnsw"
+    source: str = ""
+    sha256: str = ""
+    seconds: float = 0.0
+
+    @property
+    def k(self) -> int:
+        return int(self.ids.shape[1])
+
+    def first(self, k: int) -> NeighborGraph:
+        """The same graph cut to its first ``k`` neighbours."""
+        if k > self.k:
+            raise ValueError(f"the graph has {self.k} neighbours per sample, {k} asked for")
+        return NeighborGraph(self.ids[:, :k], self.sims[:, :k], self.method, self.source, self.sha256, self.seconds)
+
+
+def normalised(array: np.ndarray, first_row: int = 0) -> np.ndarray:
+    """Rows scaled to unit length (float32, a new in-memory array, read from ``array`` in chunks); zero rows stay 0.
+
+    ``first_row``: the sample id of ``array``'s first row (a chunk of a larger array), for the error message.
+    """
+    n = len(array)
+    out = np.empty(array.shape, dtype=np.float32)
+    for start in range(0, n, NORMALISE_CHUNK_ROWS):
+        chunk = np.asarray(array[start:start + NORMALISE_CHUNK_ROWS], dtype=np.float32)
+        if not np.isfinite(chunk).all():
+            bad = first_row + start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+            raise UserError(f"embedding row {bad} holds NaN or infinity", "make or import the embeddings again")
+        norms = np.linalg.norm(chunk, axis=1, keepdims=True)
+        out[start:start + len(chunk)] = chunk / np.maximum(norms, 1e-12)
+    return out
+
+
+def exact_neighbors(unit: np.ndarray, k: int, *, progress: ProgressFn | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, sims), each (N, k): exact cosine neighbours of unit-length rows, self excluded."""
+    import torch
+
+    n = len(unit)
+    k_eff = min(k, n - 1)
+    ids = np.full((n, k), -1, dtype=np.int64)
+    sims = np.full((n, k), -np.inf, dtype=np.float32)
+    if k_eff < 1:
+        return ids, sims
+    base = torch.from_numpy(unit)
+    for start in range(0, n, EXACT_BLOCK_ROWS):
+        if should_stop is not None and should_stop():
+            raise Cancelled("neighbour search cancelled")
+        stop = min(start + EXACT_BLOCK_ROWS, n)
+        scores = base[start:stop] @ base.T
+        rows = torch.arange(stop - start)
+        scores[rows, rows + start] = -float("inf")  # never one's own neighbour, even with exact copies around
+        top = torch.topk(scores, k_eff, dim=1)
+        ids[start:stop, :k_eff] = top.indices.numpy()
+        sims[start:stop, :k_eff] = top.values.numpy()
+        if progress is not None:
+            progress(stop, n)
+    return ids, sims
+
+
+def approximate_neighbors(array: np.ndarray, k: int, *, progress: ProgressFn | None = None,
+                          should_stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, sims), each (N, k): cosine neighbours from a faiss HNSW index, self excluded.
+
+    ``array`` may be a memory map: it is read and normalised a chunk at a time, twice (to build,
+    then to query), so the only whole copy in memory is the index's own.
+    """
+    import faiss
+
+    n, dims = array.shape
+    k_eff = min(k, n - 1)
+    ids = np.full((n, k), -1, dtype=np.int64)
+    sims = np.full((n, k), -np.inf, dtype=np.float32)
+    if k_eff < 1:
+        return ids, sims
+    index = faiss.IndexHNSWFlat(dims, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    chunk = NORMALISE_CHUNK_ROWS
+    for start in range(0, n, chunk):  # added in chunks: progress and cancel between them
+        if should_stop is not None and should_stop():
+            raise Cancelled("neighbour search cancelled")
+        index.add(normalised(array[start:start + chunk], start))
+        if progress is not None:
+            progress(min(start + chunk, n), 2 * n)
+    index.hnsw.efSearch = max(HNSW_EF_SEARCH_MIN, 2 * (k_eff + 1))
+    for start in range(0, n, chunk):
+        if should_stop is not None and should_stop():
+            raise Cancelled("neighbour search cancelled")
+        stop = min(start + chunk, n)
+        found_sims, found_ids = index.search(normalised(array[start:stop], start), k_eff + 1)
+        own = found_ids == np.arange(start, stop)[:, None]
+        # Drop each row's own id (or, when the search missed it, its last neighbour) to keep k.
+        drop = np.where(own.any(axis=1), own.argmax(axis=1), k_eff)
+        keep = np.ones_like(own)
+        keep[np.arange(stop - start), drop] = False
+        ids[start:stop, :k_eff] = found_ids[keep].reshape(stop - start, k_eff)
+        sims[start:stop, :k_eff] = found_sims[keep].reshape(stop - start, k_eff)
+        if progress is not None:
+            progress(n + stop, 2 * n)
+    return ids, sims
+
+
+def choose_method(n: int, dims: int) -> str:
+    return "exact" if float(n) * n * dims <= EXACT_WORK_LIMIT else "hnsw"
+
+
+def cache_file(project_root: Path, info: EmbeddingInfo, k: int) -> Path:
+    return embeddings_folder(project_root) / f"{info.source}.neighbors-k{k}-{info.sha256[:16]}.npz"
+
+
+def cached_graph(project_root: Path, info: EmbeddingInfo, k: int) -> NeighborGraph | None:
+    """A cached graph of this source's content with at least ``k`` neighbours, cut to ``k``; None when there is none."""
+    pattern = f"{info.source}.neighbors-k*-{info.sha256[:16]}.npz"
+    candidates = []
+    for path in embeddings_folder(project_root).glob(pattern):
+        with contextlib.suppress(ValueError):
+            candidates.append((int(path.name[len(info.source) + len(".neighbors-k"):].split("-")[0]), path))
+    for cached_k, path in sorted(candidates):
+        if cached_k < k:
+            continue
+        try:
+            with np.load(path) as data:
+                ids, sims, method = data["ids"], data["sims"], str(data["method"])
+        except (OSError, ValueError, KeyError):
+            continue  # unreadable: built again
+        if ids.shape != (info.num_samples, cached_k) or sims.shape != ids.shape:
+            continue
+        return NeighborGraph(ids.astype(np.int64), sims, method, info.source, info.sha256).first(k)
+    return None
+
+
+def neighbor_graph(project_root: Path, info: EmbeddingInfo, array: np.ndarray, k: int, *,
+                   progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
+                   method: str | None = None) -> NeighborGraph:
+    """The ``k`` nearest neighbours of every sample of the source ``info`` (``array``, its rows): from the
+    cache when it has them, else built (exact or HNSW, :func:`choose_method`) and cached for every later reader."""
+    if k < 1:
+        raise UserError(f"k = {k} neighbours is too few", "use k of 1 or more")
+    cached = cached_graph(project_root, info, k)
+    if cached is not None and (method is None or cached.method == method):
+        return cached
+    started = time.perf_counter()
+    chosen = method or choose_method(*array.shape)
+    if chosen == "exact":
+        ids, sims = exact_neighbors(normalised(array), k, progress=progress, should_stop=should_stop)
+    else:
+        ids, sims = approximate_neighbors(array, k, progress=progress, should_stop=should_stop)
+    seconds = time.perf_counter() - started
+    _save_graph(cache_file(project_root, info, k), ids, sims, chosen)
+    for older in embeddings_folder(project_root).glob(f"{info.source}.neighbors-k*.npz"):
+        if older != cache_file(project_root, info, k) and not older.name.endswith(f"-{info.sha256[:16]}.npz"):
+            older.unlink(missing_ok=True)  # an index of content this source no longer has
+    return NeighborGraph(ids, sims, chosen, info.source, info.sha256, seconds)
+
+
+def _save_graph(path: Path, ids: np.ndarray, sims: np.ndarray, method: str) -> None:
+    """Written to a temporary name and renamed: a reader never sees half an index."""
+    import os
+
+    from engine.store import fsync_folder
+
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial.npz")
+    try:
+        with open(temporary, "wb") as stream:
+            np.savez(stream, ids=ids.astype(np.int32 if len(ids) < 2**31 else np.int64), sims=sims,
+                     method=np.array(method))
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
