@@ -147,7 +147,7 @@ def _torchvision_model(name: str, image_size: int, log: LogFn | None) -> Backbon
 
 def latest_audit_model(project: Project) -> tuple[str, Path]:
     """The latest finished audit that kept a model trained on every training sample: (run id, checkpoint)."""
-    from engine.workflows.audit import DYNAMICS_CHECKPOINT
+    from engine.training.checkpoints import DYNAMICS_CHECKPOINT
 
     for run in reversed(project.runs("audit")):
         checkpoint = run.folder / DYNAMICS_CHECKPOINT

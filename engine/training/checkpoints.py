@@ -21,6 +21,9 @@ import torch
 
 from engine.errors import UserError
 
+# The audit's dynamics run keeps its model here (its penultimate layer is an embedding backbone too).
+DYNAMICS_CHECKPOINT = "checkpoint-dynamics.pt"
+
 CHECKPOINT_FORMAT = 2
 START_A_NEW_RUN = "start a new run instead of resuming this one"
 

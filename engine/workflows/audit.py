@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 
 AUDIT_KIND = "audit"
 DEFAULT_DETECTORS = ("cl",)
-DYNAMICS_CHECKPOINT = "checkpoint-dynamics.pt"
 
 
 DEFAULT_DYNAMICS_EPOCHS = 45
@@ -110,6 +109,7 @@ def record_dynamics(
         The final model's probabilities of the samples it did not train on (zeros for the others).
     """
     from engine.training import distributed
+    from engine.training.checkpoints import DYNAMICS_CHECKPOINT
     from engine.training.fit import fit_and_evaluate
     from engine.training.loop import predict_probs
     from engine.training.recorders import DYNAMICS_FOLDER, EVIDENCE_RECORDERS, DynamicsRecorder
