@@ -96,8 +96,10 @@ def test_cli_rejects_malformed_jobs(tmp_path: Path, capsys: pytest.CaptureFixtur
     root = str(tmp_path / "p")
     assert main(["audit", root, "--detectors", "cl,nope"]) == 2
     assert "unknown detector 'nope'" in capsys.readouterr().err
-    assert main(["retrain", root, "--auto-top-k", "zero"]) == 2
-    assert "--auto-top-k 'zero' is not a number" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # refused where it is parsed, naming the option and its range
+        main(["retrain", root, "--auto-top-k", "zero"])
+    assert refused.value.code == 2
+    assert "--auto-top-k: 'zero' is not a whole number from 1" in capsys.readouterr().err
     assert main(["audit", root, "--resume", "no-such-run"]) == 2
     assert "no run 'no-such-run'" in capsys.readouterr().err
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands.common import EXIT_FOR_STATUS, add_json_option, add_project_argument, make_sink
+from engine.commands.common import add_json_option, add_project_argument, run_with_sink
+from engine.events import EventSink
 
 
 def add_parser(subparsers: Any) -> None:
@@ -36,23 +37,16 @@ def add_parser(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from engine.embeddings.job import EMBED_KIND, embed_body, embed_spec
-    from engine.errors import UserError
     from engine.jobs import run_job
     from engine.store import Project
 
-    sink = make_sink(args)
-    try:
+    def work(sink: EventSink) -> str:
         spec = embed_spec(args.backbone, args.image_size, args.batch_size, args.force)
         with Project.open(args.project) as project:
             if spec["backbone"] == "audit":  # refused before a run is made, like the other options
                 from engine.embeddings.backbones import latest_audit_model
 
                 latest_audit_model(project)
-            _, status = run_job(project, EMBED_KIND, spec, lambda ctx: embed_body(ctx, spec), sink)
-    except UserError as exc:
-        sink.error(exc.message, exc.hint)
-        sink.done("error", exc.message)
-        return 2
-    finally:
-        sink.close()
-    return EXIT_FOR_STATUS[status]
+            return run_job(project, EMBED_KIND, spec, lambda ctx: embed_body(ctx, spec), sink)[1]
+
+    return run_with_sink(args, work)
