@@ -14,6 +14,7 @@ from auditor.jobs import JobController
 from auditor.session import ProjectSession
 from auditor.views.audit_dialog import AuditDialog, TrainOptions
 from auditor.views.compare_view import CompareDialog, CompareOptions
+from auditor.views.import_dialog import ImportDialog, ImportOptions
 from auditor.views.retrain_dialog import RetrainDialog, RetrainOptions
 
 
@@ -82,6 +83,22 @@ class JobLauncher(QObject):
         if process is not None:
             process.result.connect(self._on_result)
         return process
+
+    def choose_import(self) -> None:
+        """Import predictions (and embeddings): the dialog checks every row first, then the import is a job."""
+        if self.session is None:
+            return
+        dialog = self.import_dialog()
+        if dialog.exec():
+            self.start_import(dialog.options())
+
+    def import_dialog(self) -> ImportDialog:
+        assert self.session is not None
+        return ImportDialog(self.session.root, parent=self.dialog_parent)
+
+    def start_import(self, options: ImportOptions) -> EngineProcess | None:
+        """One `import-predictions` job; its run becomes the current audit when it finishes."""
+        return self.start("import-predictions", options.args())
 
     def _on_result(self, event: object) -> None:
         if getattr(event, "kind", "") == "compare":

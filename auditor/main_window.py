@@ -111,8 +111,10 @@ class MainWindow(QMainWindow):
         self.audit_action = self._action("Audit…", self.launcher.choose_audit, "Ctrl+R")
         self.retrain_action = self._action("Retrain with decisions applied…", self.launcher.choose_retrain, "Ctrl+T")
         self.compare_action = self._action("Compare methods…", self.launcher.choose_compare)
+        self.import_action = self._action("Import predictions…", self.launcher.choose_import)
         self.cancel_action = self._action("Cancel job", self.jobs.cancel)
-        for action in (self.audit_action, self.retrain_action, self.compare_action, self.cancel_action):
+        for action in (self.audit_action, self.import_action, self.retrain_action, self.compare_action,
+                       self.cancel_action):
             run_menu.addAction(action)
 
     def _update_actions(self) -> None:
@@ -121,7 +123,7 @@ class MainWindow(QMainWindow):
         writable = self.session is not None and not self.session.read_only
         for action in (self.export_csv_action, self.export_folder_action, self.close_action):
             action.setEnabled(has_project and not busy)
-        for action in (self.audit_action, self.retrain_action, self.compare_action):
+        for action in (self.audit_action, self.retrain_action, self.compare_action, self.import_action):
             action.setEnabled(has_project and writable and not busy)
         self.cancel_action.setEnabled(busy)
         self.undo_action.setEnabled(has_project and self.session is not None and self.session.can_undo())
@@ -197,6 +199,7 @@ class MainWindow(QMainWindow):
     def _connect_project(self, session: ProjectSession, page: ProjectPage) -> None:
         page.audit.audit_requested.connect(self.launcher.choose_audit)
         page.audit.retrain_requested.connect(self.launcher.choose_retrain)
+        page.audit.import_requested.connect(self.launcher.choose_import)
         page.results.retrain_requested.connect(self.launcher.choose_retrain)
         page.results.compare_requested.connect(self.launcher.choose_compare)
         page.results.export_csv_requested.connect(self.exporter.choose_csv)

@@ -19,8 +19,10 @@ from auditor.views.prob_histograms import ProbHistogramsView
 from auditor.views.results_view import ResultsView
 from auditor.views.review_view import ReviewView
 
-TRAINING_COMMANDS = ("audit", "retrain", "crossval", "compare")  # their progress comes to the front
-NEW_AUDIT_COMMANDS = ("audit", "finetune-detector")  # a finished one makes a new audit the current one
+# Their progress comes to the front.
+TRAINING_COMMANDS = ("audit", "retrain", "crossval", "compare", "import-predictions")
+# A finished one makes a new audit the current one (an import of predictions records an audit run).
+NEW_AUDIT_COMMANDS = ("audit", "finetune-detector", "import-predictions")
 
 
 class PageScroll(QScrollArea):
