@@ -15,6 +15,7 @@ from auditor.session import ProjectSession
 from auditor.views.audit_dialog import AuditDialog, TrainOptions
 from auditor.views.compare_view import CompareDialog, CompareOptions
 from auditor.views.import_dialog import ImportDialog, ImportOptions
+from auditor.views.outliers_view import OUTLIERS_LISTED
 from auditor.views.retrain_dialog import RetrainDialog, RetrainOptions
 
 
@@ -99,6 +100,14 @@ class JobLauncher(QObject):
     def start_import(self, options: ImportOptions) -> EngineProcess | None:
         """One `import-predictions` job; its run becomes the current audit when it finishes."""
         return self.start("import-predictions", options.args())
+
+    def start_embed(self) -> EngineProcess | None:
+        """`embed`: one embedding per sample (the offline default backbone), for duplicates, outliers and knn."""
+        return self.start("embed", [])
+
+    def start_search(self, command: str) -> EngineProcess | None:
+        """`duplicates` or `outliers`: a search whose JSON answer a view shows."""
+        return self.start(command, ["--limit", str(OUTLIERS_LISTED)] if command == "outliers" else [])
 
     def _on_result(self, event: object) -> None:
         if getattr(event, "kind", "") == "compare":

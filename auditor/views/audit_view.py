@@ -13,7 +13,8 @@ from auditor.session import ProjectSession
 from auditor.views.job_view import JobView
 
 JOB_TITLES = {"audit": "Audit", "retrain": "Retrain on the cleaned data", "export": "Export",
-              "crossval": "Cross-validation", "import-predictions": "Import predictions"}
+              "crossval": "Cross-validation", "import-predictions": "Import predictions",
+              "embed": "Compute embeddings", "duplicates": "Find duplicates", "outliers": "Find outliers"}
 
 
 class AuditView(QWidget):
