@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from auditor.engine_process import EngineProcess
 from auditor.session import ProjectSession
+from auditor.style import text_label
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.review_queue import ReviewQueue
 from auditor.views.review_view import ReviewView
@@ -31,7 +32,8 @@ class OutlierQueue(ReviewQueue):
         self.ranked = np.zeros(0, dtype=np.int64)
         self.distance: dict[int, float] = {}
         self.flagged: set[int] = set()
-        self.about = "Find outliers: the samples least like any other (needs embeddings)."
+        self.about = ("Outliers: the samples least like any other, by the distance of their embedding to its "
+                      "k-th nearest neighbour. Needs embeddings (Run ▸ Compute embeddings).")
         super().__init__(session, thumbnails, parent)
         self.bulk_button.hide()
         self.clear_filter_button.setText("Show all outliers")
@@ -49,9 +51,9 @@ class OutlierQueue(ReviewQueue):
         self.ranked = np.array([int(row["sample_id"]) for row in top], dtype=np.int64)
         self.distance = {int(row["sample_id"]): float(row["distance"]) for row in top}
         self.flagged = {int(row["sample_id"]) for row in top if row.get("flagged")}
-        self.about = (f"farthest from their {answer.get('k', '?')}th neighbour first · embeddings "
-                      f"“{answer.get('source', '?')}” · {int(answer.get('n_flagged', 0)):,} beyond "
-                      f"{float(answer.get('threshold', 0.0)):.3f}")
+        self.about = (f"Ranked by the cosine distance to each sample's {answer.get('k', '?')}th nearest neighbour "
+                      f"(embeddings “{answer.get('source', '?')}”), farthest first; "
+                      f"{int(answer.get('n_flagged', 0)):,} beyond the threshold {float(answer.get('threshold', 0.0)):.3f}.")
         self.opened = None
 
     def reload(self) -> None:
@@ -70,7 +72,7 @@ class OutlierQueue(ReviewQueue):
         decided = int(self.session.decided[queue].sum())
         self.counter.setText(f"Reviewed {decided:,} / {len(queue):,} outliers" if self.opened is None
                              else f"Sample #{self.opened}")
-        self.filter_label.setText("not among the outliers listed" if self.opened is not None else self.about)
+        self.filter_label.setText("not among the outliers listed" if self.opened is not None else "farthest first")
         self.clear_filter_button.setVisible(self.opened is not None)
 
 
@@ -88,15 +90,16 @@ class OutliersView(ReviewView):
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
         top = QHBoxLayout()
-        top.addStretch(1)
         top.addWidget(self.busy)
         top.addWidget(self.cancel_button)
         top.addWidget(self.find_button)
         for widget in (self.find_button, self.cancel_button):
             widget.setFocusPolicy(self.buttons.accept_button.focusPolicy())  # the keys stay on the review
+        self.about = text_label(self.outliers.about)
+        top.insertWidget(0, self.about, 1)
         layout = self.layout()
-        assert layout is not None
-        layout.insertItem(0, top)  # type: ignore[attr-defined]
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertLayout(0, top)
         self._set_busy(False)
 
     def make_queue(self, session: ProjectSession, thumbnails: ThumbnailCache) -> ReviewQueue:
@@ -134,6 +137,7 @@ class OutliersView(ReviewView):
         if isinstance(answer, dict):
             self.outliers.set_ranking(answer)
             self.find_button.setText("Rank again")
+            self.about.setText(self.outliers.about)
             self.reload_queue()
 
     def open_sample(self, sample_id: int) -> None:
@@ -160,7 +164,8 @@ class OutliersView(ReviewView):
         if sample is None:
             self.details.show_sample(None)
             self.image.show_image(None)
-            self.image.setText(self.outliers.about if not len(self.outliers.ranked) else "Nothing to review")
+            self.image.setText("Find outliers to rank the samples." if not len(self.outliers.ranked)
+                               else "Nothing to review")
             return
         row = self.queue.current_row()
         path = self.model.image_path(row)

@@ -106,6 +106,7 @@ def test_outliers_are_ranked_and_decided_with_the_review_keys(qtbot: QtBot, sess
     assert view.current_sample() == 5
     assert "Outlier 1 of 2" in view.details.position.text() and "distance 0.910" in view.details.position.text()
     assert "Reviewed 0 / 2 outliers" in view.queue.counter.text()
+    assert "10th nearest neighbour" in view.about.text() and view.find_button.isVisible()
     assert view.queue.order_box.isHidden() and view.queue.bulk_button.isHidden()
     view.setFocus()
     qtbot.keyClick(view, Qt.Key.Key_R)  # remove, and on to the next outlier
