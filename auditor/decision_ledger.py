@@ -12,7 +12,7 @@ from collections import Counter
 
 import numpy as np
 
-from engine.store import Decision, Project
+from engine.store import BULK, Decision, Project
 
 UNDO_ELSEWHERE = "the last decision was made elsewhere (CLI); undo it there"
 REDO_ELSEWHERE = "the last undo was made elsewhere (CLI); redo it there"
@@ -93,10 +93,11 @@ class DecisionLedger:
         self._mirror(decision.sample_id, decision)
         return decision
 
-    def decide_many(self, items: list[tuple[int, str, int | None]]) -> list[Decision]:
-        """Commit many decisions as one transaction and one undo step."""
+    def decide_many(self, items: list[tuple[int, str, int | None]], provenance: str = BULK) -> list[Decision]:
+        """Commit many decisions as one transaction and one undo step; ``provenance`` as the store's: a bulk
+        action's by default, a person's where a person looked at every sample (a duplicate group)."""
         before = self._latest_history_id()
-        decisions = self._project.decide_many(items)
+        decisions = self._project.decide_many(items, provenance=provenance)
         self._note_made_here(before)
         self._mirror_states(decisions)
         return decisions

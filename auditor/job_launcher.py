@@ -14,6 +14,8 @@ from auditor.jobs import JobController
 from auditor.session import ProjectSession
 from auditor.views.audit_dialog import AuditDialog, TrainOptions
 from auditor.views.compare_view import CompareDialog, CompareOptions
+from auditor.views.import_dialog import ImportDialog, ImportOptions
+from auditor.views.outliers_view import OUTLIERS_LISTED
 from auditor.views.retrain_dialog import RetrainDialog, RetrainOptions
 
 
@@ -82,6 +84,30 @@ class JobLauncher(QObject):
         if process is not None:
             process.result.connect(self._on_result)
         return process
+
+    def choose_import(self) -> None:
+        """Import predictions (and embeddings): the dialog checks every row first, then the import is a job."""
+        if self.session is None:
+            return
+        dialog = self.import_dialog()
+        if dialog.exec():
+            self.start_import(dialog.options())
+
+    def import_dialog(self) -> ImportDialog:
+        assert self.session is not None
+        return ImportDialog(self.session.root, parent=self.dialog_parent)
+
+    def start_import(self, options: ImportOptions) -> EngineProcess | None:
+        """One `import-predictions` job; its run becomes the current audit when it finishes."""
+        return self.start("import-predictions", options.args())
+
+    def start_embed(self) -> EngineProcess | None:
+        """`embed`: one embedding per sample (the offline default backbone), for duplicates, outliers and knn."""
+        return self.start("embed", [])
+
+    def start_search(self, command: str) -> EngineProcess | None:
+        """`duplicates` or `outliers`: a search whose JSON answer a view shows."""
+        return self.start(command, ["--limit", str(OUTLIERS_LISTED)] if command == "outliers" else [])
 
     def _on_result(self, event: object) -> None:
         if getattr(event, "kind", "") == "compare":

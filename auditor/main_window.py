@@ -20,6 +20,8 @@ from auditor.jobs import JobController
 from auditor.project_maker import ProjectMaker
 from auditor.run_notes import mark_dead_run, run_note
 from auditor.session import ProjectSession
+from auditor.views.duplicates_view import DuplicatesView
+from auditor.views.outliers_view import OutliersView
 from auditor.views.project_frame import ProjectFrame
 from auditor.views.project_page import NEW_AUDIT_COMMANDS, ProjectPage
 from auditor.views.skipped_files import skipped_details, skipped_summary
@@ -111,8 +113,11 @@ class MainWindow(QMainWindow):
         self.audit_action = self._action("Audit…", self.launcher.choose_audit, "Ctrl+R")
         self.retrain_action = self._action("Retrain with decisions applied…", self.launcher.choose_retrain, "Ctrl+T")
         self.compare_action = self._action("Compare methods…", self.launcher.choose_compare)
+        self.import_action = self._action("Import predictions…", self.launcher.choose_import)
+        self.embed_action = self._action("Compute embeddings", self.launcher.start_embed)
         self.cancel_action = self._action("Cancel job", self.jobs.cancel)
-        for action in (self.audit_action, self.retrain_action, self.compare_action, self.cancel_action):
+        for action in (self.audit_action, self.import_action, self.embed_action, self.retrain_action,
+                       self.compare_action, self.cancel_action):
             run_menu.addAction(action)
 
     def _update_actions(self) -> None:
@@ -121,7 +126,8 @@ class MainWindow(QMainWindow):
         writable = self.session is not None and not self.session.read_only
         for action in (self.export_csv_action, self.export_folder_action, self.close_action):
             action.setEnabled(has_project and not busy)
-        for action in (self.audit_action, self.retrain_action, self.compare_action):
+        for action in (self.audit_action, self.retrain_action, self.compare_action, self.import_action,
+                       self.embed_action):
             action.setEnabled(has_project and writable and not busy)
         self.cancel_action.setEnabled(busy)
         self.undo_action.setEnabled(has_project and self.session is not None and self.session.can_undo())
@@ -197,6 +203,11 @@ class MainWindow(QMainWindow):
     def _connect_project(self, session: ProjectSession, page: ProjectPage) -> None:
         page.audit.audit_requested.connect(self.launcher.choose_audit)
         page.audit.retrain_requested.connect(self.launcher.choose_retrain)
+        page.audit.import_requested.connect(self.launcher.choose_import)
+        page.duplicates.find_requested.connect(lambda: self._follow(page.duplicates, "duplicates"))
+        page.outliers.find_requested.connect(lambda: self._follow(page.outliers, "outliers"))
+        for view in (page.duplicates, page.outliers):
+            view.status_message.connect(self._say)
         page.results.retrain_requested.connect(self.launcher.choose_retrain)
         page.results.compare_requested.connect(self.launcher.choose_compare)
         page.results.export_csv_requested.connect(self.exporter.choose_csv)
@@ -284,6 +295,12 @@ class MainWindow(QMainWindow):
         self._update_actions()
         self.job_finished.emit(command, status)
 
+    def _follow(self, view: DuplicatesView | OutliersView, command: str) -> None:
+        """A search whose answer a view shows (duplicates, outliers): the view follows it, with cancel."""
+        process = self.launcher.start_search(command)
+        if process is not None:
+            view.follow(process)
+
     def _on_compare_finished(self, result: dict[str, Any]) -> None:
         if self.page is not None:
             self.page.results.show_compare(result)
@@ -307,11 +324,11 @@ class MainWindow(QMainWindow):
     # --------------------------------------------------------------- decisions
     def undo(self) -> None:
         if self.page is not None:
-            self.page.review.undo()
+            self.page.undo()
 
     def redo(self) -> None:
         if self.page is not None:
-            self.page.review.redo()
+            self.page.redo()
 
     # ------------------------------------------------------------------ window
     def changeEvent(self, event: QEvent) -> None:

@@ -29,7 +29,7 @@ from auditor import review_order
 from auditor.audit_scores import AuditScores, load_audit
 from auditor.decision_ledger import DecisionLedger, MadeElsewhere
 from engine.errors import DamagedProjectError, UserError, user_error_from_exception
-from engine.store import Decision, Project, RunInfo
+from engine.store import BULK, Decision, Project, RunInfo
 from engine.workflows.bulk import latest_scored_audit
 
 WATCH_INTERVAL_MS = 1000  # how often an open project is checked for changes made elsewhere
@@ -321,14 +321,15 @@ class ProjectSession(QObject):
         self.undo_state_changed.emit()
         return decision
 
-    def decide_many(self, items: list[tuple[int, str, int | None]]) -> list[Decision]:
+    def decide_many(self, items: list[tuple[int, str, int | None]], provenance: str = BULK) -> list[Decision]:
         """Commit many decisions as one transaction and one undo step, then tell the views once.
 
+        ``provenance``: a bulk action's (nobody looked at each) unless a person looked at them all (PERSON).
         [] when they could not be saved (see :meth:`decide`): then none of them was.
         """
         self.reload_if_changed()
         try:
-            decisions = self.ledger.decide_many(items)
+            decisions = self.ledger.decide_many(items, provenance)
         except UserError as exc:
             self._refused(exc)
             return []

@@ -6,7 +6,8 @@ Runs offscreen with its own settings and data folder: makes the demo project thr
 the engine, runs a small real audit (captured mid-run), reviews a few samples from the
 keyboard, retrains, and saves start, browse, audit, review, plots and results views; then audits
 with every detector and saves the detector curves, probability histograms, noisy-data grid,
-the data map and the review's training-dynamics plot.
+the data map and the review's training-dynamics plot; then the import dialog, and the Duplicates
+and Outliers views on embeddings computed by `engine embed`.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def main(argv: list[str]) -> int:
     shot("02-browse")
 
     options = TrainOptions(epochs=4, folds=2, image_size=16, device="cpu")
-    process = window.start_audit(options)
+    process = window.launcher.start_audit(options)
     assert process is not None
     metrics: list[object] = []
     process.metric.connect(metrics.append)
@@ -104,14 +105,14 @@ def main(argv: list[str]) -> int:
     shot("05-plots")
 
     finished.clear()
-    window.start_retrain(TrainOptions(epochs=2, image_size=16, device="cpu"))
+    window.launcher.start_retrain(TrainOptions(epochs=2, image_size=16, device="cpu"))
     wait_until(app, lambda: bool(finished), 900, "the retrain")
     page.setCurrentWidget(page.results)
     shot("06-results")
 
     # Every detector against the demo's known truth: curves, p(given label) histograms, the noisy grid.
     finished.clear()
-    window.start_audit(TrainOptions(epochs=3, folds=2, image_size=16, device="cpu", detectors=["all"]))
+    window.launcher.start_audit(TrainOptions(epochs=3, folds=2, image_size=16, device="cpu", detectors=["all"]))
     wait_until(app, lambda: bool(finished), 900, "the audit with every detector")
     for view, name in ((page.curves, "09-curves"), (page.histograms, "09-histograms"), (page.noisy, "09-noisy-grid")):
         page.setCurrentWidget(view)
@@ -149,10 +150,15 @@ def main(argv: list[str]) -> int:
 
     # A comparison run as one job: the table and the plot of paired differences under Results.
     finished.clear()
-    window.start_compare(CompareOptions(TrainOptions(epochs=2, image_size=16, device="cpu"), ["ce", "sln", "mixgen"], 2))
+    window.launcher.start_compare(CompareOptions(TrainOptions(epochs=2, image_size=16, device="cpu"), ["ce", "sln", "mixgen"], 2))
     wait_until(app, lambda: bool(finished), 900, "the comparison")
     page.setCurrentWidget(page.results)
     shot("07-compare-results")
+
+    # Bring your own model: the import dialog with a file's problems listed, the Duplicates and Outliers views.
+    from screenshots_byom import byom_screenshots  # beside this script (its folder is on sys.path)
+
+    byom_screenshots(app, window, out, pump, wait_until)
     window.close()
     return 0
 

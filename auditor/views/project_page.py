@@ -13,14 +13,18 @@ from auditor.views.audit_view import AuditView
 from auditor.views.browse_view import BrowseView
 from auditor.views.data_map import DataMapView
 from auditor.views.detector_curves import DetectorCurvesView
+from auditor.views.duplicates_view import DuplicatesView
 from auditor.views.insights_view import InsightsView
 from auditor.views.noisy_grid import NoisyGridView
+from auditor.views.outliers_view import OutliersView
 from auditor.views.prob_histograms import ProbHistogramsView
 from auditor.views.results_view import ResultsView
 from auditor.views.review_view import ReviewView
 
-TRAINING_COMMANDS = ("audit", "retrain", "crossval", "compare")  # their progress comes to the front
-NEW_AUDIT_COMMANDS = ("audit", "finetune-detector")  # a finished one makes a new audit the current one
+# Their progress comes to the front.
+TRAINING_COMMANDS = ("audit", "retrain", "crossval", "compare", "import-predictions", "embed")
+# A finished one makes a new audit the current one (an import of predictions records an audit run).
+NEW_AUDIT_COMMANDS = ("audit", "finetune-detector", "import-predictions")
 
 
 class PageScroll(QScrollArea):
@@ -115,6 +119,12 @@ class ProjectPage(QTabWidget):
         self.addTab(self.histograms, "Probabilities")
         self.addTab(self.noisy, "Noisy data")
         self.noisy.sample_activated.connect(self._review_sample)
+        # The dataset seen through embeddings and hashes: its copies and its odd ones out (issue 21).
+        self.duplicates = DuplicatesView(session, self.thumbnails)
+        self.outliers = OutliersView(session, self.thumbnails)
+        self.addTab(self.duplicates, "Duplicates")
+        self.addTab(self.outliers, "Outliers")
+        self.outliers.reveal_requested.connect(lambda: self.setCurrentWidget(self.outliers))
         self.addTab(self.results, "Retrain && export")
         self.insights.pair_chosen.connect(lambda *_: self.show_review())
         self.browse.sample_activated.connect(self._review_sample)
@@ -158,8 +168,20 @@ class ProjectPage(QTabWidget):
         self.show_review()
 
     def _on_tab_changed(self, index: int) -> None:
-        if self.widget(index) is self.review:
-            self.review.setFocus()
+        view = self.widget(index)
+        if view in (self.review, self.outliers, self.duplicates):
+            view.setFocus()
+
+    def undo(self) -> None:
+        """Undo where the person is: the Duplicates and Outliers views show what it undid there; else the review."""
+        self._history_view().undo()
+
+    def redo(self) -> None:
+        self._history_view().redo()
+
+    def _history_view(self) -> ReviewView | DuplicatesView:
+        current = self.currentWidget()
+        return current if isinstance(current, (OutliersView, DuplicatesView)) else self.review
 
     def shutdown(self) -> None:
         self.thumbnails.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 from auditor.run_notes import run_note
 from auditor.session import ProjectSession
 from auditor.style import column_layout, text_label
+from auditor.views.audit_view import imported_source
 from auditor.views.compare_view import ComparePlot, CompareTable
 from engine.stats import NO_MEASURABLE_CHANGE, difference_from_dict, points
 from engine.store import RunInfo
@@ -87,6 +89,9 @@ def _audit_line(run: RunInfo) -> str:
                      + f" of {_count(summary.get('n_audited'))}")
     elif "flagged" in summary:
         parts.append(f"flagged {_count(summary.get('flagged'))}")
+    imported = imported_source(spec)
+    if imported is not None:
+        parts.append(f"imported from {Path(str(imported.get('file', '?'))).name}")
     epochs = (spec.get("train") or {}).get("epochs") if isinstance(spec.get("train"), dict) else spec.get("epochs")
     if epochs is not None:
         parts.append(f"{epochs} epoch{'s' if epochs != 1 else ''}")

@@ -50,7 +50,7 @@ class ReviewView(QWidget):
         super().__init__(parent)
         self.session = session
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.queue = ReviewQueue(session, thumbnails)
+        self.queue = self.make_queue(session, thumbnails)
         self.model = self.queue.model
         self.image = ImagePane()
         self.details = SampleDetails(session)
@@ -80,6 +80,10 @@ class ReviewView(QWidget):
         session.decision_changed.connect(self._on_decision_changed)
         session.decisions_reset.connect(self._on_decisions_reset)
         self.reload_queue()
+
+    def make_queue(self, session: ProjectSession, thumbnails: ThumbnailCache) -> ReviewQueue:
+        """The queue this view reviews: the audit's suspects (the Outliers view reviews its own ranking)."""
+        return ReviewQueue(session, thumbnails)
 
     def _connect_parts(self) -> None:
         self.queue.current_changed.connect(self._on_current_changed)
