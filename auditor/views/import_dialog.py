@@ -1,6 +1,6 @@
 """Import predictions: choose your own model's predictions (and embeddings), see what they match, then import.
 
-The dialog checks every row of the chosen files as the engine's import will (``engine.imported.validate``:
+The dialog checks every row of the chosen files as the engine's import will (``engine.evidence.imported.validate``:
 numpy and pandas only) and shows the class columns and samples matched, and every problem with its row and
 fix. The check reads whole files, which takes seconds at 50k rows: it runs on a worker thread, a few hundred
 milliseconds after the last edit, so typing never waits for it. Import stays disabled until a check of
@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.imported import ImportPreview, default_name, validate
+from engine.evidence.imported import ImportPreview, default_name, validate
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
