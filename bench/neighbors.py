@@ -35,6 +35,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def current_rss_mb() -> float:
+    """The resident memory now (VmRSS), to see what an index holds while it is alive."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
 def generate(path: Path, n: int, dims: int, clusters: int, duplicates: int, outliers: int,
              seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Write (n, dims) float32 to ``path`` in chunks; returns (the memmap, planted pairs (D, 2), outlier ids)."""
@@ -82,11 +90,14 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     k = 11  # self + 10
     results: dict[str, Any] = {}
 
+    alive: dict[str, float] = {}
+
     def measure(name: str, build_and_query: Any) -> None:
         import gc
 
         gc.collect()
-        before = peak_rss_mb()
+        before = current_rss_mb()
+        alive.clear()
         started = time.perf_counter()
         try:
             ids = build_and_query()
@@ -97,11 +108,13 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         rows = ids[queries]
         rows = np.array([[x for x in row if x != q][:10] for row, q in zip(rows, queries)])
         results[name] = {"recall@10": round(recall(rows, truth), 4), "seconds": round(seconds, 1),
-                         "peak_rss_growth_mb": round(peak_rss_mb() - before)}
+                         "memory_mb": round(alive.get("rss", before) - before)}
         print(name, results[name], flush=True)
 
     def exact() -> np.ndarray:
-        return exact_neighbors(unit, 10)[0]
+        ids = exact_neighbors(unit, 10)[0]
+        alive["rss"] = current_rss_mb()
+        return ids
 
     def faiss_hnsw() -> np.ndarray:
         import faiss
@@ -110,6 +123,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         index.hnsw.efConstruction = 80
         index.add(unit)
         index.hnsw.efSearch = 64
+        alive["rss"] = current_rss_mb()  # the index and its copy of the vectors
         return index.search(unit, k)[1]
 
     def hnswlib_index() -> np.ndarray:
@@ -119,6 +133,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         index.init_index(max_elements=len(unit), M=32, ef_construction=80)
         index.add_items(unit)
         index.set_ef(64)
+        alive["rss"] = current_rss_mb()
         return index.knn_query(unit, k=k)[0]
 
     def usearch_index() -> np.ndarray:
@@ -126,12 +141,14 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
 
         index = Index(ndim=args.dims, metric="ip", dtype="f32", connectivity=32, expansion_add=80, expansion_search=64)
         index.add(np.arange(len(unit)), unit)
+        alive["rss"] = current_rss_mb()
         return np.asarray(index.search(unit, k).keys)
 
     def pynndescent_index() -> np.ndarray:
         from pynndescent import NNDescent
 
         index = NNDescent(unit, metric="dot", n_neighbors=30, random_state=0, low_memory=True)
+        alive["rss"] = current_rss_mb()
         return index.neighbor_graph[0][:, :k]
 
     measure("exact (torch, blocked)", exact)

@@ -206,6 +206,21 @@ def test_find_duplicates_groups_copies_and_flags_the_label_suspect(project_with_
         assert list((project.root / "embeddings").glob("image-hashes-*.npz"))  # hashed once, cached
 
 
+def test_a_perceptual_hash_match_needs_the_embeddings_to_agree(project_with_copies: Path) -> None:
+    """Tiny images with little detail share a perceptual hash with other pictures: embeddings confirm a match."""
+    with Project.open(project_with_copies) as project:
+        paths = project.sample_table().paths
+        copy, original = paths.index("stripes/resized.jpg"), paths.index("stripes/stripes_00.png")
+        points = np.random.default_rng(0).normal(size=(project.num_samples, 8)).astype(np.float32)
+        save_embeddings(project.root, "unlike", points)  # the two are unrelated in embedding space
+        report = find_duplicates(project, "unlike", methods=("phash",))
+        assert not any({copy, original} <= set(group.members) for group in report.groups)
+        points[copy] = points[original] + 0.01
+        save_embeddings(project.root, "alike", points)
+        report = find_duplicates(project, "alike", methods=("phash",))
+        assert any({copy, original} <= set(group.members) for group in report.groups)
+
+
 def test_duplicates_across_splits_are_reported_as_inflating_heldout(project_with_copies: Path) -> None:
     with Project.open(project_with_copies) as project:
         table = project.sample_table()

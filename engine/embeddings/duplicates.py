@@ -5,6 +5,7 @@
   and a lossless copy, or the same JPEG with other metadata);
 - ``phash``: a perceptual hash (64-bit DCT hash of a 32x32 greyscale copy) within
   :data:`PHASH_MAX_DISTANCE` bits: re-encoded (JPEG quality 50), resized, lightly edited copies;
+  where the project has embeddings, confirmed by their cosine (:data:`PHASH_CONFIRM_COSINE`);
 - ``embedding``: cosine similarity of the embeddings at least :data:`EMBEDDING_MIN_COSINE`
   (from the source's cached neighbour index): flipped, shifted, cropped, recoloured copies.
 
@@ -39,8 +40,14 @@ from engine.embeddings import embeddings_folder, load_embeddings
 from engine.errors import Cancelled, UserError
 from engine.store import PERSON, Decision, Project
 
-PHASH_MAX_DISTANCE = 4  # bits of 64; bench/duplicates.py
-EMBEDDING_MIN_COSINE = 0.93  # bench/duplicates.py, EfficientNet-Lite0 embeddings
+# Calibrated by bench/duplicates.py on 1,000 CIFAR-10 images and their edited copies (the README's table),
+# then checked on CIFAR-10's 50,000 training images (groups looked at near each threshold).
+PHASH_MAX_DISTANCE = 4  # bits of 64: JPEG-50 copies 0.99 found, brightness 0.86, resized 1.00
+# A perceptual-hash match counts only if the embeddings agree this much too (where the project has them): on
+# 32-px images with little detail (a bird on plain sky) different pictures share a hash within 4 bits, and their
+# embeddings tell them apart (cosines 0.3-0.7); edited copies keep at least this (JPEG-50: 0.85 of them, brightness 0.98).
+PHASH_CONFIRM_COSINE = 0.75
+EMBEDDING_MIN_COSINE = 0.90  # EfficientNet-Lite0 at 128 px: flips and 1-px shifts 0.91 found; at 0.85 look-alike scenes join
 DUPLICATE_NEIGHBORS = 10  # neighbours per sample searched for embedding duplicates
 METHODS = ("file", "pixels", "phash", "embedding")  # strictest first
 PHASH_SIZE = 32  # the greyscale copy the DCT is taken of; its top-left 8x8 frequencies give 64 bits
@@ -77,7 +84,7 @@ class DuplicateGroup:
 @dataclass
 class DuplicateReport:
     groups: list[DuplicateGroup]  # label conflicts first, then cross-split, then by size, similarity
-    thresholds: dict[str, float]
+    thresholds: dict[str, float | None]
     methods: list[str]  # the methods that ran (embedding only when the project has embeddings)
     source: str | None  # the embedding source read, if any
     seconds: float
@@ -241,6 +248,18 @@ def embedding_links(ids: np.ndarray, sims: np.ndarray, min_cosine: float) -> tup
     return pairs.reshape(-1, 2), sims[rows, columns][unique].astype(np.float64)
 
 
+def pair_cosines(array: np.ndarray, pairs: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """(L,) cosine similarity of the rows of each pair (``array`` may be a memory map: read a chunk of pairs at a time)."""
+    out = np.empty(len(pairs), dtype=np.float64)
+    for start in range(0, len(pairs), chunk):
+        part = pairs[start:start + chunk]
+        first = np.asarray(array[part[:, 0]], dtype=np.float64)
+        second = np.asarray(array[part[:, 1]], dtype=np.float64)
+        norms = np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1)
+        out[start:start + len(part)] = (first * second).sum(axis=1) / np.maximum(norms, 1e-12)
+    return out
+
+
 def group_links(n: int, links: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> list[tuple[list[int], str, float]]:
     """Connected sets of two or more samples joined by ``links`` ((method, pairs, similarities) per method),
     each with its loosest method and lowest similarity."""
@@ -319,32 +338,36 @@ def find_duplicates(
                 pairs = equal_rows_links(hashes[method])
                 links.append((method, pairs, np.ones(len(pairs))))
                 ran.append(method)
-        if "phash" in methods:
-            pairs, distance = hamming_links(hashes["phash"], phash_max_distance)
-            links.append(("phash", pairs, 1.0 - distance / 64.0))
-            ran.append("phash")
         timings["hashes"] = round(time.perf_counter() - step, 3)
-    used_source: str | None = None
-    if "embedding" in methods:
-        from engine.embeddings import embedding_sources
+    from engine.embeddings import embedding_sources
 
-        if source is not None or embedding_sources(project.root):
-            step = time.perf_counter()
-            array, info = load_embeddings(project.root, source, n)
-            graph = neighbor_graph(project.root, info, array, DUPLICATE_NEIGHBORS, should_stop=should_stop,
-                                   progress=None if progress is None else lambda d, t: progress("neighbors", d, t))
-            pairs, cosines = embedding_links(graph.ids, graph.sims, min_cosine)
-            links.append(("embedding", pairs, cosines))
-            ran.append("embedding")
-            used_source = info.source
-            timings["embedding"] = round(time.perf_counter() - step, 3)
+    has_embeddings = source is not None or bool(embedding_sources(project.root))
+    array, info = load_embeddings(project.root, source, n) if has_embeddings else (None, None)
+    if "phash" in methods:
+        pairs, distance = hamming_links(hashes["phash"], phash_max_distance)
+        if array is not None and len(pairs):
+            confirmed = pair_cosines(array, pairs) >= PHASH_CONFIRM_COSINE
+            pairs, distance = pairs[confirmed], distance[confirmed]
+        links.append(("phash", pairs, 1.0 - distance / 64.0))
+        ran.append("phash")
+    used_source: str | None = None
+    if "embedding" in methods and array is not None and info is not None:
+        step = time.perf_counter()
+        graph = neighbor_graph(project.root, info, array, DUPLICATE_NEIGHBORS, should_stop=should_stop,
+                               progress=None if progress is None else lambda d, t: progress("neighbors", d, t))
+        pairs, cosines = embedding_links(graph.ids, graph.sims, min_cosine)
+        links.append(("embedding", pairs, cosines))
+        ran.append("embedding")
+        used_source = info.source
+        timings["embedding"] = round(time.perf_counter() - step, 3)
     labels, _ = project.labels_with_decisions()
     split = project.sample_table().split
     groups = [DuplicateGroup(members, method, similarity, [int(labels[m]) for m in members],
                              [str(split[m]) for m in members])
               for members, method, similarity in group_links(n, links)]
     groups.sort(key=lambda g: (not g.label_conflict, not g.crosses_splits, -len(g.members), -g.similarity, g.members))
-    thresholds = {"phash_max_distance": float(phash_max_distance), "min_cosine": float(min_cosine)}
+    thresholds = {"phash_max_distance": float(phash_max_distance), "min_cosine": float(min_cosine),
+                  "phash_confirm_cosine": PHASH_CONFIRM_COSINE if array is not None else None}
     return DuplicateReport(groups, thresholds, ran, used_source, time.perf_counter() - started, timings)
 
 
