@@ -80,6 +80,10 @@ OPTION_RANGES: dict[str, NumberRange] = {
     "--test-fraction": NumberRange(0, 1, integer=False, high_open=True),
     "--noise-rate": NumberRange(0, 1, integer=False, high_open=True),
     "--rate": NumberRange(0, 1, integer=False, high_open=True),
+    "--phash-distance": NumberRange(0, 64),  # bits of a 64-bit perceptual hash
+    "--min-cosine": NumberRange(0.5, 1, integer=False),
+    "--k": NumberRange(1, 1000),
+    "--limit": NumberRange(1, 10**9),
 }
 
 

@@ -280,8 +280,9 @@ def test_cli_duplicates_and_outliers(project_with_copies: Path, capsys: pytest.C
     assert "has no embeddings yet" in err and f"python -m engine embed {root}" in err
     assert main(["duplicates", root, "--methods", "file,psychic"]) == 2
     assert "unknown duplicate method 'psychic'" in capsys.readouterr().err
-    assert main(["duplicates", root, "--min-cosine", "2"]) == 2
-    assert "out of range" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # refused where it is parsed, naming the option and its range
+        main(["duplicates", root, "--min-cosine", "2"])
+    assert refused.value.code == 2 and "--min-cosine: 2 is out of range" in capsys.readouterr().err
     assert main(["duplicates", root]) == 0
     out = capsys.readouterr().out
     assert out.startswith("2 duplicate groups") and "no embeddings: flipped, shifted and cropped copies" in out
@@ -298,7 +299,9 @@ def test_cli_duplicates_and_outliers(project_with_copies: Path, capsys: pytest.C
     if 5 in train:
         assert listed["top"][0]["sample_id"] == 5 and listed["top"][0]["flagged"]
     assert all(row["sample_id"] in train for row in listed["top"])
-    assert main(["outliers", root, "--k", "0"]) == 2
+    with pytest.raises(SystemExit) as refused:
+        main(["outliers", root, "--k", "0"])
+    assert refused.value.code == 2 and "--k: 0 is out of range" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("method", ["exact", "hnsw"])

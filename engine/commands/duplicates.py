@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from engine.commands.common import add_json_option, add_project_argument, print_json
+from engine.options import ranged
 
 
 def add_parser(subparsers: Any) -> None:
@@ -22,11 +23,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--methods", default=",".join(METHODS), metavar="NAMES",
                         help=f"comma-separated, of {', '.join(METHODS)} (default all)")
     parser.add_argument("--embedding-source", default=None, metavar="NAME", help="embeddings to read (default: the newest)")
-    parser.add_argument("--phash-distance", type=int, default=PHASH_MAX_DISTANCE, metavar="BITS",
+    parser.add_argument("--phash-distance", type=ranged("--phash-distance"), default=PHASH_MAX_DISTANCE, metavar="BITS",
                         help=f"perceptual hashes this many bits apart or fewer match (default {PHASH_MAX_DISTANCE})")
-    parser.add_argument("--min-cosine", type=float, default=EMBEDDING_MIN_COSINE, metavar="C",
+    parser.add_argument("--min-cosine", type=ranged("--min-cosine"), default=EMBEDDING_MIN_COSINE, metavar="C",
                         help=f"embeddings at least this similar match (default {EMBEDDING_MIN_COSINE})")
-    parser.add_argument("--limit", type=int, default=20, metavar="N", help="groups to list (default 20; --json lists all)")
+    parser.add_argument("--limit", type=ranged("--limit"), default=20, metavar="N",
+                        help="groups to list (default 20; --json lists all)")
     add_json_option(parser)
     parser.set_defaults(func=handle_duplicates)
 
@@ -36,8 +38,8 @@ def add_parser(subparsers: Any) -> None:
         "neighbour: images unlike any other come first (another subject, a blank, a corrupt file, a rare case).")
     add_project_argument(parser)
     parser.add_argument("--embedding-source", default=None, metavar="NAME", help="embeddings to read (default: the newest)")
-    parser.add_argument("--k", type=int, default=10, help="the neighbour whose distance counts (default 10)")
-    parser.add_argument("--limit", type=int, default=20, metavar="N", help="samples to list (default 20)")
+    parser.add_argument("--k", type=ranged("--k"), default=10, help="the neighbour whose distance counts (default 10)")
+    parser.add_argument("--limit", type=ranged("--limit"), default=20, metavar="N", help="samples to list (default 20)")
     add_json_option(parser)
     parser.set_defaults(func=handle_outliers)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from engine.commands.common import add_json_option, add_project_argument, run_with_sink
 from engine.events import EventSink
+from engine.options import ranged
 
 
 def add_parser(subparsers: Any) -> None:
@@ -24,10 +25,10 @@ def add_parser(subparsers: Any) -> None:
                         "offline), audit (the latest audit's own model, at its training size), or a torchvision "
                         "classification model such as resnet50 (ImageNet weights from the torch cache, fetched on "
                         "first use when the network allows)")
-    parser.add_argument("--image-size", type=int, default=None, metavar="N",
+    parser.add_argument("--image-size", type=ranged("--image-size"), default=None, metavar="N",
                         help=f"input size in pixels (default {DEFAULT_IMAGE_SIZE}: the README's speed table); "
                         "the audit backbone uses its training size")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+    parser.add_argument("--batch-size", type=ranged("--batch-size"), default=DEFAULT_BATCH_SIZE, metavar="N",
                         help=f"images per forward pass (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--force", action="store_true",
                         help="replace embeddings of this backbone made with other settings")
