@@ -14,7 +14,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.evidence.imported import ImportPreview, default_name, validate
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from auditor.style import column_layout, text_label
 from engine.errors import UserError
+from engine.evidence.imported import ImportPreview, default_name, validate
 from engine.store import Project
 from engine.words import plural
 
