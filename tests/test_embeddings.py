@@ -213,3 +213,18 @@ def test_torchvision_backbone_from_the_torch_cache(small_project: Path, tmp_path
 
         rows = embed_batch(backbone, np.zeros((2, 32, 32, 3), dtype=np.uint8))
     assert backbone.dims == 512 and rows.shape == (2, 512) and backbone.identity["weights"].startswith("ResNet18")
+
+
+def test_audit_backbone_embeds_with_the_audits_own_model(small_project: Path) -> None:
+    from engine.audit import run_audit
+    from engine.training.config import TrainConfig
+
+    with Project.open(small_project) as project:
+        audit, status = run_audit(project, TrainConfig(epochs=1, batch_size=16, image_size=16), detectors=["aum"],
+                                  dynamics_epochs=1)
+        assert status == "ok"
+        _, status = run_embed(project, "audit")
+        assert status == "ok"
+        array, info = load_embeddings(project.root, "audit", project.num_samples)
+        assert array.shape == (36, 256)  # cnn7's penultimate layer
+        assert info.meta["image_size"] == 16 and audit.id in info.meta["weights"]["weights"]
