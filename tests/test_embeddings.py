@@ -187,3 +187,44 @@ def test_offline_torchvision_weights_is_one_clear_line(small_project: Path, tmp_
     err = capsys.readouterr().err
     assert "error: resnet18's ImageNet weights are not in the torch cache (no network to fetch resnet18-" in err
     assert "--backbone efficientnet_lite0" in err and str(tmp_path / "torch-home") in err
+
+
+def test_torchvision_backbone_from_the_torch_cache(small_project: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached file is checked against the hash its name carries, then loaded strictly; its last layer dropped."""
+    import torchvision
+
+    from engine import models as engine_models
+    from engine.embeddings.backbones import load_backbone
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+    cached = engine_models.pretrained_cache_path(url)
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), cached)
+    with Project.open(small_project) as project, pytest.raises(UserError, match="is damaged"):
+        load_backbone("resnet18", 32, project)  # not the file its name promises
+    from engine.embeddings import file_sha256
+
+    monkeypatch.setattr(engine_models, "_url_hash_prefix", lambda _: file_sha256(cached)[:8])
+    with Project.open(small_project) as project:
+        backbone = load_backbone("resnet18", 32, project)
+        from engine.embeddings.job import embed_batch
+
+        rows = embed_batch(backbone, np.zeros((2, 32, 32, 3), dtype=np.uint8))
+    assert backbone.dims == 512 and rows.shape == (2, 512) and backbone.identity["weights"].startswith("ResNet18")
+
+
+def test_audit_backbone_embeds_with_the_audits_own_model(small_project: Path) -> None:
+    from engine.audit import run_audit
+    from engine.training.config import TrainConfig
+
+    with Project.open(small_project) as project:
+        audit, status = run_audit(project, TrainConfig(epochs=1, batch_size=16, image_size=16), detectors=["aum"],
+                                  dynamics_epochs=1)
+        assert status == "ok"
+        _, status = run_embed(project, "audit")
+        assert status == "ok"
+        array, info = load_embeddings(project.root, "audit", project.num_samples)
+        assert array.shape == (36, 256)  # cnn7's penultimate layer
+        assert info.meta["image_size"] == 16 and audit.id in info.meta["weights"]["weights"]

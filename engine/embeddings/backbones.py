@@ -135,6 +135,10 @@ def _torchvision_model(name: str, image_size: int, log: LogFn | None) -> Backbon
             raise UserError(f"{name}'s ImageNet weights are not in the torch cache ({reason})",
                             f"copy {path.name} (from {url}) into {path.parent}, or use the offline default "
                             f"--backbone {DEFAULT_BACKBONE}") from exc
+    expected = engine_models._url_hash_prefix(url)
+    if not engine_models.file_sha256(path).startswith(expected):
+        raise UserError(f"{path} is damaged: its sha256 does not start with {expected}, as its name says",
+                        f"delete it; embed fetches it again when the network allows (or copy a good one from {url})")
     state = engine_models._read_state_dict(path)
     model = models.get_model(name, weights=None)
     model.load_state_dict(state, strict=True)

@@ -169,7 +169,10 @@ def embed_batch(backbone: Any, raw: np.ndarray, mean: Any = None, std: Any = Non
         mean = torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
         std = torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1) * 255
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(raw)).permute(0, 3, 1, 2).float()
+        raw = np.ascontiguousarray(raw)
+        if not raw.flags.writeable:  # a slice of the read-only image cache: torch wants memory it may write
+            raw = raw.copy()
+        x = torch.from_numpy(raw).permute(0, 3, 1, 2).float()
         x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
         return np.asarray(backbone.module(x).float().numpy(), dtype=np.float32)
 
