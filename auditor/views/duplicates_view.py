@@ -16,7 +16,6 @@ from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -29,6 +28,7 @@ from auditor.style import text_label
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.duplicate_group import DuplicateGroupCard
 from auditor.views.review_keys import claims_shortcut, is_redo
+from auditor.views.search_controls import SearchControls
 from engine.words import plural
 
 PAGE_GROUPS = 20  # cards made at a time: thousands of groups would be thousands of widgets
@@ -72,22 +72,17 @@ class DuplicatesView(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.report: dict[str, Any] | None = None
         self.cards: list[DuplicateGroupCard] = []
-        self.process: EngineProcess | None = None
-        self.find_button = QPushButton("Find duplicates")
-        self.find_button.setObjectName("primary")
-        self.find_button.clicked.connect(self.find_requested)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.busy = QProgressBar()
-        self.busy.setRange(0, 0)
+        self.search = SearchControls("Find duplicates")
+        self.search.find_requested.connect(self.find_requested)
+        self.search.answered.connect(self.show_report)
+        self.search.message.connect(self._tell)
+        self.find_button = self.search.find_button
         self.summary = text_label("Find the dataset's exact and near-duplicate images: copies that carry different "
                                   "labels, and held-out images that training has seen.")
         self.feedback = text_label("", "hint")
         top = QHBoxLayout()
         top.addWidget(self.summary, 1)
-        top.addWidget(self.busy)
-        top.addWidget(self.cancel_button)
-        top.addWidget(self.find_button)
+        top.addWidget(self.search)
         self.list_widget = QWidget()
         self.list_layout = QVBoxLayout(self.list_widget)
         self.list_layout.setContentsMargins(0, 0, 0, 0)
@@ -106,7 +101,6 @@ class DuplicatesView(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.feedback)
         layout.addWidget(scroll, 1)
-        self._set_busy(False)
         self.more_button.hide()
         session.decision_changed.connect(lambda _: self._refresh_cards())
         session.decisions_reset.connect(self._refresh_cards)
@@ -116,26 +110,7 @@ class DuplicatesView(QWidget):
     # ------------------------------------------------------------------ the search
     def follow(self, process: EngineProcess) -> None:
         """The engine's search: busy until its answer (the report) arrives, or it fails or is cancelled."""
-        self.process = process
-        self._set_busy(True)
-        process.answer.connect(self.show_report)
-        process.error.connect(lambda event: self._tell(f"The search failed: {event.message} — {event.hint}"))
-        process.finished.connect(self._on_finished)
-
-    def cancel(self) -> None:
-        if self.process is not None:
-            self.process.cancel()
-
-    def _on_finished(self, status: str) -> None:
-        self._set_busy(False)
-        self.process = None
-        if status == "cancelled":
-            self._tell("Search cancelled.")
-
-    def _set_busy(self, busy: bool) -> None:
-        self.busy.setVisible(busy)
-        self.cancel_button.setVisible(busy)
-        self.find_button.setEnabled(not busy)
+        self.search.follow(process)
 
     def show_report(self, report: object) -> None:
         """Show the groups of ``duplicates --json``'s answer, the first page of them."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from auditor.engine_process import EngineProcess
 from auditor.session import ProjectSession
@@ -21,6 +21,7 @@ from auditor.style import text_label
 from auditor.thumbnails import ThumbnailCache
 from auditor.views.review_queue import ReviewQueue
 from auditor.views.review_view import ReviewView
+from auditor.views.search_controls import SearchControls
 
 OUTLIERS_LISTED = 1000  # the farthest samples the engine lists (`outliers --limit`)
 
@@ -81,26 +82,20 @@ class OutliersView(ReviewView):
 
     def __init__(self, session: ProjectSession, thumbnails: ThumbnailCache, parent: QWidget | None = None) -> None:
         super().__init__(session, thumbnails, parent)
-        self.process: EngineProcess | None = None
-        self.find_button = QPushButton("Find outliers")
-        self.find_button.setObjectName("primary")
-        self.find_button.clicked.connect(self.find_requested)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.busy = QProgressBar()
-        self.busy.setRange(0, 0)
-        top = QHBoxLayout()
-        top.addWidget(self.busy)
-        top.addWidget(self.cancel_button)
-        top.addWidget(self.find_button)
-        for widget in (self.find_button, self.cancel_button):
+        self.search = SearchControls("Find outliers")
+        self.search.find_requested.connect(self.find_requested)
+        self.search.answered.connect(self.show_ranking)
+        self.search.message.connect(self._tell)
+        self.find_button = self.search.find_button
+        for widget in (self.search.find_button, self.search.cancel_button):
             widget.setFocusPolicy(self.buttons.accept_button.focusPolicy())  # the keys stay on the review
+        top = QHBoxLayout()
+        top.addWidget(self.search)
         self.about = text_label(self.outliers.about)
         top.insertWidget(0, self.about, 1)
         layout = self.layout()
         assert isinstance(layout, QVBoxLayout)
         layout.insertLayout(0, top)
-        self._set_busy(False)
 
     def make_queue(self, session: ProjectSession, thumbnails: ThumbnailCache) -> ReviewQueue:
         return OutlierQueue(session, thumbnails)
@@ -112,26 +107,7 @@ class OutliersView(ReviewView):
 
     # ------------------------------------------------------------------ the ranking
     def follow(self, process: EngineProcess) -> None:
-        self.process = process
-        self._set_busy(True)
-        process.answer.connect(self.show_ranking)
-        process.error.connect(lambda event: self._tell(f"The search failed: {event.message} — {event.hint}"))
-        process.finished.connect(self._on_finished)
-
-    def cancel(self) -> None:
-        if self.process is not None:
-            self.process.cancel()
-
-    def _on_finished(self, status: str) -> None:
-        self._set_busy(False)
-        self.process = None
-        if status == "cancelled":
-            self._tell("Search cancelled.")
-
-    def _set_busy(self, busy: bool) -> None:
-        self.busy.setVisible(busy)
-        self.cancel_button.setVisible(busy)
-        self.find_button.setEnabled(not busy)
+        self.search.follow(process)
 
     def show_ranking(self, answer: object) -> None:
         if isinstance(answer, dict):

@@ -118,3 +118,25 @@ def test_outliers_are_ranked_and_decided_with_the_review_keys(qtbot: QtBot, sess
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert session.decision(12) is None and view.current_sample() == 12
     assert "Reviewed 1 / 2 outliers" in view.queue.counter.text()
+
+
+def test_the_duplicates_view_follows_the_real_engine(qtbot: QtBot, window: Any, tmp_path: Path) -> None:
+    """Find duplicates runs `duplicates --json` in the engine process; the view shows its answer and stops
+    being busy (no embeddings needed for an exact copy)."""
+    import shutil
+
+    from engine.store import Project
+    from tests.gui.conftest import make_image_project
+
+    root = make_image_project(tmp_path / "p", scored=False)
+    with Project.open(root) as project:
+        original, copy = project.sample_image_path(0), project.sample_image_path(1)
+    shutil.copy(original, copy)  # sample 1 is now byte for byte sample 0
+    assert window.open_project(root)
+    view = window.page.duplicates
+    with qtbot.waitSignal(view.search.answered, timeout=120_000):
+        view.find_button.click()
+    assert view.report is not None
+    assert any({0, 1} <= set(group["members"]) for group in view.report["groups"])
+    qtbot.waitUntil(lambda: view.search.process is None, timeout=30_000)
+    assert view.find_button.isEnabled() and not view.search.busy.isVisibleTo(view)
