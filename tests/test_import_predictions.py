@@ -260,14 +260,14 @@ def test_npy_files_need_paths_of_matching_length_and_width(project: Project, tmp
 
 
 def test_embeddings_are_stored_memory_mapped_and_bad_ones_refused(project: Project, tmp_path: Path) -> None:
-    from engine.evidence.imported_embeddings import read_embeddings
+    from engine.embeddings import load_embeddings
+    from engine.embeddings.outliers import outlier_ranking
 
     table = project.sample_table()
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(len(table.paths), 8)).astype(np.float32)
-    kept = np.concatenate([table.train_ids, table.test_ids[1:]])  # one held-out sample without a row
-    frame = pd.DataFrame(vectors[kept], columns=[f"d{i}" for i in range(8)])
-    frame.insert(0, "path", [table.paths[i] for i in kept])
+    frame = pd.DataFrame(vectors, columns=[f"d{i}" for i in range(8)])
+    frame.insert(0, "path", table.paths)
     frame.to_csv(tmp_path / "emb.csv", index=False)
     bad = frame.copy()
     bad.loc[0, "d3"] = np.nan
@@ -275,17 +275,24 @@ def test_embeddings_are_stored_memory_mapped_and_bad_ones_refused(project: Proje
     bad.to_csv(tmp_path / "bad_emb.csv", index=False, na_rep="NaN")
     assert "bad_emb.csv: has NaN or infinite values (or values beyond float32's range) (data rows 1, 3)" in \
         refused(project, embeddings=tmp_path / "bad_emb.csv")
+    # The neighbour index spans both splits: a held-out sample without a row is refused too.
+    frame.drop(index=int(table.test_ids[0])).to_csv(tmp_path / "short_emb.csv", index=False)
+    text = refused(project, embeddings=tmp_path / "short_emb.csv")
+    assert f"has no row for 1 of the {len(table.paths)} samples" in text and "held-out ones too" in text
     # A bad predictions file stops the embeddings too: nothing is half-imported.
     np.save(tmp_path / "preds.npy", honest_probs(project))
     assert "--paths" in refused(project, pred_probs=tmp_path / "preds.npy", embeddings=tmp_path / "emb.csv")
 
     result = import_predictions(project, embeddings=tmp_path / "emb.csv", name="vit")
     assert result.run is None and result.status == "ok" and result.embeddings is not None
-    array, record = read_embeddings(project.root, "vit")
+    # Read as every embeddings reader reads them (the neighbour index, knn, duplicates, outliers).
+    array, info = load_embeddings(project.root, "vit", project.num_samples)
     assert isinstance(array, np.memmap) and array.dtype == np.float32 and array.shape == (len(table.paths), 8)
-    np.testing.assert_array_equal(array[kept], vectors[kept])
-    assert np.isnan(array[table.test_ids[0]]).all() and record["n_missing"] == 1
-    assert record["dims"] == 8 and record["source"] == "imported" and len(record["sha256"]) == 64
+    np.testing.assert_array_equal(array, vectors)
+    assert info.dims == 8 and info.meta["source"] == "imported" and len(info.sha256) == 64
+    assert info.meta["file_sha256"] != info.sha256  # the imported file's hash, beside the stored array's
+    ranking = outlier_ranking(project, "vit", k=2)
+    assert len(ranking.ids) == len(table.train_ids)
     assert not [p for p in (project.root / "embeddings").iterdir() if p.name.startswith(".")]  # no temp file left
 
 

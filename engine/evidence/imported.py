@@ -119,7 +119,7 @@ class ImportResult:
     preview: ImportPreview
     run: RunInfo | None
     status: str
-    embeddings: dict[str, Any] | None = None  # {"array", "record", "dims", "n_missing"} once stored
+    embeddings: dict[str, Any] | None = None  # {"array", "record", "dims"} once stored
 
 
 @dataclass
@@ -185,8 +185,7 @@ def import_predictions(project: Project, *, pred_probs: Path | str | None = None
         if checked.staged is not None and status == "ok":
             checked.staged.commit()
             staged = checked.staged
-            stored = {"array": str(staged.target), "record": str(staged.record_path), "dims": staged.record["dims"],
-                      "n_missing": staged.record["n_missing"]}
+            stored = {"array": str(staged.target), "record": str(staged.record_path), "dims": staged.record["dims"]}
             events.log(f"embeddings stored in {staged.target} ({staged.record['dims']} dimensions)")
     finally:
         if checked.staged is not None:
@@ -221,8 +220,8 @@ def _check(project: Project, pred_probs: Path | None, embeddings: Path | None, p
                 checked.source.update(paths_file=str(paths), paths_sha256=file_sha256(paths))
     if embeddings is not None:
         stage_in = project.root if stage and not problems else None
-        preview.embeddings, checked.staged = check_embeddings(embeddings, paths, table.paths, train_ids, problems,
-                                                              name=chosen, stage_in=stage_in)
+        preview.embeddings, checked.staged = check_embeddings(embeddings, paths, table.paths, problems, name=chosen,
+                                                              stage_in=stage_in)
     for info in (preview.pred_probs, preview.embeddings):
         if info is not None and "matched_ids" in info:
             matched = info.pop("matched_ids")

@@ -1,14 +1,16 @@
 """Embeddings a user brings (``import-predictions --embeddings FILE``), stored in the project.
 
-Layout, one array per source (``NAME``: ``--name``, else the file's stem)::
+Layout, one array per source (``NAME``: ``--name``, else the file's stem), the one every reader of
+embeddings takes (:mod:`engine.embeddings`: the neighbour index, knn, duplicates, outliers)::
 
     <project>/embeddings/<NAME>.npy    (N, D) float32, row i = sample id i; np.load(..., mmap_mode="r")
-    <project>/embeddings/<NAME>.json   {"source": "imported", "file", "sha256", "dims", "rows", "n_missing", ...}
+    <project>/embeddings/<NAME>.json   {"source": "imported", "num_samples", "dims", "sha256" (the array's),
+                                        "file", "file_sha256", ...}
 
-A sample without a row (only held-out samples may lack one) has a row of NaN; ``n_missing`` counts
-them. The array is written by streaming the input in chunks into a memory-mapped temporary file beside
-the target, never whole in RAM, then renamed into place (the JSON after it, naming the array's own
-sha256), so a reader sees the old pair or the new one.
+Every sample needs a row, held-out ones too: the neighbour index spans both splits (a copy across
+them inflates held-out accuracy). The array is written by streaming the input in chunks into a
+memory-mapped temporary file beside the target, never whole in RAM, then renamed into place (the
+JSON after it, naming the array's own sha256), so a reader sees the old pair or the new one.
 """
 
 from __future__ import annotations
@@ -39,13 +41,6 @@ def embeddings_files(project_root: Path, name: str) -> tuple[Path, Path]:
     return folder / f"{name}.npy", folder / f"{name}.json"
 
 
-def read_embeddings(project_root: Path, name: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """The stored embeddings of source ``name``, memory-mapped read-only, and their JSON record."""
-    array_path, record_path = embeddings_files(project_root, name)
-    record = json.loads(record_path.read_text())
-    return np.load(array_path, mmap_mode="r", allow_pickle=False), record
-
-
 @dataclass
 class StagedEmbeddings:
     """Embeddings written to a temporary file, waiting to be renamed into place (or discarded)."""
@@ -56,7 +51,10 @@ class StagedEmbeddings:
     record: dict[str, Any]
 
     def commit(self) -> None:
-        self.record["array_sha256"] = file_sha256(self.temp)
+        # engine.embeddings reads this record: ``sha256`` is the stored array's (its neighbour index is keyed
+        # by it); the imported file's own hash is ``file_sha256``.
+        self.record["file_sha256"] = self.record.pop("sha256", None)
+        self.record["sha256"] = file_sha256(self.temp)
         os.replace(self.temp, self.target)
         atomic_write_bytes(self.record_path, json.dumps(self.record, indent=2).encode())
         fsync_folder(self.target.parent)
@@ -65,9 +63,8 @@ class StagedEmbeddings:
         self.temp.unlink(missing_ok=True)
 
 
-def check_embeddings(file: Path, paths_file: Path | None, sample_paths: list[str], train_ids: np.ndarray,
-                     problems: Problems, *, name: str, stage_in: Path | None = None
-                     ) -> tuple[dict[str, Any], StagedEmbeddings | None]:
+def check_embeddings(file: Path, paths_file: Path | None, sample_paths: list[str], problems: Problems, *,
+                     name: str, stage_in: Path | None = None) -> tuple[dict[str, Any], StagedEmbeddings | None]:
     """Validate an embeddings file row by row, streaming; with ``stage_in`` (a project folder) also write it there
     to a temporary file. Returns what it found (file, format, dims, rows, matched) and the staged array (None when
     not asked, or when ``problems`` holds any: the temporary file is removed then)."""
@@ -102,7 +99,7 @@ def check_embeddings(file: Path, paths_file: Path | None, sample_paths: list[str
             if out is not None and len(problems.list()) == before:
                 good = ids >= 0
                 out[ids[good]] = chunk.values[good]
-        matcher.check_train_covered(train_ids, file)
+        matcher.check_all_covered(file)
         info.update(rows=matcher.rows, matched=int(len(matcher.matched_ids)))
         if out is None or len(problems.list()) != before or matcher.rows == 0:
             if matcher.rows == 0:
@@ -110,8 +107,6 @@ def check_embeddings(file: Path, paths_file: Path | None, sample_paths: list[str
             if staged is not None:
                 staged.discard()
             return info, None
-        missing = np.flatnonzero(matcher.first_row < 0)
-        out[missing] = np.nan
         out.flush()
         del out
         with open(staged.temp, "rb+") as synced:  # type: ignore[union-attr]
@@ -126,9 +121,7 @@ def check_embeddings(file: Path, paths_file: Path | None, sample_paths: list[str
         "source": IMPORTED_SOURCE, "name": name, **source,
         "paths_file": None if paths_file is None or rows.paths_file is None else str(paths_file),
         "paths_sha256": None if rows.paths_file is None else file_sha256(rows.paths_file),
-        "dims": rows.width, "rows": n, "dtype": "float32", "order": "sample id",
-        "n_missing": int(len(missing)), "missing_rows": "NaN (held-out samples the file has no row for)",
-        "created": time.time(),
+        "dims": rows.width, "num_samples": n, "dtype": "float32", "order": "sample id", "created": time.time(),
     }
     return info, staged
 

@@ -342,12 +342,21 @@ class RowMatcher:
 
     def check_train_covered(self, train_ids: np.ndarray, file: Path) -> None:
         """Every training sample needs a row (held-out ones may be left out)."""
-        missing = train_ids[self.first_row[train_ids] < 0]
+        self._check_covered(train_ids, file, "training samples",
+                            "add a row for every training sample (held-out samples may be left out)")
+
+    def check_all_covered(self, file: Path) -> None:
+        """Every sample needs a row, held-out ones too (embeddings: the neighbour index spans both splits)."""
+        self._check_covered(np.arange(len(self.sample_paths)), file, "samples",
+                            "add a row for every sample, held-out ones too: duplicates across the splits are "
+                            "found through them")
+
+    def _check_covered(self, ids: np.ndarray, file: Path, what: str, fix: str) -> None:
+        missing = ids[self.first_row[ids] < 0]
         if len(missing):
             self.problems.counted(
-                file, f"has no row for {len(missing):,} of the {len(train_ids):,} training samples",
-                "add a row for every training sample (held-out samples may be left out); "
-                "`python -m engine export PROJECT --out FILE` lists every sample's path",
+                file, f"has no row for {len(missing):,} of the {len(ids):,} {what}",
+                f"{fix}; `python -m engine export PROJECT --out FILE` lists every sample's path",
                 len(missing), [shown_path(self.sample_paths[sample]) for sample in missing[:SHOWN]])
 
     @property
