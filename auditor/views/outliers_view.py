@@ -57,16 +57,8 @@ class OutlierQueue(ReviewQueue):
                       f"{int(answer.get('n_flagged', 0)):,} beyond the threshold {float(answer.get('threshold', 0.0)):.3f}.")
         self.opened = None
 
-    def reload(self) -> None:
-        keep = self.current_sample()
-        queue = self.ranked
-        if self.opened is not None and not np.any(queue == self.opened):
-            queue = np.array([self.opened], dtype=np.int64)
-        else:
-            self.opened = None
-        self.model.set_ids(queue)
-        row = self.model.row_of(keep) if keep is not None else -1
-        self.set_current_row(row if row >= 0 else self.first_unreviewed_row())
+    def queue_ids(self) -> np.ndarray:
+        return self.ranked
 
     def update_header(self) -> None:
         queue = self.model.ids()

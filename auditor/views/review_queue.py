@@ -103,7 +103,7 @@ class ReviewQueue(QWidget):
         """Show the session's review queue (or the sample opened from Browse), staying on the current sample,
         else going to the first one not yet reviewed."""
         keep = self.current_sample()
-        queue = self.session.review_queue()
+        queue = self.queue_ids()
         if self.opened is not None and not np.any(queue == self.opened):
             queue = np.array([self.opened], dtype=np.int64)
         else:
@@ -111,6 +111,10 @@ class ReviewQueue(QWidget):
         self.model.set_ids(queue)
         row = self.model.row_of(keep) if keep is not None else -1
         self.set_current_row(row if row >= 0 else self.first_unreviewed_row())
+
+    def queue_ids(self) -> np.ndarray:
+        """The samples this queue lists, in order (the review's: the session's flagged queue)."""
+        return self.session.review_queue()
 
     def update_header(self) -> None:
         queue = self.model.ids()
