@@ -18,7 +18,7 @@ from engine.errors import UserError
 from engine.events import Event, EventSink, Metric
 from engine.evidence.run_labels import LABELS_USED_FILE, REMOVED_FILE, read_run_labels, record_run_labels
 from engine.jobs import JobContext, run_job
-from engine.store import Project
+from engine.store import Project, RunInfo
 from engine.training.config import TrainConfig
 from engine.workflows.audit import audit_body, audit_spec, run_audit
 from engine.workflows.crossval import crossval_pred_probs
@@ -47,6 +47,15 @@ class CancelAfterFirstFold(EventSink):
         if isinstance(event, Metric) and event.stage == "crossval" and event.fold == 0:
             self.token.request("test: stop after fold 1")
         return event
+
+
+def audit_stopped_after_first_fold(project: Project) -> RunInfo:
+    """A 3-fold audit cancelled once fold 0's file is written (fold 1's is not)."""
+    token = CancelToken()
+    run, status = run_audit(project, TINY, folds=3, events=CancelAfterFirstFold(token), cancel=token)
+    assert status == "cancelled"
+    assert (run.folder / "fold0.npz").is_file() and not (run.folder / "fold1.npz").is_file()
+    return run
 
 
 def test_an_audit_records_the_labels_it_trained_on_and_is_graded_against_them(
@@ -111,10 +120,7 @@ def test_resuming_an_audit_after_decisions_is_refused_and_never_reuses_its_folds
         image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "p"
     with folder_project(image_folder, root) as project:
-        token = CancelToken()
-        run, status = run_audit(project, TINY, folds=3, events=CancelAfterFirstFold(token), cancel=token)
-        assert status == "cancelled"
-        assert (run.folder / "fold0.npz").is_file() and not (run.folder / "fold1.npz").is_file()
+        run = audit_stopped_after_first_fold(project)
         table = project.sample_table()
         train = table.train_ids
         for sample in train[::3][:8]:  # relabel enough samples (of every class) that the folds are drawn differently
@@ -145,10 +151,8 @@ def test_resuming_an_audit_after_decisions_is_refused_and_never_reuses_its_folds
 
 def test_a_resume_with_the_same_labels_reuses_its_finished_fold(image_folder: Path, tmp_path: Path) -> None:
     with folder_project(image_folder, tmp_path / "p") as project:
-        token = CancelToken()
         spec = audit_spec(TINY, 3, ["cl"])
-        run, status = run_audit(project, TINY, folds=3, events=CancelAfterFirstFold(token), cancel=token)
-        assert status == "cancelled"
+        run = audit_stopped_after_first_fold(project)
         fold0 = (run.folder / "fold0.npz").read_bytes()
         with np.load(run.folder / "fold0.npz") as saved:
             assert "held_out_ids" in saved.files and "other_ids" in saved.files
@@ -162,9 +166,7 @@ def test_a_keep_made_while_an_audit_was_stopped_leaves_it_resumable(
     """A keep changes nothing an audit trains on (its labels, its folds): the resume goes on and reuses fold 0."""
     root = tmp_path / "p"
     with folder_project(image_folder, root) as project:
-        token = CancelToken()
-        run, status = run_audit(project, TINY, folds=3, events=CancelAfterFirstFold(token), cancel=token)
-        assert status == "cancelled"
+        run = audit_stopped_after_first_fold(project)
         fold0 = (run.folder / "fold0.npz").read_bytes()
         project.decide(int(project.sample_table().train_ids[0]), "keep")
     assert main(["status", str(root), "--json"]) == 0
