@@ -216,7 +216,7 @@ def test_torchvision_backbone_from_the_torch_cache(small_project: Path, tmp_path
 
 
 def test_audit_backbone_embeds_with_the_audits_own_model(small_project: Path) -> None:
-    from engine.audit import run_audit
+    from engine.workflows.audit import run_audit
 
     from engine.training.config import TrainConfig
 
