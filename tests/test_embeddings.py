@@ -216,9 +216,8 @@ def test_torchvision_backbone_from_the_torch_cache(small_project: Path, tmp_path
 
 
 def test_audit_backbone_embeds_with_the_audits_own_model(small_project: Path) -> None:
-    from engine.workflows.audit import run_audit
-
     from engine.training.config import TrainConfig
+    from engine.workflows.audit import run_audit
 
     with Project.open(small_project) as project:
         audit, status = run_audit(project, TrainConfig(epochs=1, batch_size=16, image_size=16), detectors=["aum"],
