@@ -153,27 +153,39 @@ REFINE_SHARE = 0.01  # of the rows, those with the farthest k-th neighbour, sear
 REFINE_MAX_ROWS = 20_000
 
 
+REFINE_QUERY_ROWS = 1024  # exact_rows' blocks: 1,024 queries x 8,192 rows of scores (32 MB) at a time
+REFINE_BASE_ROWS = 8192
+
+
 def exact_rows(array: np.ndarray, rows: np.ndarray, k: int, *, should_stop: Callable[[], bool] | None = None,
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact neighbours (self excluded) of ``rows`` only, against every row of ``array`` read a chunk at a time."""
+    """Exact neighbours (self excluded) of ``rows`` only, against every row of ``array`` read a block at a time:
+    memory stays at one block of queries x one block of rows, whatever the size of ``array``."""
     import torch
 
-    queries = torch.from_numpy(normalised(np.asarray(array[np.asarray(rows)])))
-    best_sims = torch.full((len(rows), k), -float("inf"))
-    best_ids = torch.full((len(rows), k), -1, dtype=torch.int64)
-    own = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-    for start in range(0, len(array), NORMALISE_CHUNK_ROWS):
-        if should_stop is not None and should_stop():
-            raise Cancelled("neighbour search cancelled")
-        base = torch.from_numpy(normalised(array[start:start + NORMALISE_CHUNK_ROWS], start))
-        scores = queries @ base.T
-        ids = torch.arange(start, start + len(base)).expand(len(rows), -1)
-        scores = torch.where(ids == own[:, None], torch.tensor(-float("inf")), scores)
-        merged_sims = torch.cat([best_sims, scores], dim=1)
-        merged_ids = torch.cat([best_ids, ids], dim=1)
-        top = torch.topk(merged_sims, min(k, merged_sims.shape[1]), dim=1)
-        best_sims, best_ids = top.values, torch.gather(merged_ids, 1, top.indices)
-    return best_ids.numpy(), best_sims.numpy().astype(np.float32)
+    rows = np.asarray(rows, dtype=np.int64)
+    best_sims = np.full((len(rows), k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(rows), k), -1, dtype=np.int64)
+    for query_start in range(0, len(rows), REFINE_QUERY_ROWS):
+        block = rows[query_start:query_start + REFINE_QUERY_ROWS]
+        queries = torch.from_numpy(normalised(np.asarray(array[block])))
+        own = torch.from_numpy(block)[:, None]
+        sims = torch.full((len(block), k), -float("inf"))
+        ids = torch.full((len(block), k), -1, dtype=torch.int64)
+        for start in range(0, len(array), REFINE_BASE_ROWS):
+            if should_stop is not None and should_stop():
+                raise Cancelled("neighbour search cancelled")
+            base = torch.from_numpy(normalised(array[start:start + REFINE_BASE_ROWS], start))
+            scores = queries @ base.T
+            scores[own == torch.arange(start, start + len(base))[None, :]] = -float("inf")
+            top = torch.topk(scores, min(k, len(base)), dim=1)
+            merged_sims = torch.cat([sims, top.values], dim=1)
+            merged_ids = torch.cat([ids, top.indices + start], dim=1)
+            keep = torch.topk(merged_sims, k, dim=1)
+            sims, ids = keep.values, torch.gather(merged_ids, 1, keep.indices)
+        best_sims[query_start:query_start + len(block)] = sims.numpy()
+        best_ids[query_start:query_start + len(block)] = ids.numpy()
+    return best_ids, best_sims
 
 
 def refine_farthest(array: np.ndarray, ids: np.ndarray, sims: np.ndarray, *,
