@@ -316,3 +316,16 @@ def test_a_nan_embedding_row_is_named(tmp_path: Path, method: str, monkeypatch: 
     monkeypatch.setattr(neighbors, "NORMALISE_CHUNK_ROWS", 16)
     with pytest.raises(UserError, match="embedding row 70 holds NaN"):
         neighbor_graph(tmp_path, info, array, 5, method=method)
+
+
+def test_refining_the_farthest_rows_undoes_approximate_misses() -> None:
+    """A row whose neighbours the approximate index missed looks like an outlier until it is searched exactly."""
+    from engine.embeddings.neighbors import refine_farthest
+
+    points, _ = clustered(100, 4, 16)
+    exact_ids, exact_sims = exact_neighbors(normalised(points), 5)
+    ids, sims = exact_ids.copy(), exact_sims.copy()
+    ids[7], sims[7] = np.arange(300, 305), -0.5  # a miss: far neighbours found instead of the true ones
+    changed = refine_farthest(points, ids, sims)
+    assert changed >= 1 and np.array_equal(ids[7], exact_ids[7]) and np.allclose(sims[7], exact_sims[7], atol=1e-5)
+    assert np.array_equal(ids, exact_ids)

@@ -8,7 +8,9 @@ index with at least the k asked for serves any smaller k.
 Exact where it fits: blocked matrix products (torch, float32), a block of queries against every
 row at a time, so memory stays at block x N. The cost grows with N^2 x D; above
 :data:`EXACT_WORK_LIMIT` an approximate index does it (faiss's HNSW, chosen by bench/neighbors.py:
-the README's table of recall@10, time and memory on 50k against hnswlib, usearch and pynndescent).
+the README's table of recall@10, time and memory on 50k against hnswlib, usearch and pynndescent),
+and the rows it found farthest from their k-th neighbour are searched again exactly
+(:func:`refine_farthest`): an approximate miss would otherwise make them outliers.
 """
 
 from __future__ import annotations
@@ -147,6 +149,62 @@ def approximate_neighbors(array: np.ndarray, k: int, *, progress: ProgressFn | N
     return ids, sims
 
 
+REFINE_SHARE = 0.01  # of the rows, those with the farthest k-th neighbour, searched again exactly after HNSW
+REFINE_MAX_ROWS = 20_000
+
+
+REFINE_QUERY_ROWS = 1024  # exact_rows' blocks: 1,024 queries x 8,192 rows of scores (32 MB) at a time
+REFINE_BASE_ROWS = 8192
+
+
+def exact_rows(array: np.ndarray, rows: np.ndarray, k: int, *, should_stop: Callable[[], bool] | None = None,
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact neighbours (self excluded) of ``rows`` only, against every row of ``array`` read a block at a time:
+    memory stays at one block of queries x one block of rows, whatever the size of ``array``."""
+    import torch
+
+    rows = np.asarray(rows, dtype=np.int64)
+    best_sims = np.full((len(rows), k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(rows), k), -1, dtype=np.int64)
+    for query_start in range(0, len(rows), REFINE_QUERY_ROWS):
+        block = rows[query_start:query_start + REFINE_QUERY_ROWS]
+        queries = torch.from_numpy(normalised(np.asarray(array[block])))
+        own = torch.from_numpy(block)[:, None]
+        sims = torch.full((len(block), k), -float("inf"))
+        ids = torch.full((len(block), k), -1, dtype=torch.int64)
+        for start in range(0, len(array), REFINE_BASE_ROWS):
+            if should_stop is not None and should_stop():
+                raise Cancelled("neighbour search cancelled")
+            base = torch.from_numpy(normalised(array[start:start + REFINE_BASE_ROWS], start))
+            scores = queries @ base.T
+            scores[own == torch.arange(start, start + len(base))[None, :]] = -float("inf")
+            top = torch.topk(scores, min(k, len(base)), dim=1)
+            merged_sims = torch.cat([sims, top.values], dim=1)
+            merged_ids = torch.cat([ids, top.indices + start], dim=1)
+            keep = torch.topk(merged_sims, k, dim=1)
+            sims, ids = keep.values, torch.gather(merged_ids, 1, keep.indices)
+        best_sims[query_start:query_start + len(block)] = sims.numpy()
+        best_ids[query_start:query_start + len(block)] = ids.numpy()
+    return best_ids, best_sims
+
+
+def refine_farthest(array: np.ndarray, ids: np.ndarray, sims: np.ndarray, *,
+                    should_stop: Callable[[], bool] | None = None) -> int:
+    """Search again, exactly, the rows whose k-th neighbour the approximate index found farthest; in place.
+
+    An approximate search only ever misses neighbours, so its misses make a sample look farther from the
+    others than it is: exactly the samples an outlier ranking puts first. Re-searching the farthest 1%
+    (at most 20,000) exactly keeps missed neighbours out of the outliers. Returns how many rows changed.
+    """
+    n, k = ids.shape
+    count = min(REFINE_MAX_ROWS, max(1, int(np.ceil(n * REFINE_SHARE))))
+    rows = np.argsort(sims[:, -1], kind="stable")[:count]
+    exact_ids, exact_sims = exact_rows(array, rows, k, should_stop=should_stop)
+    changed = int((exact_sims[:, -1] > sims[rows, -1] + 1e-6).sum())
+    ids[rows], sims[rows] = exact_ids, exact_sims
+    return changed
+
+
 def choose_method(n: int, dims: int) -> str:
     return "exact" if float(n) * n * dims <= EXACT_WORK_LIMIT else "hnsw"
 
@@ -192,6 +250,7 @@ def neighbor_graph(project_root: Path, info: EmbeddingInfo, array: np.ndarray, k
         ids, sims = exact_neighbors(normalised(array), k, progress=progress, should_stop=should_stop)
     else:
         ids, sims = approximate_neighbors(array, k, progress=progress, should_stop=should_stop)
+        refine_farthest(array, ids, sims, should_stop=should_stop)
     seconds = time.perf_counter() - started
     _save_graph(cache_file(project_root, info, k), ids, sims, chosen)
     for older in embeddings_folder(project_root).glob(f"{info.source}.neighbors-k*.npz"):
