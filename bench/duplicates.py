@@ -12,6 +12,12 @@ that set that are an original and its own copy (the originals are distinct image
 is a false duplicate). Methods: file sha256, pixel sha256, perceptual hash within d bits, embedding
 cosine at least c (EfficientNet-Lite0 at ``--image-size``), over a sweep of d and c.
 
+Then the groups: every original, every copy and two copies of copies (a flip of the brightened copy, a
+1-px shift of the flipped one) in one set, linked as ``find_duplicates`` links them at the defaults (file,
+pixels, pHash confirmed by the cosine, each sample's 10 nearest by embedding) and grouped by
+:func:`engine.embeddings.duplicates.group_links`, against connected components of the same links: the
+copies in their original's group, groups that hold more than one original, the largest group.
+
 ``--count``: imports the dataset into a temporary project, embeds it with the default backbone and
 runs :func:`engine.embeddings.duplicates.find_duplicates`: groups per method, label suspects,
 time per stage.
@@ -37,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.embeddings.duplicates import EMBEDDING_MIN_COSINE, PHASH_MAX_DISTANCE, image_phash  # noqa: E402
 
 EDITS = ("copy", "png", "brightness", "flip", "shift1", "crop", "jpeg50", "resize2x")
+COPIES_OF_COPIES = {"flip_of_brightness": ("brightness", "flip"), "shift1_of_flip": ("flip", "shift1")}
 
 
 def edited(data: bytes, kind: str) -> bytes:
@@ -92,6 +99,8 @@ def calibrate(args: argparse.Namespace) -> dict[str, Any]:
     sets = {"original": [describe(data) for data in originals]}
     for kind in EDITS:
         sets[kind] = [describe(edited(data, kind)) for data in originals]
+    for kind, (first, second) in COPIES_OF_COPIES.items():
+        sets[kind] = [describe(edited(edited(data, first), second)) for data in originals]
     backbone = load_backbone(DEFAULT_BACKBONE, args.image_size, project=None, log=None)  # type: ignore[arg-type]
     started = time.perf_counter()
     embeddings: dict[str, np.ndarray] = {}
@@ -130,7 +139,66 @@ def calibrate(args: argparse.Namespace) -> dict[str, Any]:
         for c in sorted(set(cosines)):
             rows[f"cosine>={c}"] = score(cosine >= c)
         table[kind] = rows
-    return {"originals": m, "image_size": args.image_size, "embed_seconds": round(embed_seconds, 1), "table": table}
+    return {"originals": m, "image_size": args.image_size, "embed_seconds": round(embed_seconds, 1), "table": table,
+            "groups": grouping(sets, embeddings)}
+
+
+def grouping(sets: dict[str, list[tuple[bytes, bytes, int, np.ndarray]]], embeddings: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Every original and copy in one set, linked at the defaults; groups by the engine's rule and by connected
+    components of the same links (see the module docstring)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from engine.embeddings.duplicates import (
+        DUPLICATE_NEIGHBORS,
+        PHASH_CONFIRM_COSINE,
+        embedding_links,
+        equal_rows_links,
+        group_links,
+        hamming_links,
+    )
+    from engine.embeddings.neighbors import exact_neighbors
+
+    kinds = list(sets)
+    m = len(sets["original"])
+    items = [item for kind in kinds for item in sets[kind]]
+    n = len(items)
+    family = np.tile(np.arange(m), len(kinds))  # the original each sample is a copy of
+    unit = np.concatenate([embeddings[kind] for kind in kinds]).astype(np.float32)
+    links = []
+    for index, method in ((0, "file"), (1, "pixels")):
+        digests = np.array([np.frombuffer(item[index], dtype=np.uint8) for item in items])
+        pairs = equal_rows_links(digests)
+        links.append((method, pairs, np.ones(len(pairs))))
+    pairs, distance = hamming_links(np.array([item[2] for item in items], dtype=np.uint64), PHASH_MAX_DISTANCE)
+    confirmed = (unit[pairs[:, 0]] * unit[pairs[:, 1]]).sum(axis=1) >= PHASH_CONFIRM_COSINE
+    links.append(("phash", pairs[confirmed], 1.0 - distance[confirmed] / 64.0))
+    ids, sims = exact_neighbors(unit, DUPLICATE_NEIGHBORS)
+    links.append(("embedding", *embedding_links(ids, sims, EMBEDDING_MIN_COSINE)))
+    every = np.concatenate([pairs for _, pairs, _ in links])
+    direct = {(int(a), int(b)) for a, b in np.sort(every, axis=1).tolist()}
+    _, component = connected_components(coo_matrix((np.ones(len(every)), every.T), shape=(n, n)), directed=False)
+    rules = {"star (the engine)": [members for members, _, _ in group_links(n, links)],
+             "connected components": [np.flatnonzero(component == c).tolist() for c in np.unique(component)
+                                      if (component == c).sum() >= 2]}
+    result: dict[str, Any] = {}
+    for rule, groups in rules.items():
+        group_of = np.full(n, -1)
+        for index, members in enumerate(groups):
+            group_of[members] = index
+        per_kind = {}
+        for k, kind in enumerate(kinds[1:], 1):
+            copies = np.arange(k * m, (k + 1) * m)
+            together = (group_of[copies] >= 0) & (group_of[copies] == group_of[:m])
+            linked = np.array([(original, copy) in direct for original, copy in zip(range(m), copies)])
+            per_kind[kind] = {"with_original": round(float(together.mean()), 4),
+                              "linked_to_original": round(float(linked.mean()), 4),
+                              "linked_and_with_original": round(float(together[linked].mean()), 4) if linked.any() else 1.0}
+        sizes = [len(members) for members in groups]
+        result[rule] = {"groups": len(groups), "samples_in_groups": int(sum(sizes)), "largest": max(sizes, default=0),
+                        "groups_with_several_originals": sum(len(set(family[members].tolist())) > 1 for members in groups),
+                        "copies": per_kind}
+    return result
 
 
 def print_calibration(result: dict[str, Any]) -> None:
@@ -141,6 +209,15 @@ def print_calibration(result: dict[str, Any]) -> None:
     for method in methods:
         cells = [result["table"][kind][method] for kind in kinds]
         print(f"{method:<16}" + "".join(f"{cell['recall']:>7.2f}/{cell['precision']:<6.2f}" for cell in cells))
+    groups = result.get("groups") or {}
+    if groups:
+        kinds = list(next(iter(groups.values()))["copies"])
+        print(f"\nall {result['originals']} originals and {len(kinds)} copies of each in one set, grouped at the defaults; "
+              "share of each kind's copies in their original's group")
+        print(f"{'rule':<22}{'groups':>8}{'largest':>8}{'mixed':>7}" + "".join(f"{kind[:13]:>14}" for kind in kinds))
+        for rule, row in groups.items():
+            print(f"{rule:<22}{row['groups']:>8}{row['largest']:>8}{row['groups_with_several_originals']:>7}"
+                  + "".join(f"{row['copies'][kind]['with_original']:>14.2f}" for kind in kinds))
 
 
 def count(args: argparse.Namespace) -> dict[str, Any]:

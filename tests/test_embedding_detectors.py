@@ -13,6 +13,8 @@ from PIL import Image
 from engine.detectors import DETECTORS, DetectorInputs, parse_detectors, review_detector
 from engine.embeddings import load_embeddings
 from engine.embeddings.duplicates import (
+    EMBEDDING_MIN_COSINE,
+    embedding_links,
     equal_rows_links,
     find_duplicates,
     group_links,
@@ -150,6 +152,105 @@ def test_groups_join_links_and_name_the_loosest_method() -> None:
              ("embedding", np.array([[2, 4]]), np.array([0.95]))]
     groups = group_links(6, links)
     assert groups == [([1, 2, 4], "embedding", 0.95)]
+
+
+def links_from(points: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The embedding links find_duplicates makes: each point's k nearest, at the default cosine."""
+    ids, sims = exact_neighbors(normalised(points.astype(np.float32)), k)
+    return embedding_links(ids, sims, EMBEDDING_MIN_COSINE)
+
+
+def moved(point: np.ndarray, direction: np.ndarray, cosine: float) -> np.ndarray:
+    """A unit vector at ``cosine`` to the unit ``point``, towards ``direction`` (orthogonal to it)."""
+    return cosine * point + np.sqrt(1 - cosine**2) * direction
+
+
+def has_a_centre(members: list[int], pairs: np.ndarray) -> bool:
+    """Some member is the picture the others are copies of: each other member links to it, or to two of its copies."""
+    linked = {(int(a), int(b)) for a, b in pairs} | {(int(b), int(a)) for a, b in pairs}
+    for centre in members:
+        copies = {other for other in members if (centre, other) in linked}
+        if all(other == centre or other in copies or sum((other, c) in linked for c in copies) >= 2 for other in members):
+            return True
+    return False
+
+
+def test_a_chain_of_neighbour_links_is_not_one_group() -> None:
+    chain = np.array([[0, 1], [1, 2], [2, 3]])
+    groups = group_links(4, [("embedding", chain, np.array([0.95, 0.94, 0.93]))])
+    assert max(len(members) for members, _, _ in groups) < 4
+    assert all(has_a_centre(members, chain) for members, _, _ in groups)
+    assert [members for members, _, _ in group_links(4, [("phash", chain, np.full(3, 0.95))])] == [m for m, _, _ in groups]
+    # Equal files are transitive: a chain of them is one group.
+    assert [members for members, _, _ in group_links(4, [("file", chain, np.ones(3))])] == [[0, 1, 2, 3]]
+
+
+def test_a_copy_of_two_copies_joins_their_group_and_a_copy_of_one_does_not() -> None:
+    """0 the original of 1-4; 5 links to copies 1 and 2 only (the flip of the brightened copy), 6 to copy 3 only."""
+    pairs = np.array([[0, 1], [0, 2], [0, 3], [0, 4], [1, 5], [2, 5], [3, 6]])
+    groups = group_links(7, [("embedding", pairs, np.full(len(pairs), 0.95))])
+    assert groups == [([0, 1, 2, 3, 4, 5], "embedding", 0.95)]
+
+
+def test_an_original_and_its_edited_copies_stay_one_group() -> None:
+    """Sample 0 among 300 distinct images; 1-6 its edits (cosine 0.93 to it, 0.865 to one another: not linked to
+    one another); 7 a copy of edit 1 that still links to the original; 8 an exact copy of 0 (same file); 9 a JPEG
+    copy linked to 0 by its perceptual hash only; 10-12 an original, its copy and that copy's copy (not linked to
+    the original) on their own."""
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(512, 320)))[0].T  # orthonormal rows: unrelated images
+    points = basis[:300].copy()
+    directions = iter(basis[300:])
+    for edit in range(1, 7):
+        points[edit] = moved(points[0], next(directions), 0.93)
+    points[7] = normalised(points[1] + 0.2 * next(directions)[None])[0]
+    points[8] = points[0]
+    points[9] = moved(points[0], next(directions), 0.85)
+    points[11] = moved(points[10], next(directions), 0.95)
+    points[12] = moved(points[11], next(directions), 0.93)  # 0.88 to 10: not linked
+    cosines = normalised(points.astype(np.float32)) @ normalised(points.astype(np.float32)).T
+    assert cosines[1:7, 1:7][np.triu_indices(6, 1)].max() < EMBEDDING_MIN_COSINE <= cosines[0, 7]
+    assert cosines[10, 12] < EMBEDDING_MIN_COSINE
+    pairs, sims = links_from(points)
+    links = [("file", np.array([[0, 8]]), np.ones(1)), ("phash", np.array([[0, 9]]), np.array([1 - 3 / 64])),
+             ("embedding", pairs, sims)]
+    groups = [members for members, _, _ in group_links(300, links)]
+    assert list(range(10)) in groups
+    assert [10, 11, 12] in groups
+    assert len(groups) == 2
+
+
+def test_look_alikes_chained_by_their_links_make_small_groups() -> None:
+    """200 look-alikes, each a small step from the one before (cosine 0.96, 0.92 two steps apart, 0.88 three): each
+    links to two neighbours on each side in the chain, so connected components made one group of 200."""
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.normal(size=(512, 201)))[0].T
+    chain = [basis[0]]
+    for step in basis[1:200]:
+        chain.append(normalised(moved(chain[-1], step, 0.96)[None].astype(np.float32))[0].astype(np.float64))
+    points = np.stack(chain)
+    pairs, sims = links_from(points)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    assert connected_components(coo_matrix((np.ones(len(pairs)), pairs.T), shape=(200, 200)), directed=False)[0] == 1
+    groups = group_links(200, [("embedding", pairs, sims)])
+    # At most a centre, the four it links to (two on each side) and one left over that links to two of them.
+    assert max(len(members) for members, _, _ in groups) <= 6
+    assert all(has_a_centre(members, pairs) for members, _, _ in groups)
+    assert sum(len(members) for members, _, _ in groups) > 150  # still grouped, in small groups
+
+
+def test_every_group_of_similarity_links_has_a_centre() -> None:
+    rng = np.random.default_rng(2)
+    pairs = rng.integers(0, 400, (1200, 2))
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    half = len(pairs) // 2
+    links = [("phash", pairs[:half], 1 - rng.integers(0, 5, half) / 64),
+             ("embedding", pairs[half:], rng.uniform(0.9, 1.0, len(pairs) - half))]
+    groups = group_links(400, links)
+    assert all(has_a_centre(members, pairs) for members, _, _ in groups)
+    assert len({m for members, _, _ in groups for m in members}) == sum(len(members) for members, _, _ in groups)
 
 
 def test_phash_survives_reencoding_and_tells_images_apart(tmp_path: Path) -> None:

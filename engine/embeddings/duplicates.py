@@ -10,10 +10,11 @@
   (from the source's cached neighbour index): flipped, shifted, cropped, recoloured copies.
 
 Both thresholds are calibrated by bench/duplicates.py on edited copies of real images (the README's
-table of recall and precision per edit and method). Links of every method join one graph; each
-connected set of two or more samples is a :class:`DuplicateGroup`, named by the loosest method
-that holds it together (a pair linked by two methods counts as the stricter), with the lowest
-similarity of those links. A group whose members carry
+table of recall and precision per edit and method). Equal files and equal pixels join connected sets;
+perceptual-hash and embedding links, which chain look-alikes, join those sets only as stars: each
+member links to the group's centre, or to two of the centre's copies (:func:`group_links`). Each set of two or more
+samples is a :class:`DuplicateGroup`, named by the loosest method among the links of its members (a
+pair linked by two methods counts as the stricter), with the lowest similarity of those links. A group whose members carry
 different labels is a label suspect (at most one of the labels is right); a group with members in
 both splits is a held-out sample that training has seen, which inflates held-out accuracy.
 
@@ -261,15 +262,30 @@ def pair_cosines(array: np.ndarray, pairs: np.ndarray, chunk: int = 65536) -> np
 
 
 def group_links(n: int, links: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> list[tuple[list[int], str, float]]:
-    """Connected sets of two or more samples joined by ``links`` ((method, pairs, similarities) per method),
-    each with its loosest method and lowest similarity."""
+    """Groups of two or more samples joined by ``links`` ((method, pairs, similarities) per method), each with
+    the loosest method and the lowest similarity of the links among its members.
+
+    Equal file bytes and equal pixels are transitive: they join their connected sets into *units*. A
+    similarity is not: look-alikes (handwritten 6s, birds on sky) chain a~b~c~... by embedding cosine, and on
+    low-detail images by perceptual hash too, into groups of hundreds whose ends have nothing in common, which
+    no person can act on (the digits demo made one group of 981). So perceptual-hash and embedding links join
+    units only as *stars*: the units with the most links become centres first, each taking every unit it links
+    to that no group holds yet; a unit left over (each of its links went to a group) joins the group where it
+    links to two or more of the centre's copies. Every member is then a copy of the centre, or of two of its
+    copies, not merely of a neighbour of a neighbour: a chain a~b~c~d is not one group. Why stars, with the
+    best-linked unit as centre: an original links to each of its edited copies, even where two copies differ
+    too much to link to each other (a brightened and a flipped one: cosine 0.88), so it has the most links and
+    they all join it. Complete linkage (every pair linked) and a centre-and-majority rule split such copies
+    from their original; merging the most similar pairs first split them too, when a copy of a copy resembles
+    its parent copy more than the original does (bench/duplicates.py --calibrate measures the groups).
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     all_pairs = [pairs for _, pairs, _ in links if len(pairs)]
     if not all_pairs:
         return []
-    pairs = np.sort(np.concatenate(all_pairs), axis=1)
+    pairs = np.sort(np.concatenate(all_pairs), axis=1).astype(np.int64)
     method_rank = np.concatenate([np.full(len(p), METHODS.index(m)) for m, p, _ in links if len(p)])
     similarity = np.concatenate([np.asarray(s, dtype=np.float64) for _, p, s in links if len(p)])
     # A pair two methods link counts as the strictest of them (an exact copy is also a perceptual match).
@@ -277,14 +293,17 @@ def group_links(n: int, links: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> 
     pairs, method_rank, similarity = pairs[order], method_rank[order], similarity[order]
     first = np.r_[True, (pairs[1:] != pairs[:-1]).any(axis=1)]
     pairs, method_rank, similarity = pairs[first], method_rank[first], similarity[first]
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
+    exact = method_rank < METHODS.index("phash")
+    graph = coo_matrix((np.ones(int(exact.sum())), (pairs[exact, 0], pairs[exact, 1])), shape=(n, n))
+    _, unit = connected_components(graph, directed=False)
+    component = star_groups(unit, unit[pairs[~exact]], similarity[~exact])
     sizes = np.bincount(component, minlength=n)
-    edge_component = component[pairs[:, 0]]
+    inside = component[pairs[:, 0]] == component[pairs[:, 1]]
+    edge_component = component[pairs[inside, 0]]
     loosest = np.zeros(n, dtype=np.int64)
-    np.maximum.at(loosest, edge_component, method_rank)
+    np.maximum.at(loosest, edge_component, method_rank[inside])
     weakest = np.full(n, np.inf)
-    np.minimum.at(weakest, edge_component, similarity)
+    np.minimum.at(weakest, edge_component, similarity[inside])
     in_group = np.flatnonzero(sizes[component] >= 2)
     order = in_group[np.argsort(component[in_group], kind="stable")]
     groups: list[tuple[list[int], str, float]] = []
@@ -294,6 +313,46 @@ def group_links(n: int, links: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> 
         label = component[members[0]]
         groups.append((sorted(int(m) for m in members), METHODS[int(loosest[label])], float(weakest[label])))
     return groups
+
+
+def star_groups(unit: np.ndarray, unit_pairs: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """(N,) group label of each sample: its unit (``unit``, a label per sample) joined to others by the links
+    ``unit_pairs`` (L, 2) between units, as stars (see :func:`group_links`)."""
+    keep = unit_pairs[:, 0] != unit_pairs[:, 1]
+    linked: dict[int, set[int]] = {}
+    weight: dict[int, float] = {}
+    for (a, b), value in zip(np.sort(unit_pairs[keep], axis=1).tolist(), similarity[keep].tolist()):
+        for one, other in ((a, b), (b, a)):
+            if other not in linked.setdefault(one, set()):
+                linked[one].add(other)
+                weight[one] = weight.get(one, 0.0) + value
+    # Centres first by how many units they link to (an original links to each of its copies; a copy to the
+    # original and only some other copies), then by how similar; ties by id.
+    order = sorted(linked, key=lambda u: (-len(linked[u]), -weight[u], u))
+    owner: dict[int, int] = {}  # unit -> its group's centre
+    copies: dict[int, int] = {}  # unit -> the centre it links to
+    for centre in order:
+        if centre in owner:
+            continue
+        satellites = {u: centre for u in linked[centre] if u not in owner}
+        if satellites:
+            owner[centre] = centre
+            owner.update(satellites)
+            copies.update(satellites)
+    for u in order:  # left over: each of its links went to a group; it joins one where it links to two copies
+        if u in owner:
+            continue
+        votes: dict[int, int] = {}
+        for v in linked[u]:
+            if v in copies:
+                votes[copies[v]] = votes.get(copies[v], 0) + 1
+        best = min(votes, key=lambda centre: (-votes[centre], centre), default=None)
+        if best is not None and votes[best] >= 2:
+            owner[u] = best
+    lookup = np.arange(int(unit.max()) + 1 if len(unit) else 0)
+    for u, centre in owner.items():
+        lookup[u] = centre
+    return lookup[unit]
 
 
 # ------------------------------------------------------------------ the API
