@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from auditor.session import ProjectSession
 from auditor.style import ACTION_TEXT
 from auditor.thumbnails import ThumbnailCache
+from auditor.views.flow_layout import FlowLayout
 from engine.store import PERSON
 
 TILE_PIXELS = 112
@@ -115,14 +116,14 @@ class DuplicateGroupCard(QFrame):
                 layout.addWidget(badge)
         self.tiles = [MemberTile(member, split) for member, split in zip(self.members, self.splits)]
         self.keep_choice = QButtonGroup(self)
-        row = QHBoxLayout()
-        row.setSpacing(8)
+        # The actions under the title, where a large group's are still in sight; the members wrap to the width.
+        layout.addLayout(self._build_actions())
+        members = QWidget()
+        flow = FlowLayout(members, spacing=8)
         for tile in self.tiles:
             self.keep_choice.addButton(tile.keep, tile.sample_id)
-            row.addWidget(tile)
-        row.addStretch(1)
-        layout.addLayout(row)
-        layout.addLayout(self._build_actions())
+            flow.addWidget(tile)
+        layout.addWidget(members)
         # A held-out member is kept by default: removing the training copies ends the inflation.
         held_out = [tile for tile, split in zip(self.tiles, self.splits) if split == "test"]
         (held_out or self.tiles)[0].keep.setChecked(True)

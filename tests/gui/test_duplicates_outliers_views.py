@@ -91,6 +91,24 @@ def test_only_a_page_of_groups_is_made_at_once(qtbot: QtBot, session: ProjectSes
     assert len(view.cards) == 45 and view.more_button.isHidden()
 
 
+def test_a_large_group_wraps_to_the_width_with_its_actions_in_sight(qtbot: QtBot, session: ProjectSession) -> None:
+    """20 members (look-alikes grouped by embeddings can be that many) wrap onto rows the view's width; the
+    group's actions sit under its title, above the members."""
+    view = DuplicatesView(session, ThumbnailCache(session.root))
+    qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.show()
+    members = list(range(20))
+    large = {**SUSPECT, "members": members, "labels": [0] * 19 + [1], "splits": ["train"] * 20, "paths": [""] * 20}
+    view.show_report({**REPORT, "groups": [large]})
+    qtbot.waitUntil(lambda: view.cards[0].tiles[-1].isVisible())
+    card = view.cards[0]
+    assert card.width() <= 900
+    rows = sorted({tile.mapTo(card, tile.rect().topLeft()).y() for tile in card.tiles})
+    assert len(rows) >= 3 and all(tile.geometry().right() <= card.width() for tile in card.tiles)
+    assert card.keep_button.mapTo(card, card.keep_button.rect().topLeft()).y() < rows[0]
+
+
 RANKING = {"source": "efficientnet_lite0", "k": 10, "threshold": 0.5, "n_flagged": 1,
            "top": [{"sample_id": 5, "distance": 0.91, "flagged": True}, {"sample_id": 12, "distance": 0.42,
                                                                          "flagged": False}]}
