@@ -1,23 +1,30 @@
 """Screenshots of the real app's main views, for the docs.
 
-usage: python packaging/screenshots.py [OUT_DIR]      (default docs/screenshots)
+usage: python packaging/screenshots.py [OUT_DIR] [--only app|byom]      (default docs/screenshots, both)
 
 Runs offscreen with its own settings and data folder: makes the demo project through
-the engine, runs a small real audit (captured mid-run), reviews a few samples from the
-keyboard, retrains, and saves start, browse, audit, review, plots and results views; then audits
-with every detector and saves the detector curves, probability histograms, noisy-data grid,
-the data map and the review's training-dynamics plot; then the import dialog, and the Duplicates
-and Outliers views on embeddings computed by `engine embed`.
+the engine, then
+
+- ``app`` (01-09): runs a small real audit (captured mid-run), reviews a few samples from the
+  keyboard, retrains, and saves start, browse, audit, review, plots and results views; then audits
+  with every detector and saves the detector curves, probability histograms, noisy-data grid,
+  the data map and the review's training-dynamics plot; the audit, retrain and compare dialogs and
+  a comparison's results;
+- ``byom`` (10-12, minutes: no audit): the import dialog with valid files and with a file's problems
+  listed, and the Duplicates and Outliers views on embeddings computed by `engine embed`
+  (packaging/screenshots_byom.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parent.parent
@@ -25,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 
 SIZE = (1280, 820)
+SECTIONS = ("app", "byom")
 
 
 def wait_until(app: object, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -37,18 +45,21 @@ def wait_until(app: object, predicate: Callable[[], bool], timeout_s: float, wha
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[0]) if argv else REPO / "docs" / "screenshots"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", type=Path, default=REPO / "docs" / "screenshots", metavar="OUT_DIR")
+    parser.add_argument("--only", choices=SECTIONS, default=None,
+                        help="app: 01-09 (trains audits; tens of minutes); byom: 10-12 (no audit); default both")
+    args = parser.parse_args(argv)
+    out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="auditor-screenshots-"))
     os.environ["LABEL_AUDITOR_DATA_DIR"] = str(scratch / "data")
 
-    from PySide6.QtCore import QSettings, Qt
-    from PySide6.QtTest import QTest
+    from PySide6.QtCore import QSettings
 
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(scratch / "settings"))
     from auditor.__main__ import make_app
     from auditor.main_window import MainWindow
-    from auditor.views.audit_dialog import TrainOptions
 
     app = make_app()
     window = MainWindow()
@@ -71,12 +82,32 @@ def main(argv: list[str]) -> int:
         window.grab().save(str(path))
         print(f"wrote {path}")
 
-    shot("01-start")
+    if args.only != "byom":
+        shot("01-start")
 
     window.open_demo()
     wait_until(app, lambda: window.page is not None, 180, "the demo project")
     page = window.page
     assert page is not None
+    if args.only != "byom" and app_screenshots(app, window, out, pump, shot) != 0:
+        return 1
+    if args.only != "app":
+        # Bring your own model: the import dialog, the Duplicates and Outliers views (no audit needed).
+        from screenshots_byom import byom_screenshots  # beside this script (its folder is on sys.path)
+
+        byom_screenshots(app, window, out, pump, wait_until)
+    window.close()
+    return 0
+
+
+def app_screenshots(app: Any, window: Any, out: Path, pump: Callable[[float], None], shot: Callable[[str], None]) -> int:
+    """02-09 on the open demo project: audits, review, retrain, dialogs, comparison."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    from auditor.views.audit_dialog import TrainOptions
+
+    page = window.page
     page.setCurrentWidget(page.browse)
     shot("02-browse")
 
@@ -155,11 +186,6 @@ def main(argv: list[str]) -> int:
     page.setCurrentWidget(page.results)
     shot("07-compare-results")
 
-    # Bring your own model: the import dialog with a file's problems listed, the Duplicates and Outliers views.
-    from screenshots_byom import byom_screenshots  # beside this script (its folder is on sys.path)
-
-    byom_screenshots(app, window, out, pump, wait_until)
-    window.close()
     return 0
 
 
