@@ -335,3 +335,152 @@ def test_cli_check_lists_every_problem_as_json_and_writes_nothing(project: Proje
     assert_nothing_written(project)
     assert main(["import-predictions", root]) == 2
     assert "give --pred-probs FILE" in capsys.readouterr().err
+
+
+def test_the_cli_shows_the_embeddings_match_when_it_refuses_or_checks_them(
+        project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The match line of an embeddings file once had no training/held-out counts: printing it raised a ValueError.
+    table = project.sample_table()
+    n, train, heldout = len(table.paths), len(table.train_ids), len(table.test_ids)
+    vectors = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32)
+    (tmp_path / "paths.txt").write_text("\n".join(table.paths) + "\n")
+    np.save(tmp_path / "emb.npy", vectors)
+    vectors[2, 1] = np.nan
+    np.save(tmp_path / "bad_emb.npy", vectors)
+    root, paths = str(project.root), str(tmp_path / "paths.txt")
+    assert main(["import-predictions", root, "--embeddings", str(tmp_path / "bad_emb.npy"), "--paths", paths]) == 2
+    err = capsys.readouterr().err
+    assert (f"embeddings: {tmp_path / 'bad_emb.npy'}: {n} rows, {n} matched to samples ({train} of {train} training, "
+            f"{heldout} of {heldout} held-out)") in err
+    assert "bad_emb.npy: has NaN or infinite values (or values beyond float32's range) (row 3)" in err
+    assert main(["import-predictions", root, "--embeddings", str(tmp_path / "emb.npy"), "--paths", paths,
+                 "--check"]) == 0
+    assert f"embeddings: {tmp_path / 'emb.npy'}: {n} rows, {n} matched" in capsys.readouterr().err
+    preview = validate(project, embeddings=tmp_path / "emb.npy", paths=tmp_path / "paths.txt")
+    assert preview.embeddings is not None and preview.embeddings["train_matched"] == train
+    assert "matched_ids" not in preview.embeddings  # popped: the preview stays JSON
+    assert_nothing_written(project)
+
+
+KILLED_IMPORT = """
+import os, signal, sys
+import engine.workflows.detection
+from engine.evidence.imported import import_predictions
+from engine.store import Project
+
+def killed(*args, **kwargs):  # SIGKILL once the run is recorded and the embeddings staged, before cl scores it
+    os.kill(os.getpid(), signal.SIGKILL)
+
+engine.workflows.detection.run_detectors = killed
+with Project.open(sys.argv[1]) as project:
+    import_predictions(project, pred_probs=sys.argv[2], embeddings=sys.argv[3], paths=sys.argv[4], name="vit")
+"""
+
+
+def test_an_import_killed_mid_run_leaves_no_run_and_the_next_import_removes_its_files(
+        project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = project.sample_table()
+    write_csv(project, tmp_path / "preds.csv", honest_probs(project))
+    np.save(tmp_path / "emb.npy", np.random.default_rng(0).normal(size=(len(table.paths), 4)).astype(np.float32))
+    (tmp_path / "paths.txt").write_text("\n".join(table.paths) + "\n")
+    files = [str(tmp_path / name) for name in ("preds.csv", "emb.npy", "paths.txt")]
+    killed = subprocess.run([sys.executable, "-c", KILLED_IMPORT, str(project.root), *files], capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert killed.returncode == -9, killed.stderr
+    # What the kill left: a run marked running by a process that is gone, its folder, the staged embeddings.
+    ((run_id, status),) = project.execute("SELECT id, status FROM runs")
+    assert status == "running" and (project.root / "runs" / run_id / "pred_probs.npy").is_file()
+    (staged,) = [entry.name for entry in (project.root / "embeddings").iterdir()]
+    assert staged.startswith(".vit.npy.tmp-")
+    live = project.root / "embeddings" / f".other.npy.tmp-{os.getpid()}-live"  # a writer still at work: kept
+    live.write_bytes(b"")
+
+    # Found dead, an import is removed (nothing of it can be resumed), never listed as interrupted.
+    assert project.runs() == []
+    assert not (project.root / "runs" / run_id).exists()
+    assert project.execute("SELECT COUNT(*) FROM runs") == [(0,)]
+    assert main(["status", str(project.root)]) == 0 and run_id not in capsys.readouterr().out
+    # A trained audit killed the same way is interrupted, and can be resumed, as before.
+    audit = project.new_run("audit", {"folds": 2})
+    gone = {**audit.spec["process"], "started": "a process that ended"}
+    with project.transaction() as conn:
+        conn.execute("UPDATE runs SET spec = ? WHERE id = ?", (json.dumps({**audit.spec, "process": gone}), audit.id))
+    assert [(run.id, run.status) for run in project.runs()] == [(audit.id, "interrupted")]
+
+    # The same import again succeeds, and removes what the killed one staged.
+    result = import_predictions(project, pred_probs=files[0], embeddings=files[1], paths=files[2], name="vit")
+    assert result.status == "ok" and result.run is not None and result.embeddings is not None
+    assert sorted(entry.name for entry in (project.root / "embeddings").iterdir()) == [live.name, "vit.json",
+                                                                                       "vit.npy"]
+    assert [run.status for run in project.runs()] == ["interrupted", "ok"]
+    # Killed after its run finished, while the run's summary.json was being written: the next import removes that
+    # temporary file too (the killed process's pid is in the staged file's name).
+    gone_pid = staged[len(".vit.npy.tmp-"):].split("-")[0]
+    stray = result.run.folder / f".summary.json.tmp-{gone_pid}-k1ll3d"
+    stray.write_bytes(b"{")
+    assert validate(project, pred_probs=files[0]).ok and stray.exists()  # a preview writes (and removes) nothing
+    import_predictions(project, pred_probs=files[0])
+    assert not stray.exists() and live.exists()
+
+
+def test_a_file_that_is_not_utf8_is_refused_naming_the_byte_and_line_however_deep(
+        project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A byte past the first block the CSV reader decodes once escaped as a UnicodeDecodeError (a traceback).
+    table = project.sample_table()
+    probs = honest_probs(project)
+    names = project.class_names()
+    long_rows = "".join(f"{path},{','.join(f'{value:.300f}' for value in row)}\n"  # ~1 KB a row
+                        for path, row in zip(table.paths, probs, strict=True))
+    text = "path," + ",".join(names) + "\n" + long_rows
+    last = table.paths[-1]
+    (tmp_path / "deep.csv").write_bytes(text.replace(last + ",", last[:-4] + "\u00e9.png,").encode("latin-1"))
+    assert len(text) > 30_000  # beyond the block pandas reads when it opens the file
+    message = refused(project, pred_probs=tmp_path / "deep.csv")
+    line = len(table.paths) + 1  # the header is line 1
+    assert "deep.csv: is not UTF-8 text (byte " in message and f", 0xE9, on line {line}: invalid continuation" in \
+        message and "fix: save it as UTF-8 CSV" in message
+    assert "has no row for" not in message and "has no rows" not in message  # unread rows are not missing rows
+    assert main(["import-predictions", str(project.root), "--pred-probs", str(tmp_path / "deep.csv")]) == 2
+    assert f"on line {line}" in capsys.readouterr().err
+    assert f"on line {line}:" in refused(project, embeddings=tmp_path / "deep.csv")  # the embeddings' reader too
+    # In the first block (the header's reader meets it) and in a paths file: the same words.
+    shallow = text.replace(table.paths[0] + ",", table.paths[0][:-4] + "\u00e9.png,")
+    (tmp_path / "shallow.csv").write_bytes(shallow.encode("latin-1"))
+    assert "shallow.csv: is not UTF-8 text (byte " in refused(project, pred_probs=tmp_path / "shallow.csv")
+    np.save(tmp_path / "preds.npy", probs)
+    (tmp_path / "paths.txt").write_bytes(("\n".join(table.paths[:2]) + "\n\u00e9\n").encode("latin-1"))
+    assert "paths.txt: is not UTF-8 text (byte " in refused(project, pred_probs=tmp_path / "preds.npy",
+                                                            paths=tmp_path / "paths.txt")
+
+
+def test_a_failure_between_the_array_and_its_record_leaves_no_record_of_another_array(
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The record of the embeddings imported before once stayed beside the new array: its sha256 (which keys the
+    # neighbour index) described an array no longer there.
+    import engine.evidence.imported_embeddings
+    from engine.embeddings import file_sha256 as array_sha256
+    from engine.embeddings import read_info
+
+    table = project.sample_table()
+    rng = np.random.default_rng(0)
+    for name in ("first", "second"):
+        frame = pd.DataFrame(rng.normal(size=(len(table.paths), 4)), columns=[f"d{i}" for i in range(4)])
+        frame.insert(0, "path", table.paths)
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    import_predictions(project, embeddings=tmp_path / "first.csv", name="vit")
+    first = read_info(project.root, "vit")
+    assert first is not None and first.sha256 == array_sha256(first.path)
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(engine.evidence.imported_embeddings, "atomic_write_bytes", full_disk)  # the record's write
+    with pytest.raises(OSError):
+        import_predictions(project, embeddings=tmp_path / "second.csv", name="vit")
+    after = read_info(project.root, "vit")
+    assert after is None or after.sha256 == array_sha256(after.path)
+    monkeypatch.undo()
+    import_predictions(project, embeddings=tmp_path / "second.csv", name="vit")  # the same import again: whole
+    again = read_info(project.root, "vit")
+    assert again is not None and again.sha256 == array_sha256(again.path) != first.sha256
+    assert not [entry.name for entry in (project.root / "embeddings").iterdir() if ".tmp-" in entry.name]

@@ -19,7 +19,10 @@ Held-out (test) samples may have rows: they are stored (held-out accuracy) but n
 
 Nothing is half-imported: :func:`validate` reads and checks every row of every file and writes nothing;
 :func:`import_predictions` does the same first and refuses (:class:`ImportRefused`, with the whole list)
-before anything is written; a run that fails while writing (a full disk) is removed again.
+before anything is written; a run that fails while writing (a full disk) is removed again. One whose
+process was killed is removed by the store when it finds it (:meth:`engine.store.runs.Runs.runs`), and the
+next import removes the temporary files the killed one left. The embeddings are moved into place at the end
+of the run, so a run that reads as finished has them.
 
 The run goes stale like any audit once the labels or decisions change (``Project.stale_reason``), and
 also once the imported file changes: :func:`engine.store.label_state.source_changed_reason` re-hashes it when
@@ -39,7 +42,14 @@ import numpy as np
 from engine.cancel import CancelToken
 from engine.errors import UserError
 from engine.events import EventSink
-from engine.evidence.imported_embeddings import StagedEmbeddings, check_embeddings, embeddings_files, valid_name
+from engine.evidence.imported_embeddings import (
+    EMBEDDINGS_FOLDER,
+    StagedEmbeddings,
+    check_embeddings,
+    embeddings_files,
+    remove_stale_temporaries,
+    valid_name,
+)
 from engine.evidence.imported_files import (
     SHOWN,
     ImportProblem,
@@ -50,7 +60,7 @@ from engine.evidence.imported_files import (
     open_rows,
 )
 from engine.jobs import JobContext, run_job
-from engine.store import Project, RunInfo
+from engine.store import Project, RunInfo, evidence_source
 from engine.store.label_state import IMPORTED_SOURCE
 
 IMPORTED_IDS_FILE = "imported_ids.npy"  # the samples the file had a row for
@@ -91,7 +101,7 @@ class ImportPreview:
         for what, info in (("predictions", self.pred_probs), ("embeddings", self.embeddings)):
             if info and "rows" in info:
                 lines.append(f"{what}: {info['file']}: {info['rows']:,} rows, {info['matched']:,} matched to samples "
-                             f"({info.get('train_matched', '?'):,} of {info.get('train_total', '?'):,} training, "
+                             f"({info.get('train_matched', 0):,} of {info.get('train_total', 0):,} training, "
                              f"{info.get('heldout_matched', 0):,} of {info.get('heldout_total', 0):,} held-out)")
         for problem in self.problems:
             lines.append(f"error: {problem.message}")
@@ -163,6 +173,7 @@ def import_predictions(project: Project, *, pred_probs: Path | str | None = None
     """
     events = events or EventSink()
     started = time.perf_counter()
+    _remove_what_killed_imports_left(project)
     checked = _check(project, _path(pred_probs), _path(embeddings), _path(paths), logits, name, stage=True)
     preview = checked.preview
     if not preview.ok:
@@ -177,20 +188,34 @@ def import_predictions(project: Project, *, pred_probs: Path | str | None = None
             probs, has_row = checked.probs, checked.has_row
             run, status = run_job(project, "audit", spec,
                                   lambda ctx: _record_run(ctx, probs, has_row, checked.source or {},
-                                                          {"read_and_check": round(checked_s, 3)}),
+                                                          {"read_and_check": round(checked_s, 3)}, checked.staged),
                                   events, cancel=cancel)
             if status != "ok":
                 _discard_run(project, run)
+        elif checked.staged is not None:
+            _commit_embeddings(checked.staged, events)
         stored = None
         if checked.staged is not None and status == "ok":
-            checked.staged.commit()
             staged = checked.staged
             stored = {"array": str(staged.target), "record": str(staged.record_path), "dims": staged.record["dims"]}
-            events.log(f"embeddings stored in {staged.target} ({staged.record['dims']} dimensions)")
     finally:
         if checked.staged is not None:
             checked.staged.discard()  # a no-op once committed
     return ImportResult(preview, run if status == "ok" else None, status, stored)
+
+
+def _commit_embeddings(staged: StagedEmbeddings, events: EventSink) -> None:
+    staged.commit()
+    events.log(f"embeddings stored in {staged.target} ({staged.record['dims']} dimensions)")
+
+
+def _remove_what_killed_imports_left(project: Project) -> None:
+    """The temporary files of imports that were killed: their staged embeddings, and a file an import run was
+    writing when it was killed after it finished (its summary). Listing the runs removes a killed import's run."""
+    remove_stale_temporaries(project.root / EMBEDDINGS_FOLDER)
+    for run in project.runs():
+        if evidence_source(run).get("source") == IMPORTED_SOURCE:
+            remove_stale_temporaries(run.folder)
 
 
 def _path(value: Path | str | None) -> Path | None:
@@ -276,9 +301,10 @@ def _check_pred_probs(project: Project, file: Path, paths: Path | None, logits: 
                               problems)
         good = ids >= 0
         probs[ids[good]] = checked[good]
-    if matcher.rows == 0:
-        problems.whole(file, "has no rows", "add one row per training sample")
-    matcher.check_train_covered(train_ids, file)
+    if not rows.stopped:  # else the rows it could not read are not missing: the file is fixed first
+        if matcher.rows == 0:
+            problems.whole(file, "has no rows", "add one row per training sample")
+        matcher.check_train_covered(train_ids, file)
     has_row = matcher.first_row >= 0
     info.update(rows=matcher.rows, matched=int(has_row.sum()), matched_ids=np.flatnonzero(has_row))
     if len(problems.list()) != before or order is None:
@@ -320,8 +346,10 @@ def _listed(names: list[str]) -> str:
 
 
 def _record_run(ctx: JobContext, probs: np.ndarray, has_row: np.ndarray, source: dict[str, Any],
-                timings: dict[str, float]) -> dict[str, Any]:
-    """The job body: record the probabilities and the labels they are judged against, run ``cl``, summarise."""
+                timings: dict[str, float], staged: StagedEmbeddings | None = None) -> dict[str, Any]:
+    """The job body: record the probabilities and the labels they are judged against, run ``cl``, summarise; then
+    move the staged embeddings into place, last: a run that reads as finished has its embeddings stored (a run
+    killed before it finished is removed, see :meth:`engine.store.runs.Runs.runs`)."""
     from engine.arrays import save_array
     from engine.detectors import OOF_PROBS, DetectorInputs, parse_detectors
     from engine.evidence.run_labels import AUDITED_IDS_FILE, record_run_labels
@@ -371,6 +399,8 @@ def _record_run(ctx: JobContext, probs: np.ndarray, has_row: np.ndarray, source:
         "heldout_accuracy_measured_against")})
     ctx.events.log(f"import done: cl flagged {headline.num_flagged:,} of {len(audited_ids):,} training samples; "
                    f"estimated noise rate {summary['estimated_noise_rate']:.3f}")
+    if staged is not None:
+        _commit_embeddings(staged, ctx.events)
     return summary
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.atomic_files import TEMP_MARK
 from engine.errors import ensure_free_space
 from engine.evidence.imported_files import Problems, RowMatcher, file_record, file_sha256, open_rows
 from engine.store import atomic_write_bytes, fsync_folder, temp_name_prefix
@@ -51,10 +52,12 @@ class StagedEmbeddings:
     record: dict[str, Any]
 
     def commit(self) -> None:
-        # engine.embeddings reads this record: ``sha256`` is the stored array's (its neighbour index is keyed
-        # by it); the imported file's own hash is ``file_sha256``.
-        self.record["file_sha256"] = self.record.pop("sha256", None)
-        self.record["sha256"] = file_sha256(self.temp)
+        """Move the array into place, then its record: two renames (everything was written and hashed before).
+
+        An older record goes first (as :meth:`engine.embeddings.writer.PartialEmbeddings.finish` does): never, not
+        even after a kill between the two, does a record describe another array (its sha256 keys the neighbour
+        index); an array without its record is no source to its readers, and the next import replaces it."""
+        self.record_path.unlink(missing_ok=True)
         os.replace(self.temp, self.target)
         atomic_write_bytes(self.record_path, json.dumps(self.record, indent=2).encode())
         fsync_folder(self.target.parent)
@@ -99,11 +102,12 @@ def check_embeddings(file: Path, paths_file: Path | None, sample_paths: list[str
             if out is not None and len(problems.list()) == before:
                 good = ids >= 0
                 out[ids[good]] = chunk.values[good]
-        matcher.check_all_covered(file)
-        info.update(rows=matcher.rows, matched=int(len(matcher.matched_ids)))
-        if out is None or len(problems.list()) != before or matcher.rows == 0:
+        if not rows.stopped:  # else the rows it could not read are not missing: the file is fixed first
+            matcher.check_all_covered(file)
             if matcher.rows == 0:
                 problems.whole(file, "has no rows", "add one row per sample")
+        info.update(rows=matcher.rows, matched=int(len(matcher.matched_ids)), matched_ids=matcher.matched_ids)
+        if out is None or len(problems.list()) != before or matcher.rows == 0:
             if staged is not None:
                 staged.discard()
             return info, None
@@ -117,13 +121,29 @@ def check_embeddings(file: Path, paths_file: Path | None, sample_paths: list[str
         raise
     assert staged is not None
     source = file_record(file)
+    # engine.embeddings reads this record: ``sha256`` is the stored array's (its neighbour index is keyed by it),
+    # hashed here, before anything is recorded, so that the commit is only renames; ``file_sha256`` the file's.
+    source["file_sha256"] = source.pop("sha256")
     staged.record = {
-        "source": IMPORTED_SOURCE, "name": name, **source,
+        "source": IMPORTED_SOURCE, "name": name, **source, "sha256": file_sha256(staged.temp),
         "paths_file": None if paths_file is None or rows.paths_file is None else str(paths_file),
         "paths_sha256": None if rows.paths_file is None else file_sha256(rows.paths_file),
         "dims": rows.width, "num_samples": n, "dtype": "float32", "order": "sample id", "created": time.time(),
     }
     return info, staged
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files (``.<name>.tmp-<pid>-*``) in ``folder`` that a process killed mid-way left: an
+    import's staged array, a record half-written. One whose writer still runs is left alone."""
+    from engine.export.staging import clean_stale_staging
+
+    try:
+        names = {entry.name[1:entry.name.index(TEMP_MARK)] for entry in folder.iterdir()
+                 if entry.name.startswith(".") and TEMP_MARK in entry.name}
+    except OSError:
+        return []
+    return [removed for stem in sorted(names) for removed in clean_stale_staging(folder, stem)]
 
 
 def valid_name(name: str) -> bool:

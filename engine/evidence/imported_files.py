@@ -14,6 +14,7 @@ validates everything before it writes anything.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -109,6 +110,31 @@ def shown_path(path: str) -> str:
     return f"'{path}'" if path.isprintable() else repr(path)
 
 
+def not_utf8(file: Path) -> str:
+    """What a problem names about a file that is not UTF-8: where its first byte that is not UTF-8 is (the byte
+    offset and line, counted from 1), read in blocks."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = lines = 0
+    try:
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:  # exc.object: the bytes the decoder held back, then the block
+                    at = offset + exc.start - (len(exc.object) - len(block))
+                    line = lines + block[:max(at - offset, 0)].count(b"\n") + 1
+                    byte = exc.object[exc.start:exc.start + 1].hex().upper()
+                    return f"is not UTF-8 text (byte {at + 1:,}, 0x{byte}, on line {line:,}: {exc.reason})"
+                lines += block.count(b"\n")
+                offset += len(block)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        return f"is not UTF-8 text (it ends inside a character: {exc.reason})"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return "is not UTF-8 text"
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -143,6 +169,7 @@ class RowFile:
     row_word: str
     paths_file: Path | None
     chunks: Iterator[Chunk]
+    stopped: bool = False  # the reading stopped at a row it could not read (reported): the rest was never seen
 
 
 def open_rows(file: Path, paths_file: Path | None, problems: Problems, *, option: str,
@@ -172,9 +199,8 @@ def _open_csv(file: Path, problems: Problems, *, option: str, dtype: type) -> Ro
     try:
         with open(file, encoding="utf-8-sig", newline="") as handle:
             header = next(csv.reader(handle), None)
-    except UnicodeDecodeError as exc:
-        problems.whole(file, f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                       "save it as UTF-8 CSV")
+    except UnicodeDecodeError:
+        problems.whole(file, not_utf8(file), "save it as UTF-8 CSV")
         return None
     if not header:
         problems.whole(file, "is empty", f"its first line must name the columns: {PATH_COLUMN} and one per value")
@@ -197,21 +223,31 @@ def _open_csv(file: Path, problems: Problems, *, option: str, dtype: type) -> Ro
 
     def chunks() -> Iterator[Chunk]:
         first = 1
-        # Paths are text as written ("NA" is a path, not a missing value); an empty numeric cell is missing.
-        reader = pd.read_csv(file, encoding="utf-8-sig", dtype={PATH_COLUMN: str}, keep_default_na=False,
-                             na_values=[""], chunksize=CHUNK_ROWS)
+        reader = None
+        opened.stopped = False
         try:
+            # Paths are text as written ("NA" is a path, not a missing value); an empty numeric cell is missing.
+            # Made in the try: making the reader already reads (and decodes) the first block of rows.
+            reader = pd.read_csv(file, encoding="utf-8-sig", dtype={PATH_COLUMN: str}, keep_default_na=False,
+                                 na_values=[""], chunksize=CHUNK_ROWS)
             for frame in reader:
                 values, unread = _csv_numbers(frame, columns, file, first, problems, dtype)
                 yield Chunk(first, _csv_paths(frame), values, unread)
                 first += len(frame)
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        except UnicodeDecodeError:  # past the header: the header itself decoded
+            opened.stopped = True
+            problems.whole(file, not_utf8(file), "save it as UTF-8 CSV")
+        except (pd.errors.ParserError, ValueError) as exc:
+            opened.stopped = True
             problems.whole(file, f"cannot be read as CSV after data row {first - 1}: {exc}",
                            "give every row as many cells as the header has columns; quote cells holding commas")
         finally:
-            reader.close()
+            if reader is not None:
+                reader.close()
 
-    return RowFile(file, columns, len(columns), "data row", None, chunks())
+    opened = RowFile(file, columns, len(columns), "data row", None, iter(()))
+    opened.chunks = chunks()
+    return opened
 
 
 def _csv_paths(frame: Any) -> list[str]:
@@ -291,8 +327,8 @@ def read_paths_file(paths_file: Path, problems: Problems) -> list[str] | None:
         return None
     try:
         text = paths_file.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        problems.whole(paths_file, f"is not UTF-8 text ({exc.reason} at byte {exc.start})", "save it as UTF-8 text")
+    except UnicodeDecodeError:
+        problems.whole(paths_file, not_utf8(paths_file), "save it as UTF-8 text")
         return None
     lines = text.split("\n")
     if lines and lines[-1] == "":

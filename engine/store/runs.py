@@ -3,7 +3,8 @@
 A run is a row in the ``runs`` table (kind, status, spec, summary) and a folder ``runs/<run_id>/``
 (spec.json, events.jsonl, arrays, checkpoints). Its spec records the label state it starts from
 (:mod:`engine.store.label_state`) and the process running it (:mod:`engine.store.processes`), so a
-run whose process has ended reads as "interrupted" and can be resumed.
+run whose process has ended reads as "interrupted" and can be resumed; an interrupted import of predictions
+(nothing of it can be resumed: the file is read again) is removed instead, so nothing of it is half-imported.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from engine.atomic_files import atomic_write_bytes
 from engine.errors import UserError
-from engine.store.label_state import LabelState
+from engine.store.label_state import IMPORTED_SOURCE, LabelState, evidence_source
 from engine.store.processes import process_alive, this_process
 
 
@@ -114,7 +115,8 @@ class Runs(LabelState):
         """Every run, oldest first. Runs copied in from elsewhere are registered on sight.
 
         A run still marked "running" whose process has ended (killed, crashed, the machine
-        restarted) is reported, and recorded, as "interrupted": it can be resumed.
+        restarted) is reported, and recorded, as "interrupted": it can be resumed. An interrupted
+        import of predictions cannot (the file is imported again): it is removed, folder and row.
         """
         self._register_foreign_runs()
         query = "SELECT id, kind, status, created, finished, spec, summary FROM runs"
@@ -123,7 +125,8 @@ class Runs(LabelState):
             query += " WHERE kind = ?"
             params = (kind,)
         rows = self._conn.execute(query + " ORDER BY created, id", params).fetchall()
-        return [self._interrupted_if_dead(self._run_info(row), row[5]) for row in rows]
+        listed = [self._interrupted_if_dead(self._run_info(row), row[5]) for row in rows]
+        return [run for run in listed if not self._discarded_import(run)]
 
     def run(self, run_id: str | None = None, kind: str | None = None) -> RunInfo:
         """One run by id, or the latest finished run (of a kind) when no id is given."""
@@ -164,6 +167,25 @@ class Runs(LabelState):
             except (sqlite3.OperationalError, UserError):
                 pass  # a read-only, full or locked store: report it as interrupted all the same
         return RunInfo(run.id, run.kind, "interrupted", run.created, run.finished, run.spec, summary, run.folder)
+
+    def _discarded_import(self, run: RunInfo) -> bool:
+        """Remove ``run`` if it is an interrupted import of predictions (killed mid-way): True once it is gone.
+
+        Its folder goes first, spec.json before the rest (a folder with a spec.json and no row would be adopted
+        as a foreign run), then its row and scores. Left as it is in a read-only project, or when removing fails.
+        """
+        if run.status != "interrupted" or evidence_source(run).get("source") != IMPORTED_SOURCE or \
+                getattr(self, "read_only", False):
+            return False
+        try:
+            (run.folder / "spec.json").unlink(missing_ok=True)
+            shutil.rmtree(run.folder, ignore_errors=True)
+            with self.transaction() as conn:
+                conn.execute("DELETE FROM scores WHERE run_id = ?", (run.id,))
+                conn.execute("DELETE FROM runs WHERE id = ? AND status = 'interrupted'", (run.id,))
+        except (OSError, sqlite3.OperationalError, UserError):
+            return False  # a full, locked or read-only store: it stays, reported as interrupted
+        return True
 
     def _register_foreign_runs(self) -> None:
         # A run folder made on another machine and copied in has spec.json and
