@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(os.environ["CHECKOUT"]).resolve()))  # the engine's 
 import lib  # noqa: E402  (the shared campaign's plumbing: paths, environment, running the engine)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e_import  # noqa: E402  (import-predictions fed bad files, and killed mid-import)
 import e_trust  # noqa: E402  (issue 19's groups: the CLI bulk action, resume after decisions)
 
 ROOT = lib.WORK / "e"
@@ -512,6 +513,7 @@ GROUPS: dict[str, Callable[[lib.Recorder, Bases], None]] = {
     "torchrun": torchrun_kills,
     "bulk": e_trust.bulk,
     "resume-after-decisions": e_trust.resume_after_decisions,
+    "import-bad-inputs": e_import.import_bad_inputs,
 }
 COLUMNS = ["cases", "traceback", "hang", "silent accept", "half-made proj", "decisions lost", "run wrong state",
            "resume differs", "half-written export", "temp leftovers", "valid input refused", "msg lacks file/row"]
@@ -521,7 +523,7 @@ COLUMN_KEYS = {  # the row keys each column counts (as the shared summary.py cou
     "traceback": ("traceback", "resume_traceback"), "hang": ("hung",), "silent accept": ("silent_acceptance",),
     "half-made proj": ("half_made",), "decisions lost": ("lost_or_wrong",), "run wrong state": ("wrong_state",),
     "resume differs": ("resume_differs",), "half-written export": ("half_written_export",),
-    "temp leftovers": ("leftovers_after_resume",), "valid input refused": ("false_rejection",),
+    "temp leftovers": ("leftovers_after_resume", "leftovers"), "valid input refused": ("false_rejection",),
 }
 
 
@@ -531,7 +533,8 @@ def summarise() -> None:
     table: dict[str, dict[str, int]] = {}
     for row in rows:
         group = {"bad-values": "E bad values", "torchrun": "E torchrun kills", "bulk": f"E bulk: {row['kind']}",
-                 "resume-after-decisions": "E resume after decisions"}.get(row["group"], f"E kill: {row['kind']}")
+                 "resume-after-decisions": "E resume after decisions", "import-bad-inputs": f"E import: {row['kind']}"
+                 }.get(row["group"], f"E kill: {row['kind']}")
         counts_ = table.setdefault(group, dict.fromkeys(COLUMNS, 0))
         counts_["cases"] += 1
         for column, keys in COLUMN_KEYS.items():
@@ -549,7 +552,8 @@ def summarise() -> None:
     for group, values in [*sorted(table.items()), ("TOTAL", total)]:
         print(f"{group:<{width}} " + " ".join(f"{values[column]:>9}" for column in COLUMNS))
     print("=" * 110)
-    killed = [row for row in rows if row["group"] in ("kills", "torchrun")]
+    killed = [row for row in rows if row["group"] in ("kills", "torchrun") or
+              (row["group"] == "import-bad-inputs" and "killed_after_s" in row)]
     landed = [row for row in killed if not row.get("finished_before_kill") and row.get("killed", True)]
     print(f"kills: {len(killed)} in all ({len(landed)} landed while the work was unfinished)")
     failing = [row for row in rows if any(row.get(key) for keys in COLUMN_KEYS.values() for key in keys)]
