@@ -430,3 +430,35 @@ def test_refining_the_farthest_rows_undoes_approximate_misses() -> None:
     changed = refine_farthest(points, ids, sims)
     assert changed >= 1 and np.array_equal(ids[7], exact_ids[7]) and np.allclose(sims[7], exact_sims[7], atol=1e-5)
     assert np.array_equal(ids, exact_ids)
+
+
+def test_rows_the_graph_search_strands_are_searched_again_with_a_wider_beam() -> None:
+    """A narrow beam can end in the wrong cluster; the farthest rows are searched again wider, and keep the nearer answer."""
+    from types import SimpleNamespace
+
+    from engine.embeddings import neighbors as nb
+
+    points, _ = clustered(100, 4, 16)
+    exact_ids, exact_sims = exact_neighbors(normalised(points), 5)
+
+    class NarrowThenWide:
+        """Answers exactly when the beam is wide; otherwise strands rows 7 and 11 among far points."""
+
+        hnsw = SimpleNamespace(efSearch=nb.HNSW_EF_SEARCH_MIN)
+
+        def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+            scores = queries @ normalised(points).T
+            found = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            if self.hnsw.efSearch < nb.WIDER_EF_SEARCH:
+                stranded = np.isin(np.argmax(scores, axis=1), [7, 11])  # the row itself is its own best match
+                found[stranded, 1:] = np.argsort(scores[stranded], axis=1, kind="stable")[:, :k - 1]  # the farthest
+            return np.take_along_axis(scores, found, axis=1).astype(np.float32), found
+
+    index = NarrowThenWide()
+    ids, sims = np.zeros((400, 5), dtype=np.int64), np.zeros((400, 5), dtype=np.float32)
+    rows = np.arange(400)
+    ids[:], sims[:] = nb._search_without_self(index, normalised(points), rows, 5)
+    assert sims[7, -1] < exact_sims[7, -1] - 0.5  # stranded
+    nb._search_farthest_wider(index, points, ids, sims, 5, None)
+    assert np.array_equal(ids[[7, 11]], exact_ids[[7, 11]])
+    assert np.allclose(sims, exact_sims, atol=1e-5)
