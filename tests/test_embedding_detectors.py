@@ -122,11 +122,12 @@ def test_near_duplicate_detector_flags_copies_and_suggests_the_copys_other_label
     assert result.suggested[7] == labels[3] and result.suggested[3] == labels[7]
 
 
-def test_other_kinds_of_issue_stay_out_of_the_review_and_the_ensemble() -> None:
+def test_other_kinds_of_issue_stay_out_of_the_review_and_the_ensemble_but_knn_joins_it() -> None:
     assert review_detector(["near_duplicate", "outlier", "knn"]) == "knn"
     from engine.detectors import ensemble_members
 
-    assert ensemble_members(["cl", "aum", "near_duplicate", "outlier", "knn", "ensemble"]) == ["cl", "aum"]
+    # knn judges labels, and joins the ensemble (it lifts it on both CIFAR-10N label sets: the README)
+    assert ensemble_members(["cl", "aum", "near_duplicate", "outlier", "knn", "ensemble"]) == ["cl", "aum", "knn"]
     with pytest.raises(UserError, match="ensemble combines other detectors of label issues"):
         parse_detectors("outlier,ensemble")
 

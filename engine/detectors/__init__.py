@@ -155,7 +155,7 @@ DETECTORS: dict[str, DetectorInfo] = {
         DetectorInfo("ocl", "Online confident learning: off the per-batch confident joint (one run)",
                      (CONFIDENT_CLASS,), "engine.detectors.ocl:detect"),
         DetectorInfo("knn", "Label disagreement among the nearest neighbours in embedding space (SimiFeat)",
-                     (EMBEDDINGS,), "engine.detectors.knn:detect", in_ensemble=False),
+                     (EMBEDDINGS,), "engine.detectors.knn:detect"),  # in the ensemble: README, "knn beside the ensemble"
         DetectorInfo("near_duplicate", "Near-duplicates: another sample's embedding almost the same",
                      (EMBEDDINGS,), "engine.detectors.embedding_issues:near_duplicates", issue="duplicate",
                      in_ensemble=False),
