@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "inject_noise",
     "crossval",
     "audit",
+    "estimate",
     "evaluate",
     "decide",
     "retrain",

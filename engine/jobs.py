@@ -200,6 +200,8 @@ def _run_body(
                 events.error(f"{type(exc).__name__}: {exc}", "this is a bug in Label Auditor; the log has the details",
                              traceback.format_exc())
                 summary = {"error": f"{type(exc).__name__}: {exc}"}
+    if status == "ok":
+        summary = _with_training_rate(run, summary)
     try:
         project.finish_run(run.id, status, summary)
         if status == "ok":
@@ -217,6 +219,19 @@ def _run_body(
     events.done("error" if status == "interrupted" else status, message)  # type: ignore[arg-type]
     events.close()  # the run's events.jsonl is complete
     return run, status
+
+
+def _with_training_rate(run: RunInfo, summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with the run's median training rate (engine.training.speed), for the next estimate of an audit.
+
+    Bookkeeping only: a run whose events cannot be read keeps its summary as it was.
+    """
+    try:
+        from engine.training.speed import record_training_rate
+
+        return record_training_rate(run, summary)
+    except (OSError, ValueError, UserError):
+        return summary
 
 
 def _run_job_distributed(project: Project, make_run: Callable[[], RunInfo], kind: str,

@@ -84,6 +84,7 @@ OPTION_RANGES: dict[str, NumberRange] = {
     "--min-cosine": NumberRange(0.5, 1, integer=False),
     "--k": NumberRange(1, 1000),
     "--limit": NumberRange(1, 10**9),
+    "--measure-seconds": NumberRange(0.1, 60, integer=False),  # estimate: training steps timed for the rate
 }
 
 

@@ -16,6 +16,7 @@ from engine.training.config import PRECISIONS  # torch-free: the CLI's start sta
 
 if TYPE_CHECKING:
     from engine.jobs import JobContext
+    from engine.store import Project
     from engine.training.config import TrainConfig
 
 EXIT_FOR_STATUS = {"ok": 0, "error": 1, "cancelled": 130, "interrupted": 1}
@@ -34,11 +35,13 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epochs_help: str | None = None) -> None:
+def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epochs_help: str | None = None,
+                      image_size_help: str | None = None) -> None:
     """The options of every job that trains: crossval, audit, retrain.
 
     ``epochs_help`` replaces the ``--epochs`` help; it also makes ``--epochs`` default to None, so
-    that the command can tell an explicit ``--epochs`` from the default (the audit does).
+    that the command can tell an explicit ``--epochs`` from the default (the audit does, for its preset).
+    ``image_size_help`` does the same for ``--image-size``.
     """
     group = parser.add_argument_group("training")
     group.add_argument("--model", default=None,
@@ -58,7 +61,8 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epoc
         group.add_argument("--epochs", type=ranged("--epochs"), default=None, help=epochs_help)
     group.add_argument("--batch-size", type=ranged("--batch-size"), default=128)
     group.add_argument("--lr", type=ranged("--lr"), default=None, help="peak learning rate (default: the model's own)")
-    group.add_argument("--image-size", type=ranged("--image-size"), default=32, help="training resolution in pixels (default 32)")
+    group.add_argument("--image-size", type=ranged("--image-size"), default=32 if image_size_help is None else None,
+                       help=image_size_help or "training resolution in pixels (default 32)")
     group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     group.add_argument("--precision", choices=PRECISIONS, default=None,
                        help="autocast dtype (default auto: bf16 on CUDA and on CPUs with AMX, else float32); "
@@ -96,15 +100,16 @@ def add_training_command(
     handle: Callable[[argparse.Namespace], int],
     own_options: Callable[[argparse.ArgumentParser], None] | None = None,
     epochs_help: str | None = None,
+    image_size_help: str | None = None,
     **parser_options: Any,
 ) -> argparse.ArgumentParser:
     """A sub-command that trains (:func:`add_command`): the training options, the command's ``own_options``, --resume.
 
-    ``epochs_help`` goes to :func:`add_train_options`.
+    ``epochs_help`` and ``image_size_help`` go to :func:`add_train_options`.
     """
 
     def arguments(parser: argparse.ArgumentParser) -> None:
-        add_train_options(parser, epochs_help=epochs_help)
+        add_train_options(parser, epochs_help=epochs_help, image_size_help=image_size_help)
         if own_options is not None:
             own_options(parser)
         add_resume_option(parser)
@@ -182,6 +187,8 @@ def run_training_command(
     kind: str,
     extra_spec: dict[str, Any] | Callable[[], dict[str, Any]],
     body: Callable[[JobContext, TrainConfig, dict[str, Any]], dict[str, Any]],
+    *,
+    project_spec: Callable[[Project, dict[str, Any]], dict[str, Any]] | None = None,
 ) -> int:
     """Open the project, make (or resume) a run of ``kind`` and run ``body`` in it.
 
@@ -189,6 +196,8 @@ def run_training_command(
     resumed run both come from the run's own spec, so the continuation is the same job.
     Every failure, even one before the run exists, reaches a --json consumer as events;
     so ``extra_spec`` may be a function that validates options and returns the spec.
+    ``project_spec(project, spec)``, for a new run, completes the spec from the open project
+    (the audit sizes its dynamics run by the samples it trains on); a resume keeps what it recorded.
     """
     from engine.errors import UserError
     from engine.jobs import run_job
@@ -217,6 +226,8 @@ def run_training_command(
             else:
                 extra = extra_spec() if callable(extra_spec) else extra_spec
                 spec = {"train": TrainConfig.from_args(args).to_dict(), **extra}
+                if project_spec is not None:
+                    spec = project_spec(project, spec)
             config = TrainConfig.from_dict(spec["train"])
             if run is not None:
                 config = resumed_precision(run, config, getattr(args, "precision", None))

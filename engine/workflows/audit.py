@@ -68,7 +68,9 @@ DEFAULT_DETECTORS = ("cl",)
 
 
 DEFAULT_DYNAMICS_EPOCHS = 45
-"""Epochs of the one dynamics run when neither ``--dynamics-epochs`` nor ``--epochs`` is given.
+"""Epochs of the one dynamics run when neither ``--dynamics-epochs`` nor ``--epochs`` is given and the number of
+training samples is not known: library callers that name no preset (:func:`audit_spec`, the bench), and every
+run made before the presets (``engine.workflows.budget``), whose specs record the epochs they trained.
 
 A sample's trajectory is the evidence: a long run separates the samples learned late (hard but
 right) from those learned only by memorising (mislabeled), and one model costs a K-fold audit's
@@ -79,16 +81,31 @@ at 12 epochs, 0.897 at 45, 0.898 at 50 (the README's detector tables). 45 rather
 """
 
 
-def resolve_dynamics_epochs(dynamics_epochs: int | None, epochs: int | None) -> int:
-    """The dynamics run's epochs: ``--dynamics-epochs``, else an explicit ``--epochs``, else the default."""
+def resolve_dynamics_epochs(dynamics_epochs: int | None, epochs: int | None, n_train: int | None = None,
+                            preset: str | None = None) -> int:
+    """The dynamics run's epochs: ``--dynamics-epochs``, else an explicit ``--epochs``, else the preset's rule for
+    ``n_train`` training samples (:func:`engine.workflows.budget.dynamics_epochs_for`); without ``n_train``,
+    :data:`DEFAULT_DYNAMICS_EPOCHS`."""
     from engine.options import check_option
+    from engine.workflows.budget import resolve_audit_epochs
 
     # ``is None``, not ``or``: a 0 given is refused, never replaced by the fallback.
     check_option("--dynamics-epochs", dynamics_epochs)
     check_option("--epochs", epochs)
     if dynamics_epochs is not None:
         return int(dynamics_epochs)
-    return int(epochs if epochs is not None else DEFAULT_DYNAMICS_EPOCHS)
+    if epochs is not None:
+        return int(epochs)
+    if n_train is None:
+        return DEFAULT_DYNAMICS_EPOCHS
+    return resolve_audit_epochs(preset, None, None, n_train)[1]
+
+
+def audit_fit_ids(project: Project, labels_keep: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The samples an audit trains on: the train split less the samples decided removed."""
+    _, keep = labels_keep if labels_keep is not None else project.labels_with_decisions()
+    audited_ids = project.sample_table().train_ids
+    return audited_ids[keep[audited_ids]]
 
 
 def record_dynamics(
@@ -191,7 +208,7 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
     # Recorded before any training (a resume checks them): what grades or shows this run uses these labels.
     labels_used = record_run_labels(ctx.run.folder, labels, keep) if distributed.is_main() else {}
     audited_ids = table.train_ids  # held-out samples are never audited (see the module docstring)
-    fit_ids = audited_ids[keep[audited_ids]]
+    fit_ids = audit_fit_ids(project, (labels, keep))
     gathered = gather_evidence(ctx, config, spec, evidence, labels, keep, fit_ids)
     if not distributed.is_main():
         return {}  # under torchrun the evidence is gathered; rank 0 alone detects and writes
@@ -211,6 +228,11 @@ def audit_body(ctx: JobContext, config: TrainConfig, spec: dict[str, Any]) -> di
     gathered.timings["detect"] = round(time.perf_counter() - started, 3)
     summary = audit_summary(project, int(spec.get("folds", 3)), evidence, (labels, keep, labels_used), fit_ids,
                             results, gathered)
+    # What it trained, as the app and status show it: the preset (None: a run from before them, or a library
+    # caller's) and the dynamics run's epochs (None: it had no dynamics run).
+    summary["preset"] = spec.get("preset")
+    summary["dynamics_epochs"] = (int(spec.get("dynamics_epochs") or config.epochs)
+                                  if any(name not in (OOF_PROBS, EMBEDDINGS) for name in evidence) else None)
     report_audit(ctx, summary)
     return summary
 
@@ -272,15 +294,22 @@ def report_audit(ctx: JobContext, summary: dict[str, Any]) -> None:
 
 
 def audit_spec(config: TrainConfig, folds: int, detectors: list[str] | tuple[str, ...],
-               dynamics_epochs: int | None = None, embedding_source: str | None = None) -> dict[str, Any]:
+               dynamics_epochs: int | None = None, embedding_source: str | None = None,
+               preset: str | None = None, n_train: int | None = None) -> dict[str, Any]:
     """The run spec of an audit (what ``--resume`` re-reads): training settings, folds, detectors.
 
-    ``dynamics_epochs``: the dynamics run's epochs (default :data:`DEFAULT_DYNAMICS_EPOCHS`, as for the
-    CLI and the app; ``config.epochs`` is the K-fold models').
+    ``dynamics_epochs``: the dynamics run's epochs; not given, ``preset``'s rule for ``n_train`` training samples
+    when both are given, else :data:`DEFAULT_DYNAMICS_EPOCHS` (``config.epochs`` is the K-fold models').
+    The spec records the number resolved, so a resume trains what the run started with.
     """
     names = [info.name for info in parse_detectors(list(detectors))]  # fails before a run is made
-    return {"train": config.to_dict(), "folds": int(folds), "detectors": names,
-            "dynamics_epochs": resolve_dynamics_epochs(dynamics_epochs, None), "embedding_source": embedding_source}
+    spec: dict[str, Any] = {"train": config.to_dict(), "folds": int(folds), "detectors": names,
+                            "dynamics_epochs": resolve_dynamics_epochs(dynamics_epochs, None,
+                                                                       n_train if preset is not None else None, preset),
+                            "embedding_source": embedding_source}
+    if preset is not None:
+        spec["preset"] = preset
+    return spec
 
 
 def run_audit(
@@ -293,12 +322,16 @@ def run_audit(
     cancel: CancelToken | None = None,
     dynamics_epochs: int | None = None,
     embedding_source: str | None = None,
+    preset: str | None = None,
 ) -> tuple[RunInfo, str]:
     """Audit the project as a recorded run; returns (run, status: ok | error | cancelled).
 
     The library entry point (tests, bench, the GUI's engine process);
-    ``python -m engine audit`` is the same job.
+    ``python -m engine audit`` is the same job. ``preset`` (``engine.workflows.budget.PRESETS``) sizes the
+    dynamics run by the number of samples it trains on when ``dynamics_epochs`` is not given; without it,
+    :data:`DEFAULT_DYNAMICS_EPOCHS`. ``config.epochs`` stays the K-fold models' either way.
     """
-    spec = audit_spec(config, folds, detectors, dynamics_epochs, embedding_source)
+    n_train = len(audit_fit_ids(project)) if preset is not None and dynamics_epochs is None else None
+    spec = audit_spec(config, folds, detectors, dynamics_epochs, embedding_source, preset, n_train)
     return run_job(project, AUDIT_KIND, spec, lambda ctx: audit_body(ctx, config, spec),
                    events or EventSink(), cancel=cancel)
