@@ -4,6 +4,7 @@ they carry from one dialog to the next, and any command a view asks for. One job
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
@@ -17,6 +18,8 @@ from auditor.views.compare_view import CompareDialog, CompareOptions
 from auditor.views.import_dialog import ImportDialog, ImportOptions
 from auditor.views.outliers_view import OUTLIERS_LISTED
 from auditor.views.retrain_dialog import RetrainDialog, RetrainOptions
+from engine.errors import UserError
+from engine.workflows.budget import DEFAULT_PRESET, fit_sample_count
 
 
 class JobLauncher(QObject):
@@ -28,7 +31,7 @@ class JobLauncher(QObject):
         self.dialog_parent = dialog_parent
         self._tell = tell
         self.session: ProjectSession | None = None  # the open project; the window sets it
-        self.train_options = TrainOptions()
+        self.train_options = TrainOptions(preset=DEFAULT_PRESET)  # a first audit: the default preset's budget
         self.retrain_epochs = TrainOptions().epochs  # the retrain dialog's own setting, not the audit's K-fold one
 
     def start(self, command: str, options: list[str]) -> EngineProcess | None:
@@ -41,10 +44,25 @@ class JobLauncher(QObject):
         return self.jobs.start(command, self.session.root, options)
 
     def choose_audit(self) -> None:
-        dialog = AuditDialog(self.train_options, parent=self.dialog_parent)
+        dialog = self.audit_dialog()
         if dialog.exec():
             self.train_options = dialog.options()
             self.start_audit(self.train_options)
+
+    def audit_dialog(self) -> AuditDialog:
+        """The audit dialog with the last options, the open project (for its estimate) and its count of samples."""
+        if self.session is None:
+            return AuditDialog(self.train_options, parent=self.dialog_parent)
+        return AuditDialog(self.train_options, parent=self.dialog_parent, project_root=self.session.root,
+                           n_train=self._audit_sample_count())
+
+    def _audit_sample_count(self) -> int | None:
+        """The samples an audit would train on (the train split less the removed ones); None if unreadable."""
+        assert self.session is not None
+        try:
+            return fit_sample_count(self.session.project)
+        except (UserError, OSError, sqlite3.Error):
+            return None  # the dialog opens all the same; the engine's estimate counts again
 
     def start_audit(self, options: TrainOptions) -> EngineProcess | None:
         return self.start("audit", options.audit_args())

@@ -1,10 +1,19 @@
-"""The settings of an audit (or retrain): model, budget, device, seed, detectors."""
+"""The settings of an audit (or retrain): model, budget, device, seed, detectors, and what the audit will cost.
+
+The audit dialog starts with a preset (engine.workflows.budget.PRESETS: Thorough, Fast), which sets the epochs
+and the image size; editing one of them makes it Custom. Under the form, "Estimated cost" says what the audit
+will train, in image-steps and seconds at this computer's rate: `python -m engine estimate ... --json` runs in
+the background (the first time it measures a couple of seconds of training steps, unless a run of the project
+already gives the rate), again when the model, image size or device change; the rest is counted here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -17,10 +26,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from auditor.engine_process import EngineProcess
 from engine.options import spin_range
 from engine.training.config import DEFAULT_MODEL
 from engine.workflows.audit import DEFAULT_DYNAMICS_EPOCHS  # numpy-only: no torch in the app's process
+from engine.workflows.budget import PRESETS, Preset, dynamics_epochs_for, estimate_audit_cost
 
+CUSTOM = "custom"  # the preset combo's choice once the person sets the epochs or image size by hand
+ESTIMATE_DELAY_MS = 400  # the estimate waits for the options to settle (debounce)
+MEASURING = "Estimated cost: measuring this computer's speed…"
 RESNETS = ("resnet18", "resnet34", "resnet50")  # the models with ImageNet weights (engine.models.TORCHVISION_RESNETS)
 MODELS = (DEFAULT_MODEL, "small_cnn", *RESNETS)
 
@@ -101,23 +115,54 @@ class TrainOptions:
     seed: int = 0
     detectors: list[str] = field(default_factory=lambda: ["cl"])
     pretrained: bool = False
+    # A name of engine.workflows.budget.PRESETS: the dialog sets the epochs and image size from it (the
+    # dynamics epochs for the project's count of samples); "custom": the numbers above as they are;
+    # None: the preset the numbers above match, else custom.
+    preset: str | None = None
 
     def audit_args(self) -> list[str]:
         dynamics = ["--dynamics-epochs", str(self.dynamics_epochs)] if self.dynamics_epochs else []
-        return [*self.train_args(), "--folds", str(self.folds), *dynamics, "--detectors", ",".join(self.detectors)]
+        preset = ["--preset", self.preset] if self.preset in PRESETS else []  # recorded in the run's spec
+        return [*self.train_args(), "--folds", str(self.folds), *dynamics, *preset,
+                "--detectors", ",".join(self.detectors)]
 
     def train_args(self) -> list[str]:
         return ["--model", self.model, "--epochs", str(self.epochs), "--image-size", str(self.image_size),
                 "--device", self.device, "--seed", str(self.seed), *(["--pretrained"] if self.pretrained else [])]
 
 
+def preset_dynamics_epochs(preset: Preset, n_train: int | None) -> int:
+    """The dynamics epochs ``preset`` gives ``n_train`` training samples; not known: its most."""
+    return dynamics_epochs_for(n_train if n_train is not None else 0, preset)
+
+
+def matching_preset(options: TrainOptions, n_train: int | None) -> str:
+    """The preset whose numbers ``options`` holds (K-fold epochs, image size, dynamics epochs if set), else custom."""
+    for name, preset in PRESETS.items():
+        if (options.epochs == preset.kfold_epochs and options.image_size == preset.image_size
+                and options.dynamics_epochs in (None, preset_dynamics_epochs(preset, n_train))):
+            return name
+    return CUSTOM
+
+
 class AuditDialog(QDialog):
+    """The audit's (or, with ``retrain``, a plain retrain's) options.
+
+    ``project_root`` and ``n_train`` (the samples the audit trains on: the train split less the removed
+    ones) give the presets' dynamics epochs and the estimated cost; without them there is no estimate.
+    """
+
     def __init__(self, options: TrainOptions | None = None, *, retrain: bool = False,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, project_root: Path | str | None = None,
+                 n_train: int | None = None) -> None:
         super().__init__(parent)
         options = options or TrainOptions()
+        self.retrain = retrain
+        self.project_root = Path(project_root) if project_root is not None else None
+        self.n_train = n_train
         self.setWindowTitle("Retrain on the cleaned data" if retrain else "Audit the labels")
         self._make_fields(options)
+        self._make_preset(options)
         form = self._training_form(retrain)
         self.detector_boxes: dict[str, QCheckBox] = {}
         self.all_detectors = QCheckBox("all — every detector below (one K-fold audit plus one training run)")
@@ -139,8 +184,12 @@ class AuditDialog(QDialog):
         layout.setSpacing(12)
         layout.addWidget(intro)
         layout.addLayout(form)
+        if not retrain:
+            layout.addWidget(self.estimate)
         layout.addWidget(buttons)
         self.setMinimumWidth(420 if retrain else 680)  # the detectors' titles read in full
+        if not retrain:
+            self._watch_for_estimate()
 
     def _make_fields(self, options: TrainOptions) -> None:
         """The training fields, set from ``options``, with the ranges the CLI checks (engine.options)."""
@@ -172,11 +221,177 @@ class AuditDialog(QDialog):
         self.model.currentTextChanged.connect(self._show_weights_state)
         self._show_weights_state(self.model.currentText())
 
+    def _make_preset(self, options: TrainOptions) -> None:
+        """The preset combo (Thorough, Fast, Custom) and the estimate line; the fields set from the preset."""
+        self.preset = QComboBox()
+        for name, preset in PRESETS.items():
+            self.preset.addItem(name.capitalize(), name)
+            self.preset.setItemData(self.preset.count() - 1, preset.description, Qt.ItemDataRole.ToolTipRole)
+        self.preset.addItem("Custom", CUSTOM)
+        self.preset.setItemData(self.preset.count() - 1, "the epochs and image size as you set them",
+                                Qt.ItemDataRole.ToolTipRole)
+        self.estimate = QLabel("")
+        self.estimate.setObjectName("muted")
+        self.estimate.setWordWrap(True)
+        self.estimate.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._estimate_timer = QTimer(self)
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
+        self._estimate_timer.timeout.connect(self._start_estimate)
+        self._estimate_process: EngineProcess | None = None
+        self._estimate_key: tuple[Any, ...] | None = None  # the rate the running estimate measures
+        self._rates: dict[tuple[Any, ...], dict[str, Any]] = {}  # the engine's answers, by what the rate depends on
+        if self.retrain:
+            return
+        chosen = options.preset if options.preset in (*PRESETS, CUSTOM) else matching_preset(options, self.n_train)
+        self.preset.setCurrentIndex(self.preset.findData(chosen))
+        self._apply_preset()
+        self.preset.currentIndexChanged.connect(self._apply_preset)
+        for box in (self.epochs, self.dynamics_epochs, self.image_size):
+            box.valueChanged.connect(self._edited_by_hand)
+
+    def preset_name(self) -> str:
+        return str(self.preset.currentData())
+
+    def _apply_preset(self) -> None:
+        """Set the epochs and image size from the chosen preset (Custom leaves them as they are)."""
+        preset = PRESETS.get(self.preset_name())
+        if preset is None:
+            return
+        for box, value in ((self.epochs, preset.kfold_epochs),
+                           (self.dynamics_epochs, preset_dynamics_epochs(preset, self.n_train)),
+                           (self.image_size, preset.image_size)):
+            box.blockSignals(True)  # the preset's own values are not edits by hand
+            box.setValue(value)
+            box.blockSignals(False)
+        self._options_changed()
+
+    def _edited_by_hand(self) -> None:
+        if self.preset_name() != CUSTOM:
+            self.preset.blockSignals(True)
+            self.preset.setCurrentIndex(self.preset.findData(CUSTOM))
+            self.preset.blockSignals(False)
+        self._options_changed()
+
+    # ------------------------------------------------------------ the estimate
+    def _watch_for_estimate(self) -> None:
+        """Every option that changes the cost re-estimates it, once the changes settle."""
+        self.model.currentTextChanged.connect(self._options_changed)
+        self.device.currentTextChanged.connect(self._options_changed)
+        self.folds.valueChanged.connect(self._options_changed)
+        self.all_detectors.clicked.connect(self._options_changed)
+        for box in self.detector_boxes.values():
+            box.toggled.connect(self._options_changed)
+        self._options_changed()
+
+    def _options_changed(self) -> None:
+        if self.retrain or self.project_root is None or not hasattr(self, "detector_boxes"):
+            return  # no project: nothing to count (the dialog's own tests); called while the form is being made
+        self._estimate_timer.start()  # restarts: one estimate after the last change
+
+    def _rate_key(self) -> tuple[Any, ...]:
+        """What the training rate depends on, of the dialog's options (the batch size and precision: the engine's)."""
+        return (self.model.currentText(), self.image_size.value(), self.device.currentText())
+
+    def estimate_args(self) -> list[str]:
+        """The options of `python -m engine estimate` for what the dialog holds now."""
+        options = self.options()
+        return ["--preset", options.preset if options.preset in PRESETS else next(iter(PRESETS)),
+                "--detectors", ",".join(options.detectors), "--folds", str(options.folds),
+                "--epochs", str(options.epochs), "--dynamics-epochs", str(self.dynamics_epochs.value()),
+                "--image-size", str(options.image_size), "--model", options.model, "--device", options.device]
+
+    def _start_estimate(self) -> None:
+        """Count here when the rate for these options is known; else ask the engine (it measures)."""
+        if self.project_root is None:
+            return
+        key = self._rate_key()
+        known = self._rates.get(key)
+        if known is not None:
+            self._show_counted(known)
+            return
+        if self._estimate_process is not None and self._estimate_key == key:
+            return  # it is measuring this very rate; its answer is counted for the options of then
+        self._stop_estimate()
+        self.estimate.setText(MEASURING)
+        process = EngineProcess(self)
+        self._estimate_process, self._estimate_key = process, key
+        process.answer.connect(lambda document, run=process: self._estimate_answered(run, document))
+        process.error.connect(lambda event, run=process: self._estimate_failed(run, getattr(event, "message", "")))
+        process.died.connect(lambda _code, message, run=process: self._estimate_failed(run, message))
+        process.finished.connect(lambda _status, run=process: self._estimate_ended(run))
+        process.start("estimate", self.project_root, self.estimate_args())
+
+    def _estimate_answered(self, process: EngineProcess, document: object) -> None:
+        if process is self._estimate_process and isinstance(document, dict):
+            self.show_estimate(document)
+
+    def _estimate_failed(self, process: EngineProcess, message: str) -> None:
+        if process is self._estimate_process:
+            self.estimate.setText("Estimated cost: unknown — the engine could not estimate it"
+                                  + (f" ({message})" if message else ""))
+
+    def _estimate_ended(self, process: EngineProcess) -> None:
+        if process is self._estimate_process:
+            self._estimate_process, self._estimate_key = None, None
+            if self._estimate_timer.isActive():
+                return
+            if self._rates.get(self._rate_key()) is not None:
+                self._start_estimate()  # the options moved on while it measured: count them now
+
+    def _stop_estimate(self) -> None:
+        process, self._estimate_process, self._estimate_key = self._estimate_process, None, None
+        if process is not None and process.is_running():
+            process.kill()  # it only reads the project: nothing to lose
+
+    def show_estimate(self, document: dict[str, Any]) -> None:
+        """The engine's answer (`estimate --json`): kept by what its rate depends on, and shown for the options now."""
+        rate = document.get("rate") if isinstance(document.get("rate"), dict) else {}
+        key = (document.get("model", self.model.currentText()), document.get("image_size", self.image_size.value()),
+               self.device.currentText())
+        self._rates[key] = document
+        if isinstance(document.get("n_train"), int):
+            self.n_train = int(document["n_train"])
+        if key == self._rate_key():
+            self._show_counted(document)
+        else:
+            describe = document.get("describe")
+            self.estimate.setText(f"Estimated cost: {describe}" if describe else MEASURING)
+        self.estimate.setToolTip(str((rate or {}).get("words", "")))
+
+    def _show_counted(self, answer: dict[str, Any]) -> None:
+        """The estimate for the options now, at the rate of ``answer`` (same model, image size and device)."""
+        from engine.detectors import EMBEDDINGS, OOF_PROBS, parse_detectors, required_evidence
+
+        rate = answer.get("rate") if isinstance(answer.get("rate"), dict) else {}
+        options = self.options()
+        try:
+            evidence = required_evidence(parse_detectors(options.detectors))
+        except Exception:  # noqa: BLE001 - an engine mid-upgrade: show the engine's own words
+            self.estimate.setText(f"Estimated cost: {answer.get('describe', '?')}")
+            return
+        n_train = int(answer.get("n_train", self.n_train or 0))
+        source = str((rate or {}).get("words", ""))
+        cost = estimate_audit_cost(
+            n_train, options.folds, options.epochs, self.dynamics_epochs.value(), OOF_PROBS in evidence,
+            any(name not in (OOF_PROBS, EMBEDDINGS) for name in evidence), (rate or {}).get("images_per_s"),
+            precision=answer.get("precision"),
+            rate_source="measured on this computer" if (rate or {}).get("source") == "measured" else source)
+        self.estimate.setText(f"Estimated cost: {cost.describe()}")
+
+    def done(self, result: int) -> None:
+        """Closed either way: stop a running estimate."""
+        self._estimate_timer.stop()
+        self._stop_estimate()
+        super().done(result)
+
     def _training_form(self, retrain: bool) -> QFormLayout:
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.setHorizontalSpacing(14)
         form.setVerticalSpacing(8)
+        if not retrain:
+            form.addRow("Preset", self.preset)
         form.addRow("Model", self.model)
         form.addRow("", self.pretrained)
         form.addRow("", self.weights_state)
@@ -229,4 +444,5 @@ class AuditDialog(QDialog):
         detectors = ["all"] if self.detector_boxes and len(chosen) == len(self.detector_boxes) else chosen or ["cl"]
         return TrainOptions(self.model.currentText(), self.epochs.value(), self.dynamics_epochs.value(),
                             self.folds.value(), self.image_size.value(), self.device.currentText(), self.seed.value(),
-                            detectors, self.pretrained.isChecked() and self.pretrained.isEnabled())
+                            detectors, self.pretrained.isChecked() and self.pretrained.isEnabled(),
+                            None if self.retrain else self.preset_name())
