@@ -38,6 +38,8 @@ def test_the_dynamics_epochs_follow_the_number_of_samples_within_the_presets_bou
     thorough, fast = PRESETS["thorough"], PRESETS["fast"]
     assert dynamics_epochs_for(10_000, thorough) != dynamics_epochs_for(50_000, thorough)
     assert dynamics_epochs_for(10_000, thorough) == round(thorough.dynamics_image_steps / 10_000)
+    # The measured points (README, "On a CPU without bf16"): 45 epochs at 10,000 samples, 9 at 50,000.
+    assert (dynamics_epochs_for(10_000, thorough), dynamics_epochs_for(50_000, thorough)) == (45, 9)
     # Clamped: a tiny dataset gets the most epochs, a huge one the fewest; no samples known: the most.
     assert dynamics_epochs_for(100, thorough) == thorough.max_dynamics_epochs
     assert dynamics_epochs_for(10_000_000, thorough) == thorough.min_dynamics_epochs

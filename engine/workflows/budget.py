@@ -37,17 +37,24 @@ class Preset:
     description: str
 
 
-# THE ONE TABLE of the presets' numbers. They come from bench measurements (detection quality
-# against seconds on a 2-core CPU), written up in the README's Benchmarks section; these are
-# placeholders until those measurements are in: change them here, and only here.
+# THE ONE TABLE of the presets' numbers, from bench/detect.py on CIFAR-10N (README, "On a CPU without
+# bf16"), chosen on images 1,000-1,999 of each class, float32 on a 2-core CPU without AMX:
+# - thorough: 450,000 image-steps, the 45 epochs the dynamics detectors need at 10,000 samples
+#   (30 epochs lost 0.015 ROC-AUC there, 24 or 16 px instead of 32 lost 0.025 and 0.05). At
+#   50,000 samples the same image-steps are 9 epochs and give the same ROC-AUC (aum 0.902,
+#   ensemble 0.909): the budget follows the steps, not the epochs. Below 8 epochs nothing was measured.
+# - fast: 120,000 image-steps, the plain aum script's 12 epochs at 10,000 samples (ROC-AUC 0.855 there,
+#   level with the script) and 6-epoch K-fold models: a first look at a quarter of the cost.
 PRESETS: dict[str, Preset] = {
     "thorough": Preset(
-        dynamics_image_steps=450_000, min_dynamics_epochs=12, max_dynamics_epochs=45, kfold_epochs=12, image_size=32,
-        description="the detectors at their best: a long dynamics run, 12-epoch K-fold models",
+        dynamics_image_steps=450_000, min_dynamics_epochs=8, max_dynamics_epochs=45, kfold_epochs=12, image_size=32,
+        description="the detectors at their best: 450,000 image-steps of dynamics (45 epochs at 10,000 samples, "
+        "9 at 50,000), 12-epoch K-fold models",
     ),
     "fast": Preset(
         dynamics_image_steps=120_000, min_dynamics_epochs=6, max_dynamics_epochs=12, kfold_epochs=6, image_size=32,
-        description="a quick first look: a short dynamics run, 6-epoch K-fold models",
+        description="a quick first look at a quarter of the cost: 120,000 image-steps of dynamics, "
+        "6-epoch K-fold models",
     ),
 }
 DEFAULT_PRESET = "thorough"
