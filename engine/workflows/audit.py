@@ -58,6 +58,7 @@ from engine.events import EventSink
 from engine.evidence.run_labels import AUDITED_IDS_FILE, record_run_labels
 from engine.jobs import JobContext, run_job
 from engine.store import Project, RunInfo
+from engine.workflows.budget import audit_fit_ids
 from engine.workflows.detection import run_detectors
 
 if TYPE_CHECKING:
@@ -99,13 +100,6 @@ def resolve_dynamics_epochs(dynamics_epochs: int | None, epochs: int | None, n_t
     if n_train is None:
         return DEFAULT_DYNAMICS_EPOCHS
     return resolve_audit_epochs(preset, None, None, n_train)[1]
-
-
-def audit_fit_ids(project: Project, labels_keep: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """The samples an audit trains on: the train split less the samples decided removed."""
-    _, keep = labels_keep if labels_keep is not None else project.labels_with_decisions()
-    audited_ids = project.sample_table().train_ids
-    return audited_ids[keep[audited_ids]]
 
 
 def record_dynamics(

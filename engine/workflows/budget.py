@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from engine.errors import UserError
 
 if TYPE_CHECKING:
@@ -91,10 +93,15 @@ def resolve_audit_epochs(preset_name: str | None, epochs: int | None, dynamics_e
     return kfold, int(epochs) if epochs is not None else dynamics_epochs_for(n_train, preset)
 
 
+def audit_fit_ids(project: Project, labels_keep: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The samples an audit trains on: the train split less the samples decided removed."""
+    _, keep = labels_keep if labels_keep is not None else project.labels_with_decisions()
+    audited_ids = project.sample_table().train_ids
+    return audited_ids[keep[audited_ids]]
+
+
 def fit_sample_count(project: Project) -> int:
     """How many samples an audit of ``project`` trains on: the train split less the samples decided removed."""
-    from engine.workflows.audit import audit_fit_ids  # the audit's own rule (numpy-only, as this module)
-
     return len(audit_fit_ids(project))
 
 
