@@ -116,6 +116,12 @@ def test_estimate_json_on_a_tiny_project_measures_the_rate(tiny_project: Path,
     # Detectors on embeddings alone train nothing: nothing to time.
     nothing = estimate_json(tiny_project, "--detectors", "knn", capsys=capsys)
     assert nothing["image_steps"]["total"] == 0 and nothing["rate"]["images_per_s"] is None
+    # ... but a project without embeddings has them computed first, and the estimate says so.
+    with Project.open(tiny_project) as project:
+        everyone = project.num_samples
+    assert nothing["embeddings_to_compute"]["samples"] == everyone
+    assert f"embedding {everyone:,} images first" in nothing["describe"]
+    assert answer["embeddings_to_compute"] is None  # cl and aum read no embeddings
 
 
 def test_an_audit_records_its_preset_epochs_and_rate_and_the_estimate_reads_that_rate(

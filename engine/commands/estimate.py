@@ -72,6 +72,7 @@ def estimate(args: argparse.Namespace) -> dict[str, Any]:
         precision = resolved_precision(args.device, args.precision)
         key = rate_key(args.model, image_size, args.batch_size, precision, device)
         recorded = latest_matching_rate(project, key)
+        embeddings_to_compute = embeddings_an_audit_computes(project, EMBEDDINGS in evidence)
     cost = estimate_audit_cost(n_train, args.folds, kfold_epochs, dynamics_epochs, uses_kfold, uses_dynamics)
     rate: float | None = None
     source: dict[str, Any] = {"kind": "none", "run_id": None, "words": "no training to time"}
@@ -101,8 +102,23 @@ def estimate(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": None if seconds is None else {
             "kfold": round(cost.seconds(cost.kfold_image_steps) or 0.0, 1),
             "dynamics": round(cost.seconds(cost.dynamics_image_steps) or 0.0, 1), "total": round(seconds, 1)},
-        "describe": cost.describe(),
+        "embeddings_to_compute": embeddings_to_compute,
+        "describe": cost.describe() + (f"; plus {embeddings_to_compute['words']}" if embeddings_to_compute else ""),
     }
+
+
+def embeddings_an_audit_computes(project: Any, needs_embeddings: bool) -> dict[str, Any] | None:
+    """What the audit embeds first when its detectors read embeddings and the project has none (not timed here:
+    an ImageNet backbone's rate is not the training rate; the README's table gives it by input size)."""
+    from engine.embeddings import embedding_sources
+    from engine.embeddings.backbones import DEFAULT_BACKBONE
+    from engine.embeddings.job import DEFAULT_IMAGE_SIZE
+
+    if not needs_embeddings or embedding_sources(project.root):
+        return None
+    n = int(project.num_samples)
+    return {"samples": n, "backbone": DEFAULT_BACKBONE, "image_size": DEFAULT_IMAGE_SIZE,
+            "words": f"embedding {n:,} images first ({DEFAULT_BACKBONE} at {DEFAULT_IMAGE_SIZE} px, not timed here)"}
 
 
 def handle(args: argparse.Namespace) -> int:
