@@ -8,7 +8,7 @@ from typing import Any
 from engine.commands.common import add_fold_option, add_train_options, add_training_command, run_training_command
 from engine.detectors import DETECTORS, parse_detectors
 from engine.options import ranged
-from engine.workflows.budget import DEFAULT_PRESET, PRESETS
+from engine.workflows.budget import DEFAULT_PRESET, PRESETS, audit_fit_ids, get_preset
 
 EPOCHS_HELP = ("epochs of each K-fold model (default: the preset's, "
                + ", ".join(f"{preset.kfold_epochs} for {name}" for name, preset in PRESETS.items())
@@ -71,8 +71,6 @@ def add_dynamics_epochs_option(parser: argparse.ArgumentParser) -> None:
 
 def apply_preset_defaults(args: argparse.Namespace) -> int | None:
     """Fill the K-fold ``--epochs`` and ``--image-size`` not given from ``--preset``; the ``--epochs`` given (or None)."""
-    from engine.workflows.budget import get_preset
-
     preset = get_preset(getattr(args, "preset", None))
     given_epochs: int | None = args.epochs
     if args.epochs is None:
@@ -84,7 +82,7 @@ def apply_preset_defaults(args: argparse.Namespace) -> int | None:
 
 def handle(args: argparse.Namespace) -> int:
     from engine.store import Project
-    from engine.workflows.audit import AUDIT_KIND, audit_body, audit_fit_ids, resolve_dynamics_epochs
+    from engine.workflows.audit import AUDIT_KIND, audit_body, resolve_dynamics_epochs
 
     given_epochs = apply_preset_defaults(args)  # a resume ignores them: it keeps its own spec
 

@@ -58,7 +58,7 @@ from engine.events import EventSink
 from engine.evidence.run_labels import AUDITED_IDS_FILE, record_run_labels
 from engine.jobs import JobContext, run_job
 from engine.store import Project, RunInfo
-from engine.workflows.budget import audit_fit_ids
+from engine.workflows.budget import audit_fit_ids, resolve_audit_epochs
 from engine.workflows.detection import run_detectors
 
 if TYPE_CHECKING:
@@ -88,7 +88,6 @@ def resolve_dynamics_epochs(dynamics_epochs: int | None, epochs: int | None, n_t
     ``n_train`` training samples (:func:`engine.workflows.budget.dynamics_epochs_for`); without ``n_train``,
     :data:`DEFAULT_DYNAMICS_EPOCHS`."""
     from engine.options import check_option
-    from engine.workflows.budget import resolve_audit_epochs
 
     # ``is None``, not ``or``: a 0 given is refused, never replaced by the fallback.
     check_option("--dynamics-epochs", dynamics_epochs)
