@@ -39,6 +39,33 @@ def test_cnn7_is_the_default_and_classifies_images_down_to_the_digits_8_px() -> 
     assert len(convs) == 7 and convs[0].out_channels == 16
 
 
+def _relu_before_pool(model: torch.nn.Module) -> torch.nn.Module:
+    """The same model with each block's ReLU moved back before its pooling (the order before 2026-12-07)."""
+    for block in model.modules():
+        if isinstance(block, torch.nn.Sequential) and len(block) == 4 and isinstance(block[2], torch.nn.MaxPool2d):
+            pool, relu = block[2], block[3]
+            block[2], block[3] = relu, pool
+    return model
+
+
+@pytest.mark.parametrize("size", [8, 28, 32])
+def test_pooling_before_relu_computes_what_relu_before_pooling_did(size: int) -> None:
+    torch.manual_seed(0)
+    model = build_model("cnn7", num_classes=10, image_size=size)
+    old = _relu_before_pool(build_model("cnn7", num_classes=10, image_size=size))
+    old.load_state_dict(model.state_dict())  # same parameter names: old checkpoints load
+    assert [type(m).__name__ for m in model.features[0]] == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"]
+    images = torch.randn(6, 3, size, size)
+    outputs = [net(images) for net in (model, old)]
+    torch.testing.assert_close(outputs[0], outputs[1])
+    grads = []
+    for net, out in zip((model, old), outputs):
+        out.square().sum().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    for new_grad, old_grad in zip(*grads):
+        torch.testing.assert_close(new_grad, old_grad)
+
+
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_resnets_get_a_small_image_stem(name: str) -> None:
     model = build_model(name, num_classes=4, image_size=32)
