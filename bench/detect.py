@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.commands.audit import add_audit_epoch_options  # noqa: E402
+from engine.commands.audit import add_audit_epoch_options, add_preset_option, apply_preset_defaults  # noqa: E402
 from engine.commands.common import add_fold_option  # noqa: E402
 from engine.errors import UserError  # noqa: E402
 from engine.events import ConsoleRenderer, EventSink  # noqa: E402
@@ -66,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="symmetric | asymmetric | instance | openset: synthesize noise with known truth")
     data.add_argument("--noise-rate", type=float, default=0.2)
     add_audit_epoch_options(parser)  # the audit's own: --epochs for K-fold, --dynamics-epochs
+    add_preset_option(parser)  # not given: the epochs and image size the audit command would choose
     add_fold_option(parser)
     parser.add_argument("--detectors", default="cl", help="comma-separated detectors, or all (default cl)")
     parser.add_argument("--repeat", type=int, default=1, metavar="S",
@@ -115,8 +116,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from engine.data.importing import import_csv, import_folder
     from engine.training.config import TrainConfig
     from engine.workflows.audit import resolve_dynamics_epochs, run_audit
+    from engine.workflows.budget import audit_fit_ids
     from engine.workflows.evaluate import evaluate_run
 
+    args = argparse.Namespace(**vars(args))  # each repeat resolves the preset's defaults afresh
+    given_epochs = apply_preset_defaults(args)
     config = TrainConfig.from_args(args)
     events = EventSink(console=ConsoleRenderer(sys.stderr, quiet=args.quiet))
     timings: dict[str, float] = {}
@@ -152,9 +156,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timings["cache"] = time.perf_counter() - started
 
             started = time.perf_counter()
-            audit, status = run_audit(project, config, folds=args.folds, detectors=args.detectors.split(","),
+            audit, status = run_audit(project, config, folds=args.folds, detectors=args.detectors.split(","), preset=args.preset,
                                       events=events,
-                                      dynamics_epochs=resolve_dynamics_epochs(args.dynamics_epochs, args.epochs))
+                                      dynamics_epochs=resolve_dynamics_epochs(
+                                          args.dynamics_epochs, given_epochs, len(audit_fit_ids(project)), args.preset))
             timings["audit"] = time.perf_counter() - started
             if status != "ok":
                 raise UserError(f"the audit ended with status {status}", "see the messages above")

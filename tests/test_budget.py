@@ -45,6 +45,7 @@ def test_the_dynamics_epochs_follow_the_number_of_samples_within_the_presets_bou
     assert dynamics_epochs_for(10_000_000, thorough) == thorough.min_dynamics_epochs
     assert dynamics_epochs_for(0, fast) == fast.max_dynamics_epochs
     rule = Preset(dynamics_image_steps=1000, min_dynamics_epochs=2, max_dynamics_epochs=8, kfold_epochs=3,
+                  kfold_epochs_beside_dynamics=2,
                   image_size=32, description="")
     assert [dynamics_epochs_for(n, rule) for n in (50, 125, 300, 1000)] == [8, 8, 3, 2]
     # Fast is cheaper than thorough, every one of its numbers.
@@ -68,6 +69,24 @@ def test_the_audit_command_defaults_to_the_thorough_preset() -> None:
     args = build_parser().parse_args(["audit", "P", "--preset", "fast", "--epochs", "4", "--image-size", "24"])
     assert apply_preset_defaults(args) == 4
     assert TrainConfig.from_args(args).epochs == 4 and TrainConfig.from_args(args).image_size == 24
+
+
+def test_the_kfold_models_train_fewer_epochs_beside_a_dynamics_run() -> None:
+    thorough = PRESETS["thorough"]
+    assert thorough.kfold_epochs_beside_dynamics < thorough.kfold_epochs
+    # cl alone: the K-fold models are the whole audit; beside a dynamics run (all, cl+aum) they train less.
+    assert resolve_audit_epochs("thorough", None, None, 10_000, uses_dynamics=False)[0] == thorough.kfold_epochs
+    assert resolve_audit_epochs("thorough", None, None, 10_000)[0] == thorough.kfold_epochs_beside_dynamics
+    assert resolve_audit_epochs("thorough", 9, None, 10_000)[0] == 9  # --epochs given wins
+    for detectors, epochs in (("cl", thorough.kfold_epochs), ("cl,knn", thorough.kfold_epochs),
+                              ("all", thorough.kfold_epochs_beside_dynamics),
+                              ("cl,aum", thorough.kfold_epochs_beside_dynamics)):
+        args = build_parser().parse_args(["audit", "P", "--detectors", detectors])
+        apply_preset_defaults(args)
+        assert args.epochs == epochs, detectors
+    args = build_parser().parse_args(["audit", "P", "--detectors", "nonsense"])
+    apply_preset_defaults(args)  # the audit's spec refuses the name, with the list of known ones
+    assert args.epochs == thorough.kfold_epochs
 
 
 def test_an_old_spec_without_a_preset_resolves_as_before() -> None:
@@ -104,10 +123,11 @@ def test_estimate_json_on_a_tiny_project_measures_the_rate(tiny_project: Path,
         assert answer["n_train"] == fit_sample_count(project) == 27
     thorough = PRESETS["thorough"]
     assert answer["preset"] == "thorough" and answer["detectors"] == ["cl", "aum"]
-    assert answer["kfold_epochs"] == thorough.kfold_epochs
+    assert answer["kfold_epochs"] == thorough.kfold_epochs_beside_dynamics  # cl beside aum's dynamics run
     assert answer["dynamics_epochs"] == dynamics_epochs_for(27, thorough)
     steps = answer["image_steps"]
-    assert steps["kfold"] == estimate_audit_cost(27, 3, thorough.kfold_epochs, 0, True, False).kfold_image_steps
+    assert steps["kfold"] == estimate_audit_cost(27, 3, thorough.kfold_epochs_beside_dynamics, 0, True,
+                                                 False).kfold_image_steps
     assert steps["dynamics"] == answer["dynamics_epochs"] * 27 and steps["total"] == steps["kfold"] + steps["dynamics"]
     assert answer["rate"]["source"] == "measured" and answer["rate"]["images_per_s"] > 0
     assert "measured now" in answer["rate"]["words"] and answer["precision"] in ("fp32", "bf16")
@@ -128,7 +148,8 @@ def test_an_audit_records_its_preset_epochs_and_rate_and_the_estimate_reads_that
         tiny_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     # A small preset, so that the rule shows in two epochs: 54 image-steps over 27 samples.
     monkeypatch.setitem(PRESETS, "fast", Preset(dynamics_image_steps=54, min_dynamics_epochs=1, max_dynamics_epochs=5,
-                                                kfold_epochs=1, image_size=16, description="test"))
+                                                kfold_epochs=1, kfold_epochs_beside_dynamics=1, image_size=16,
+                                                description="test"))
     assert main(["audit", str(tiny_project), "--preset", "fast", "--batch-size", "8", "--device", "cpu",
                  "--detectors", "aum"]) == 0
     with Project.open(tiny_project) as project:

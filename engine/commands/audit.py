@@ -11,7 +11,8 @@ from engine.options import ranged
 from engine.workflows.budget import DEFAULT_PRESET, PRESETS, audit_fit_ids, get_preset
 
 EPOCHS_HELP = ("epochs of each K-fold model (default: the preset's, "
-               + ", ".join(f"{preset.kfold_epochs} for {name}" for name, preset in PRESETS.items())
+               + ", ".join(f"{preset.kfold_epochs} for {name} ({preset.kfold_epochs_beside_dynamics} when the "
+                           "detectors also train a dynamics run)" for name, preset in PRESETS.items())
                + "); also of the dynamics run unless --dynamics-epochs is given")
 IMAGE_SIZE_HELP = ("training resolution in pixels (default: the preset's, "
                    + ", ".join(f"{preset.image_size} for {name}" for name, preset in PRESETS.items()) + ")")
@@ -70,11 +71,22 @@ def add_dynamics_epochs_option(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_preset_defaults(args: argparse.Namespace) -> int | None:
-    """Fill the K-fold ``--epochs`` and ``--image-size`` not given from ``--preset``; the ``--epochs`` given (or None)."""
+    """Fill the K-fold ``--epochs`` and ``--image-size`` not given from ``--preset``; the ``--epochs`` given (or None).
+
+    The K-fold epochs depend on whether the chosen detectors also train a dynamics run
+    (:meth:`engine.workflows.budget.Preset.kfold_epochs_for`).
+    """
+    from engine.detectors import uses_dynamics_run
+    from engine.errors import UserError
+
     preset = get_preset(getattr(args, "preset", None))
     given_epochs: int | None = args.epochs
     if args.epochs is None:
-        args.epochs = preset.kfold_epochs
+        try:
+            beside_dynamics = uses_dynamics_run(getattr(args, "detectors", "cl"))
+        except UserError:  # an unknown detector: the audit's spec names it, clearly, before anything runs
+            beside_dynamics = False
+        args.epochs = preset.kfold_epochs_for(beside_dynamics)
     if getattr(args, "image_size", None) is None:
         args.image_size = preset.image_size
     return given_epochs

@@ -51,7 +51,7 @@ def add_estimate_options(parser: argparse.ArgumentParser) -> None:
 def estimate(args: argparse.Namespace) -> dict[str, Any]:
     """The estimate as a JSON-ready document (what ``--json`` prints)."""
     from engine.commands.audit import refuse_repeated_detectors
-    from engine.detectors import EMBEDDINGS, OOF_PROBS, parse_detectors, required_evidence
+    from engine.detectors import EMBEDDINGS, parse_detectors, required_evidence, training_runs
     from engine.store import Project
     from engine.training.device import cpu_has_native_bf16, resolve_device, resolved_precision
     from engine.training.speed import latest_matching_rate, measure_training_rate, rate_key
@@ -60,14 +60,14 @@ def estimate(args: argparse.Namespace) -> dict[str, Any]:
     refuse_repeated_detectors(args.detectors)
     detectors = [info.name for info in parse_detectors(args.detectors)]
     evidence = required_evidence(parse_detectors(detectors))
-    uses_kfold = OOF_PROBS in evidence
-    uses_dynamics = any(name not in (OOF_PROBS, EMBEDDINGS) for name in evidence)
+    uses_kfold, uses_dynamics = training_runs(parse_detectors(detectors))
     preset = get_preset(args.preset)
     image_size = int(args.image_size if args.image_size is not None else preset.image_size)
     with Project.open(args.project, read_only=True) as project:
         n_train = fit_sample_count(project)
         num_classes = project.num_classes
-        kfold_epochs, dynamics_epochs = resolve_audit_epochs(args.preset, args.epochs, args.dynamics_epochs, n_train)
+        kfold_epochs, dynamics_epochs = resolve_audit_epochs(args.preset, args.epochs, args.dynamics_epochs, n_train,
+                                                              uses_dynamics=uses_dynamics)
         device = resolve_device(args.device).type
         precision = resolved_precision(args.device, args.precision)
         key = rate_key(args.model, image_size, args.batch_size, precision, device)

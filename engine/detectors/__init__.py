@@ -204,6 +204,20 @@ def required_evidence(detectors: list[DetectorInfo]) -> list[str]:
     return [name for name in EVIDENCE if name in wanted] + sorted(wanted - set(EVIDENCE))
 
 
+def training_runs(detectors: list[DetectorInfo]) -> tuple[bool, bool]:
+    """(K-fold models, dynamics run): which of the two trainings ``detectors`` need together.
+
+    Embeddings are read (or computed by a pretrained backbone), never trained, so they count as neither.
+    """
+    evidence = required_evidence(detectors)
+    return OOF_PROBS in evidence, any(name not in (OOF_PROBS, EMBEDDINGS) for name in evidence)
+
+
+def uses_dynamics_run(names: str | list[str]) -> bool:
+    """Whether the detectors ``names`` (as ``--detectors`` takes them) need a dynamics run."""
+    return training_runs(parse_detectors(names))[1]
+
+
 def get_detector(name: str) -> DetectorInfo:
     """The registered detector called ``name``; a UserError naming the known ones otherwise."""
     try:
