@@ -136,10 +136,21 @@ def preset_dynamics_epochs(preset: Preset, n_train: int | None) -> int:
     return dynamics_epochs_for(n_train if n_train is not None else 0, preset)
 
 
+def detectors_use_dynamics(detectors: list[str]) -> bool:
+    """Whether ``detectors`` train a dynamics run beside the K-fold models (the presets' K-fold epochs depend on it)."""
+    try:
+        from engine.detectors import uses_dynamics_run
+
+        return uses_dynamics_run(detectors)
+    except Exception:  # noqa: BLE001 - as known_detectors: an unknown name is the engine's to report
+        return any(name != "cl" for name in detectors)
+
+
 def matching_preset(options: TrainOptions, n_train: int | None) -> str:
     """The preset whose numbers ``options`` holds (K-fold epochs, image size, dynamics epochs if set), else custom."""
+    beside_dynamics = detectors_use_dynamics(options.detectors)
     for name, preset in PRESETS.items():
-        if (options.epochs == preset.kfold_epochs and options.image_size == preset.image_size
+        if (options.epochs == preset.kfold_epochs_for(beside_dynamics) and options.image_size == preset.image_size
                 and options.dynamics_epochs in (None, preset_dynamics_epochs(preset, n_train))):
             return name
     return CUSTOM
@@ -158,6 +169,7 @@ class AuditDialog(QDialog):
         super().__init__(parent)
         options = options or TrainOptions()
         self.retrain = retrain
+        self._opened_detectors = list(options.detectors)  # what the presets read before the boxes exist
         self.project_root = Path(project_root) if project_root is not None else None
         self.n_train = n_train
         self.setWindowTitle("Retrain on the cleaned data" if retrain else "Audit the labels")
@@ -258,12 +270,24 @@ class AuditDialog(QDialog):
         preset = PRESETS.get(self.preset_name())
         if preset is None:
             return
-        for box, value in ((self.epochs, preset.kfold_epochs),
+        for box, value in ((self.epochs, preset.kfold_epochs_for(detectors_use_dynamics(self._chosen_detectors()))),
                            (self.dynamics_epochs, preset_dynamics_epochs(preset, self.n_train)),
                            (self.image_size, preset.image_size)):
             box.blockSignals(True)  # the preset's own values are not edits by hand
             box.setValue(value)
             box.blockSignals(False)
+        self._options_changed()
+
+    def _chosen_detectors(self) -> list[str]:
+        """The detectors ticked now (while the form is being made: the ones the dialog was opened with)."""
+        if not getattr(self, "detector_boxes", None):
+            return list(self._opened_detectors)
+        return self.options().detectors
+
+    def _detectors_changed(self) -> None:
+        """A preset's K-fold epochs depend on the detectors (fewer beside a dynamics run): follow them."""
+        if self.preset_name() in PRESETS:
+            self._apply_preset()
         self._options_changed()
 
     def _edited_by_hand(self) -> None:
@@ -279,9 +303,9 @@ class AuditDialog(QDialog):
         self.model.currentTextChanged.connect(self._options_changed)
         self.device.currentTextChanged.connect(self._options_changed)
         self.folds.valueChanged.connect(self._options_changed)
-        self.all_detectors.clicked.connect(self._options_changed)
+        self.all_detectors.clicked.connect(self._detectors_changed)
         for box in self.detector_boxes.values():
-            box.toggled.connect(self._options_changed)
+            box.toggled.connect(self._detectors_changed)
         self._options_changed()
 
     def _options_changed(self) -> None:

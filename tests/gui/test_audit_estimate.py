@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,29 @@ def answer(n_train: int, rate: float = 1900.0) -> dict[str, Any]:
             "rate": {"images_per_s": rate, "source": "measured", "run_id": None,
                      "words": "measured now: 2 s of training steps"},
             "describe": "about 1 image-steps"}
+
+
+def test_the_presets_kfold_epochs_follow_the_detectors(qtbot: QtBot, tmp_path: Path, fake_engine: list[Any]) -> None:
+    thorough = PRESETS["thorough"]
+    dialog = AuditDialog(TrainOptions(preset="thorough"), project_root=tmp_path, n_train=10_000)
+    qtbot.addWidget(dialog)
+    assert dialog.epochs.value() == thorough.kfold_epochs  # cl alone: the K-fold models are the audit
+    dialog.detector_boxes["aum"].setChecked(True)  # a dynamics run beside them: the K-fold models train less
+    assert dialog.epochs.value() == thorough.kfold_epochs_beside_dynamics
+    assert dialog.preset.currentText() == "Thorough" and "--preset" in dialog.options().audit_args()
+    dialog.detector_boxes["aum"].setChecked(False)
+    assert dialog.epochs.value() == thorough.kfold_epochs
+    dialog.all_detectors.click()
+    assert dialog.options().detectors == ["all"] and dialog.epochs.value() == thorough.kfold_epochs_beside_dynamics
+    # Opened with all: the preset's number beside dynamics, and a run made so reads as Thorough again.
+    again = AuditDialog(dialog.options(), project_root=tmp_path, n_train=10_000)
+    qtbot.addWidget(again)
+    assert again.epochs.value() == thorough.kfold_epochs_beside_dynamics
+    assert audit_dialog.matching_preset(dataclasses.replace(dialog.options(), preset=None), 10_000) == "thorough"
+    # Custom keeps the number set by hand whatever is ticked.
+    again.epochs.setValue(9)
+    again.detector_boxes["aum"].setChecked(False)
+    assert again.preset.currentText() == "Custom" and again.epochs.value() == 9
 
 
 def test_the_preset_sets_the_epochs_and_an_edit_makes_it_custom(qtbot: QtBot, tmp_path: Path,
@@ -99,7 +123,8 @@ def test_the_estimate_line_measures_then_counts_each_change(qtbot: QtBot, tmp_pa
     dialog.detector_boxes["aum"].setChecked(True)
     qtbot.waitUntil(lambda: dialog.estimate.text() != before)
     assert len(fake_engine) == 1
-    total = steps + dynamics_epochs_for(1000, thorough) * 1000
+    beside = 3 * thorough.kfold_epochs_beside_dynamics * 1000 * 2 // 3 + 1000  # the K-fold models train less now
+    total = beside + dynamics_epochs_for(1000, thorough) * 1000
     assert f"about {total:,} image-steps" in dialog.estimate.text()
     # Another model trains at another rate: the engine measures again.
     dialog.model.setCurrentText("small_cnn")
