@@ -188,10 +188,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def detector_seconds(summary: dict[str, Any]) -> dict[str, float]:
     """Seconds each detector of an audit cost: the evidence it needs plus its own; a combiner pays for all."""
-    from engine.detectors import OOF_PROBS, get_detector
+    from engine.detectors import EMBEDDINGS, OOF_PROBS, get_detector
 
     timings = summary.get("timings_s", {})
-    stage_of = {"crossval": {OOF_PROBS}, "dynamics": set(summary.get("evidence", [])) - {OOF_PROBS}}
+    stage_of = {"crossval": {OOF_PROBS}, "embeddings": {EMBEDDINGS},
+                "dynamics": set(summary.get("evidence", [])) - {OOF_PROBS, EMBEDDINGS}}
     seconds: dict[str, float] = {}
     for name, facts in summary.get("detectors", {}).items():
         info = get_detector(name)

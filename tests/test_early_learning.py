@@ -23,9 +23,11 @@ from engine.training.recorders import td_class_order
 from engine.workflows.audit import run_audit
 
 
-def test_the_window_is_the_second_quarter_of_training_or_every_epoch_of_a_short_run() -> None:
+def test_the_window_is_the_second_quarter_the_second_half_of_a_short_run_or_every_epoch_of_a_tiny_one() -> None:
     assert early_learning_window(50) == slice(12, 25)
-    assert early_learning_window(12) == slice(3, 6)
+    assert early_learning_window(16) == slice(4, 8)
+    assert early_learning_window(9) == slice(4, 9)  # too short to memorise: its second half
+    assert early_learning_window(12) == slice(6, 12)
     assert early_learning_window(4) == slice(0, 4)
 
 
