@@ -134,13 +134,16 @@ def test_estimate_json_on_a_tiny_project_measures_the_rate(tiny_project: Path,
     assert answer["seconds"]["total"] == pytest.approx(steps["total"] / answer["rate"]["images_per_s"], rel=0.01, abs=0.1)
     assert answer["describe"].startswith("about ") and "images/s" in answer["describe"]
     # Detectors on embeddings alone train nothing: nothing to time.
-    nothing = estimate_json(tiny_project, "--detectors", "knn", capsys=capsys)
+    nothing = estimate_json(tiny_project, "--detectors", "knn", "--measure-seconds", "0.3", capsys=capsys)
     assert nothing["image_steps"]["total"] == 0 and nothing["rate"]["images_per_s"] is None
     # ... but a project without embeddings has them computed first, and the estimate says so.
     with Project.open(tiny_project) as project:
         everyone = project.num_samples
     assert nothing["embeddings_to_compute"]["samples"] == everyone
     assert f"embedding {everyone:,} images first" in nothing["describe"]
+    embedding = nothing["embeddings_to_compute"]  # the backbone's forward rate, timed here
+    assert embedding["images_per_s"] > 0 and "images/s" in embedding["words"]
+    assert embedding["seconds"] == pytest.approx(everyone / embedding["images_per_s"], rel=0.01, abs=0.1)
     assert answer["embeddings_to_compute"] is None  # cl and aum read no embeddings
 
 

@@ -401,7 +401,9 @@ class AuditDialog(QDialog):
             any(name not in (OOF_PROBS, EMBEDDINGS) for name in evidence), (rate or {}).get("images_per_s"),
             precision=answer.get("precision"),
             rate_source="measured on this computer" if (rate or {}).get("source") == "measured" else source)
-        self.estimate.setText(f"Estimated cost: {cost.describe()}")
+        embedding = answer.get("embeddings_to_compute") if isinstance(answer.get("embeddings_to_compute"), dict) else None
+        plus = f"; plus {embedding['words']}" if embedding and EMBEDDINGS in evidence else ""
+        self.estimate.setText(f"Estimated cost: {cost.describe()}{plus}")
 
     def done(self, result: int) -> None:
         """Closed either way: stop a running estimate."""

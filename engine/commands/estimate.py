@@ -72,7 +72,8 @@ def estimate(args: argparse.Namespace) -> dict[str, Any]:
         precision = resolved_precision(args.device, args.precision)
         key = rate_key(args.model, image_size, args.batch_size, precision, device)
         recorded = latest_matching_rate(project, key)
-        embeddings_to_compute = embeddings_an_audit_computes(project, EMBEDDINGS in evidence)
+        embeddings_to_compute = embeddings_an_audit_computes(project, EMBEDDINGS in evidence,
+                                                             float(args.measure_seconds))
     cost = estimate_audit_cost(n_train, args.folds, kfold_epochs, dynamics_epochs, uses_kfold, uses_dynamics)
     rate: float | None = None
     source: dict[str, Any] = {"kind": "none", "run_id": None, "words": "no training to time"}
@@ -89,6 +90,7 @@ def estimate(args: argparse.Namespace) -> dict[str, Any]:
     cost = estimate_audit_cost(n_train, args.folds, kfold_epochs, dynamics_epochs, uses_kfold, uses_dynamics, rate,
                                precision=precision, rate_source=where)
     seconds = cost.seconds()
+    embedding_seconds = (embeddings_to_compute or {}).get("seconds")
     return {
         "preset": args.preset, "detectors": detectors, "n_train": n_train, "folds": args.folds,
         "kfold_epochs": kfold_epochs if uses_kfold else None,
@@ -101,24 +103,53 @@ def estimate(args: argparse.Namespace) -> dict[str, Any]:
                  "run_id": source["run_id"], "words": source["words"]},
         "seconds": None if seconds is None else {
             "kfold": round(cost.seconds(cost.kfold_image_steps) or 0.0, 1),
-            "dynamics": round(cost.seconds(cost.dynamics_image_steps) or 0.0, 1), "total": round(seconds, 1)},
+            "dynamics": round(cost.seconds(cost.dynamics_image_steps) or 0.0, 1),
+            "embeddings": embedding_seconds, "total": round(seconds + (embedding_seconds or 0.0), 1)},
         "embeddings_to_compute": embeddings_to_compute,
         "describe": cost.describe() + (f"; plus {embeddings_to_compute['words']}" if embeddings_to_compute else ""),
     }
 
 
-def embeddings_an_audit_computes(project: Any, needs_embeddings: bool) -> dict[str, Any] | None:
-    """What the audit embeds first when its detectors read embeddings and the project has none (not timed here:
-    an ImageNet backbone's rate is not the training rate; the README's table gives it by input size)."""
+def embeddings_an_audit_computes(project: Any, needs_embeddings: bool,
+                                 measure_seconds: float = 0.0) -> dict[str, Any] | None:
+    """What the audit embeds first when its detectors read embeddings and the project has none, and, with
+    ``measure_seconds``, how long: the backbone's forward rate timed here (decoding the files comes on top)."""
     from engine.embeddings import embedding_sources
     from engine.embeddings.backbones import DEFAULT_BACKBONE
     from engine.embeddings.job import DEFAULT_IMAGE_SIZE
+    from engine.events import format_duration
+    from engine.workflows.budget import round_figure
 
     if not needs_embeddings or embedding_sources(project.root):
         return None
     n = int(project.num_samples)
-    return {"samples": n, "backbone": DEFAULT_BACKBONE, "image_size": DEFAULT_IMAGE_SIZE,
-            "words": f"embedding {n:,} images first ({DEFAULT_BACKBONE} at {DEFAULT_IMAGE_SIZE} px, not timed here)"}
+    what = f"embedding {n:,} images first ({DEFAULT_BACKBONE} at {DEFAULT_IMAGE_SIZE} px"
+    answer: dict[str, Any] = {"samples": n, "backbone": DEFAULT_BACKBONE, "image_size": DEFAULT_IMAGE_SIZE,
+                              "images_per_s": None, "seconds": None, "words": what + ", not timed here)"}
+    if measure_seconds > 0:
+        rate = backbone_rate(DEFAULT_BACKBONE, DEFAULT_IMAGE_SIZE, project, measure_seconds)
+        answer.update(images_per_s=round(rate, 1), seconds=round(n / rate, 1),
+                      words=f"{what}): about {format_duration(n / rate)} at {round_figure(rate):,} images/s")
+    return answer
+
+
+def backbone_rate(name: str, image_size: int, project: Any, seconds: float, batch_size: int = 32) -> float:
+    """Images per second through the backbone ``name`` here: ``seconds`` of forward passes on random images."""
+    import time
+
+    import torch
+
+    from engine.embeddings.backbones import load_backbone
+
+    module = load_backbone(name, image_size, project).module
+    images = torch.randn(batch_size, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        module(images)  # the first pass allocates
+        done, started = 0, time.perf_counter()
+        while done == 0 or time.perf_counter() - started < seconds:
+            module(images)
+            done += batch_size
+    return done / max(time.perf_counter() - started, 1e-9)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -149,3 +149,17 @@ def test_the_launcher_gives_the_dialog_the_project_and_its_count(qtbot: QtBot, w
     assert dialog.project_root == window.session.root and dialog.preset.currentText() == "Thorough"
     qtbot.waitUntil(lambda: len(fake_engine) == 1)
     dialog.reject()
+
+
+def test_the_estimate_line_adds_the_embedding_the_audit_does_first(qtbot: QtBot, tmp_path: Path,
+                                                                   fake_engine: list[Any]) -> None:
+    dialog = AuditDialog(TrainOptions(preset="thorough", detectors=["cl", "knn"]), project_root=tmp_path,
+                         n_train=1000)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: len(fake_engine) == 1)
+    embedding = {"samples": 1000, "images_per_s": 200.0, "seconds": 5.0,
+                 "words": "embedding 1,000 images first (efficientnet_lite0 at 128 px): about 5 s at 200 images/s"}
+    dialog.show_estimate({**answer(1000), "embeddings_to_compute": embedding})
+    assert dialog.estimate.text().endswith("; plus " + embedding["words"])
+    dialog.detector_boxes["knn"].setChecked(False)  # nothing reads embeddings now: nothing to embed
+    qtbot.waitUntil(lambda: "plus embedding" not in dialog.estimate.text())
