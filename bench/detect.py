@@ -5,6 +5,10 @@
         --image-size 32 ...] [--inject-noise symmetric --noise-rate 0.2] [--detectors cl,aum,...|all]
         [--repeat S] [--keep-project DIR] [--json]
 
+The epochs and image size not given follow ``--preset`` (default thorough) exactly as ``audit``
+resolves them: the K-fold epochs by whether a dynamics run shares the audit, the dynamics epochs
+by the number of training samples. ``--model cnn7p`` measures the faster model.
+
 The dataset is imported into a temporary project (``import_csv`` / ``import_folder``),
 the images are decoded into the cache, the audit runs (K-fold probabilities, then each
 detector), and each detector is scored against the truth: ROC-AUC, average precision,

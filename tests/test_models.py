@@ -39,6 +39,16 @@ def test_cnn7_is_the_default_and_classifies_images_down_to_the_digits_8_px() -> 
     assert len(convs) == 7 and convs[0].out_channels == 16
 
 
+def test_cnn7p_pools_before_batchnorm_with_cnn7s_parameters_at_every_size() -> None:
+    for size in (8, 32):
+        fast, plain = build_model("cnn7p", num_classes=7, image_size=size), build_model("cnn7", 7, size)
+        assert fast(torch.zeros(2, 3, size, size)).shape == (2, 7)
+        assert [p.shape for p in fast.parameters()] == [p.shape for p in plain.parameters()]
+    assert [type(m).__name__ for m in fast.features[0]] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    last_stage = [m for m in fast.features if isinstance(m, torch.nn.Sequential)][-1]
+    assert [type(m).__name__ for m in last_stage] == ["Conv2d", "BatchNorm2d", "ReLU"]  # no pooling: as cnn7
+
+
 def _relu_before_pool(model: torch.nn.Module) -> torch.nn.Module:
     """The same model with each block's ReLU moved back before its pooling (the order before 2026-12-07)."""
     for block in model.modules():
