@@ -298,8 +298,10 @@ def test_rank_zero_names_the_rank_that_failed_and_why(monkeypatch: pytest.Monkey
     assert failure is not None and failure.message == "rank 2 stopped: ValueError: boom"  # rank 1 is alive
     assert not failure.killed  # a rank that failed with an error: the run is an error
     assert "resume the run with: torchrun --nproc-per-node 3 -m engine audit 'my project' --resume R1" in failure.hint
-    store.values = {"label_auditor/process/1": alive, "label_auditor/process/2": "999999999@" + alive.split("@")[1]}
-    monkeypatch.setattr(distributed, "_process_gone", lambda record: record is not None and record.startswith("9"))
+    dead = "999999999@" + alive.split("@")[1]
+    store.values = {"label_auditor/process/1": alive, "label_auditor/process/2": dead}
+    # Gone is exactly the dead record: this test's own pid may start with any digit.
+    monkeypatch.setattr(distributed, "_process_gone", lambda record: record == dead)
     killed = distributed.peer_failure(RuntimeError("Connection closed by peer"))
     assert killed is not None and killed.killed  # killed: the run is interrupted, resumable
     assert killed.message.startswith("rank 2 stopped: its process ended") and "run R1 is interrupted" in killed.message
