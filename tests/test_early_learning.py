@@ -25,7 +25,8 @@ from engine.workflows.audit import run_audit
 
 def test_the_window_is_the_second_quarter_the_second_half_of_a_short_run_or_every_epoch_of_a_tiny_one() -> None:
     assert early_learning_window(50) == slice(12, 25)
-    assert early_learning_window(16) == slice(4, 8)
+    assert early_learning_window(30) == slice(7, 15)
+    assert early_learning_window(18) == slice(9, 18)  # 25,000 samples under the thorough preset: never memorises
     assert early_learning_window(9) == slice(4, 9)  # too short to memorise: its second half
     assert early_learning_window(12) == slice(6, 12)
     assert early_learning_window(4) == slice(0, 4)
