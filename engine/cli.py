@@ -59,13 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    finished = False  # the job ended without an error: under torchrun, wait for the other ranks at exit
     try:
         try:
             if "WORLD_SIZE" in os.environ:  # started by torchrun: join its process group (one of N workers)
                 from engine.training import distributed
 
                 distributed.start(args.command, getattr(args, "device", "auto") or "auto")
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            finished = code == 0
+            return code
         except BrokenPipeError:
             raise
         except sqlite3.Error as exc:
@@ -104,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "WORLD_SIZE" in os.environ:
             from engine.training import distributed
 
-            distributed.stop()
+            distributed.stop(finished)
 
 
 def _another_rank_stopped(exc: Exception) -> int | None:

@@ -174,8 +174,14 @@ def start(command: str, device: str = "auto") -> DistContext | None:
     return _context
 
 
-def stop() -> None:
-    """Leave the process group (at exit)."""
+def stop(finished: bool = False) -> None:
+    """Leave the process group (at exit); ``finished``: this rank ended its job without an error.
+
+    A rank that finished waits at a barrier for the others before it destroys its process group:
+    destroyed while a peer still talks to it, gloo's receiving thread can abort the process
+    ("terminate called without an active exception", SIGABRT) after the job itself went well.
+    A peer that failed destroys its own group at once, which ends the barrier with an error.
+    """
     global _context
     if _context is None:
         return
@@ -183,6 +189,9 @@ def stop() -> None:
     import torch.distributed as dist
 
     if dist.is_initialized():
+        if finished:
+            with contextlib.suppress(Exception):  # a peer gone meanwhile: leave all the same
+                dist.barrier()
         with contextlib.suppress(Exception):  # a peer already gone: nothing left to say goodbye to
             dist.destroy_process_group()
 
