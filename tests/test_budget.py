@@ -53,10 +53,10 @@ def test_the_dynamics_epochs_follow_the_number_of_samples_within_the_presets_bou
 
 
 def test_explicit_epochs_win_over_the_preset() -> None:
-    assert resolve_audit_epochs("fast", None, None, 10_000) == (PRESETS["fast"].kfold_epochs,
+    assert resolve_audit_epochs("fast", None, None, 10_000, uses_dynamics=True) == (PRESETS["fast"].kfold_epochs,
                                                                  dynamics_epochs_for(10_000, PRESETS["fast"]))
-    assert resolve_audit_epochs("thorough", 3, None, 10_000) == (3, 3)  # --epochs is both, as before
-    assert resolve_audit_epochs("thorough", 3, 7, 10_000) == (3, 7)
+    assert resolve_audit_epochs("thorough", 3, None, 10_000, uses_dynamics=True) == (3, 3)  # --epochs is both, as before
+    assert resolve_audit_epochs("thorough", 3, 7, 10_000, uses_dynamics=True) == (3, 7)
     assert resolve_dynamics_epochs(None, None, 50_000, "thorough") == dynamics_epochs_for(50_000, PRESETS["thorough"])
     assert resolve_dynamics_epochs(5, None, 50_000, "fast") == 5
 
@@ -76,8 +76,8 @@ def test_the_kfold_models_train_fewer_epochs_beside_a_dynamics_run() -> None:
     assert thorough.kfold_epochs_beside_dynamics < thorough.kfold_epochs
     # cl alone: the K-fold models are the whole audit; beside a dynamics run (all, cl+aum) they train less.
     assert resolve_audit_epochs("thorough", None, None, 10_000, uses_dynamics=False)[0] == thorough.kfold_epochs
-    assert resolve_audit_epochs("thorough", None, None, 10_000)[0] == thorough.kfold_epochs_beside_dynamics
-    assert resolve_audit_epochs("thorough", 9, None, 10_000)[0] == 9  # --epochs given wins
+    assert resolve_audit_epochs("thorough", None, None, 10_000, uses_dynamics=True)[0] == thorough.kfold_epochs_beside_dynamics
+    assert resolve_audit_epochs("thorough", 9, None, 10_000, uses_dynamics=True)[0] == 9  # --epochs given wins
     for detectors, epochs in (("cl", thorough.kfold_epochs), ("cl,knn", thorough.kfold_epochs),
                               ("all", thorough.kfold_epochs_beside_dynamics),
                               ("cl,aum", thorough.kfold_epochs_beside_dynamics)):

@@ -136,14 +136,22 @@ def preset_dynamics_epochs(preset: Preset, n_train: int | None) -> int:
     return dynamics_epochs_for(n_train if n_train is not None else 0, preset)
 
 
+def detector_needs(detectors: list[str]) -> tuple[bool, bool, bool] | None:
+    """(K-fold models, dynamics run, embeddings) that ``detectors`` need; None when the engine cannot say."""
+    try:
+        from engine.detectors import EMBEDDINGS, parse_detectors, required_evidence, training_runs
+
+        chosen = parse_detectors(detectors)
+    except Exception:  # noqa: BLE001 - as known_detectors: an unknown name is the engine's to report
+        return None
+    kfold, dynamics = training_runs(chosen)
+    return kfold, dynamics, EMBEDDINGS in required_evidence(chosen)
+
+
 def detectors_use_dynamics(detectors: list[str]) -> bool:
     """Whether ``detectors`` train a dynamics run beside the K-fold models (the presets' K-fold epochs depend on it)."""
-    try:
-        from engine.detectors import uses_dynamics_run
-
-        return uses_dynamics_run(detectors)
-    except Exception:  # noqa: BLE001 - as known_detectors: an unknown name is the engine's to report
-        return any(name != "cl" for name in detectors)
+    needs = detector_needs(detectors)
+    return needs[1] if needs is not None else any(name != "cl" for name in detectors)
 
 
 def matching_preset(options: TrainOptions, n_train: int | None) -> str:
@@ -314,8 +322,20 @@ class AuditDialog(QDialog):
         self._estimate_timer.start()  # restarts: one estimate after the last change
 
     def _rate_key(self) -> tuple[Any, ...]:
-        """What the training rate depends on, of the dialog's options (the batch size and precision: the engine's)."""
-        return (self.model.currentText(), self.image_size.value(), self.device.currentText())
+        """What the engine's answer depends on, of the dialog's options: the training rate's model, image size and
+        device (the batch size and precision: the engine's), and whether it must time the embedding too."""
+        return self._answer_key(self.model.currentText(), self.image_size.value(), self.options().detectors)
+
+    def _known_answer(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        """The engine's answer for ``key``; without embeddings to time, one that also timed them serves."""
+        known = self._rates.get(key)
+        if known is None and not key[-1]:  # an answer that also timed the embedding has the same training rate
+            known = self._rates.get((*key[:-1], True))
+        return known
+
+    def _answer_key(self, model: str, image_size: int, detectors: list[str]) -> tuple[Any, ...]:
+        needs = detector_needs(detectors)
+        return (model, image_size, self.device.currentText(), bool(needs and needs[2]))
 
     def estimate_args(self) -> list[str]:
         """The options of `python -m engine estimate` for what the dialog holds now."""
@@ -330,7 +350,7 @@ class AuditDialog(QDialog):
         if self.project_root is None:
             return
         key = self._rate_key()
-        known = self._rates.get(key)
+        known = self._known_answer(key)
         if known is not None:
             self._show_counted(known)
             return
@@ -360,7 +380,7 @@ class AuditDialog(QDialog):
             self._estimate_process, self._estimate_key = None, None
             if self._estimate_timer.isActive():
                 return
-            if self._rates.get(self._rate_key()) is not None:
+            if self._known_answer(self._rate_key()) is not None:
                 self._start_estimate()  # the options moved on while it measured: count them now
 
     def _stop_estimate(self) -> None:
@@ -371,8 +391,10 @@ class AuditDialog(QDialog):
     def show_estimate(self, document: dict[str, Any]) -> None:
         """The engine's answer (`estimate --json`): kept by what its rate depends on, and shown for the options now."""
         rate = document.get("rate") if isinstance(document.get("rate"), dict) else {}
-        key = (document.get("model", self.model.currentText()), document.get("image_size", self.image_size.value()),
-               self.device.currentText())
+        asked = document.get("detectors")
+        key = self._answer_key(document.get("model", self.model.currentText()),
+                               document.get("image_size", self.image_size.value()),
+                               asked if isinstance(asked, list) else self.options().detectors)
         self._rates[key] = document
         if isinstance(document.get("n_train"), int):
             self.n_train = int(document["n_train"])
@@ -385,24 +407,21 @@ class AuditDialog(QDialog):
 
     def _show_counted(self, answer: dict[str, Any]) -> None:
         """The estimate for the options now, at the rate of ``answer`` (same model, image size and device)."""
-        from engine.detectors import EMBEDDINGS, OOF_PROBS, parse_detectors, required_evidence
-
         rate = answer.get("rate") if isinstance(answer.get("rate"), dict) else {}
         options = self.options()
-        try:
-            evidence = required_evidence(parse_detectors(options.detectors))
-        except Exception:  # noqa: BLE001 - an engine mid-upgrade: show the engine's own words
+        needs = detector_needs(options.detectors)
+        if needs is None:  # an engine mid-upgrade: show the engine's own words
             self.estimate.setText(f"Estimated cost: {answer.get('describe', '?')}")
             return
+        kfold, dynamics, embeddings = needs
         n_train = int(answer.get("n_train", self.n_train or 0))
         source = str((rate or {}).get("words", ""))
         cost = estimate_audit_cost(
-            n_train, options.folds, options.epochs, self.dynamics_epochs.value(), OOF_PROBS in evidence,
-            any(name not in (OOF_PROBS, EMBEDDINGS) for name in evidence), (rate or {}).get("images_per_s"),
-            precision=answer.get("precision"),
+            n_train, options.folds, options.epochs, self.dynamics_epochs.value(), kfold, dynamics,
+            (rate or {}).get("images_per_s"), precision=answer.get("precision"),
             rate_source="measured on this computer" if (rate or {}).get("source") == "measured" else source)
         embedding = answer.get("embeddings_to_compute") if isinstance(answer.get("embeddings_to_compute"), dict) else None
-        plus = f"; plus {embedding['words']}" if embedding and EMBEDDINGS in evidence else ""
+        plus = f"; plus {embedding['words']}" if embedding and embeddings else ""
         self.estimate.setText(f"Estimated cost: {cost.describe()}{plus}")
 
     def done(self, result: int) -> None:

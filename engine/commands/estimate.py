@@ -58,9 +58,10 @@ def estimate(args: argparse.Namespace) -> dict[str, Any]:
     from engine.workflows.budget import estimate_audit_cost, fit_sample_count, get_preset, resolve_audit_epochs
 
     refuse_repeated_detectors(args.detectors)
-    detectors = [info.name for info in parse_detectors(args.detectors)]
-    evidence = required_evidence(parse_detectors(detectors))
-    uses_kfold, uses_dynamics = training_runs(parse_detectors(detectors))
+    chosen = parse_detectors(args.detectors)
+    detectors = [info.name for info in chosen]
+    evidence = required_evidence(chosen)
+    uses_kfold, uses_dynamics = training_runs(chosen)
     preset = get_preset(args.preset)
     image_size = int(args.image_size if args.image_size is not None else preset.image_size)
     with Project.open(args.project, read_only=True) as project:

@@ -58,7 +58,7 @@ from engine.events import EventSink
 from engine.evidence.run_labels import AUDITED_IDS_FILE, record_run_labels
 from engine.jobs import JobContext, run_job
 from engine.store import Project, RunInfo
-from engine.workflows.budget import audit_fit_ids, resolve_audit_epochs
+from engine.workflows.budget import audit_fit_ids, dynamics_epochs_for, get_preset
 from engine.workflows.detection import run_detectors
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def resolve_dynamics_epochs(dynamics_epochs: int | None, epochs: int | None, n_t
         return int(epochs)
     if n_train is None:
         return DEFAULT_DYNAMICS_EPOCHS
-    return resolve_audit_epochs(preset, None, None, n_train)[1]
+    return dynamics_epochs_for(n_train, get_preset(preset))
 
 
 def record_dynamics(

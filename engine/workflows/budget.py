@@ -51,8 +51,9 @@ class Preset:
 #   50,000 samples the same image-steps are 9 epochs and give the same ROC-AUC (aum 0.902,
 #   ensemble 0.909): the budget follows the steps, not the epochs. Below 8 epochs nothing was measured.
 #   Beside a dynamics run (--detectors all) the K-fold models train 6 epochs, not 12: at 10,000 samples
-#   that is 120,000 image-steps less, what brings the all-detector audit within the plain aum script's
-#   time + 60 s; cl alone falls (ROC-AUC 0.833 -> 0.79), the ensemble, which the review ranks by, holds.
+#   that is 120,000 image-steps (about 70 s) less; cl falls (ROC-AUC 0.833 -> 0.797 over 3 seeds), the
+#   ensemble, which the review ranks by, moves 0.917 -> 0.915. The all-detector audit still takes longer
+#   than the plain aum script + 60 s here (README, "On a CPU without bf16").
 # - fast: 120,000 image-steps, the plain aum script's 12 epochs at 10,000 samples (ROC-AUC 0.855 there,
 #   level with the script) and 6-epoch K-fold models: a first look at a quarter of the cost.
 PRESETS: dict[str, Preset] = {
@@ -90,7 +91,7 @@ def dynamics_epochs_for(n_train: int, preset: Preset) -> int:
 
 
 def resolve_audit_epochs(preset_name: str | None, epochs: int | None, dynamics_epochs: int | None,
-                         n_train: int, *, uses_dynamics: bool = True) -> tuple[int, int]:
+                         n_train: int, *, uses_dynamics: bool) -> tuple[int, int]:
     """(K-fold epochs, dynamics epochs) of an audit on ``n_train`` training samples, as ``audit`` resolves them.
 
     ``--epochs`` given: the K-fold models' epochs, and the dynamics run's unless ``--dynamics-epochs``

@@ -163,3 +163,16 @@ def test_the_estimate_line_adds_the_embedding_the_audit_does_first(qtbot: QtBot,
     assert dialog.estimate.text().endswith("; plus " + embedding["words"])
     dialog.detector_boxes["knn"].setChecked(False)  # nothing reads embeddings now: nothing to embed
     qtbot.waitUntil(lambda: "plus embedding" not in dialog.estimate.text())
+    assert len(fake_engine) == 1  # cl alone: counted at the rate already known
+
+
+def test_ticking_a_detector_on_embeddings_asks_the_engine_to_time_the_embedding(
+        qtbot: QtBot, tmp_path: Path, fake_engine: list[Any]) -> None:
+    dialog = AuditDialog(TrainOptions(preset="thorough", detectors=["cl"]), project_root=tmp_path, n_train=1000)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: len(fake_engine) == 1)
+    dialog.show_estimate({**answer(1000), "detectors": ["cl"], "embeddings_to_compute": None})
+    dialog.detector_boxes["knn"].setChecked(True)  # the answer for cl alone did not time the embedding
+    qtbot.waitUntil(lambda: len(fake_engine) == 2)
+    options = fake_engine[1][2]
+    assert options[options.index("--detectors") + 1] == "cl,knn"
