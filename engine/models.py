@@ -61,7 +61,8 @@ def _conv_block(in_channels: int, out_channels: int, pool: bool, *, ceil_mode: b
 class Cnn7(nn.Module):
     """Seven 3x3 conv layers in five stages (16 | 32 | 64-64 | 128-128 | 256 channels), global pooling, a linear head.
 
-    The default model. Narrow where the image is large and wide where it is small: a pooling
+    The default model until 2026-12-07 (now its variant ``cnn7p``, pooling before BatchNorm: 10-12%
+    faster in float32). Narrow where the image is large and wide where it is small: a pooling
     after each of the first four stages, so the 256-channel layer works on 2x2 at 32 px. Against
     ``small_cnn`` (four layers, 32-64-128-128) it is deeper (a larger receptive field) with
     about 580k parameters against 240k, and on two CPU cores it trains *faster* (about 3,700

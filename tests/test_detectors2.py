@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.detectors import DetectorInputs, DetectorResult, parse_detectors, required_evidence
+from engine.detectors import DetectorInputs, DetectorResult, ensemble_members, parse_detectors, required_evidence
 from engine.detectors.confident_learning import confident_learning
 from engine.detectors.ensemble import detect as ensemble_detect
 from engine.detectors.ensemble import rank_average
@@ -115,6 +115,21 @@ def test_ensemble_rank_averages_and_counts_agreement() -> None:
     assert tie.suggested.tolist() == [2, 1]  # a tie goes to the detector that ran first
 
 
+def test_cl_stays_out_of_the_ensemble_beside_the_dynamics_run() -> None:
+    # The dynamics run's detectors read the same labels with one model trained longer: cl yields to them.
+    assert ensemble_members(["cl", "aum", "near_duplicate", "knn", "ensemble"]) == ["aum", "knn"]
+    assert ensemble_members(["cl", "ocl"]) == ["ocl"]
+    assert ensemble_members(["cl", "td_lstm", "cartography"]) == ["td_lstm", "cartography"]
+    # ... and only to them: beside knn alone, or beside evidence of a kind it does not know, it stays.
+    assert ensemble_members(["cl", "knn"]) == ["cl", "knn"]
+    assert ensemble_members(["cl", "mine"]) == ["cl", "mine"]
+    earlier = {"cl": member([0.9, 0.1, 0.2, 0.3], [True, False, False, False], [1, -1, -1, -1], 0.25),
+               "aum": member([0.1, 0.9, 0.2, 0.3], [False, True, False, False], [-1, 1, -1, -1], 0.25)}
+    result = ensemble_detect(DetectorInputs(labels=np.array([0, 0, 0, 0]), num_classes=2, earlier=earlier))
+    assert result.summary["members"] == ["aum"]
+    assert result.ranking.tolist() == earlier["aum"].ranking.tolist()
+    assert result.flagged.tolist() == [False, True, False, False]
+
 def test_ensemble_needs_others_and_runs_after_them() -> None:
     with pytest.raises(UserError, match="combines other detectors"):
         parse_detectors("ensemble")
@@ -156,7 +171,8 @@ def test_ocl_and_ensemble_flag_about_as_many_as_are_wrong() -> None:
     assert cl.summary["estimated_noise_rate"] == pytest.approx(0.2, abs=0.03)
     assert "estimated_by" in cl.summary
 
-    ensemble = ensemble_detect(DetectorInputs(labels=labels, num_classes=5, earlier={"cl": cl, "ocl": ocl}))
+    # Under names of their own: cl beside ocl would stay out of the ensemble (it yields to the dynamics run).
+    ensemble = ensemble_detect(DetectorInputs(labels=labels, num_classes=5, earlier={"kfold": cl, "online": ocl}))
     for label in range(5):  # per given class: the median of the members' flagged counts there
         in_class = labels == label
         counts = [int((member.flagged & in_class).sum()) for member in (cl, ocl)]

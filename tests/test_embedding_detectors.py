@@ -127,7 +127,7 @@ def test_other_kinds_of_issue_stay_out_of_the_review_and_the_ensemble_but_knn_jo
     from engine.detectors import ensemble_members
 
     # knn judges labels, and joins the ensemble (it lifts it on both CIFAR-10N label sets: the README)
-    assert ensemble_members(["cl", "aum", "near_duplicate", "outlier", "knn", "ensemble"]) == ["cl", "aum", "knn"]
+    assert ensemble_members(["cl", "near_duplicate", "outlier", "knn", "ensemble"]) == ["cl", "knn"]
     with pytest.raises(UserError, match="ensemble combines other detectors of label issues"):
         parse_detectors("outlier,ensemble")
 

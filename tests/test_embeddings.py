@@ -228,3 +228,15 @@ def test_audit_backbone_embeds_with_the_audits_own_model(small_project: Path) ->
         array, info = load_embeddings(project.root, "audit", project.num_samples)
         assert array.shape == (36, 256)  # cnn7's penultimate layer
         assert info.meta["image_size"] == 16 and audit.id in info.meta["weights"]["weights"]
+
+
+def test_the_embed_batch_holds_a_fixed_number_of_pixels() -> None:
+    from engine.embeddings.job import PIXELS_PER_BATCH, default_batch_size, embed_spec
+
+    # One pass's activations stay in a CPU's caches: fewer images as they grow (README, "Embeddings").
+    assert [default_batch_size(size) for size in (32, 64, 128, 224)] == [256, 64, 16, 5]
+    assert default_batch_size(512) == 1 and default_batch_size(128) * 128 * 128 == PIXELS_PER_BATCH
+    assert embed_spec("efficientnet_lite0")["batch_size"] is None  # resolved at the backbone's size
+    assert embed_spec("efficientnet_lite0", 160, 8)["batch_size"] == 8
+    with pytest.raises(UserError, match="--batch-size 0 is out of range"):
+        embed_spec("efficientnet_lite0", 128, 0)

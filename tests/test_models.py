@@ -29,8 +29,8 @@ def test_small_cnn_is_small_and_classifies() -> None:
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
 
 
-def test_cnn7_is_the_default_and_classifies_images_down_to_the_digits_8_px() -> None:
-    assert TrainConfig().model == DEFAULT_MODEL == "cnn7"
+def test_cnn7p_is_the_default_and_cnn7_classifies_images_down_to_the_digits_8_px() -> None:
+    assert TrainConfig().model == DEFAULT_MODEL == "cnn7p"
     for size in (8, 16, 28, 32, 64):  # pooling rounds up: 8 px keeps a pixel through all five stages
         model = build_model("cnn7", num_classes=7, image_size=size)
         assert model(torch.zeros(2, 3, size, size)).shape == (2, 7)
@@ -253,5 +253,5 @@ def test_a_bad_weights_file_is_a_clear_error_naming_it(tmp_path: Path) -> None:
         TrainConfig(weights=str(tmp_path / "missing.pt"))
     with pytest.raises(UserError, match="--pretrained and --weights both"):
         TrainConfig(model="resnet18", pretrained=True, weights=str(resnet))
-    with pytest.raises(UserError, match="cnn7 has no pretrained weights"):
+    with pytest.raises(UserError, match=f"{DEFAULT_MODEL} has no pretrained weights"):
         TrainConfig(pretrained=True)  # the default model

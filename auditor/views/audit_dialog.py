@@ -36,7 +36,7 @@ CUSTOM = "custom"  # the preset combo's choice once the person sets the epochs o
 ESTIMATE_DELAY_MS = 400  # the estimate waits for the options to settle (debounce)
 MEASURING = "Estimated cost: measuring this computer's speed…"
 RESNETS = ("resnet18", "resnet34", "resnet50")  # the models with ImageNet weights (engine.models.TORCHVISION_RESNETS)
-MODELS = (DEFAULT_MODEL, "cnn7p", "small_cnn", *RESNETS)
+MODELS = (DEFAULT_MODEL, *(name for name in ("cnn7p", "cnn7", "small_cnn") if name != DEFAULT_MODEL), *RESNETS)
 
 
 def option_spin_box(flag: str, *, minimum: int | None = None) -> QSpinBox:

@@ -45,8 +45,8 @@ def add_train_options(parser: argparse.ArgumentParser, *, epochs: int = 12, epoc
     """
     group = parser.add_argument_group("training")
     group.add_argument("--model", default=None,
-                       help="cnn7 (the default, fast on CPU), cnn7p (cnn7 pooling before BatchNorm: faster, a little "
-                       "weaker on small sets), small_cnn (the default until 2026-11-26), resnet18, resnet34, "
+                       help="cnn7p (the default, fast on CPU: cnn7 pooling before BatchNorm), cnn7 (the default until "
+                       "2026-12-07: 10%% slower, a little stronger on small sets), small_cnn, resnet18, resnet34, "
                        "resnet50, or module:callable "
                        "(called with num_classes, returns an nn.Module); with --resume, a run of a module:callable "
                        "model resumes only when you name the same one here")

@@ -11,7 +11,7 @@ from engine.options import ranged
 
 
 def add_parser(subparsers: Any) -> None:
-    from engine.embeddings.job import DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE
+    from engine.embeddings.job import DEFAULT_IMAGE_SIZE, default_batch_size
 
     parser = subparsers.add_parser(
         "embed", help="compute one embedding per sample (for knn, near-duplicates and outliers)",
@@ -28,8 +28,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--image-size", type=ranged("--image-size"), default=None, metavar="N",
                         help=f"input size in pixels (default {DEFAULT_IMAGE_SIZE}: the README's speed table); "
                         "the audit backbone uses its training size")
-    parser.add_argument("--batch-size", type=ranged("--batch-size"), default=DEFAULT_BATCH_SIZE, metavar="N",
-                        help=f"images per forward pass (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--batch-size", type=ranged("--batch-size"), default=None, metavar="N",
+                        help="images per forward pass (default: as many as fit a CPU's caches, "
+                        f"{default_batch_size(DEFAULT_IMAGE_SIZE)} at {DEFAULT_IMAGE_SIZE} px, "
+                        f"{default_batch_size(224)} at 224)")
     parser.add_argument("--force", action="store_true",
                         help="replace embeddings of this backbone made with other settings")
     add_json_option(parser)

@@ -134,14 +134,17 @@ def embeddings_an_audit_computes(project: Any, needs_embeddings: bool,
     return answer
 
 
-def backbone_rate(name: str, image_size: int, project: Any, seconds: float, batch_size: int = 32) -> float:
-    """Images per second through the backbone ``name`` here: ``seconds`` of forward passes on random images."""
+def backbone_rate(name: str, image_size: int, project: Any, seconds: float, batch_size: int | None = None) -> float:
+    """Images per second through the backbone ``name`` here: ``seconds`` of forward passes on random images
+    (``batch_size`` None: the batch the embed job runs at this size)."""
     import time
 
     import torch
 
     from engine.embeddings.backbones import load_backbone
+    from engine.embeddings.job import default_batch_size
 
+    batch_size = default_batch_size(image_size) if batch_size is None else batch_size
     module = load_backbone(name, image_size, project).module
     images = torch.randn(batch_size, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():

@@ -115,6 +115,9 @@ class DetectorInfo:
     combines: bool = False  # reads the results of the detectors that ran before it (DetectorInputs.earlier)
     issue: str = "label"  # the kind of issue it finds (ISSUE_KINDS): only "label" detectors rank the review
     in_ensemble: bool = True  # the ensemble combines it (label detectors only, and only where that helps)
+    # Evidence that, when another detector of the audit reads it, keeps this one out of the ensemble: the
+    # same kind of voice, heard better there (cl's short K-fold models beside the dynamics run).
+    ensemble_yields_to: tuple[str, ...] = ()
 
     def load(self) -> Detector:
         module_name, _, function_name = self.entry.partition(":")
@@ -144,8 +147,11 @@ ISSUE_KINDS = ("label", "duplicate", "outlier")
 DETECTORS: dict[str, DetectorInfo] = {
     info.name: info
     for info in (
+        # Beside a dynamics run cl stays out of the ensemble: its K-fold models read the same labels with
+        # a model trained shorter, and averaging their ranking in lowered the ensemble's (README, "cl and
+        # the ensemble").
         DetectorInfo("cl", "Confident learning (cleanlab, K-fold probabilities)", (OOF_PROBS,),
-                     "engine.detectors.confident_learning:detect"),
+                     "engine.detectors.confident_learning:detect", ensemble_yields_to=(DYNAMICS, CONFIDENT_CLASS)),
         DetectorInfo("aum", "Area under the margin (training dynamics of one run)", (DYNAMICS,),
                      "engine.detectors.aum:detect"),
         DetectorInfo("cartography", "Dataset cartography: confidence over training (one run)", (DYNAMICS,),
@@ -181,9 +187,19 @@ def review_detector(detectors: Sequence[str]) -> str:
 
 
 def ensemble_members(names: Sequence[str]) -> list[str]:
-    """Which of ``names`` (detectors that ran) the ensemble combines: label detectors marked ``in_ensemble``."""
-    return [name for name in names if name != "ensemble"
-            and (name not in DETECTORS or (DETECTORS[name].issue == "label" and DETECTORS[name].in_ensemble))]
+    """Which of ``names`` (detectors that ran) the ensemble combines: label detectors marked ``in_ensemble``,
+    less those that yield to evidence another of ``names`` reads (``DetectorInfo.ensemble_yields_to``)."""
+    label_detectors = [name for name in names if name != "ensemble" and (
+        name not in DETECTORS or (DETECTORS[name].issue == "label" and DETECTORS[name].in_ensemble))]
+
+    def yields(name: str) -> bool:
+        if name not in DETECTORS or not DETECTORS[name].ensemble_yields_to:
+            return False
+        read_by_others = {kind for other in label_detectors if other != name and other in DETECTORS
+                          for kind in DETECTORS[other].requires}
+        return bool(read_by_others & set(DETECTORS[name].ensemble_yields_to))
+
+    return [name for name in label_detectors if not yields(name)]
 
 
 def available_evidence(inputs: DetectorInputs) -> set[str]:

@@ -53,7 +53,7 @@ def early_learning_window(epochs: int) -> slice:
 
     The second quarter of training, when the run is long enough to memorise the wrong labels later;
     the second half when it is not (fewer than :data:`MIN_EPOCHS_TO_MEMORISE` epochs: a large dataset
-    under the thorough preset's image-steps, 18 epochs at 25,000 samples, 9 at 50,000). Memorising a wrong label
+    under the thorough preset's image-steps, 16 epochs at 25,000 samples, 8 at 50,000). Memorising a wrong label
     takes many passes over that sample, so a short run is early learning to its end (its accuracy
     against the truth still rises in the last epoch), and its first quarter is a model still too
     weak to tell. Measured (``cnn7``, float32), true rate / second quarter / second half: the 50,000

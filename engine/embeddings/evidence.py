@@ -30,7 +30,7 @@ def gather_embedding_evidence(ctx: JobContext, spec: dict[str, Any], scored_ids:
     detectors skip: enough that :data:`KNN_NEIGHBORS` scored ones remain on average.
     """
     from engine.embeddings.backbones import DEFAULT_BACKBONE
-    from engine.embeddings.job import DEFAULT_BATCH_SIZE, DEFAULT_IMAGE_SIZE, compute_embeddings
+    from engine.embeddings.job import DEFAULT_IMAGE_SIZE, compute_embeddings
     from engine.embeddings.neighbors import neighbor_graph
 
     project, events = ctx.project, ctx.events
@@ -38,7 +38,7 @@ def gather_embedding_evidence(ctx: JobContext, spec: dict[str, Any], scored_ids:
     source = spec.get("embedding_source")
     if source is None and not embedding_sources(project.root):
         events.log(f"the project has no embeddings yet: computing {DEFAULT_BACKBONE}'s (python -m engine embed)")
-        info, _ = compute_embeddings(ctx, DEFAULT_BACKBONE, DEFAULT_IMAGE_SIZE, DEFAULT_BATCH_SIZE)
+        info, _ = compute_embeddings(ctx, DEFAULT_BACKBONE, DEFAULT_IMAGE_SIZE)
         source = info.source
     array, info = load_embeddings(project.root, source, n)
     share = max(len(scored_ids) / n, 1e-9) if n else 1.0

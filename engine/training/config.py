@@ -20,7 +20,7 @@ def check_precision(precision: str) -> None:
         raise UserError(f"unknown precision {precision!r}", f"use {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}")
 
 
-DEFAULT_MODEL = "cnn7"  # engine/models.py builds it; named here so callers need not import torch
+DEFAULT_MODEL = "cnn7p"  # engine/models.py builds it; named here so callers need not import torch
 
 
 @dataclass

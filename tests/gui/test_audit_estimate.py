@@ -12,6 +12,7 @@ from pytestqt.qtbot import QtBot
 
 import auditor.views.audit_dialog as audit_dialog
 from auditor.views.audit_dialog import MEASURING, AuditDialog, TrainOptions
+from engine.training.config import DEFAULT_MODEL
 from engine.workflows.budget import PRESETS, dynamics_epochs_for
 
 
@@ -43,7 +44,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Path, list[s
 
 
 def answer(n_train: int, rate: float = 1900.0) -> dict[str, Any]:
-    return {"n_train": n_train, "model": "cnn7", "image_size": 32, "precision": "fp32",
+    return {"n_train": n_train, "model": DEFAULT_MODEL, "image_size": 32, "precision": "fp32",
             "rate": {"images_per_s": rate, "source": "measured", "run_id": None,
                      "words": "measured now: 2 s of training steps"},
             "describe": "about 1 image-steps"}

@@ -251,7 +251,7 @@ def test_audit_dialog_builds_engine_arguments(qtbot: QtBot) -> None:
     dialog.device.setCurrentText("cpu")
     dialog.dynamics_epochs.setValue(4)
     args = dialog.options().audit_args()
-    assert args == ["--model", "cnn7", "--epochs", "1", "--image-size", "16", "--device", "cpu", "--seed", "0",
+    assert args == ["--model", "cnn7p", "--epochs", "1", "--image-size", "16", "--device", "cpu", "--seed", "0",
                     "--folds", "2", "--dynamics-epochs", "4", "--detectors", "cl"]
     retrain = AuditDialog(TrainOptions(), retrain=True)
     qtbot.addWidget(retrain)
