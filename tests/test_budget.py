@@ -50,6 +50,7 @@ def test_the_dynamics_epochs_follow_the_number_of_samples_within_the_presets_bou
     assert [dynamics_epochs_for(n, rule) for n in (50, 125, 300, 1000)] == [8, 8, 3, 2]
     # Fast is cheaper than thorough, every one of its numbers.
     assert fast.dynamics_image_steps < thorough.dynamics_image_steps and fast.kfold_epochs <= thorough.kfold_epochs
+    assert fast.kfold_epochs_beside_dynamics <= thorough.kfold_epochs_beside_dynamics
 
 
 def test_explicit_epochs_win_over_the_preset() -> None:
