@@ -54,8 +54,10 @@ def test_the_dynamics_epochs_follow_the_number_of_samples_within_the_presets_bou
 
 
 def test_explicit_epochs_win_over_the_preset() -> None:
-    assert resolve_audit_epochs("fast", None, None, 10_000, uses_dynamics=True) == (PRESETS["fast"].kfold_epochs,
-                                                                 dynamics_epochs_for(10_000, PRESETS["fast"]))
+    fast = PRESETS["fast"]
+    assert resolve_audit_epochs("fast", None, None, 10_000, uses_dynamics=True) == (
+        fast.kfold_epochs_beside_dynamics, dynamics_epochs_for(10_000, fast))
+    assert resolve_audit_epochs("fast", None, None, 10_000, uses_dynamics=False)[0] == fast.kfold_epochs
     assert resolve_audit_epochs("thorough", 3, None, 10_000, uses_dynamics=True) == (3, 3)  # --epochs is both, as before
     assert resolve_audit_epochs("thorough", 3, 7, 10_000, uses_dynamics=True) == (3, 7)
     assert resolve_dynamics_epochs(None, None, 50_000, "thorough") == dynamics_epochs_for(50_000, PRESETS["thorough"])

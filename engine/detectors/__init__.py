@@ -167,7 +167,7 @@ DETECTORS: dict[str, DetectorInfo] = {
                      in_ensemble=False),
         DetectorInfo("outlier", "Outliers: far from their k-th nearest neighbour in embedding space",
                      (EMBEDDINGS,), "engine.detectors.embedding_issues:outliers", issue="outlier", in_ensemble=False),
-        DetectorInfo("ensemble", "Ensemble: rank average of the other detectors of the audit", (),
+        DetectorInfo("ensemble", "Ensemble: rank average of the other detectors (cl only where no training run is chosen)", (),
                      "engine.detectors.ensemble:detect", combines=True),
     )
 }
